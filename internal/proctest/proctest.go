@@ -1,0 +1,308 @@
+// Package proctest runs test participants as real processes: the test
+// binary re-executes itself in a child role that TestMain picks up, so every
+// child has its own address space, pid and fate.
+//
+// In a package's tests:
+//
+//	func TestMain(m *testing.M) {
+//		proctest.Register("adder", func(args []string) error { ... })
+//		proctest.Main(m)
+//	}
+//
+//	func TestX(t *testing.T) {
+//		c := proctest.Start(t, "adder", "/dev/shm/x", "1000")
+//		out := c.WaitOK(t)
+//	}
+//
+// A child reports results by printing lines to stdout; the parent reads
+// them with Child.Line or gets them all from Wait. Files passed in
+// Options.Files appear in the child as fd 3, 4, ... (see ChildFile).
+package proctest
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const envRole = "MPIPC_PROCTEST_ROLE"
+
+// DefaultTimeout bounds how long Wait and Line wait for a child.
+var DefaultTimeout = 60 * time.Second
+
+var (
+	rolesMu sync.Mutex
+	roles   = map[string]func(args []string) error{}
+)
+
+// Register makes fn runnable as a child role. Call it before Main.
+func Register(name string, fn func(args []string) error) {
+	rolesMu.Lock()
+	defer rolesMu.Unlock()
+	if _, dup := roles[name]; dup {
+		panic("proctest: role registered twice: " + name)
+	}
+	roles[name] = fn
+}
+
+// IsChild reports whether this process runs as a child role.
+func IsChild() bool { return os.Getenv(envRole) != "" }
+
+// Main runs the child role if this process is a child, exiting with 0 when
+// the role returns nil and 1 (the error on stderr) otherwise; else it runs
+// the tests with m.Run and exits.
+func Main(m *testing.M) {
+	if role := os.Getenv(envRole); role != "" {
+		rolesMu.Lock()
+		fn := roles[role]
+		rolesMu.Unlock()
+		if fn == nil {
+			fmt.Fprintf(os.Stderr, "proctest: unknown role %q\n", role)
+			os.Exit(2)
+		}
+		if err := fn(os.Args[1:]); err != nil {
+			fmt.Fprintf(os.Stderr, "%s: %v\n", role, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// ChildFile returns the i-th file passed in Options.Files (fd 3+i), in a
+// child.
+func ChildFile(i int) *os.File { return os.NewFile(uintptr(3+i), fmt.Sprintf("extra%d", i)) }
+
+// Options configure Start.
+type Options struct {
+	Args  []string   // the role's arguments
+	Files []*os.File // inherited as fd 3, 4, ...
+	Env   []string   // extra environment, KEY=VALUE
+}
+
+// Child is a running child process.
+type Child struct {
+	tb    testing.TB
+	role  string
+	cmd   *exec.Cmd
+	lines chan string
+	mu    sync.Mutex
+	out   bytes.Buffer
+	errb  bytes.Buffer
+	rdone chan struct{}
+	done  chan struct{}
+	err   error // from cmd.Wait
+	ended atomic.Bool
+}
+
+// Result is how a child ended.
+type Result struct {
+	Code     int            // exit code; -1 if killed by a signal
+	Signal   syscall.Signal // the signal that killed it, or 0
+	Stdout   string
+	Stderr   string
+	TimedOut bool // Wait gave up and killed it
+}
+
+// Start runs role in a new process with args.
+func Start(tb testing.TB, role string, args ...string) *Child {
+	tb.Helper()
+	return StartOpts(tb, role, Options{Args: args})
+}
+
+// StartOpts runs role in a new process.
+func StartOpts(tb testing.TB, role string, o Options) *Child {
+	tb.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		tb.Fatalf("proctest: %v", err)
+	}
+	cmd := exec.Command(exe, o.Args...)
+	cmd.Env = append(append(os.Environ(), envRole+"="+role), o.Env...)
+	cmd.ExtraFiles = o.Files
+	c := &Child{tb: tb, role: role, cmd: cmd, lines: make(chan string, 1024),
+		rdone: make(chan struct{}), done: make(chan struct{})}
+	cmd.Stderr = &lockedWriter{mu: &c.mu, b: &c.errb}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		tb.Fatalf("proctest: %v", err)
+	}
+	if err := cmd.Start(); err != nil {
+		tb.Fatalf("proctest: starting %s: %v", role, err)
+	}
+	go func() {
+		defer close(c.rdone)
+		defer close(c.lines)
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 64<<10), 16<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			c.mu.Lock()
+			c.out.WriteString(line)
+			c.out.WriteByte('\n')
+			c.mu.Unlock()
+			select {
+			case c.lines <- line:
+			default: // nobody reads lines: they stay in out
+			}
+		}
+	}()
+	go func() {
+		<-c.rdone
+		c.err = cmd.Wait()
+		c.ended.Store(true)
+		close(c.done)
+	}()
+	tb.Cleanup(func() {
+		if !c.ended.Load() {
+			c.Kill()
+			<-c.done
+		}
+	})
+	return c
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	b  *bytes.Buffer
+}
+
+func (w *lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+// Pid returns the child's process id.
+func (c *Child) Pid() int { return c.cmd.Process.Pid }
+
+// Kill sends SIGKILL to the child.
+func (c *Child) Kill() { c.cmd.Process.Signal(syscall.SIGKILL) }
+
+// Signal sends sig to the child.
+func (c *Child) Signal(sig os.Signal) error { return c.cmd.Process.Signal(sig) }
+
+// Done is closed when the child has exited and been reaped.
+func (c *Child) Done() <-chan struct{} { return c.done }
+
+// Line returns the child's next line of stdout, failing the test if none
+// comes within timeout (0: DefaultTimeout) or the child exits first.
+func (c *Child) Line(timeout time.Duration) string {
+	c.tb.Helper()
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case l, ok := <-c.lines:
+		if !ok {
+			r := c.Wait(time.Second)
+			c.tb.Fatalf("proctest: %s exited (code %d, signal %v) before printing a line; stderr:\n%s", c.role, r.Code, r.Signal, r.Stderr)
+		}
+		return l
+	case <-t.C:
+		c.tb.Fatalf("proctest: no line from %s within %v", c.role, timeout)
+	}
+	return ""
+}
+
+// Expect reads lines until one equals want, failing the test on timeout.
+func (c *Child) Expect(want string, timeout time.Duration) {
+	c.tb.Helper()
+	deadline := time.Now().Add(max(timeout, time.Millisecond))
+	if timeout <= 0 {
+		deadline = time.Now().Add(DefaultTimeout)
+	}
+	for {
+		if l := c.Line(time.Until(deadline)); l == want {
+			return
+		}
+	}
+}
+
+// Wait waits up to timeout (0: DefaultTimeout) for the child to exit, killing
+// it if it does not, and returns how it ended.
+func (c *Child) Wait(timeout time.Duration) Result {
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	var r Result
+	select {
+	case <-c.done:
+	case <-time.After(timeout):
+		r.TimedOut = true
+		c.Kill()
+		<-c.done
+	}
+	c.mu.Lock()
+	r.Stdout, r.Stderr = c.out.String(), c.errb.String()
+	c.mu.Unlock()
+	r.Code = c.cmd.ProcessState.ExitCode()
+	if ws, ok := c.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		r.Signal = ws.Signal()
+	}
+	return r
+}
+
+// WaitOK waits for the child and fails the test unless it exited with 0. It
+// returns the child's stdout.
+func (c *Child) WaitOK() string {
+	c.tb.Helper()
+	r := c.Wait(0)
+	if r.TimedOut || r.Code != 0 {
+		c.tb.Fatalf("proctest: %s (pid %d) failed: code %d signal %v timed out %v\nstderr:\n%s\nstdout:\n%s",
+			c.role, c.Pid(), r.Code, r.Signal, r.TimedOut, r.Stderr, r.Stdout)
+	}
+	return r.Stdout
+}
+
+// WaitAll waits for every child with WaitOK and returns their stdouts.
+func WaitAll(cs []*Child) []string {
+	outs := make([]string, len(cs))
+	for i, c := range cs {
+		outs[i] = c.WaitOK()
+	}
+	return outs
+}
+
+var seq atomic.Int64
+
+// TempName returns a segment name unique to this test run and registers a
+// cleanup that removes /dev/shm/NAME (and NAME in any dir passed).
+func TempName(tb testing.TB) string {
+	tb.Helper()
+	base := strings.Map(func(r rune) rune {
+		if r == '/' || r == ' ' {
+			return '_'
+		}
+		return r
+	}, tb.Name())
+	if len(base) > 40 {
+		base = base[:40]
+	}
+	name := fmt.Sprintf("mpipc-test-%d-%d-%s", os.Getpid(), seq.Add(1), base)
+	tb.Cleanup(func() {
+		err := os.Remove(filepath.Join("/dev/shm", name))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			tb.Errorf("proctest: removing %s: %v", name, err)
+		}
+	})
+	return name
+}
+
+// Ready is what a child prints when it has set up and waits for Go.
+const Ready = "ready"
+
+// SignalReady prints Ready on stdout (child side).
+func SignalReady() { fmt.Println(Ready) }

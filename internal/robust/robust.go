@@ -1,0 +1,294 @@
+// Package robust is the robust mutex algorithm that mpipc's Lock, RLock and
+// segment header lock share: a futex lock word that names its holder, so
+// that a waiter can tell when the holder died and take the lock over, as a
+// robust pthread mutex does (EOWNERDEAD, pthread_mutex_consistent,
+// ENOTRECOVERABLE).
+//
+// # The lock word
+//
+// One 64-bit word, read and written only with sync/atomic. Its low half is
+// the futex word (the platforms we support are little-endian); its high half
+// is the holder's start tag (see package proc), so pid and tag are set and
+// cleared together by one compare-and-swap.
+//
+//	bits  0..21  holder pid (0: unlocked)
+//	bit  29      not recoverable: a holder that took the lock over from a
+//	             dead owner released it without marking it consistent
+//	bit  30      inconsistent: held by a process that took it over from a
+//	             dead owner and has not yet called Consistent
+//	bit  31      waiters: someone may sleep in the kernel; Unlock must wake
+//	bits 32..63  holder start tag
+//
+// States, named as in runtime/lock_futex.go:
+//
+//	unlocked   0
+//	locked     self          (pid | tag<<32)
+//	contended  self|waiters  (Unlock makes a futex wake)
+//
+// # Owner death
+//
+// A waiter that sleeps wakes up every check interval and asks whether the
+// holder (pid, tag) is still alive; a pid that now belongs to another
+// process counts as dead. If the holder is dead, the waiter swaps the word
+// from the dead holder's value to its own with the inconsistent bit set, and
+// returns [ErrOwnerDead] holding the lock.
+package robust
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/mpipc/mpipc/futex"
+	"github.com/mpipc/mpipc/internal/proc"
+)
+
+const (
+	pidMask        = 1<<proc.PidBits - 1
+	notRecoverable = 1 << 29 // the lock can never be acquired again
+	inconsistent   = 1 << 30 // held after an owner died; Consistent not called
+	waiters        = 1 << 31 // a waiter may sleep in the kernel
+)
+
+// DefaultCheckInterval is how often a sleeping waiter checks whether the
+// holder is alive, when the caller does not say.
+const DefaultCheckInterval = 100 * time.Millisecond
+
+// Errors. They are shared by every lock-like object in mpipc.
+var (
+	// ErrOwnerDead is returned, together with ownership of the lock, when
+	// the previous holder died holding it. The new holder repairs what the
+	// lock guards, calls Consistent, and releases as usual.
+	ErrOwnerDead = errors.New("mpipc: previous owner died holding the lock")
+	// ErrNotRecoverable is returned by every acquire after a lock taken
+	// over from a dead owner was released without being marked consistent.
+	ErrNotRecoverable = errors.New("mpipc: lock is not recoverable")
+	// ErrNotLocked is returned when releasing a lock that is not held.
+	ErrNotLocked = errors.New("mpipc: release of unlocked lock")
+	// ErrNotInconsistent is returned by Consistent on a lock that is not
+	// held in the inconsistent state by the caller.
+	ErrNotInconsistent = errors.New("mpipc: lock is not in the owner-dead state")
+)
+
+// Mutex is a handle on a lock word in shared memory. The zero Mutex is not
+// usable; make one with [New].
+type Mutex struct {
+	w     *uint64
+	check time.Duration
+}
+
+// New returns a handle on the lock word at w, which must be 8-byte aligned.
+// check is the liveness check interval; zero means DefaultCheckInterval.
+func New(w *uint64, check time.Duration) Mutex {
+	if check <= 0 {
+		check = DefaultCheckInterval
+	}
+	return Mutex{w: w, check: check}
+}
+
+func (m Mutex) futexWord() *uint32 { return (*uint32)(unsafe.Pointer(m.w)) }
+
+// TryLock acquires the lock if that needs no wait. It reports whether the
+// lock is now held by the caller; the error is ErrOwnerDead (held) or
+// ErrNotRecoverable (not held).
+func (m Mutex) TryLock() (bool, error) {
+	self := proc.Self().Pack()
+	if atomic.CompareAndSwapUint64(m.w, 0, self) {
+		return true, nil
+	}
+	return m.tryTakeover(self)
+}
+
+// tryTakeover handles a failed fast path for a non-waiting caller.
+func (m Mutex) tryTakeover(self uint64) (bool, error) {
+	for {
+		old := atomic.LoadUint64(m.w)
+		switch {
+		case old == 0:
+			if atomic.CompareAndSwapUint64(m.w, 0, self) {
+				return true, nil
+			}
+			continue
+		case old&notRecoverable != 0:
+			return false, ErrNotRecoverable
+		}
+		if proc.Alive(holder(old)) {
+			return false, nil
+		}
+		if atomic.CompareAndSwapUint64(m.w, old, self|inconsistent|old&waiters) {
+			return true, ErrOwnerDead
+		}
+	}
+}
+
+// Lock acquires the lock, waiting until the deadline (zero: none) or until
+// ctx is done (nil: never). It returns nil, ErrOwnerDead (held),
+// ErrNotRecoverable, futex.ErrTimeout or ctx.Err().
+func (m Mutex) Lock(ctx context.Context, deadline time.Time) error {
+	self := proc.Self().Pack()
+	if atomic.CompareAndSwapUint64(m.w, 0, self) {
+		return nil
+	}
+	return m.lockSlow(ctx, deadline, self)
+}
+
+func (m Mutex) lockSlow(ctx context.Context, deadline time.Time, self uint64) error {
+	// Spin while the holder is running and nobody sleeps.
+	for i := 0; futex.Spin(i); i++ {
+		old := atomic.LoadUint64(m.w)
+		if old == 0 {
+			if atomic.CompareAndSwapUint64(m.w, 0, self) {
+				futex.SpinDone(true)
+				return nil
+			}
+			continue
+		}
+		if old&(waiters|notRecoverable) != 0 {
+			break
+		}
+	}
+	futex.SpinDone(false)
+
+	nextCheck := time.Now().Add(m.check)
+	for {
+		old := atomic.LoadUint64(m.w)
+		if old == 0 {
+			// We may not be the only waiter: take it contended, so our
+			// Unlock wakes the next one.
+			if atomic.CompareAndSwapUint64(m.w, 0, self|waiters) {
+				return nil
+			}
+			continue
+		}
+		if old&notRecoverable != 0 {
+			return ErrNotRecoverable
+		}
+		if old&waiters == 0 {
+			if !atomic.CompareAndSwapUint64(m.w, old, old|waiters) {
+				continue
+			}
+			old |= waiters
+		}
+		wake := nextCheck
+		if !deadline.IsZero() && deadline.Before(wake) {
+			wake = deadline
+		}
+		err := futex.Wait(ctx, m.futexWord(), uint32(old), wake)
+		if err == nil {
+			continue
+		}
+		if err != futex.ErrTimeout {
+			return err // context done
+		}
+		now := time.Now()
+		if !deadline.IsZero() && !now.Before(deadline) {
+			return futex.ErrTimeout
+		}
+		if now.Before(nextCheck) {
+			continue
+		}
+		nextCheck = now.Add(m.check)
+		if atomic.LoadUint64(m.w) == old && !proc.Alive(holder(old)) {
+			if atomic.CompareAndSwapUint64(m.w, old, self|inconsistent|waiters) {
+				return ErrOwnerDead
+			}
+		}
+	}
+}
+
+// Unlock releases the lock. Any process may release it (as Python's Lock
+// allows). Releasing an unlocked lock returns ErrNotLocked; releasing a lock
+// taken over from a dead owner without Consistent makes it not recoverable.
+func (m Mutex) Unlock() error {
+	if atomic.CompareAndSwapUint64(m.w, proc.Self().Pack(), 0) {
+		return nil
+	}
+	return m.unlockSlow()
+}
+
+func (m Mutex) unlockSlow() error {
+	for {
+		old := atomic.LoadUint64(m.w)
+		switch {
+		case old&notRecoverable != 0:
+			return ErrNotRecoverable
+		case old&pidMask == 0:
+			return ErrNotLocked
+		case old&inconsistent != 0:
+			// Released without repair: nobody may ever trust the data.
+			if atomic.CompareAndSwapUint64(m.w, old, notRecoverable) {
+				futex.WakeAll(m.futexWord())
+				return nil
+			}
+			continue
+		}
+		if atomic.CompareAndSwapUint64(m.w, old, 0) {
+			if old&waiters != 0 {
+				futex.Wake(m.futexWord(), 1)
+			}
+			return nil
+		}
+	}
+}
+
+// Consistent marks a lock acquired with ErrOwnerDead as repaired. Only the
+// process holding it may call it.
+func (m Mutex) Consistent() error {
+	for {
+		old := atomic.LoadUint64(m.w)
+		if old&inconsistent == 0 || holder(old) != proc.Self() {
+			return ErrNotInconsistent
+		}
+		if atomic.CompareAndSwapUint64(m.w, old, old&^inconsistent) {
+			return nil
+		}
+	}
+}
+
+// State is a snapshot of the lock word, for inspection.
+type State struct {
+	Held           bool
+	Holder         proc.ID
+	Waiters        bool
+	Inconsistent   bool
+	NotRecoverable bool
+}
+
+// Load returns a snapshot of the lock word.
+func (m Mutex) Load() State { return Decode(atomic.LoadUint64(m.w)) }
+
+// Decode interprets a lock word.
+func Decode(w uint64) State {
+	return State{
+		Held:           w&pidMask != 0,
+		Holder:         holder(w),
+		Waiters:        w&waiters != 0,
+		Inconsistent:   w&inconsistent != 0,
+		NotRecoverable: w&notRecoverable != 0,
+	}
+}
+
+// Valid reports whether w is a lock word this package could have written:
+// garbage from a hostile peer fails it.
+func Valid(w uint64) bool {
+	lo := uint32(w)
+	if lo&^(pidMask|notRecoverable|inconsistent|waiters) != 0 {
+		return false
+	}
+	if lo&notRecoverable != 0 {
+		return w == notRecoverable|uint64(lo&waiters)
+	}
+	if lo&pidMask == 0 {
+		return w == 0 || w == waiters // waiters may linger briefly on 0
+	}
+	return true
+}
+
+func holder(w uint64) proc.ID { return proc.ID{Pid: uint32(w) & pidMask, Tag: uint32(w >> 32)} }
+
+// IsSelf reports whether the lock is held by the calling process.
+func (m Mutex) IsSelf() bool {
+	return holder(atomic.LoadUint64(m.w)) == proc.Self()
+}

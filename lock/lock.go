@@ -1,0 +1,240 @@
+package lock
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/mpipc/mpipc/futex"
+	"github.com/mpipc/mpipc/internal/proc"
+	"github.com/mpipc/mpipc/internal/robust"
+	"github.com/mpipc/mpipc/shm"
+)
+
+// Binary layout of a Lock (Size bytes, little-endian, Align-aligned):
+//
+//	offset 0   uint64  lock word (see package internal/robust)
+//	offset 8   uint32  magic "mplk"
+//	offset 12  uint32  layout version
+//	offset 16  padding to 64 bytes, so the lock word owns its cache line
+const (
+	// Size is the number of bytes a Lock occupies.
+	Size = 64
+	// Align is the alignment a Lock needs (a cache line).
+	Align = 64
+	// Version is the layout version of a Lock.
+	Version = 1
+
+	magic = 0x6b6c706d // "mplk"
+)
+
+// Errors. ErrOwnerDead and ErrNotRecoverable are shared with every
+// lock-like object of mpipc.
+var (
+	// ErrOwnerDead is returned, together with the lock, when its previous
+	// holder died holding it. Repair the guarded state, call Consistent,
+	// then Release.
+	ErrOwnerDead = robust.ErrOwnerDead
+	// ErrNotRecoverable is returned by every acquire once a lock acquired
+	// with ErrOwnerDead was released without Consistent.
+	ErrNotRecoverable = robust.ErrNotRecoverable
+	// ErrNotLocked is returned by Release on a lock that is not held.
+	ErrNotLocked = robust.ErrNotLocked
+	// ErrNotInconsistent is returned by Consistent when the lock is not
+	// held by this process in the owner-dead state.
+	ErrNotInconsistent = robust.ErrNotInconsistent
+)
+
+// Options configure a Lock. The zero value (or nil) means the defaults.
+type Options struct {
+	// CheckInterval is how often a waiter checks whether the holder is
+	// still alive. Default 100 ms: a waiter takes a dead holder's lock
+	// within about this long.
+	CheckInterval time.Duration
+}
+
+func (o *Options) check() time.Duration {
+	if o == nil {
+		return 0
+	}
+	return o.CheckInterval
+}
+
+// Lock is a non-recursive lock shared between processes: Python's
+// multiprocessing.Lock. Obtain one with Create or Open (in a segment) or
+// Init or Attach (in memory you own); the zero Lock is not usable.
+//
+// As in Python, any process or goroutine may release a held Lock. The lock
+// word records the holder's process, so that when the holder dies holding
+// it the next acquirer gets it with ErrOwnerDead (see the package
+// documentation).
+//
+// A Release synchronizes before the Acquire it unblocks, in any process
+// mapping the memory. A Lock handle must not be copied after first use; it
+// is safe for concurrent use by many goroutines.
+type Lock struct {
+	_ noCopy
+	m robust.Mutex
+}
+
+type noCopy struct{}
+
+func (*noCopy) Lock()   {}
+func (*noCopy) Unlock() {}
+
+func check(mem []byte) error {
+	if len(mem) < Size {
+		return fmt.Errorf("lock: memory is %d bytes, need %d: %w", len(mem), Size, shm.ErrCorrupt)
+	}
+	if uintptr(unsafe.Pointer(&mem[0]))%8 != 0 {
+		return fmt.Errorf("lock: memory is not 8-byte aligned: %w", shm.ErrCorrupt)
+	}
+	return nil
+}
+
+// Init initializes an unlocked Lock in mem (at least Size bytes, 8-byte
+// aligned; Align recommended) and returns a handle on it. Nothing else may
+// use mem while Init runs.
+func Init(mem []byte, opts *Options) (*Lock, error) {
+	if err := check(mem); err != nil {
+		return nil, err
+	}
+	w := (*uint64)(unsafe.Pointer(&mem[0]))
+	atomic.StoreUint64(w, 0)
+	atomic.StoreUint32((*uint32)(unsafe.Pointer(&mem[12])), Version)
+	atomic.StoreUint32((*uint32)(unsafe.Pointer(&mem[8])), magic) // publishes the Lock
+	return &Lock{m: robust.New(w, opts.check())}, nil
+}
+
+// Attach returns a handle on a Lock that Init set up in mem, possibly in
+// another process. It fails with shm.ErrCorrupt if mem does not hold one.
+func Attach(mem []byte, opts *Options) (*Lock, error) {
+	if err := check(mem); err != nil {
+		return nil, err
+	}
+	if atomic.LoadUint32((*uint32)(unsafe.Pointer(&mem[8]))) != magic ||
+		atomic.LoadUint32((*uint32)(unsafe.Pointer(&mem[12]))) != Version {
+		return nil, fmt.Errorf("lock: no lock in memory: %w", shm.ErrCorrupt)
+	}
+	w := (*uint64)(unsafe.Pointer(&mem[0]))
+	if !robust.Valid(atomic.LoadUint64(w)) {
+		return nil, fmt.Errorf("lock: invalid lock word: %w", shm.ErrCorrupt)
+	}
+	return &Lock{m: robust.New(w, opts.check())}, nil
+}
+
+func spec(name string) shm.Spec {
+	return shm.Spec{Name: name, Kind: shm.KindLock, KindVersion: Version, Size: Size}
+}
+
+// Create places a new, unlocked Lock named name in seg. It fails with
+// shm.ErrExist if the name is taken.
+func Create(seg *shm.Segment, name string, opts *Options) (*Lock, error) {
+	var l *Lock
+	_, err := seg.Alloc(spec(name), func(mem []byte) (err error) {
+		l, err = Init(mem, opts)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("lock: creating %q: %w", name, err)
+	}
+	return l, nil
+}
+
+// Open attaches to the Lock named name in seg.
+func Open(seg *shm.Segment, name string, opts *Options) (*Lock, error) {
+	mem, err := seg.Lookup(spec(name))
+	if err != nil {
+		return nil, fmt.Errorf("lock: opening %q: %w", name, err)
+	}
+	return Attach(mem, opts)
+}
+
+// Acquire blocks until the lock is held or ctx is done. It returns nil;
+// ErrOwnerDead, holding the lock; ErrNotRecoverable; or ctx.Err(), leaving
+// the lock as it was.
+func (l *Lock) Acquire(ctx context.Context) error {
+	return l.m.Lock(ctx, time.Time{})
+}
+
+// AcquireTimeout waits up to d for the lock and reports whether it is held.
+// A d of zero or less tries once without waiting, like TryAcquire. The error
+// is ErrOwnerDead (held) or ErrNotRecoverable.
+func (l *Lock) AcquireTimeout(d time.Duration) (bool, error) {
+	if d <= 0 {
+		return l.m.TryLock()
+	}
+	err := l.m.Lock(nil, time.Now().Add(d))
+	switch err {
+	case nil:
+		return true, nil
+	case futex.ErrTimeout:
+		return false, nil
+	case ErrOwnerDead:
+		return true, err
+	}
+	return false, err
+}
+
+// TryAcquire acquires the lock if it is free, without waiting, and reports
+// whether it is held. If the holder is dead, the lock is taken over and the
+// error is ErrOwnerDead.
+func (l *Lock) TryAcquire() (bool, error) { return l.m.TryLock() }
+
+// Release releases the lock; any process or goroutine may. Releasing an
+// unheld lock returns ErrNotLocked. Releasing a lock acquired with
+// ErrOwnerDead without calling Consistent first makes it not recoverable.
+func (l *Lock) Release() error { return l.m.Unlock() }
+
+// Consistent marks a lock acquired with ErrOwnerDead as repaired, so that
+// it works normally after Release.
+func (l *Lock) Consistent() error { return l.m.Consistent() }
+
+// State is a snapshot of a Lock, for inspection.
+type State struct {
+	Held           bool
+	HolderPid      int
+	HolderAlive    bool
+	Waiters        bool
+	Inconsistent   bool // held after an owner died; not yet Consistent
+	NotRecoverable bool
+}
+
+// State returns a snapshot of the lock. It reads /proc to tell whether the
+// holder is alive.
+func (l *Lock) State() State {
+	s := l.m.Load()
+	st := State{Held: s.Held, Waiters: s.Waiters, Inconsistent: s.Inconsistent, NotRecoverable: s.NotRecoverable}
+	if s.Held {
+		st.HolderPid = int(s.Holder.Pid)
+		st.HolderAlive = proc.Alive(s.Holder)
+	}
+	return st
+}
+
+// Locker returns a sync.Locker whose Lock and Unlock acquire and release l.
+// They panic on any error other than ErrOwnerDead, which Lock treats as an
+// ordinary acquire after marking the lock consistent: use Acquire when the
+// guarded state needs repair.
+func (l *Lock) Locker() sync.Locker { return locker{l} }
+
+type locker struct{ l *Lock }
+
+func (k locker) Lock() {
+	switch err := k.l.Acquire(nil); err {
+	case nil:
+	case ErrOwnerDead:
+		k.l.Consistent()
+	default:
+		panic("lock: " + err.Error())
+	}
+}
+
+func (k locker) Unlock() {
+	if err := k.l.Release(); err != nil {
+		panic("lock: " + err.Error())
+	}
+}

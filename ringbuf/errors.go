@@ -1,0 +1,23 @@
+package ringbuf
+
+import "errors"
+
+// Errors of the queue, typed queue, joinable queue and pipe. Corrupt shared
+// state is reported with shm.ErrCorrupt.
+var (
+	// ErrFull is returned by TryPut, and by PutTimeout when the queue stays
+	// full for the whole timeout (Python's queue.Full).
+	ErrFull = errors.New("ringbuf: queue full")
+	// ErrEmpty is returned by TryGet, and by GetTimeout when the queue stays
+	// empty for the whole timeout (Python's queue.Empty).
+	ErrEmpty = errors.New("ringbuf: queue empty")
+	// ErrClosed is returned by Put after Close, and by Get once a closed
+	// queue is drained.
+	ErrClosed = errors.New("ringbuf: closed")
+	// ErrTooLarge is returned by Put for a message longer than the queue's
+	// maximum message size.
+	ErrTooLarge = errors.New("ringbuf: message too large")
+	// ErrShortBuffer is returned by a Get into a buffer smaller than the
+	// message; the message stays in the queue.
+	ErrShortBuffer = errors.New("ringbuf: buffer too small for message")
+)

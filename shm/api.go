@@ -1,0 +1,154 @@
+package shm
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"time"
+)
+
+// DefaultDir is where named segments live unless Options.Dir says otherwise.
+const DefaultDir = "/dev/shm"
+
+// ObjectAlign is the alignment of every object placed in a segment.
+const ObjectAlign = 64
+
+// Errors. Each is returned wrapped with context; test with errors.Is.
+var (
+	// ErrNotExist is returned when a segment or a named object does not
+	// exist. errors.Is(err, fs.ErrNotExist) holds too.
+	ErrNotExist = notExist{}
+	// ErrExist is returned when creating a segment or object whose name is
+	// taken. errors.Is(err, fs.ErrExist) holds too.
+	ErrExist = exist{}
+	// ErrNotSegment is returned when a file does not start with the mpipc
+	// segment magic.
+	ErrNotSegment = errors.New("shm: not an mpipc segment")
+	// ErrVersion is returned when a segment has a layout version this
+	// package does not support.
+	ErrVersion = errors.New("shm: unsupported segment layout version")
+	// ErrChecksum is returned when the header's fixed fields do not match
+	// their checksum.
+	ErrChecksum = errors.New("shm: header checksum mismatch")
+	// ErrTruncated is returned when the file is shorter than its header says.
+	ErrTruncated = errors.New("shm: segment file is truncated")
+	// ErrKindMismatch is returned when a named object is of another kind, or
+	// another version of its kind.
+	ErrKindMismatch = errors.New("shm: object kind mismatch")
+	// ErrTypeMismatch is returned when a typed object was created with
+	// another element type.
+	ErrTypeMismatch = errors.New("shm: object type mismatch")
+	// ErrFull is returned when the segment has no room for an object, or
+	// its directory has no free entry.
+	ErrFull = errors.New("shm: segment full")
+	// ErrInvalidName is returned for a segment or object name that is
+	// empty, too long, or not a plain file name.
+	ErrInvalidName = errors.New("shm: invalid name")
+	// ErrCorrupt is returned when shared state cannot have been written by
+	// mpipc: a directory entry or object header out of bounds, an
+	// impossible counter. Every package of mpipc uses it.
+	ErrCorrupt = errors.New("mpipc: corrupt shared state")
+	// ErrNotReady is returned when a named object stays in the
+	// initializing state longer than Options.ReadyTimeout.
+	ErrNotReady = errors.New("shm: object still initializing")
+	// ErrClosed is returned by operations on a closed segment.
+	ErrClosed = errors.New("shm: segment closed")
+)
+
+type notExist struct{}
+
+func (notExist) Error() string        { return "shm: does not exist" }
+func (notExist) Is(target error) bool { return target == fs.ErrNotExist }
+
+type exist struct{}
+
+func (exist) Error() string        { return "shm: already exists" }
+func (exist) Is(target error) bool { return target == fs.ErrExist }
+
+// Kind says what an object in a segment is.
+type Kind uint16
+
+// Object kinds. The numbers are part of the file format: never reuse one.
+const (
+	KindLock Kind = 1 + iota
+	KindRLock
+	KindSemaphore
+	KindBoundedSemaphore
+	KindCondition
+	KindEvent
+	KindBarrier
+	KindValue
+	KindArray
+	KindQueue
+	KindJoinableQueue
+	KindPipe
+	KindBytes // raw bytes, for tests and callers that manage their own layout
+)
+
+var kindNames = [...]string{
+	KindLock: "lock", KindRLock: "rlock", KindSemaphore: "semaphore",
+	KindBoundedSemaphore: "bounded-semaphore", KindCondition: "condition",
+	KindEvent: "event", KindBarrier: "barrier", KindValue: "value",
+	KindArray: "array", KindQueue: "queue", KindJoinableQueue: "joinable-queue",
+	KindPipe: "pipe", KindBytes: "bytes",
+}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) && kindNames[k] != "" {
+		return kindNames[k]
+	}
+	return "kind(" + itoa(int(k)) + ")"
+}
+
+func itoa(i int) string {
+	if i == 0 {
+		return "0"
+	}
+	var b [20]byte
+	n := len(b)
+	for i > 0 {
+		n--
+		b[n] = byte('0' + i%10)
+		i /= 10
+	}
+	return string(b[n:])
+}
+
+// Options configure Create, Open and friends. The zero value (or nil) means
+// the defaults.
+type Options struct {
+	// Dir is the directory of named segments. Default DefaultDir. Ignored
+	// for anonymous segments.
+	Dir string
+	// Size is the total size of a new segment in bytes, header included,
+	// rounded up to a page. Default 1 MiB. Ignored by Open.
+	Size int64
+	// Mode is the permission of a new segment file. Default 0600.
+	Mode os.FileMode
+	// ReadyTimeout bounds how long Lookup waits for an object another
+	// process is still initializing. Default 1 s.
+	ReadyTimeout time.Duration
+}
+
+// Spec names and describes an object to place in, or find in, a segment.
+type Spec struct {
+	Name        string // object name: 1..MaxNameLen bytes, no NUL
+	Kind        Kind
+	KindVersion uint16 // the layout version of the kind
+	Fingerprint uint64 // element type fingerprint for typed objects, else 0
+	// Size is the number of bytes the object needs. Alloc requires it;
+	// Lookup checks it when nonzero.
+	Size int64
+}
+
+// Object describes a directory entry, for inspection.
+type Object struct {
+	Name        string
+	Kind        Kind
+	KindVersion uint16
+	Fingerprint uint64
+	Offset      int64
+	Size        int64
+	Ready       bool
+	Creator     int // pid of the creating process
+}
