@@ -193,6 +193,9 @@ func (l *Lock) Release() error { return l.m.Unlock() }
 // it works normally after Release.
 func (l *Lock) Consistent() error { return l.m.Consistent() }
 
+// Held reports whether the lock is held by anyone, with one atomic load.
+func (l *Lock) Held() bool { return l.m.Load().Held }
+
 // State is a snapshot of a Lock, for inspection.
 type State struct {
 	Held           bool
