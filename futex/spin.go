@@ -3,11 +3,14 @@ package futex
 import (
 	"runtime"
 	"sync/atomic"
+	"time"
 )
 
 // Spin budget, in iterations of [Spin]. Each active iteration executes
-// spinPauses PAUSE (YIELD) instructions, about 0.1-0.5 µs; passive
-// iterations give the processor away with runtime.Gosched.
+// enough PAUSE (YIELD) instructions to last about iterNs nanoseconds (the
+// instruction's cost varies from ~10 to ~140 cycles between CPUs, so it is
+// calibrated once at start); passive iterations give the processor away
+// with runtime.Gosched.
 //
 // The budget adapts per process: a spin that ended in success (the caller
 // got what it waited for without sleeping) doubles the active limit, up to
@@ -15,7 +18,7 @@ import (
 // whose peer is usually running spins up to about 10 µs before it sleeps,
 // and one whose peer is usually asleep spends well under a microsecond.
 const (
-	spinPauses = 30
+	iterNs     = 150
 	maxActive  = 64
 	minActive  = 4
 	passive    = 4
@@ -24,9 +27,30 @@ const (
 var (
 	activeLimit atomic.Int32
 	multicore   = runtime.NumCPU() > 1
+	spinPauses  uint32 // PAUSEs per active iteration, from calibrate
 )
 
-func init() { activeLimit.Store(maxActive / 2) }
+func init() {
+	activeLimit.Store(maxActive / 2)
+	spinPauses = calibrate()
+}
+
+// calibrate measures the cost of the PAUSE instruction and returns how many
+// make one active spin iteration.
+func calibrate() uint32 {
+	const probe = 2000
+	best := time.Duration(1 << 62)
+	for i := 0; i < 3; i++ {
+		t := time.Now()
+		procyield(probe)
+		if d := time.Since(t); d < best {
+			best = d
+		}
+	}
+	perPause := float64(best.Nanoseconds()) / probe
+	n := uint32(iterNs / max(perPause, 0.5))
+	return min(max(n, 1), 300)
+}
 
 // Spin is the bounded spin before sleeping. The caller counts iterations
 // from 0 and stops spinning when Spin returns false:

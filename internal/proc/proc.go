@@ -31,7 +31,10 @@ type ID struct {
 	Tag uint32
 }
 
-var self ID
+var (
+	self       ID
+	selfPacked uint64
+)
 
 func init() {
 	self.Pid = uint32(os.Getpid())
@@ -42,10 +45,14 @@ func init() {
 		t = uint32(os.Getpid())*2654435761 | 1
 	}
 	self.Tag = t
+	selfPacked = self.Pack()
 }
 
 // Self returns the identity of the calling process. It makes no syscall.
 func Self() ID { return self }
+
+// SelfPacked returns Self().Pack(), computed once.
+func SelfPacked() uint64 { return selfPacked }
 
 // Pack returns id as one 64-bit word: tag in the high half, pid in the low.
 func (id ID) Pack() uint64 { return uint64(id.Tag)<<32 | uint64(id.Pid) }
@@ -104,5 +111,5 @@ func stat(pid int) (state byte, tag uint32, err error) {
 	if err != nil {
 		return 0, 0, errors.New("proc: malformed stat")
 	}
-	return fields[0][0], uint32(start) + 1, nil
+	return fields[0][0], uint32(start%0xffffffff) + 1, nil
 }

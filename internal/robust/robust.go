@@ -94,15 +94,15 @@ func (m Mutex) futexWord() *uint32 { return (*uint32)(unsafe.Pointer(m.w)) }
 // lock is now held by the caller; the error is ErrOwnerDead (held) or
 // ErrNotRecoverable (not held).
 func (m Mutex) TryLock() (bool, error) {
-	self := proc.Self().Pack()
-	if atomic.CompareAndSwapUint64(m.w, 0, self) {
+	if atomic.CompareAndSwapUint64(m.w, 0, proc.SelfPacked()) {
 		return true, nil
 	}
-	return m.tryTakeover(self)
+	return m.tryTakeover()
 }
 
 // tryTakeover handles a failed fast path for a non-waiting caller.
-func (m Mutex) tryTakeover(self uint64) (bool, error) {
+func (m Mutex) tryTakeover() (bool, error) {
+	self := proc.SelfPacked()
 	for {
 		old := atomic.LoadUint64(m.w)
 		switch {
@@ -127,14 +127,14 @@ func (m Mutex) tryTakeover(self uint64) (bool, error) {
 // ctx is done (nil: never). It returns nil, ErrOwnerDead (held),
 // ErrNotRecoverable, futex.ErrTimeout or ctx.Err().
 func (m Mutex) Lock(ctx context.Context, deadline time.Time) error {
-	self := proc.Self().Pack()
-	if atomic.CompareAndSwapUint64(m.w, 0, self) {
+	if atomic.CompareAndSwapUint64(m.w, 0, proc.SelfPacked()) {
 		return nil
 	}
-	return m.lockSlow(ctx, deadline, self)
+	return m.lockSlow(ctx, deadline)
 }
 
-func (m Mutex) lockSlow(ctx context.Context, deadline time.Time, self uint64) error {
+func (m Mutex) lockSlow(ctx context.Context, deadline time.Time) error {
+	self := proc.SelfPacked()
 	// Spin while the holder is running and nobody sleeps.
 	for i := 0; futex.Spin(i); i++ {
 		old := atomic.LoadUint64(m.w)
@@ -202,7 +202,7 @@ func (m Mutex) lockSlow(ctx context.Context, deadline time.Time, self uint64) er
 // allows). Releasing an unlocked lock returns ErrNotLocked; releasing a lock
 // taken over from a dead owner without Consistent makes it not recoverable.
 func (m Mutex) Unlock() error {
-	if atomic.CompareAndSwapUint64(m.w, proc.Self().Pack(), 0) {
+	if atomic.CompareAndSwapUint64(m.w, proc.SelfPacked(), 0) {
 		return nil
 	}
 	return m.unlockSlow()

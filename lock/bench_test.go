@@ -1,0 +1,106 @@
+package lock_test
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"unsafe"
+
+	"github.com/mpipc/mpipc/internal/proctest"
+	"github.com/mpipc/mpipc/lock"
+)
+
+// BenchmarkLockUncontended is W1: one acquire+release, no syscall, no
+// allocation. Compare with BenchmarkSyncMutexUncontended in the same run.
+func BenchmarkLockUncontended(b *testing.B) {
+	_, _, l := newShared(b, nil)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		l.Acquire(context.Background())
+		l.Release()
+	}
+}
+
+func BenchmarkLockTryUncontended(b *testing.B) {
+	_, _, l := newShared(b, nil)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		l.TryAcquire()
+		l.Release()
+	}
+}
+
+func BenchmarkSyncMutexUncontended(b *testing.B) {
+	var mu sync.Mutex
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		mu.Lock()
+		mu.Unlock()
+	}
+}
+
+// BenchmarkLockTwoProcesses is W2: this process and a child each do b.N
+// increments of a shared counter under the Lock; reports total ops/s.
+func BenchmarkLockTwoProcesses(b *testing.B) {
+	path, mem, l := newShared(b, nil)
+	start := startWord(mem)
+	c := proctest.Start(b, "contend", path, strconv.Itoa(b.N))
+	c.Expect(proctest.Ready, 0)
+	cnt := counter(mem)
+	b.ReportAllocs()
+	b.ResetTimer()
+	atomic.StoreUint32(start, 1)
+	for i := 0; i < b.N; i++ {
+		l.Acquire(nil)
+		*cnt++
+		l.Release()
+	}
+	c.WaitOK()
+	b.StopTimer()
+	if *cnt != int64(2*b.N) {
+		b.Fatalf("count %d, want %d", *cnt, 2*b.N)
+	}
+	b.ReportMetric(float64(2*b.N)/b.Elapsed().Seconds(), "ops/s")
+}
+
+// BenchmarkLockHandoffGoroutines: two goroutines of one process alternate
+// strictly through the Lock and an atomic turn word.
+func BenchmarkLockHandoffGoroutines(b *testing.B) {
+	_, mem, l := newShared(b, nil)
+	turn := (*uint32)(unsafe.Pointer(&mem[192]))
+	b.ReportAllocs()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; i < b.N; i++ {
+			for {
+				l.Acquire(nil)
+				if atomic.LoadUint32(turn) == 1 {
+					break
+				}
+				l.Release()
+			}
+			atomic.StoreUint32(turn, 0)
+			l.Release()
+		}
+	}()
+	for i := 0; i < b.N; i++ {
+		for {
+			l.Acquire(nil)
+			if atomic.LoadUint32(turn) == 0 {
+				break
+			}
+			l.Release()
+		}
+		atomic.StoreUint32(turn, 1)
+		l.Release()
+	}
+	wg.Wait()
+}
+
+var _ = lock.Size
