@@ -18,10 +18,10 @@ import (
 // whose peer is usually running spins up to about 10 µs before it sleeps,
 // and one whose peer is usually asleep spends well under a microsecond.
 const (
-	iterNs     = 150
-	maxActive  = 64
-	minActive  = 4
-	passive    = 4
+	iterNs    = 150
+	maxActive = 64
+	minActive = 4
+	passive   = 4
 )
 
 var (
