@@ -1,0 +1,308 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	iofs "io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/mpipc/mpipc/lock"
+	"github.com/mpipc/mpipc/shm"
+)
+
+// segPath turns a SEGMENT argument into a file path: a plain name is looked
+// up in /dev/shm, anything with a slash is a path.
+func segPath(arg string) (string, error) {
+	if strings.ContainsRune(arg, '/') {
+		return filepath.Abs(arg)
+	}
+	return shm.Resolve(arg, nil)
+}
+
+// problem describes what Inspect found wrong with a file, and what to do.
+func problem(err error) string {
+	switch {
+	case errors.Is(err, iofs.ErrNotExist):
+		return "no such file"
+	case errors.Is(err, iofs.ErrPermission):
+		return "permission denied (run as the file's owner)"
+	case errors.Is(err, shm.ErrNotSegment):
+		return "not an mpipc segment (foreign file, or a creator died before publishing the header)"
+	case errors.Is(err, shm.ErrVersion):
+		return "unsupported segment layout version (written by another mpipc version)"
+	case errors.Is(err, shm.ErrChecksum):
+		return "corrupt: header checksum mismatch"
+	case errors.Is(err, shm.ErrTruncated):
+		return "corrupt: file shorter than its header says (truncated)"
+	case errors.Is(err, shm.ErrCorrupt):
+		return "corrupt: " + err.Error()
+	}
+	return err.Error()
+}
+
+// alive reports whether a process with pid exists (it may be a reuse of
+// the pid).
+func alive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	err := unix.Kill(pid, 0)
+	return err == nil || err == unix.EPERM
+}
+
+func pidDesc(pid int) string {
+	if pid == 0 {
+		return "-"
+	}
+	if alive(pid) {
+		return fmt.Sprintf("%d (running)", pid)
+	}
+	return fmt.Sprintf("%d (exited)", pid)
+}
+
+func runLs(c *cli, args []string) int {
+	fs := c.flags("ls")
+	all := fs.Bool("a", false, "also list files that are not mpipc segments")
+	if rc := c.parse(fs, args); rc >= 0 {
+		return rc
+	}
+	if fs.NArg() > 1 {
+		return c.usageErr(fs, "at most one directory, got %d arguments", fs.NArg())
+	}
+	dir := shm.DefaultDir
+	if fs.NArg() == 1 {
+		dir = fs.Arg(0)
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return c.fail("ls: reading directory %s: %v", dir, err)
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSIZE\tUSED\tOBJECTS\tCREATOR\tCREATED\tPROBLEM")
+	n := 0
+	for _, e := range ents {
+		if !e.Type().IsRegular() && !*all {
+			continue
+		}
+		path := filepath.Join(dir, e.Name())
+		info, err := shm.Inspect(path)
+		if err != nil && info.Size == 0 { // header unreadable
+			if !*all && (errors.Is(err, shm.ErrNotSegment) || errors.Is(err, iofs.ErrPermission) || !e.Type().IsRegular()) {
+				continue
+			}
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t%s\n", e.Name(), problem(err))
+			n++
+			continue
+		}
+		p := "-"
+		if err != nil {
+			p = problem(err)
+		} else if info.Err != nil {
+			p = problem(info.Err)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\n", e.Name(), bytesize(info.Size), bytesize(info.Used),
+			info.NumObjects, info.MaxObjects, pidDesc(info.CreatorPid), info.Created.Format(time.DateTime), p)
+		n++
+	}
+	if n == 0 {
+		fmt.Fprintf(c.stdout, "no mpipc segments in %s\n", dir)
+		return exitOK
+	}
+	tw.Flush()
+	return exitOK
+}
+
+func bytesize(n int64) string {
+	switch {
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return fmt.Sprintf("%dG", n>>30)
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%dM", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%dK", n>>10)
+	}
+	return fmt.Sprint(n)
+}
+
+func runStat(c *cli, args []string) int {
+	fs := c.flags("stat")
+	if rc := c.parse(fs, args); rc >= 0 {
+		return rc
+	}
+	if fs.NArg() < 1 || fs.NArg() > 2 {
+		return c.usageErr(fs, "want SEGMENT [OBJECT], got %d arguments", fs.NArg())
+	}
+	path, err := segPath(fs.Arg(0))
+	if err != nil {
+		return c.fail("stat: %s: %v", fs.Arg(0), err)
+	}
+	info, err := shm.Inspect(path)
+	if err != nil && info.Size == 0 {
+		return c.fail("stat: %s: %s\n(%v)", path, problem(err), err)
+	}
+	w := c.stdout
+	fmt.Fprintf(w, "segment   %s\n", path)
+	fmt.Fprintf(w, "version   %d\n", info.Version)
+	fmt.Fprintf(w, "size      %d bytes, %d used, header %d\n", info.Size, info.Used, info.HeaderSize)
+	fmt.Fprintf(w, "creator   pid %s, %s\n", pidDesc(info.CreatorPid), info.Created.Format(time.RFC3339))
+	fmt.Fprintf(w, "objects   %d of %d\n", info.NumObjects, info.MaxObjects)
+	if info.LockHolder != 0 {
+		fmt.Fprintf(w, "seg lock  held by pid %s\n", pidDesc(info.LockHolder))
+	} else {
+		fmt.Fprintln(w, "seg lock  free")
+	}
+	bad := err
+	if bad == nil {
+		bad = info.Err
+	}
+	// Live state needs the segment mapped; Inspect has validated its header.
+	var seg *shm.Segment
+	if bad == nil {
+		seg, err = shm.Open(path, nil)
+		if err != nil {
+			bad = err
+		} else {
+			defer seg.Close()
+		}
+	}
+	var found bool
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "OBJECT\tKIND\tTYPE\tOFFSET\tSIZE\tCREATOR\tSTATE")
+	for _, o := range info.Objects {
+		if fs.NArg() == 2 && o.Name != fs.Arg(1) {
+			continue
+		}
+		found = true
+		typ := "-"
+		if o.Fingerprint != 0 {
+			typ = fmt.Sprintf("%016x", o.Fingerprint)
+		}
+		state := "initializing"
+		if o.Ready {
+			state = "(segment not mapped)"
+			if seg != nil {
+				state = liveState(seg, o)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s v%d\t%s\t%d\t%d\t%d\t%s\n", o.Name, o.Kind, o.KindVersion, typ, o.Offset, o.Size, o.Creator, state)
+	}
+	tw.Flush()
+	if bad != nil {
+		return c.fail("stat: %s: %s\n(%v)", path, problem(bad), bad)
+	}
+	if fs.NArg() == 2 && !found {
+		return c.fail("stat: %s: no object named %q (run 'mpipc stat %s' to list them)", path, fs.Arg(1), fs.Arg(0))
+	}
+	return exitOK
+}
+
+// liveState opens o through its package and describes its State().
+func liveState(seg *shm.Segment, o shm.Object) string {
+	d, ok := describers[o.Kind]
+	if !ok {
+		return "(no live state for this kind)"
+	}
+	s, err := d(seg, o.Name)
+	if err != nil {
+		return "cannot open: " + err.Error()
+	}
+	return s
+}
+
+// describers open an object by name and describe its live state.
+var describers = map[shm.Kind]func(seg *shm.Segment, name string) (string, error){
+	shm.KindLock: func(seg *shm.Segment, name string) (string, error) {
+		l, err := lock.Open(seg, name, nil)
+		if err != nil {
+			return "", err
+		}
+		st := l.State()
+		return holderState(st.Held, st.HolderPid, st.HolderAlive, st.Waiters, st.Inconsistent, st.NotRecoverable, ""), nil
+	},
+}
+
+func holderState(held bool, pid int, live, waiters, inconsistent, notRecoverable bool, extra string) string {
+	var parts []string
+	switch {
+	case notRecoverable:
+		parts = append(parts, "NOT RECOVERABLE (released without Consistent after its owner died)")
+	case !held:
+		parts = append(parts, "free")
+	case live:
+		parts = append(parts, fmt.Sprintf("held by pid %d (alive)", pid))
+	default:
+		parts = append(parts, fmt.Sprintf("held by pid %d (DEAD: the next acquirer gets ErrOwnerDead)", pid))
+	}
+	if extra != "" {
+		parts = append(parts, extra)
+	}
+	if inconsistent {
+		parts = append(parts, "inconsistent (owner died; repair pending)")
+	}
+	if waiters {
+		parts = append(parts, "waiters")
+	}
+	return strings.Join(parts, ", ")
+}
+
+func runRm(c *cli, args []string) int {
+	fs := c.flags("rm")
+	force := fs.Bool("f", false, "remove files even if they are not mpipc segments")
+	if rc := c.parse(fs, args); rc >= 0 {
+		return rc
+	}
+	if fs.NArg() == 0 {
+		return c.usageErr(fs, "no SEGMENT given")
+	}
+	rc := exitOK
+	for _, arg := range fs.Args() {
+		if err := rmOne(c.stdout, arg, *force); err != nil {
+			c.fail("rm: %v", err)
+			rc = exitFail
+		}
+	}
+	return rc
+}
+
+func rmOne(w io.Writer, arg string, force bool) error {
+	path, err := segPath(arg)
+	if err != nil {
+		return fmt.Errorf("%s: %w", arg, err)
+	}
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if !fi.Mode().IsRegular() && !force {
+		return fmt.Errorf("%s: not a regular file (%s); not removed (use -f to remove it anyway)", path, fi.Mode().Type())
+	}
+	_, err = shm.Inspect(path)
+	switch {
+	case err == nil:
+	case errors.Is(err, shm.ErrNotSegment) || !fi.Mode().IsRegular():
+		if !force {
+			return fmt.Errorf("%s: %s; not removed (use -f to remove it anyway)", path, problem(err))
+		}
+	case errors.Is(err, iofs.ErrPermission):
+		return fmt.Errorf("%s: cannot read it to check that it is a segment: %w", path, err)
+	default:
+		// A damaged mpipc segment: removing it is what one wants.
+		fmt.Fprintf(w, "%s: %s\n", path, problem(err))
+	}
+	if fi.IsDir() {
+		return fmt.Errorf("%s: is a directory; not removed", path)
+	}
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("removing %s: %w", path, err)
+	}
+	fmt.Fprintf(w, "removed %s\n", path)
+	return nil
+}

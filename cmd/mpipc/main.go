@@ -1,0 +1,183 @@
+// Command mpipc shows, measures and inspects mpipc's shared-memory IPC:
+//
+//	mpipc demo                       worker processes sharing a queue, a value, a lock and a barrier
+//	mpipc bench [-w W1,W6] [-n runs] [-json] [-scale f] [-anchors file]
+//	mpipc ls [-a] [dir]              the segments in a directory (default /dev/shm)
+//	mpipc stat SEGMENT [OBJECT]      a segment's header and objects, with their live state
+//	mpipc rm [-f] SEGMENT...         remove segments
+//
+// Exit status: 0 success, 1 failure, 2 usage error.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/mpipc/mpipc/bench"
+)
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitFail  = 1
+	exitUsage = 2
+)
+
+type verb struct {
+	name, args, summary string
+	run                 func(c *cli, args []string) int
+}
+
+var verbs []verb
+
+func init() {
+	verbs = []verb{
+		{"demo", "[-workers n] [-tasks n]", "run worker processes that share a queue, a value, a lock and a barrier", runDemo},
+		{"bench", "[-w W1,W6] [-n runs] [-json] [-scale f] [-anchors file]", "run the cross-process benchmark suite with its peers", runBench},
+		{"ls", "[-a] [dir]", "list the mpipc segments in a directory (default /dev/shm)", runLs},
+		{"stat", "SEGMENT [OBJECT]", "show a segment's header and objects with their live state", runStat},
+		{"rm", "[-f] SEGMENT...", "remove segments (refuses files that are not mpipc segments unless -f)", runRm},
+	}
+}
+
+// cli carries the streams of one invocation, so that tests can run verbs
+// in process.
+type cli struct {
+	stdout, stderr io.Writer
+}
+
+func main() {
+	bench.WorkerMain() // the benchmark re-executes this binary for its workers
+	demoWorkerMain()   // and so does the demo
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	c := &cli{stdout: stdout, stderr: stderr}
+	if len(args) == 0 {
+		c.usage(stderr)
+		return exitUsage
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		c.usage(stdout)
+		return exitOK
+	}
+	for _, v := range verbs {
+		if v.name == args[0] {
+			return v.run(c, args[1:])
+		}
+	}
+	fmt.Fprintf(stderr, "mpipc: unknown command %q\n\n", args[0])
+	c.usage(stderr)
+	return exitUsage
+}
+
+func (c *cli) usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: mpipc COMMAND [flags] [args]")
+	fmt.Fprintln(w, "\nmpipc shows, measures and inspects shared-memory IPC between processes.\n\ncommands:")
+	for _, v := range verbs {
+		fmt.Fprintf(w, "  %-6s %s\n", v.name, v.summary)
+	}
+	fmt.Fprintln(w, "\nRun 'mpipc COMMAND --help' for a command's flags.")
+}
+
+// flags returns a FlagSet for verb whose usage names its arguments.
+func (c *cli) flags(name string) *flag.FlagSet {
+	var v verb
+	for _, x := range verbs {
+		if x.name == name {
+			v = x
+		}
+	}
+	fs := flag.NewFlagSet("mpipc "+name, flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	fs.Usage = func() {
+		w := fs.Output()
+		fmt.Fprintf(w, "usage: mpipc %s %s\n\n%s.\n", v.name, v.args, upperFirst(v.summary))
+		if help := verbHelp[name]; help != "" {
+			fmt.Fprintf(w, "\n%s\n", strings.TrimSpace(help))
+		}
+		var any bool
+		fs.VisitAll(func(*flag.Flag) { any = true })
+		if any {
+			fmt.Fprintln(w, "\nflags:")
+			fs.PrintDefaults()
+		}
+	}
+	return fs
+}
+
+// parse parses args; it returns -1 to go on, or the exit code: 0 after
+// --help (usage on stdout), 2 on a usage error.
+func (c *cli) parse(fs *flag.FlagSet, args []string) int {
+	usage := fs.Usage
+	fs.Usage = func() {} // printed below, once, on the right stream
+	err := fs.Parse(args)
+	fs.Usage = usage
+	if errors.Is(err, flag.ErrHelp) {
+		fs.SetOutput(c.stdout)
+		fs.Usage()
+		return exitOK
+	}
+	if err != nil { // the flag package has printed what is wrong
+		fs.Usage()
+		return exitUsage
+	}
+	return -1
+}
+
+// usageErr reports a usage error of verb fs and returns exitUsage.
+func (c *cli) usageErr(fs *flag.FlagSet, format string, args ...any) int {
+	fmt.Fprintf(c.stderr, "%s: %s\n", fs.Name(), fmt.Sprintf(format, args...))
+	fs.Usage()
+	return exitUsage
+}
+
+// fail reports a failure and returns exitFail.
+func (c *cli) fail(format string, args ...any) int {
+	fmt.Fprintf(c.stderr, "mpipc: "+format+"\n", args...)
+	return exitFail
+}
+
+func upperFirst(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+var verbHelp = map[string]string{
+	"demo": `
+Starts worker processes (this binary, re-executed). They take tasks from a
+shared queue, add their results to a shared value under a lock, and meet at a
+barrier between phases; the parent prints what each worker did and checks the
+total. The segment is removed at the end, also on SIGINT or SIGTERM.`,
+	"bench": `
+Runs workloads W1..W9 (see bench/README or /work/shared/anchors/README.md)
+with mpipc and with peers measured in the same run (sync.Mutex and channels in
+one process; os.Pipe and unix SOCK_SEQPACKET sockets across processes). Every
+case starts its workers as separate processes (this binary, re-executed),
+releases them together and checks its result. Cases run round-robin over the
+runs; the table shows the median over the runs with min and max, and the ratio
+to each peer (above 1: mpipc better). -anchors merges a results-*.jsonl file
+written by the anchors' run.sh (C and Python figures) as further peers.`,
+	"ls": `
+Lists the mpipc segments in DIR (default /dev/shm): size, bytes used, objects,
+creator pid and creation time. Files that are not mpipc segments are skipped
+unless -a is given; damaged segments are listed with what is wrong.`,
+	"stat": `
+Prints a segment's header and its objects: name, kind, type fingerprint, size,
+and each object's live state (lock holder and whether it is alive, waiters,
+semaphore value, barrier round, queue length, event flag). SEGMENT is a name in
+/dev/shm or a path. On a damaged or foreign file it says what is wrong and
+exits 1.`,
+	"rm": `
+Removes segments. SEGMENT is a name in /dev/shm or a path. A file that is not
+an mpipc segment is left alone unless -f is given. Processes that have the
+segment mapped keep using it until they close it.`,
+}
