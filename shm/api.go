@@ -53,6 +53,9 @@ var (
 	ErrNotReady = errors.New("shm: object still initializing")
 	// ErrClosed is returned by operations on a closed segment.
 	ErrClosed = errors.New("shm: segment closed")
+	// ErrInvalidSize is returned for a negative segment size, an object
+	// size that is not positive, or a directory capacity out of range.
+	ErrInvalidSize = errors.New("shm: invalid size")
 )
 
 type notExist struct{}
@@ -126,8 +129,15 @@ type Options struct {
 	// Mode is the permission of a new segment file. Default 0600.
 	Mode os.FileMode
 	// ReadyTimeout bounds how long Lookup waits for an object another
-	// process is still initializing. Default 1 s.
+	// process is still initializing, and how long OpenOrCreate waits for
+	// another process to publish the header of a segment it is creating.
+	// Default 1 s.
 	ReadyTimeout time.Duration
+	// MaxObjects is the directory capacity of a new segment: how many
+	// named objects it can hold. Default DefaultMaxObjects (64), at most
+	// MaxMaxObjects. Each entry takes 96 bytes of the header. Ignored by
+	// Open.
+	MaxObjects int
 }
 
 // Spec names and describes an object to place in, or find in, a segment.

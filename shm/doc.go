@@ -1,0 +1,110 @@
+// Package shm manages segments: files mapped MAP_SHARED by many processes,
+// with a header and a directory of named objects that mpipc's primitives are
+// placed in.
+//
+// A named segment is a file, by default in /dev/shm ([Create], [Open],
+// [OpenOrCreate], [Remove]). A name is a plain file name looked up in
+// Options.Dir, or an absolute path used as is ([Resolve]); it can never
+// climb out of its directory. An anonymous segment is a sealed memfd
+// ([CreateAnonymous]) that a child started with os/exec inherits through
+// exec.Cmd.ExtraFiles and maps with [OpenFile].
+//
+// Objects are placed by name, as Boost.Interprocess's construct<T>(name)
+// and find<T>(name) do: [Segment.Alloc] reserves a zeroed, 64-byte aligned
+// region, runs the object's initializer and publishes the entry "ready";
+// [Segment.Lookup] finds it, checks its kind, kind version, type
+// fingerprint and size, and waits a bounded time for one still being
+// initialized.
+//
+// # Binary layout
+//
+// All integers are little-endian; offsets are from the start of the file.
+// The words marked atomic change after creation and are read and written
+// only with atomic instructions.
+//
+//	offset  size  field
+//	0       4     magic 0x6773706d ("mpsg" in file order); stored last, atomically: it publishes the header
+//	4       4     layout version (1)
+//	8       4     header size H: the offset of the first object = align64(192 + 96*N)
+//	12      4     directory capacity N (1..65536)
+//	16      8     total size S of the segment, header included (the file may be longer)
+//	24      8     creator: pid (low 32 bits) | start tag (high 32 bits, see internal/proc)
+//	32      8     creation time, Unix nanoseconds
+//	40      4     directory entry size (96)
+//	44      4     directory offset (192)
+//	48      8     reserved, zero
+//	56      8     checksum: FNV-1a 64 over bytes 0..55
+//	64      8     segment lock word (atomic; internal/robust), alone on its cache line
+//	128     8     allocation offset (atomic): the first free byte, in [H, S], 64-aligned
+//	192     96*N  directory entries
+//	H       S-H   objects, each at a 64-aligned offset
+//
+// FNV-1a 64: h = 14695981039346656037; for each byte c: h ^= c; h *= 1099511628211 (mod 2^64).
+//
+// A directory entry (96 bytes, at 192 + 96*i):
+//
+//	offset  size  field
+//	0       4     state (atomic): 0 free, 1 initializing, 2 ready
+//	4       2     kind (see Kind)
+//	6       2     kind version
+//	8       8     type fingerprint (0 for untyped objects)
+//	16      8     object offset from the start of the segment
+//	24      8     object size in bytes
+//	32      8     creator: pid | start tag<<32
+//	40      8     reserved, zero
+//	48      48    name, NUL-padded (at most 47 bytes, so always NUL-terminated)
+//
+// An entry's fields are written before its state; a reader that loads
+// state "ready" (an acquire) may read them, and a ready entry never changes
+// again. A reader in another language: check magic, version and checksum,
+// then for each entry with state 2 read the fields and check
+// H <= offset, offset+size <= S.
+//
+// # Validation
+//
+// Open, OpenFile and [Inspect] validate without touching a mapping: fstat,
+// then pread of the header, then in this order magic ([ErrNotSegment]),
+// version ([ErrVersion]), checksum ([ErrChecksum]), the fields themselves
+// ([ErrCorrupt]: a hostile writer can recompute a checksum), and the file
+// size against S ([ErrTruncated]). Only then is the file mapped. Every
+// directory entry is bounds-checked, overflow-safe, before it is used;
+// a bad one gives [ErrCorrupt], never an out-of-range slice.
+//
+// # Concurrent creation and crashes
+//
+// Allocation scans the directory and reserves an entry under the segment
+// lock, a robust lock word: when a process dies inside the locked part of
+// Alloc, the next allocator takes the lock over, repairs the directory (it
+// frees entries left initializing by dead creators and moves the
+// allocation offset past every object) and goes on. Of two processes
+// allocating one name at once, exactly one wins; the other gets
+// [ErrExist] (it does not attach: call Lookup for that). An entry whose
+// creator died while initializing it (outside the lock) is freed by the
+// next Alloc of the same name, or by the next repair; until then Lookup
+// reports [ErrNotReady] and says that the creator has died. Freed entries
+// are reused; the space of a freed object is not.
+//
+// Of processes racing [OpenOrCreate], one creates the file with O_EXCL and
+// the others open it and wait up to Options.ReadyTimeout for the header to
+// be published (the magic is stored last). If the creator fails and removes
+// the file, the waiters start over.
+//
+// # Caveats
+//
+//   - The file size is fixed at creation. A process that can write the
+//     file can still ftruncate a named segment under others' mappings, and
+//     then their accesses fault with SIGBUS. Anonymous segments are sealed
+//     against this; named ones rely on the file's mode (0600 by default).
+//   - On a file system without fallocate, Create falls back to a sparse
+//     file, and running out of space later raises SIGBUS.
+//   - A process that dies between creating the file and publishing its
+//     header leaves a file that Open and OpenOrCreate reject with
+//     ErrNotSegment; remove it.
+//   - Space is never reclaimed: there is no Free. A failed or crashed
+//     initialization leaves its region unused until the segment is
+//     recreated.
+//   - The segment lock is waited on for at most 10 s: a process stopped
+//     (SIGSTOP) inside Alloc makes others' Alloc fail, not hang.
+//   - A Segment that is dropped without Close keeps its mapping: objects
+//     may still point into it, so there is no finalizer that unmaps.
+package shm

@@ -1,0 +1,99 @@
+package shm
+
+import (
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/mpipc/mpipc/internal/robust"
+	"golang.org/x/sys/unix"
+)
+
+// Info describes a segment, for inspection (mpipc ls and stat).
+type Info struct {
+	Path       string
+	Version    int       // layout version
+	Size       int64     // total size in bytes, header included
+	HeaderSize int64     // bytes before the first object
+	Used       int64     // bytes allocated, header included (the allocation offset)
+	MaxObjects int       // directory capacity
+	NumObjects int       // directory entries in use, corrupt ones included
+	CreatorPid int       // pid of the process that created the segment
+	Created    time.Time // when the segment was created
+	LockHolder int       // pid holding the segment lock, 0 if free
+	Objects    []Object  // the valid entries in use, in directory order
+	// Err is the first problem found in the directory or the mutable
+	// header words (it wraps ErrCorrupt), or nil.
+	Err error
+}
+
+// infoFrom decodes the header bytes b (headerSize bytes at least).
+func infoFrom(path string, h header, b []byte) Info {
+	inf := Info{
+		Path:       path,
+		Version:    LayoutVersion,
+		Size:       h.size,
+		HeaderSize: h.headerSize,
+		MaxObjects: h.capacity,
+		CreatorPid: int(h.creator.Pid),
+		Created:    unixTime(h.created),
+	}
+	inf.Objects, inf.NumObjects, inf.Err = listObjects(b, h)
+	w := atomic.LoadUint64(u64(b, offLock))
+	if !robust.Valid(w) && inf.Err == nil {
+		inf.Err = fmt.Errorf("segment lock word %#x: %w", w, ErrCorrupt)
+	}
+	inf.LockHolder = int(robust.Decode(w).Holder.Pid)
+	a := atomic.LoadUint64(u64(b, offAlloc))
+	if a < uint64(h.headerSize) || a > uint64(h.size) || a%ObjectAlign != 0 {
+		if inf.Err == nil {
+			inf.Err = fmt.Errorf("allocation offset %d: %w", a, ErrCorrupt)
+		}
+	} else {
+		inf.Used = int64(a)
+	}
+	return inf
+}
+
+// Info returns a snapshot of the segment's header and directory. After
+// Close it reports the path and the fixed header fields only.
+func (s *Segment) Info() Info {
+	if s.mem == nil {
+		return Info{Path: s.path, Version: LayoutVersion, Size: s.hdr.size, HeaderSize: s.hdr.headerSize,
+			MaxObjects: s.hdr.capacity, CreatorPid: int(s.hdr.creator.Pid), Created: unixTime(s.hdr.created)}
+	}
+	return infoFrom(s.path, s.hdr, s.mem[:s.hdr.headerSize])
+}
+
+// Inspect validates the header of the segment file at path exactly as Open
+// does, without mapping it, and describes the segment. path is used as
+// given (not resolved against DefaultDir; see Resolve) and opened
+// read-only with O_NOFOLLOW. The header and directory are read with one
+// pread: a snapshot that may be torn if another process allocates at the
+// same moment. If the directory has a corrupt entry, Inspect returns the
+// Info it could read together with an error wrapping ErrCorrupt.
+func Inspect(path string) (Info, error) {
+	inf, err := inspect(path)
+	if err != nil {
+		return inf, fmt.Errorf("shm: inspecting %s: %w", path, err)
+	}
+	return inf, nil
+}
+
+func inspect(path string) (Info, error) {
+	f, err := openFd(path, unix.O_RDONLY, 0)
+	if err != nil {
+		return Info{Path: path}, err
+	}
+	defer f.Close()
+	h, _, err := readHeader(f)
+	if err != nil {
+		return Info{Path: path}, err
+	}
+	b := make([]byte, h.headerSize)
+	if _, err := f.ReadAt(b, 0); err != nil {
+		return Info{Path: path}, fmt.Errorf("reading directory: %w", err)
+	}
+	inf := infoFrom(path, h, b)
+	return inf, inf.Err
+}
