@@ -1,0 +1,264 @@
+package semaphore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/mpipc/mpipc/futex"
+	"github.com/mpipc/mpipc/shm"
+)
+
+// Binary layout of a Semaphore or BoundedSemaphore (Size bytes,
+// little-endian, Align-aligned):
+//
+//	offset 0   uint32  state word (see below); the futex word
+//	offset 4   uint32  magic "mpsm"
+//	offset 8   uint32  layout version
+//	offset 12  uint32  kind: 1 Semaphore, 2 BoundedSemaphore
+//	offset 16  uint32  bound: the initial value of a BoundedSemaphore, else 0
+//	offset 20  padding to 64 bytes, so the state word owns its cache line
+const (
+	// Size is the number of bytes a Semaphore or BoundedSemaphore occupies.
+	Size = 64
+	// Align is the alignment they need (a cache line).
+	Align = 64
+	// Version is the layout version.
+	Version = 1
+
+	// MaxValue is the largest value a semaphore can hold.
+	MaxValue = math.MaxUint32 >> valueShift
+
+	magic        = 0x6d73706d // "mpsm"
+	kindPlain    = 1
+	kindBounded  = 2
+	offMagic     = 4
+	offVersion   = 8
+	offKind      = 12
+	offBound     = 16
+	checkedBytes = 20
+)
+
+// The state word.
+//
+//	bit  0      waiters: a waiter may sleep in the kernel; Release must wake
+//	bits 1..31  value
+//
+// Wake policy. The waiters bit is a flag, not a count: a Release that finds
+// it set clears it and wakes every sleeper; the sleepers that find no unit
+// left set it again and go back to sleep. A count would let Release wake
+// exactly n, but a waiter killed while registered would leave the count
+// too high forever, costing every later Release a system call. With the
+// flag, a dead waiter costs at most one wake system call, by the next
+// Release, and the semaphore never wedges: sleepers re-check the word after
+// every wakeup.
+const (
+	waiters    = 1 << iota // a waiter may sleep in the kernel
+	valueShift = iota      // the value counts from here
+)
+
+// pollSpins is how many times a waiter polls the state word, without a
+// pause, before it spins with futex.Spin. Each futex.Spin iteration pauses
+// for 30 PAUSE instructions, 0.7-1.5 µs depending on the CPU, which caps a
+// ping-pong between two running processes at one handoff per iteration;
+// polling first catches a handoff within one cache-line transfer. 1024
+// loads of a cached line take about 1-3 µs.
+const pollSpins = 1 << 10
+
+// Errors.
+var (
+	// ErrNegative is returned by the constructors for a negative initial
+	// value.
+	ErrNegative = errors.New("semaphore: initial value must be >= 0")
+	// ErrOverflow is returned when a value would exceed MaxValue. The
+	// semaphore is left unchanged.
+	ErrOverflow = errors.New("semaphore: value would overflow")
+	// ErrReleasedTooMany is returned when Release would raise a
+	// BoundedSemaphore above its initial value. The value is left
+	// unchanged.
+	ErrReleasedTooMany = errors.New("semaphore: released too many times")
+	// ErrInvalidCount is returned by Release for n < 1.
+	ErrInvalidCount = errors.New("semaphore: release count must be one or more")
+)
+
+// Options configure a semaphore. The zero value (or nil) means the
+// defaults; there are none yet, and the struct is here so that the
+// constructors read like every other mpipc constructor.
+type Options struct{}
+
+type noCopy struct{}
+
+func (*noCopy) Lock()   {}
+func (*noCopy) Unlock() {}
+
+// sem is the algorithm both public types share.
+type sem struct {
+	w       *uint32 // state word
+	bound   uint32  // the most a bounded semaphore may hold
+	bounded bool
+}
+
+func check(mem []byte) error {
+	if len(mem) < Size {
+		return fmt.Errorf("semaphore: memory is %d bytes, need %d: %w", len(mem), Size, shm.ErrCorrupt)
+	}
+	if uintptr(unsafe.Pointer(&mem[0]))%8 != 0 {
+		return fmt.Errorf("semaphore: memory is not 8-byte aligned: %w", shm.ErrCorrupt)
+	}
+	return nil
+}
+
+func word(mem []byte, off int) *uint32 { return (*uint32)(unsafe.Pointer(&mem[off])) }
+
+func initSem(mem []byte, value int, kind uint32) (sem, error) {
+	if err := check(mem); err != nil {
+		return sem{}, err
+	}
+	if value < 0 {
+		return sem{}, ErrNegative
+	}
+	if value > MaxValue {
+		return sem{}, ErrOverflow
+	}
+	var bound uint32
+	if kind == kindBounded {
+		bound = uint32(value)
+	}
+	atomic.StoreUint32(word(mem, 0), uint32(value)<<valueShift)
+	atomic.StoreUint32(word(mem, offVersion), Version)
+	atomic.StoreUint32(word(mem, offKind), kind)
+	atomic.StoreUint32(word(mem, offBound), bound)
+	atomic.StoreUint32(word(mem, offMagic), magic) // publishes the semaphore
+	return sem{w: word(mem, 0), bound: bound, bounded: kind == kindBounded}, nil
+}
+
+func attachSem(mem []byte, kind uint32) (sem, error) {
+	if err := check(mem); err != nil {
+		return sem{}, err
+	}
+	if atomic.LoadUint32(word(mem, offMagic)) != magic ||
+		atomic.LoadUint32(word(mem, offVersion)) != Version {
+		return sem{}, fmt.Errorf("semaphore: no semaphore in memory: %w", shm.ErrCorrupt)
+	}
+	if k := atomic.LoadUint32(word(mem, offKind)); k != kind {
+		return sem{}, fmt.Errorf("semaphore: memory holds kind %d, want %d: %w", k, kind, shm.ErrCorrupt)
+	}
+	bound := atomic.LoadUint32(word(mem, offBound))
+	s := sem{w: word(mem, 0), bound: bound, bounded: kind == kindBounded}
+	if kind == kindBounded {
+		if bound > MaxValue || s.value() > int(bound) {
+			return sem{}, fmt.Errorf("semaphore: value %d above bound %d: %w", s.value(), bound, shm.ErrCorrupt)
+		}
+	} else if bound != 0 {
+		return sem{}, fmt.Errorf("semaphore: unbounded semaphore with a bound: %w", shm.ErrCorrupt)
+	}
+	return s, nil
+}
+
+func (s *sem) value() int { return int(atomic.LoadUint32(s.w) >> valueShift) }
+
+func atomicLoad(w *uint32) uint32 { return atomic.LoadUint32(w) }
+
+// tryAcquire takes one unit if there is one. It makes no syscall.
+func (s *sem) tryAcquire() bool {
+	for {
+		old := atomic.LoadUint32(s.w)
+		if old>>valueShift == 0 {
+			return false
+		}
+		if atomic.CompareAndSwapUint32(s.w, old, old-1<<valueShift) {
+			return true
+		}
+	}
+}
+
+// acquireSlow takes one unit, waiting until the deadline (zero: none) or
+// until ctx is done (nil: never). It returns nil, futex.ErrTimeout or
+// ctx.Err(); on error the value is unchanged (nothing was taken).
+func (s *sem) acquireSlow(ctx context.Context, deadline time.Time) error {
+	// Spin before registering as a waiter, so that a releaser running on
+	// another CPU hands over without a system call on either side. First
+	// poll the word without pausing (see pollSpins), then spin with
+	// futex.Spin.
+	for i := 0; i < pollSpins; i++ {
+		if atomic.LoadUint32(s.w)>>valueShift != 0 && s.tryAcquire() {
+			futex.SpinDone(true)
+			return nil
+		}
+	}
+	for i := 0; futex.Spin(i); i++ {
+		if s.tryAcquire() {
+			futex.SpinDone(true)
+			return nil
+		}
+	}
+	futex.SpinDone(false)
+	for {
+		old := atomic.LoadUint32(s.w)
+		if old>>valueShift > 0 {
+			// Keep the waiters bit: others may still sleep.
+			if atomic.CompareAndSwapUint32(s.w, old, old-1<<valueShift) {
+				return nil
+			}
+			continue
+		}
+		if old&waiters == 0 {
+			if !atomic.CompareAndSwapUint32(s.w, old, old|waiters) {
+				continue
+			}
+			old |= waiters
+		}
+		if err := futex.Wait(ctx, s.w, old, deadline); err != nil {
+			// A unit may have arrived with the timeout or cancellation;
+			// leaving it to the next acquirer keeps "cancelled leaves
+			// the semaphore unchanged" true.
+			return err
+		}
+	}
+}
+
+// release adds n units, at most up to s.bound if bounded, and wakes the
+// sleepers if any may sleep.
+func (s *sem) release(n int) error {
+	if n < 1 {
+		return ErrInvalidCount
+	}
+	for {
+		old := atomic.LoadUint32(s.w)
+		v := uint64(old >> valueShift)
+		if v+uint64(n) > MaxValue {
+			return ErrOverflow
+		}
+		if s.bounded && v+uint64(n) > uint64(s.bound) {
+			return ErrReleasedTooMany
+		}
+		nw := uint32(v+uint64(n)) << valueShift
+		if atomic.CompareAndSwapUint32(s.w, old, nw) {
+			if old&waiters != 0 {
+				s.wakeSlow()
+			}
+			return nil
+		}
+	}
+}
+
+// wakeSlow is outlined so that release stays small.
+//
+//go:noinline
+func (s *sem) wakeSlow() { futex.WakeAll(s.w) }
+
+func deadlineAfter(d time.Duration) time.Time { return time.Now().Add(d) }
+
+func timeoutResult(err error) (bool, error) {
+	switch err {
+	case nil:
+		return true, nil
+	case futex.ErrTimeout:
+		return false, nil
+	}
+	return false, err
+}
