@@ -1,0 +1,386 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mpipc/mpipc/bench"
+	"github.com/mpipc/mpipc/internal/proctest"
+	"github.com/mpipc/mpipc/lock"
+	"github.com/mpipc/mpipc/shm"
+)
+
+// The test binary plays every role the mpipc binary plays: benchmark and
+// demo workers (re-executed by the verbs) and, with envMain set, mpipc
+// itself (for tests that need a separate process to signal).
+const envMain = "MPIPC_TEST_AS_MPIPC"
+
+func TestMain(m *testing.M) {
+	bench.WorkerMain()
+	demoWorkerMain()
+	if os.Getenv(envMain) != "" {
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	proctest.Register("holdlock", func(args []string) error {
+		seg, err := shm.Open(args[0], nil)
+		if err != nil {
+			return err
+		}
+		l, err := lock.Open(seg, args[1], nil)
+		if err != nil {
+			return err
+		}
+		if err := l.Acquire(nil); err != nil {
+			return err
+		}
+		proctest.SignalReady()
+		time.Sleep(time.Minute) // until killed
+		return nil
+	})
+	proctest.Main(m)
+}
+
+// mpipc runs the command in process and returns its exit code and output.
+func mpipc(t *testing.T, args ...string) (rc int, stdout, stderr string) {
+	t.Helper()
+	var o, e bytes.Buffer
+	rc = run(args, &o, &e)
+	return rc, o.String(), e.String()
+}
+
+// newSegment creates a segment in a fresh directory with a lock named
+// "jobs-lock" and returns its path.
+func newSegment(t *testing.T) (dir, path string) {
+	t.Helper()
+	dir = t.TempDir()
+	seg, err := shm.Create("seg1", &shm.Options{Dir: dir, Size: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lock.Create(seg, "jobs-lock", nil); err != nil {
+		t.Fatal(err)
+	}
+	path = seg.Path()
+	if err := seg.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return dir, path
+}
+
+func foreignFile(t *testing.T, dir string) string {
+	t.Helper()
+	p := filepath.Join(dir, "notes.txt")
+	if err := os.WriteFile(p, bytes.Repeat([]byte("not a segment\n"), 400), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestUsage(t *testing.T) {
+	for _, v := range verbs {
+		rc, out, errOut := mpipc(t, v.name, "--help")
+		if rc != exitOK || !strings.Contains(out, "usage: mpipc "+v.name) || errOut != "" {
+			t.Errorf("%s --help: rc %d, stdout %q, stderr %q", v.name, rc, out, errOut)
+		}
+		rc, _, errOut = mpipc(t, v.name, "-no-such-flag")
+		if rc != exitUsage || !strings.Contains(errOut, "flag provided but not defined") {
+			t.Errorf("%s -no-such-flag: rc %d, stderr %q", v.name, rc, errOut)
+		}
+	}
+	if rc, _, e := mpipc(t); rc != exitUsage || !strings.Contains(e, "usage: mpipc COMMAND") {
+		t.Errorf("no command: rc %d, stderr %q", rc, e)
+	}
+	if rc, _, e := mpipc(t, "frobnicate"); rc != exitUsage || !strings.Contains(e, `unknown command "frobnicate"`) {
+		t.Errorf("unknown command: rc %d, stderr %q", rc, e)
+	}
+	if rc, o, _ := mpipc(t, "--help"); rc != exitOK || !strings.Contains(o, "stat") {
+		t.Errorf("--help: rc %d, stdout %q", rc, o)
+	}
+	for _, args := range [][]string{
+		{"stat"}, {"stat", "a", "b", "c"}, {"rm"}, {"ls", "a", "b"},
+		{"bench", "-n", "0"}, {"bench", "-scale", "-1"}, {"bench", "-w", "W42"}, {"bench", "extra"},
+		{"demo", "-workers", "0"}, {"demo", "extra"},
+	} {
+		if rc, _, e := mpipc(t, args...); rc != exitUsage || !strings.Contains(e, "usage: mpipc "+args[0]) {
+			t.Errorf("%q: rc %d, stderr %q; want usage error", args, rc, e)
+		}
+	}
+}
+
+func TestLs(t *testing.T) {
+	dir, path := newSegment(t)
+	foreign := foreignFile(t, dir)
+	rc, out, e := mpipc(t, "ls", dir)
+	if rc != exitOK {
+		t.Fatalf("ls: rc %d, stderr %s", rc, e)
+	}
+	if !regexp.MustCompile(`seg1\s+64K\s+\S+\s+1/\d+\s+` + fmt.Sprint(os.Getpid()) + ` \(running\)`).MatchString(out) {
+		t.Errorf("ls does not list seg1 with its size, objects and creator:\n%s", out)
+	}
+	if strings.Contains(out, "notes.txt") {
+		t.Errorf("ls lists a foreign file without -a:\n%s", out)
+	}
+	_, out, _ = mpipc(t, "ls", "-a", dir)
+	if !strings.Contains(out, "notes.txt") || !strings.Contains(out, "not an mpipc segment") {
+		t.Errorf("ls -a does not show the foreign file as such:\n%s", out)
+	}
+	// A damaged segment is listed with what is wrong.
+	corrupt(t, path)
+	_, out, _ = mpipc(t, "ls", dir)
+	if !strings.Contains(out, "seg1") || !strings.Contains(out, "checksum") {
+		t.Errorf("ls does not show the corrupt segment as corrupt:\n%s", out)
+	}
+	os.Remove(path)
+	os.Remove(foreign)
+	if rc, out, _ := mpipc(t, "ls", dir); rc != exitOK || !strings.Contains(out, "no mpipc segments") {
+		t.Errorf("ls of an empty dir: rc %d, %q", rc, out)
+	}
+	if rc, _, e := mpipc(t, "ls", filepath.Join(dir, "missing")); rc != exitFail || !strings.Contains(e, "missing") {
+		t.Errorf("ls of a missing dir: rc %d, stderr %q", rc, e)
+	}
+}
+
+// corrupt flips a byte of the header's size field, so that the checksum
+// no longer matches.
+func corrupt(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var b [1]byte
+	f.ReadAt(b[:], 17)
+	b[0] ^= 0x40
+	if _, err := f.WriteAt(b[:], 17); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestStat(t *testing.T) {
+	_, path := newSegment(t)
+	rc, out, e := mpipc(t, "stat", path)
+	if rc != exitOK {
+		t.Fatalf("stat: rc %d, stderr %s", rc, e)
+	}
+	for _, want := range []string{"segment   " + path, "objects   1 of", "jobs-lock", "lock v1", "free"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("stat output lacks %q:\n%s", want, out)
+		}
+	}
+	if rc, out, _ := mpipc(t, "stat", path, "jobs-lock"); rc != exitOK || !strings.Contains(out, "jobs-lock") {
+		t.Errorf("stat SEG OBJECT: rc %d\n%s", rc, out)
+	}
+	if rc, _, e := mpipc(t, "stat", path, "nope"); rc != exitFail || !strings.Contains(e, `no object named "nope"`) {
+		t.Errorf("stat of a missing object: rc %d, stderr %q", rc, e)
+	}
+	if rc, _, e := mpipc(t, "stat", filepath.Join(filepath.Dir(path), "missing")); rc != exitFail || !strings.Contains(e, "no such file") {
+		t.Errorf("stat of a missing file: rc %d, stderr %q", rc, e)
+	}
+}
+
+func TestStatDeadHolder(t *testing.T) {
+	_, path := newSegment(t)
+	c := proctest.Start(t, "holdlock", path, "jobs-lock")
+	c.Expect(proctest.Ready, 10*time.Second)
+	pid := c.Pid()
+	_, out, _ := mpipc(t, "stat", path)
+	if !strings.Contains(out, fmt.Sprintf("held by pid %d (alive)", pid)) {
+		t.Errorf("stat does not show the live holder %d:\n%s", pid, out)
+	}
+	c.Kill()
+	c.Wait(10 * time.Second)
+	rc, out, e := mpipc(t, "stat", path, "jobs-lock")
+	if rc != exitOK {
+		t.Fatalf("stat: rc %d, stderr %s", rc, e)
+	}
+	if !strings.Contains(out, fmt.Sprintf("held by pid %d (DEAD", pid)) {
+		t.Errorf("stat does not show the lock held by dead pid %d:\n%s", pid, out)
+	}
+}
+
+func TestStatCorruptAndForeign(t *testing.T) {
+	dir, path := newSegment(t)
+	corrupt(t, path)
+	rc, _, e := mpipc(t, "stat", path)
+	if rc != exitFail || !strings.Contains(e, "corrupt: header checksum mismatch") || !strings.Contains(e, path) {
+		t.Errorf("stat of a corrupt segment: rc %d, stderr %q", rc, e)
+	}
+	foreign := foreignFile(t, dir)
+	rc, _, e = mpipc(t, "stat", foreign)
+	if rc != exitFail || !strings.Contains(e, "not an mpipc segment") || !strings.Contains(e, foreign) {
+		t.Errorf("stat of a foreign file: rc %d, stderr %q", rc, e)
+	}
+	if _, err := shm.Inspect(foreign); !errors.Is(err, shm.ErrNotSegment) {
+		t.Errorf("the foreign file is not ErrNotSegment but %v", err)
+	}
+}
+
+func TestRm(t *testing.T) {
+	dir, path := newSegment(t)
+	foreign := foreignFile(t, dir)
+	rc, _, e := mpipc(t, "rm", foreign)
+	if rc != exitFail || !strings.Contains(e, "not an mpipc segment") || !strings.Contains(e, "-f") {
+		t.Errorf("rm of a foreign file: rc %d, stderr %q", rc, e)
+	}
+	if _, err := os.Stat(foreign); err != nil {
+		t.Errorf("rm removed the foreign file: %v", err)
+	}
+	if rc, out, _ := mpipc(t, "rm", path); rc != exitOK || !strings.Contains(out, "removed "+path) {
+		t.Errorf("rm of a segment: rc %d, %q", rc, out)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("segment still there after rm: %v", err)
+	}
+	if rc, _, e := mpipc(t, "rm", path); rc != exitFail || !strings.Contains(e, path) {
+		t.Errorf("rm of a missing file: rc %d, stderr %q", rc, e)
+	}
+	if rc, _, _ := mpipc(t, "rm", "-f", foreign); rc != exitOK {
+		t.Errorf("rm -f of a foreign file: rc %d", rc)
+	}
+	if _, err := os.Stat(foreign); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("rm -f left the foreign file: %v", err)
+	}
+	// A damaged segment is still an mpipc segment: rm removes it.
+	_, path = newSegment(t)
+	corrupt(t, path)
+	if rc, out, _ := mpipc(t, "rm", path); rc != exitOK || !strings.Contains(out, "checksum") {
+		t.Errorf("rm of a corrupt segment: rc %d, %q", rc, out)
+	}
+}
+
+func TestBenchJSON(t *testing.T) {
+	rc, out, e := mpipc(t, "bench", "-json", "-scale", "0.01", "-n", "1", "-q")
+	if rc != exitOK {
+		t.Fatalf("bench -json: rc %d\n%s", rc, e)
+	}
+	type line struct {
+		Workload, System, Metric string
+		Value                    *float64
+		N                        *int64
+		Procs                    *int
+	}
+	seen := map[string]bool{}
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		var l line
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatalf("not a JSON line: %q: %v", sc.Text(), err)
+		}
+		if l.Workload == "" || l.Metric == "" || l.Value == nil || *l.Value <= 0 || l.N == nil || *l.N <= 0 || l.Procs == nil || *l.Procs <= 0 {
+			t.Errorf("incomplete line %s", sc.Text())
+		}
+		if !strings.HasPrefix(l.System, "mpipc-") && !knownPeers[l.System] {
+			t.Errorf("system %q is neither mpipc-… nor a known peer", l.System)
+		}
+		seen[l.Workload+" "+l.System] = true
+	}
+	for _, c := range bench.Cases() {
+		if !seen[c.Label()] {
+			t.Errorf("no figure for %s", c.Label())
+		}
+	}
+}
+
+var knownPeers = map[string]bool{"go-sync-mutex": true, "go-chan": true, "go-os-pipe": true, "go-unix-seqpacket": true}
+
+func TestBenchTableAndAnchors(t *testing.T) {
+	anchors := filepath.Join(t.TempDir(), "results-x.jsonl")
+	os.WriteFile(anchors, []byte(`{"workload":"W1","system":"c-futex-mutex","metric":"ns_per_op","value":9.8,"n":100,"runs":[9.7,9.8,10.2],"min":9.7,"max":10.2}
+{"workload":"W1","system":"py-mp-lock","metric":"ns_per_op","value":32.7,"n":100}
+`), 0o600)
+	rc, out, e := mpipc(t, "bench", "-w", "W1,W2", "-scale", "0.01", "-n", "2", "-anchors", anchors)
+	if rc != exitOK {
+		t.Fatalf("bench: rc %d\n%s", rc, e)
+	}
+	for _, re := range []string{
+		`W1\s+ns_per_op\s+mpipc-lock\s+[\d.]+\s+[\d.]+–[\d.]+\s+2\s+go-sync-mutex\s+[\d.]+\s+[\d.]+×`,
+		`c-futex-mutex \(anchors\)\s+9\.80\s+[\d.]+×`,
+		`py-mp-lock \(anchors\)\s+32\.70\s+[\d.]+×`,
+		`W2\s+ops_per_s\s+mpipc-lock.*go-sync-mutex`,
+	} {
+		if !regexp.MustCompile(re).MatchString(out) {
+			t.Errorf("table does not match %s:\n%s", re, out)
+		}
+	}
+	if !strings.Contains(e, "W1 mpipc-lock") {
+		t.Errorf("no progress line on stderr: %q", e)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.jsonl")
+	os.WriteFile(bad, []byte("{not json\n"), 0o600)
+	if rc, _, e := mpipc(t, "bench", "-w", "W1", "-anchors", bad); rc != exitFail || !strings.Contains(e, "bad.jsonl:1") {
+		t.Errorf("bench with a bad anchors file: rc %d, stderr %q", rc, e)
+	}
+	if rc, _, e := mpipc(t, "bench", "-w", "W1", "-anchors", bad+".missing"); rc != exitFail || !strings.Contains(e, "missing") {
+		t.Errorf("bench with a missing anchors file: rc %d, stderr %q", rc, e)
+	}
+}
+
+func TestDemo(t *testing.T) {
+	rc, out, e := mpipc(t, "demo", "-workers", "3", "-tasks", "300")
+	if rc != exitOK {
+		t.Fatalf("demo: rc %d\n%s\n%s", rc, out, e)
+	}
+	if !strings.Contains(out, "total 9045050 = sum of t² for t = 1..300: checked") {
+		t.Errorf("demo does not print the checked total:\n%s", out)
+	}
+	if n := strings.Count(out, "worker "); n != 3 {
+		t.Errorf("demo reports %d workers, want 3:\n%s", n, out)
+	}
+	m := regexp.MustCompile(`segment (\S+):`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("demo does not name its segment:\n%s", out)
+	}
+	if _, err := os.Stat(m[1]); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("demo left its segment %s: %v", m[1], err)
+	}
+}
+
+func TestDemoInterrupted(t *testing.T) {
+	exe, _ := os.Executable()
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		cmd := exec.Command(exe, "demo", "-tasks", "100000", "-delay", "5ms")
+		cmd.Env = append(os.Environ(), envMain+"=1")
+		var errOut bytes.Buffer
+		cmd.Stderr = &errOut
+		stdout, _ := cmd.StdoutPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		first, err := bufio.NewReader(stdout).ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := regexp.MustCompile(`segment (\S+):`).FindStringSubmatch(first)
+		if m == nil {
+			t.Fatalf("first line %q does not name the segment", first)
+		}
+		if _, err := os.Stat(m[1]); err != nil {
+			t.Fatalf("segment not there while the demo runs: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+		cmd.Process.Signal(sig)
+		err = cmd.Wait()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != exitFail {
+			t.Errorf("%v: demo exited with %v, want status 1", sig, err)
+		}
+		if _, err := os.Stat(m[1]); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%v: demo left its segment %s: %v", sig, m[1], err)
+		}
+		if !strings.Contains(errOut.String(), "removed") {
+			t.Errorf("%v: stderr %q", sig, errOut.String())
+		}
+	}
+}
