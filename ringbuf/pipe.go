@@ -1,0 +1,755 @@
+package ringbuf
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/bits"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/mpipc/mpipc/futex"
+	"github.com/mpipc/mpipc/internal/proc"
+	"github.com/mpipc/mpipc/shm"
+)
+
+// Binary layout of a Pipe (PipeSizeOf bytes, little-endian, 64-byte
+// aligned recommended, 8-byte aligned required):
+//
+//	offset 0    uint32  magic "mppi"; stored last by Init, it publishes the pipe
+//	offset 4    uint32  layout version (PipeVersion)
+//	offset 8    uint32  capacity C of each ring, bytes, a power of two
+//	offset 12   uint32  maximum message size, <= C-8
+//	offset 16   uint32  flags: bit 0 one-way
+//	offset 64   end 0:  uint64 owner (proc.ID.Pack; 0 until claimed),
+//	                    uint32 closed (0 or 1)
+//	offset 128  end 1:  the same
+//	offset 192  ring 0: messages to end 0 (from end 1); see spscShared
+//	offset 192+256+C  ring 1: messages to end 1, duplex pipes only
+//
+// Each ring is a 256-byte header (tail, head, reader-waiting and
+// writer-waiting words, each on its own cache line) and C data bytes.
+const (
+	// PipeVersion is the layout version of a Pipe.
+	PipeVersion = 1
+	// PipeDefaultCapacity is the ring size of each direction unless
+	// PipeOptions.Capacity says otherwise.
+	PipeDefaultCapacity = 64 << 10
+	// PipeMinCapacity and PipeMaxCapacity bound PipeOptions.Capacity.
+	PipeMinCapacity = 256
+	PipeMaxCapacity = 1 << 30
+
+	pipeMagic      = 0x6970706d // "mppi"
+	pipeFlagOneWay = 1
+	pipeEndsOff    = 64
+	pipeEndSize    = 64
+	pipeRingsOff   = pipeEndsOff + 2*pipeEndSize
+	pipeEndClosed  = 1
+
+	pipeDefaultCheck = 100 * time.Millisecond
+)
+
+// Errors of the pipe; it also returns ErrClosed, ErrFull, ErrEmpty,
+// ErrTooLarge, ErrShortBuffer, io.EOF and shm.ErrCorrupt.
+var (
+	// ErrPeerGone is returned by Send when the other end of the pipe has
+	// been closed, or its process has died (noticed by a Send that waits
+	// for room, within PipeOptions.CheckInterval): what EPIPE is to a
+	// kernel pipe. Recv reports the same condition as io.EOF once the
+	// pipe is drained.
+	ErrPeerGone = errors.New("ringbuf: pipe peer closed or died")
+	// ErrPipeInUse is returned by OpenPipe and AttachPipe when the end
+	// they would claim already belongs to a Conn.
+	ErrPipeInUse = errors.New("ringbuf: pipe end already open")
+	// ErrPipeReadOnly is returned by Send on the receiving end of a
+	// one-way pipe (end 0).
+	ErrPipeReadOnly = errors.New("ringbuf: pipe end is receive-only")
+	// ErrPipeWriteOnly is returned by Recv and Poll on the sending end of
+	// a one-way pipe (end 1).
+	ErrPipeWriteOnly = errors.New("ringbuf: pipe end is send-only")
+)
+
+// PipeOptions configure a pipe. The zero value (or nil) means the defaults.
+type PipeOptions struct {
+	// Capacity is the size in bytes of the ring of each direction, rounded
+	// up to a power of two in [PipeMinCapacity, PipeMaxCapacity]. Default
+	// PipeDefaultCapacity. Read by CreatePipe, InitPipe and PipeSizeOf;
+	// OpenPipe and AttachPipe take it from the pipe.
+	Capacity int
+	// MaxMsgSize is the largest message Send accepts, at most Capacity-8.
+	// Default Capacity-8. Read by CreatePipe and InitPipe.
+	MaxMsgSize int
+	// OneWay makes a one-way pipe, Python's Pipe(duplex=False): end 0
+	// (the creator's) only receives and end 1 only sends. Default duplex.
+	// Read by CreatePipe, InitPipe and PipeSizeOf.
+	OneWay bool
+	// CheckInterval is how often a blocked call checks whether the peer's
+	// process is still alive. Default 100 ms.
+	CheckInterval time.Duration
+}
+
+func (o *PipeOptions) capacity() (int, error) {
+	c := 0
+	if o != nil {
+		c = o.Capacity
+	}
+	switch {
+	case c <= 0:
+		return PipeDefaultCapacity, nil
+	case c > PipeMaxCapacity:
+		return 0, fmt.Errorf("ringbuf: pipe capacity %d exceeds %d", c, PipeMaxCapacity)
+	case c < PipeMinCapacity:
+		return PipeMinCapacity, nil
+	}
+	return 1 << bits.Len(uint(c-1)), nil
+}
+
+func (o *PipeOptions) oneWay() bool { return o != nil && o.OneWay }
+
+func (o *PipeOptions) check() time.Duration {
+	if o == nil || o.CheckInterval <= 0 {
+		return pipeDefaultCheck
+	}
+	return o.CheckInterval
+}
+
+func pipeRings(oneWay bool) int {
+	if oneWay {
+		return 1
+	}
+	return 2
+}
+
+func pipeSize(capacity int, oneWay bool) int {
+	return pipeRingsOff + pipeRings(oneWay)*(spscHeaderSize+capacity)
+}
+
+// PipeSizeOf returns the number of bytes a pipe made with opts occupies:
+// 192 + (256 + Capacity) per direction. An invalid capacity gives 0.
+func PipeSizeOf(opts *PipeOptions) int {
+	c, err := opts.capacity()
+	if err != nil {
+		return 0
+	}
+	return pipeSize(c, opts.oneWay())
+}
+
+// pipeHeader is the first cache line of a pipe.
+type pipeHeader struct {
+	magic    uint32
+	version  uint32
+	capacity uint32
+	maxMsg   uint32
+	flags    uint32
+}
+
+// pipeEnd is an end's record, on its own cache line.
+type pipeEnd struct {
+	owner  uint64 // proc.ID.Pack of the end's process; 0: not claimed yet
+	closed uint32 // pipeEndClosed once the end is closed
+}
+
+// Conn is one end of a pipe between two processes, Python's
+// multiprocessing.connection.Connection for Pipe(). Obtain end 0 with
+// CreatePipe or InitPipe and end 1 with OpenPipe or AttachPipe; the zero
+// Conn is not usable. Each end belongs to one process at a time (its
+// liveness is what the peer checks); Detach hands an end to another.
+//
+// Messages are byte slices of 0 to MaxMsgSize bytes, delivered whole, in
+// order, exactly once. A Send synchronizes before the Recv that receives
+// its message, in any process mapping the pipe.
+//
+// A Conn must not be copied. One goroutine may send while another
+// receives, but Sends must not run concurrently with each other, nor Recvs
+// (and Polls) with each other: each direction is a single-producer,
+// single-consumer ring. Close may be called at any time from any goroutine.
+type Conn struct {
+	_      pipeNoCopy
+	tx     *spscWriter // nil on the receive-only end
+	rx     *spscReader // nil on the send-only end
+	self   *pipeEnd
+	peer   *pipeEnd
+	end    int
+	oneWay bool
+	cap    int
+	maxMsg int
+	check  time.Duration
+	closed atomic.Bool
+	// lastCheck is when a non-blocking call last asked /proc whether the
+	// peer lives (unix nanoseconds), to do so at most every check.
+	lastCheck atomic.Int64
+}
+
+type pipeNoCopy struct{}
+
+func (*pipeNoCopy) Lock()   {}
+func (*pipeNoCopy) Unlock() {}
+
+func pipeCheckMem(mem []byte, need int) error {
+	if len(mem) < need {
+		return fmt.Errorf("ringbuf: pipe memory is %d bytes, need %d: %w", len(mem), need, shm.ErrCorrupt)
+	}
+	if uintptr(unsafe.Pointer(&mem[0]))%8 != 0 {
+		return fmt.Errorf("ringbuf: pipe memory is not 8-byte aligned: %w", shm.ErrCorrupt)
+	}
+	return nil
+}
+
+func pipeParts(mem []byte) (*pipeHeader, [2]*pipeEnd) {
+	return (*pipeHeader)(unsafe.Pointer(&mem[0])),
+		[2]*pipeEnd{(*pipeEnd)(unsafe.Pointer(&mem[pipeEndsOff])), (*pipeEnd)(unsafe.Pointer(&mem[pipeEndsOff+pipeEndSize]))}
+}
+
+// InitPipe initializes a pipe in mem (at least PipeSizeOf(opts) bytes,
+// 8-byte aligned; 64 recommended) and returns its end 0, owned by the
+// calling process. Nothing else may use mem while InitPipe runs.
+func InitPipe(mem []byte, opts *PipeOptions) (*Conn, error) {
+	capacity, err := opts.capacity()
+	if err != nil {
+		return nil, err
+	}
+	maxMsg := capacity - spscRecHeader
+	if opts != nil && opts.MaxMsgSize > 0 {
+		if opts.MaxMsgSize > maxMsg {
+			return nil, fmt.Errorf("ringbuf: pipe max message size %d exceeds capacity %d - 8: %w", opts.MaxMsgSize, capacity, ErrTooLarge)
+		}
+		maxMsg = opts.MaxMsgSize
+	}
+	oneWay := opts.oneWay()
+	if err := pipeCheckMem(mem, pipeSize(capacity, oneWay)); err != nil {
+		return nil, err
+	}
+	h, ends := pipeParts(mem)
+	atomic.StoreUint32(&h.magic, 0)
+	atomic.StoreUint32(&h.version, PipeVersion)
+	atomic.StoreUint32(&h.capacity, uint32(capacity))
+	atomic.StoreUint32(&h.maxMsg, uint32(maxMsg))
+	var flags uint32
+	if oneWay {
+		flags = pipeFlagOneWay
+	}
+	atomic.StoreUint32(&h.flags, flags)
+	for _, e := range ends {
+		atomic.StoreUint64(&e.owner, 0)
+		atomic.StoreUint32(&e.closed, 0)
+	}
+	atomic.StoreUint64(&ends[0].owner, proc.Self().Pack())
+	for r := range pipeRings(oneWay) {
+		spscInit(mem[pipeRingsOff+r*(spscHeaderSize+capacity):])
+	}
+	atomic.StoreUint32(&h.magic, pipeMagic) // publishes the pipe
+	return newConn(mem, 0, opts)
+}
+
+// AttachPipe claims end (0 or 1) of the pipe that InitPipe set up in mem,
+// possibly in another process, and returns it. End 0 is claimed by
+// InitPipe itself, so it is free only after its owner's Detach. It fails
+// with ErrPipeInUse if the end is already claimed, and with shm.ErrCorrupt
+// if mem does not hold a valid pipe.
+func AttachPipe(mem []byte, end int, opts *PipeOptions) (*Conn, error) {
+	if end != 0 && end != 1 {
+		return nil, fmt.Errorf("ringbuf: pipe end %d, want 0 or 1", end)
+	}
+	if err := pipeCheckMem(mem, pipeRingsOff); err != nil {
+		return nil, err
+	}
+	// Validate before claiming, so a corrupt pipe is left as it was.
+	c, err := newConn(mem, end, opts)
+	if err != nil {
+		return nil, err
+	}
+	if !atomic.CompareAndSwapUint64(&c.self.owner, 0, proc.Self().Pack()) {
+		return nil, fmt.Errorf("ringbuf: attaching pipe end %d (owner pid %d): %w",
+			end, proc.Unpack(atomic.LoadUint64(&c.self.owner)).Pid, ErrPipeInUse)
+	}
+	if atomic.LoadUint32(&c.self.closed) != 0 {
+		atomic.StoreUint64(&c.self.owner, 0)
+		return nil, fmt.Errorf("ringbuf: attaching pipe end %d: %w", end, ErrClosed)
+	}
+	return c, nil
+}
+
+// newConn validates the pipe in mem and returns a handle on end.
+func newConn(mem []byte, end int, opts *PipeOptions) (*Conn, error) {
+	h, ends := pipeParts(mem)
+	if m := atomic.LoadUint32(&h.magic); m != pipeMagic {
+		return nil, fmt.Errorf("ringbuf: no pipe in memory (magic %#x): %w", m, shm.ErrCorrupt)
+	}
+	if v := atomic.LoadUint32(&h.version); v != PipeVersion {
+		return nil, fmt.Errorf("ringbuf: pipe layout version %d, want %d: %w", v, PipeVersion, shm.ErrCorrupt)
+	}
+	capacity := int(atomic.LoadUint32(&h.capacity))
+	maxMsg := int(atomic.LoadUint32(&h.maxMsg))
+	flags := atomic.LoadUint32(&h.flags)
+	if capacity < PipeMinCapacity || capacity > PipeMaxCapacity || capacity&(capacity-1) != 0 ||
+		maxMsg > capacity-spscRecHeader || flags&^pipeFlagOneWay != 0 {
+		return nil, fmt.Errorf("ringbuf: pipe header (capacity %d, max message %d, flags %#x): %w",
+			capacity, maxMsg, flags, shm.ErrCorrupt)
+	}
+	oneWay := flags&pipeFlagOneWay != 0
+	if err := pipeCheckMem(mem, pipeSize(capacity, oneWay)); err != nil {
+		return nil, err
+	}
+	for i, e := range ends {
+		if cl := atomic.LoadUint32(&e.closed); cl&^pipeEndClosed != 0 {
+			return nil, fmt.Errorf("ringbuf: pipe end %d state %#x: %w", i, cl, shm.ErrCorrupt)
+		}
+		if id := proc.Unpack(atomic.LoadUint64(&e.owner)); id.Pid > proc.MaxPid {
+			return nil, fmt.Errorf("ringbuf: pipe end %d owner pid %d: %w", i, id.Pid, shm.ErrCorrupt)
+		}
+	}
+	ring := func(r int) []byte { return mem[pipeRingsOff+r*(spscHeaderSize+capacity):] }
+	c := &Conn{self: ends[end], peer: ends[1-end], end: end, oneWay: oneWay,
+		cap: capacity, maxMsg: maxMsg, check: opts.check()}
+	var err error
+	// Ring r carries messages to end r.
+	if !oneWay || end == 0 {
+		if c.rx, err = newSPSCReader(ring(end), capacity, maxMsg); err != nil {
+			return nil, err
+		}
+	}
+	if !oneWay || end == 1 {
+		to := 1 - end
+		if oneWay {
+			to = 0
+		}
+		if c.tx, err = newSPSCWriter(ring(to), capacity); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func pipeSpec(name string, size int) shm.Spec {
+	return shm.Spec{Name: name, Kind: shm.KindPipe, KindVersion: PipeVersion, Size: int64(size)}
+}
+
+// CreatePipe places a new pipe named name in seg and returns its end 0,
+// owned by the calling process. The other process gets end 1 with
+// OpenPipe(seg, name, 1, opts). It fails with shm.ErrExist if the name is taken.
+func CreatePipe(seg *shm.Segment, name string, opts *PipeOptions) (*Conn, error) {
+	size := PipeSizeOf(opts)
+	if size == 0 {
+		_, err := opts.capacity()
+		return nil, err
+	}
+	var c *Conn
+	_, err := seg.Alloc(pipeSpec(name, size), func(mem []byte) (err error) {
+		c, err = InitPipe(mem, opts)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ringbuf: creating pipe %q: %w", name, err)
+	}
+	return c, nil
+}
+
+// OpenPipe claims end (0 or 1) of the pipe named name in seg, as
+// AttachPipe does. The creator holds end 0, so another process normally
+// opens end 1. Only opts.CheckInterval is used.
+func OpenPipe(seg *shm.Segment, name string, end int, opts *PipeOptions) (*Conn, error) {
+	mem, err := seg.Lookup(pipeSpec(name, 0))
+	if err != nil {
+		return nil, fmt.Errorf("ringbuf: opening pipe %q: %w", name, err)
+	}
+	return AttachPipe(mem, end, opts)
+}
+
+// End returns which end of the pipe c is: 0 or 1.
+func (c *Conn) End() int { return c.end }
+
+// MaxMsgSize returns the largest message Send accepts.
+func (c *Conn) MaxMsgSize() int { return c.maxMsg }
+
+// Send sends msg, waiting for room in the ring while it is full, until ctx
+// is done (nil: never). It returns nil; ErrTooLarge; ErrClosed after Close;
+// ErrPeerGone when the peer closed its end or (noticed while waiting) its
+// process died; ErrPipeReadOnly; ctx.Err(); or shm.ErrCorrupt. The message
+// is copied: msg may be reused when Send returns. Send makes no syscall
+// unless the receiver sleeps, and no allocation.
+func (c *Conn) Send(ctx context.Context, msg []byte) error {
+	return c.send(ctx, msg, time.Time{}, false)
+}
+
+// SendTimeout is Send waiting at most d for room; it returns ErrFull when
+// the ring stays full. A d of zero or less tries once, like TrySend.
+func (c *Conn) SendTimeout(msg []byte, d time.Duration) error {
+	if d <= 0 {
+		return c.send(nil, msg, time.Time{}, true)
+	}
+	return c.send(nil, msg, time.Now().Add(d), false)
+}
+
+// TrySend is Send without waiting: ErrFull when there is no room.
+func (c *Conn) TrySend(msg []byte) error { return c.send(nil, msg, time.Time{}, true) }
+
+func (c *Conn) send(ctx context.Context, msg []byte, deadline time.Time, try bool) error {
+	w := c.tx
+	if w == nil {
+		return ErrPipeReadOnly
+	}
+	if len(msg) > c.maxMsg {
+		return fmt.Errorf("ringbuf: pipe message of %d bytes, max %d: %w", len(msg), c.maxMsg, ErrTooLarge)
+	}
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	if atomic.LoadUint32(&c.peer.closed) != 0 {
+		return ErrPeerGone
+	}
+	if ok, err := w.tryWrite(msg); ok || err != nil {
+		return err
+	}
+	if try {
+		if !c.peerAliveRateLimited() {
+			return ErrPeerGone
+		}
+		return ErrFull
+	}
+	return c.sendSlow(ctx, msg, deadline)
+}
+
+func (c *Conn) sendSlow(ctx context.Context, msg []byte, deadline time.Time) error {
+	w := c.tx
+	for i := 0; futex.Spin(i); i++ {
+		if ok, err := w.tryWrite(msg); ok || err != nil {
+			futex.SpinDone(ok)
+			return err
+		}
+	}
+	futex.SpinDone(false)
+	// Whatever ends the wait, leave no waiting flag behind.
+	defer atomic.CompareAndSwapUint32(&w.sh.wwait, 1, 0)
+	nextCheck := time.Now().Add(c.check)
+	for {
+		atomic.StoreUint32(&w.sh.wwait, 1)
+		ok, err := w.tryWrite(msg)
+		if ok || err != nil {
+			return err
+		}
+		if c.closed.Load() {
+			return ErrClosed
+		}
+		if atomic.LoadUint32(&c.peer.closed) != 0 {
+			return ErrPeerGone
+		}
+		err = c.sleep(ctx, &w.sh.wwait, deadline, nextCheck)
+		switch err {
+		case nil:
+			continue
+		case errPipeDeadline:
+			return ErrFull
+		case errPipeCheck:
+			nextCheck = time.Now().Add(c.check)
+			if !c.peerAlive() {
+				return ErrPeerGone
+			}
+			continue
+		}
+		return err
+	}
+}
+
+var (
+	errPipeDeadline = errors.New("deadline")
+	errPipeCheck    = errors.New("check")
+)
+
+// sleep waits on word while it is 1, until woken, the deadline
+// (errPipeDeadline), the next liveness check (errPipeCheck) or ctx.
+func (c *Conn) sleep(ctx context.Context, word *uint32, deadline, nextCheck time.Time) error {
+	wake := nextCheck
+	if !deadline.IsZero() && deadline.Before(wake) {
+		wake = deadline
+	}
+	err := futex.Wait(ctx, word, 1, wake)
+	if err != futex.ErrTimeout {
+		return err
+	}
+	now := time.Now()
+	if !deadline.IsZero() && !now.Before(deadline) {
+		return errPipeDeadline
+	}
+	if !now.Before(nextCheck) {
+		return errPipeCheck
+	}
+	return nil
+}
+
+// peerAlive reports whether the peer's process may still send or receive:
+// true while the peer end is unclaimed, false once it is closed or its
+// process is gone. It reads /proc.
+func (c *Conn) peerAlive() bool {
+	if atomic.LoadUint32(&c.peer.closed) != 0 {
+		return false
+	}
+	w := atomic.LoadUint64(&c.peer.owner)
+	if w == 0 {
+		return true
+	}
+	return proc.Alive(proc.Unpack(w))
+}
+
+// peerAliveRateLimited is peerAlive for non-blocking calls: it asks /proc
+// at most once per check interval and otherwise assumes the peer lives.
+func (c *Conn) peerAliveRateLimited() bool {
+	if atomic.LoadUint32(&c.peer.closed) != 0 {
+		return false
+	}
+	now := time.Now().UnixNano()
+	last := c.lastCheck.Load()
+	if now-last < int64(c.check) || !c.lastCheck.CompareAndSwap(last, now) {
+		return true
+	}
+	return c.peerAlive()
+}
+
+// Recv receives the next message into buf and returns its length, waiting
+// until one arrives or ctx is done (nil: never). Once the peer has closed
+// its end or its process has died (checked every CheckInterval while
+// waiting), Recv returns the messages already sent and then io.EOF. A buf
+// shorter than the message gives the message's length and ErrShortBuffer,
+// leaving the message in the pipe. Other errors: ErrClosed after Close,
+// ErrPipeWriteOnly, ctx.Err(), shm.ErrCorrupt. Recv does not allocate.
+func (c *Conn) Recv(ctx context.Context, buf []byte) (int, error) {
+	return c.recv(ctx, buf, time.Time{}, false)
+}
+
+// RecvTimeout is Recv waiting at most d; it returns ErrEmpty when no
+// message arrives in time. A d of zero or less tries once, like TryRecv.
+func (c *Conn) RecvTimeout(buf []byte, d time.Duration) (int, error) {
+	if d <= 0 {
+		return c.recv(nil, buf, time.Time{}, true)
+	}
+	return c.recv(nil, buf, time.Now().Add(d), false)
+}
+
+// TryRecv is Recv without waiting: ErrEmpty when no message is there.
+func (c *Conn) TryRecv(buf []byte) (int, error) { return c.recv(nil, buf, time.Time{}, true) }
+
+// RecvBytes receives the next message into a new slice of its exact size.
+// It waits and ends like Recv.
+func (c *Conn) RecvBytes(ctx context.Context) ([]byte, error) {
+	if err := c.waitReadable(ctx, time.Time{}, false); err != nil {
+		return nil, err
+	}
+	n, ok, err := c.rx.next()
+	if !ok {
+		return nil, err
+	}
+	buf := make([]byte, n)
+	c.rx.take(buf, n)
+	return buf, nil
+}
+
+func (c *Conn) recv(ctx context.Context, buf []byte, deadline time.Time, try bool) (int, error) {
+	r := c.rx
+	if r == nil {
+		return 0, ErrPipeWriteOnly
+	}
+	if c.closed.Load() {
+		return 0, ErrClosed
+	}
+	if n, ok, err := r.tryRead(buf); ok || err != nil {
+		return n, err
+	}
+	if err := c.waitReadable(ctx, deadline, try); err != nil {
+		return 0, err
+	}
+	n, _, err := r.tryRead(buf)
+	return n, err
+}
+
+// Poll reports whether Recv would return without waiting (a message, or
+// the end of the stream) within d. A d of zero or less checks once. The
+// error is ErrClosed, ErrPipeWriteOnly or shm.ErrCorrupt.
+func (c *Conn) Poll(d time.Duration) (bool, error) {
+	if c.rx == nil {
+		return false, ErrPipeWriteOnly
+	}
+	var deadline time.Time
+	if d > 0 {
+		deadline = time.Now().Add(d)
+	}
+	switch err := c.waitReadable(nil, deadline, d <= 0); err {
+	case nil, io.EOF:
+		return true, nil
+	case ErrEmpty:
+		return false, nil
+	default:
+		return false, err
+	}
+}
+
+// waitReadable returns nil when a record is ready to read, io.EOF when the
+// peer is gone and the ring drained, ErrEmpty at the deadline or for try,
+// or ErrClosed, ctx.Err() or a corruption error.
+func (c *Conn) waitReadable(ctx context.Context, deadline time.Time, try bool) error {
+	r := c.rx
+	if r == nil {
+		return ErrPipeWriteOnly
+	}
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	if _, ok, err := r.next(); ok || err != nil {
+		return err
+	}
+	if try {
+		if !c.peerAliveRateLimited() {
+			return c.drainedOr(io.EOF)
+		}
+		return ErrEmpty
+	}
+	for i := 0; futex.Spin(i); i++ {
+		if _, ok, err := r.next(); ok || err != nil {
+			futex.SpinDone(ok)
+			return err
+		}
+	}
+	futex.SpinDone(false)
+	// Whatever ends the wait, leave no waiting flag behind.
+	defer atomic.CompareAndSwapUint32(&r.sh.rwait, 1, 0)
+	nextCheck := time.Now().Add(c.check)
+	for {
+		atomic.StoreUint32(&r.sh.rwait, 1)
+		if _, ok, err := r.next(); ok || err != nil {
+			return err
+		}
+		if c.closed.Load() {
+			return ErrClosed
+		}
+		if atomic.LoadUint32(&c.peer.closed) != 0 {
+			return c.drainedOr(io.EOF)
+		}
+		err := c.sleep(ctx, &r.sh.rwait, deadline, nextCheck)
+		switch err {
+		case nil:
+			continue
+		case errPipeDeadline:
+			return c.drainedOr(ErrEmpty)
+		case errPipeCheck:
+			nextCheck = time.Now().Add(c.check)
+			if !c.peerAlive() {
+				return c.drainedOr(io.EOF)
+			}
+			continue
+		}
+		return err
+	}
+}
+
+// drainedOr re-checks the ring after the peer was seen gone (its last
+// publishing store precedes its closed flag) and returns nil if a record
+// is there, else err.
+func (c *Conn) drainedOr(err error) error {
+	if _, ok, e := c.rx.next(); ok || e != nil {
+		return e
+	}
+	return err
+}
+
+// Close closes this end of the pipe: later calls on c return ErrClosed,
+// calls blocked on c return ErrClosed, and the peer's Recv returns io.EOF
+// once it has read what c sent, and its Send ErrPeerGone. Messages sent to
+// c and not received are dropped. Close wakes every waiter of the pipe in
+// every process. It does not free or unmap the memory; a second Close
+// returns nil.
+func (c *Conn) Close() error {
+	if !c.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	atomic.StoreUint32(&c.self.closed, pipeEndClosed) // after our last publishing store
+	c.wakeAll()
+	return nil
+}
+
+// Detach gives up this end without closing it, so that another process
+// can claim it with AttachPipe or OpenPipe: the way to hand end 0 to a
+// child. Later calls on c return ErrClosed, and calls blocked on c wake
+// with ErrClosed. While no process holds the end, its peer waits as for a
+// live peer. Detach after Close, or a second Detach, returns ErrClosed.
+func (c *Conn) Detach() error {
+	if !c.closed.CompareAndSwap(false, true) {
+		return ErrClosed
+	}
+	atomic.CompareAndSwapUint64(&c.self.owner, proc.Self().Pack(), 0)
+	c.wakeAll()
+	return nil
+}
+
+func (c *Conn) wakeAll() {
+	if w := c.tx; w != nil {
+		pipeWakeWord(&w.sh.rwait)
+		pipeWakeWord(&w.sh.wwait)
+	}
+	if r := c.rx; r != nil {
+		pipeWakeWord(&r.sh.rwait)
+		pipeWakeWord(&r.sh.wwait)
+	}
+}
+
+// pipeWakeWord wakes every sleeper on a waiting word. The store of 0 makes
+// a sleeper that has not yet entered the kernel return at once.
+func pipeWakeWord(w *uint32) {
+	atomic.StoreUint32(w, 0)
+	futex.WakeAll(w)
+}
+
+// PipeState is a snapshot of one end of a pipe, for inspection.
+type PipeState struct {
+	End        int  // 0 or 1
+	OneWay     bool // one-way pipe: end 0 receives, end 1 sends
+	Capacity   int  // bytes per ring
+	MaxMsgSize int
+	Closed     bool // this end is closed
+	Pid        int  // this end's process
+	PeerPid    int  // 0 while the peer end is unclaimed
+	PeerAlive  bool // the peer's process runs (from /proc)
+	PeerClosed bool
+	// RecvBytes is the ring space taken by messages waiting for this end
+	// (record headers and padding included); SendBytes the space taken by
+	// messages this end sent that the peer has not received. -1 when the
+	// indices are corrupt.
+	RecvBytes int
+	SendBytes int
+	// RecvWaiting and SendWaiting report a sleeper (in either process) on
+	// the ring this end receives from, or sends to.
+	RecvWaiting bool
+	SendWaiting bool
+	// Wakes counts the futex wake calls this handle made.
+	Wakes uint64
+}
+
+// State returns a snapshot of the pipe as this end sees it. It reads /proc
+// to tell whether the peer is alive.
+func (c *Conn) State() PipeState {
+	st := PipeState{End: c.end, OneWay: c.oneWay, Capacity: c.cap, MaxMsgSize: c.maxMsg,
+		Closed: c.closed.Load(), PeerClosed: atomic.LoadUint32(&c.peer.closed) != 0}
+	st.Pid = int(proc.Unpack(atomic.LoadUint64(&c.self.owner)).Pid)
+	if w := atomic.LoadUint64(&c.peer.owner); w != 0 {
+		id := proc.Unpack(w)
+		st.PeerPid = int(id.Pid)
+		st.PeerAlive = proc.Alive(id)
+	}
+	used := func(sh *spscShared) int {
+		u := atomic.LoadUint64(&sh.tail) - atomic.LoadUint64(&sh.head)
+		if u > uint64(c.cap) {
+			return -1
+		}
+		return int(u)
+	}
+	if r := c.rx; r != nil {
+		st.RecvBytes = used(r.sh)
+		st.RecvWaiting = atomic.LoadUint32(&r.sh.rwait) != 0 || atomic.LoadUint32(&r.sh.wwait) != 0
+		st.Wakes += r.wakes.Load()
+	}
+	if w := c.tx; w != nil {
+		st.SendBytes = used(w.sh)
+		st.SendWaiting = atomic.LoadUint32(&w.sh.rwait) != 0 || atomic.LoadUint32(&w.sh.wwait) != 0
+		st.Wakes += w.wakes.Load()
+	}
+	return st
+}
