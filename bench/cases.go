@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"sync/atomic"
 	"time"
 	"unsafe"
 )
@@ -130,3 +131,6 @@ func w7Metrics(el time.Duration, n int64, _ *shared) []Result {
 	n = w7N(n)
 	return []Result{{Metric: "msgs_per_s", Value: float64(n) / el.Seconds(), N: n, MsgBytes: 64}}
 }
+
+func loadInt64(p *int64) int64     { return atomic.LoadInt64(p) }
+func storeInt64(p *int64, v int64) { atomic.StoreInt64(p, v) }

@@ -167,7 +167,7 @@ func init() {
 		Metrics: roundtrips,
 	})
 	addProc(procCase{
-		Workload: "W3", System: "go-os-pipe", BaseN: 30_000, Procs: 2, Files: pipes(2),
+		Workload: "W3", System: "go-os-pipe", BaseN: 50_000, Procs: 2, Files: pipes(2),
 		Worker: func(w *Worker) (func() error, error) {
 			r1, w1, r2, w2 := w.File(0), w.File(1), w.File(2), w.File(3)
 			return func() error {
@@ -180,7 +180,7 @@ func init() {
 		Metrics: roundtrips,
 	})
 	addProc(procCase{
-		Workload: "W3", System: "go-unix-seqpacket", BaseN: 30_000, Procs: 2, Files: seqpacketPair,
+		Workload: "W3", System: "go-unix-seqpacket", BaseN: 50_000, Procs: 2, Files: seqpacketPair,
 		Worker: func(w *Worker) (func() error, error) {
 			c := packetConn{w.File(w.Idx)}
 			return func() error { return pingpong(w, c, c) }, nil
@@ -273,7 +273,7 @@ func init() {
 		Metrics: latencies,
 	})
 	addProc(procCase{
-		Workload: "W8", System: "go-os-pipe", BaseN: 25_000, Procs: 2, Files: pipes(2),
+		Workload: "W8", System: "go-os-pipe", BaseN: 50_000, Procs: 2, Files: pipes(2),
 		Worker: func(w *Worker) (func() error, error) {
 			req := streamConn{w.File(1)}
 			rsp := streamConn{w.File(2)}
@@ -286,7 +286,7 @@ func init() {
 		Metrics: latencies,
 	})
 	addProc(procCase{
-		Workload: "W8", System: "go-unix-seqpacket", BaseN: 25_000, Procs: 2, Files: seqpacketPair,
+		Workload: "W8", System: "go-unix-seqpacket", BaseN: 50_000, Procs: 2, Files: seqpacketPair,
 		Worker: func(w *Worker) (func() error, error) {
 			c := packetConn{w.File(w.Idx)}
 			return func() error { return reqResp(w, c, c) }, nil

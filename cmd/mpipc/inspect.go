@@ -14,6 +14,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mpipc/mpipc/lock"
+	"github.com/mpipc/mpipc/rlock"
+	"github.com/mpipc/mpipc/semaphore"
 	"github.com/mpipc/mpipc/shm"
 )
 
@@ -227,6 +229,39 @@ var describers = map[shm.Kind]func(seg *shm.Segment, name string) (string, error
 		st := l.State()
 		return holderState(st.Held, st.HolderPid, st.HolderAlive, st.Waiters, st.Inconsistent, st.NotRecoverable, ""), nil
 	},
+	shm.KindRLock: func(seg *shm.Segment, name string) (string, error) {
+		l, err := rlock.Open(seg, name, nil)
+		if err != nil {
+			return "", err
+		}
+		st := l.State()
+		extra := ""
+		if st.Held {
+			extra = fmt.Sprintf("level %d, goroutine %d", st.Level, st.HolderGoid)
+		}
+		return holderState(st.Held, st.HolderPid, st.HolderAlive, st.Waiters, st.Inconsistent, st.NotRecoverable, extra), nil
+	},
+	shm.KindSemaphore:        semState,
+	shm.KindBoundedSemaphore: semState,
+}
+
+func semState(seg *shm.Segment, name string) (string, error) {
+	var st semaphore.State
+	if s, err := semaphore.Open(seg, name, nil); err == nil {
+		st = s.State()
+	} else if b, berr := semaphore.OpenBounded(seg, name, nil); berr == nil {
+		st = b.State()
+	} else {
+		return "", err
+	}
+	s := fmt.Sprintf("value %d", st.Value)
+	if st.Bounded {
+		s += fmt.Sprintf(" (bound %d)", st.Bound)
+	}
+	if st.Waiters {
+		s += ", waiters"
+	}
+	return s, nil
 }
 
 func holderState(held bool, pid int, live, waiters, inconsistent, notRecoverable bool, extra string) string {

@@ -18,6 +18,8 @@ import (
 	"github.com/mpipc/mpipc/bench"
 	"github.com/mpipc/mpipc/internal/proctest"
 	"github.com/mpipc/mpipc/lock"
+	"github.com/mpipc/mpipc/rlock"
+	"github.com/mpipc/mpipc/semaphore"
 	"github.com/mpipc/mpipc/shm"
 )
 
@@ -60,7 +62,8 @@ func mpipc(t *testing.T, args ...string) (rc int, stdout, stderr string) {
 }
 
 // newSegment creates a segment in a fresh directory with a lock named
-// "jobs-lock" and returns its path.
+// "jobs-lock", a semaphore "slots" of value 3 and an rlock "tree", and
+// returns its path.
 func newSegment(t *testing.T) (dir, path string) {
 	t.Helper()
 	dir = t.TempDir()
@@ -69,6 +72,12 @@ func newSegment(t *testing.T) (dir, path string) {
 		t.Fatal(err)
 	}
 	if _, err := lock.Create(seg, "jobs-lock", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := semaphore.Create(seg, "slots", 3, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rlock.Create(seg, "tree", nil); err != nil {
 		t.Fatal(err)
 	}
 	path = seg.Path()
@@ -125,7 +134,7 @@ func TestLs(t *testing.T) {
 	if rc != exitOK {
 		t.Fatalf("ls: rc %d, stderr %s", rc, e)
 	}
-	if !regexp.MustCompile(`seg1\s+64K\s+\S+\s+1/\d+\s+` + fmt.Sprint(os.Getpid()) + ` \(running\)`).MatchString(out) {
+	if !regexp.MustCompile(`seg1\s+64K\s+\S+\s+3/\d+\s+` + fmt.Sprint(os.Getpid()) + ` \(running\)`).MatchString(out) {
 		t.Errorf("ls does not list seg1 with its size, objects and creator:\n%s", out)
 	}
 	if strings.Contains(out, "notes.txt") {
@@ -174,7 +183,7 @@ func TestStat(t *testing.T) {
 	if rc != exitOK {
 		t.Fatalf("stat: rc %d, stderr %s", rc, e)
 	}
-	for _, want := range []string{"segment   " + path, "objects   1 of", "jobs-lock", "lock v1", "free"} {
+	for _, want := range []string{"segment   " + path, "objects   3 of", "jobs-lock", "lock v1", "free", "slots", "semaphore v1", "value 3", "tree", "rlock v1"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("stat output lacks %q:\n%s", want, out)
 		}
