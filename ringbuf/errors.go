@@ -21,3 +21,15 @@ var (
 	// message; the message stays in the queue.
 	ErrShortBuffer = errors.New("ringbuf: buffer too small for message")
 )
+
+// Errors of the queue's parameters and of JoinableQueue.
+var (
+	// ErrInvalidParam is returned by Init and Create for a capacity that is
+	// not a power of two in 2..MaxCapacity, or a maximum message size
+	// outside 0..MaxMsgLimit.
+	ErrInvalidParam = errors.New("ringbuf: invalid queue parameters")
+	// ErrTaskDone is returned by TaskDone when it is called more times
+	// than items were taken from the queue (Python's ValueError from
+	// task_done); the call changes nothing.
+	ErrTaskDone = errors.New("ringbuf: task done more times than items taken")
+)

@@ -1,0 +1,656 @@
+package ringbuf
+
+import (
+	"fmt"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/mpipc/mpipc/internal/proc"
+	"github.com/mpipc/mpipc/shm"
+)
+
+// Binary layout of a Queue (SizeOf(capacity, maxMsg) bytes, little-endian,
+// 64-byte aligned recommended, 8-byte aligned required). Every group of
+// words written by a different party owns its cache line.
+//
+//	offset 0    uint32  magic "mpq1"; stored last by Init, it publishes the queue
+//	offset 4    uint32  layout version (QueueVersion)
+//	offset 8    uint32  capacity C, a power of two, 2..MaxCapacity
+//	offset 12   uint32  maximum message size M, 0..MaxMsgLimit
+//	offset 16   uint32  slot stride: 24+M rounded up to 64
+//	offset 20   uint32  flags: bit 0 joinable, bit 1 typed
+//	offset 24   uint64  element type fingerprint (typed queues), else 0
+//	offset 32   uint32  closed: 0, then 1 forever after Close
+//	offset 64   uint64  tail: producers' position hint
+//	offset 128  uint64  head: consumers' position hint
+//	offset 192  uint32  not-empty event count; uint32 sleeping getters
+//	offset 256  uint32  not-full event count;  uint32 sleeping putters
+//	offset 320  uint64  joinable: unfinished tasks (low half, a futex word)
+//	                    and taken-but-not-done tasks (high half)
+//	offset 328  uint32  joinable: sleeping joiners
+//	offset 384  C slots of `stride` bytes each:
+//	            +0   uint64  slot word: sequence (low half), claim (high half)
+//	            +8   uint64  identity of the last producer that claimed it
+//	            +16  uint64  identity of the last consumer that claimed it
+//	            +24  M bytes of payload
+//
+// # The slot word
+//
+// The ring is Vyukov's bounded MPMC queue (as rigtorp's MPMCQueue writes
+// it: one turn word per slot), with one change for robustness: positions
+// are claimed by a compare-and-swap on the slot word itself, which records
+// who claimed it, instead of on the shared head or tail counter. Head and
+// tail are only hints, advanced by whoever sees that the position they
+// name is taken. For position p and slot p mod C, the sequence half is
+// (all 32-bit, compared by signed difference, so it wraps freely):
+//
+//	seq == p,   claim 0                   free: a producer may claim p
+//	seq == p,   claim producer id         a producer is writing p
+//	seq == p+1, claim full|len            full: holds a message of len bytes
+//	seq == p+1, claim full|skip           full of nothing: consumers skip it
+//	seq == p+1, claim consumer id         a consumer is reading p
+//	seq == p+C, claim 0                   free for the next lap
+//
+// A claim id is the claimant's pid (bits 0..21) and the low 9 bits of its
+// start tag (bits 22..30), bit 31 clear; the slot's owner word holds the
+// full identity for the liveness check. A waiter stuck behind a claimed
+// slot for longer than the check interval asks whether the claimant is
+// alive; if not, it resolves the slot with a compare-and-swap from the
+// exact claimed word: a dead producer's slot becomes "full of nothing", a
+// dead consumer's slot becomes free for the next lap. A live claimant
+// finishes with a compare-and-swap from the same word, so of the
+// claimant's commit and the reclaimer's skip exactly one succeeds.
+const (
+	// QueueVersion is the layout version of a Queue.
+	QueueVersion = 1
+	// MaxCapacity is the largest capacity a Queue accepts.
+	MaxCapacity = 1 << 24
+	// MaxMsgLimit is the largest maximum message size a Queue accepts.
+	MaxMsgLimit = 1<<30 - 1
+
+	qMagic      = 0x3171706d // "mpq1"
+	qHeaderSize = 384
+	qSlotHeader = 24
+
+	qOffMagic       = 0
+	qOffVersion     = 4
+	qOffCap         = 8
+	qOffMaxMsg      = 12
+	qOffStride      = 16
+	qOffFlags       = 20
+	qOffFingerprint = 24
+	qOffClosed      = 32
+	qOffTail        = 64
+	qOffHead        = 128
+	qOffNotEmpty    = 192
+	qOffNotFull     = 256
+	qOffJoin        = 320
+	qOffJoinWaiters = 328
+
+	qFlagJoinable = 1 << 0
+	qFlagTyped    = 1 << 1
+)
+
+// Claim half of a slot word.
+const (
+	qClaimPidMask  = 1<<proc.PidBits - 1 // claimant pid
+	qClaimTagShift = proc.PidBits        // low bits of the claimant's start tag
+	qClaimTagMask  = 1<<9 - 1
+	qClaimFull     = 1 << 31 // the slot holds a message; low bits: its length
+	qClaimSkip     = 1 << 30 // with qClaimFull: the slot holds no message
+	qClaimLenMask  = qClaimSkip - 1
+)
+
+// SizeOf returns the number of bytes a Queue of the given capacity and
+// maximum message size occupies: 384 bytes of header plus capacity slots
+// of 24+maxMsg bytes rounded up to 64. For example SizeOf(1024, 64) is
+// 384 + 1024*128 = 131,456 bytes, and SizeOf(256, 4096) is 384 +
+// 256*4160 = 1,065,344 bytes. It returns -1 for parameters Init would
+// reject.
+func SizeOf(capacity, maxMsg int) int {
+	if capacity < 2 || capacity > MaxCapacity || capacity&(capacity-1) != 0 || maxMsg < 0 || maxMsg > MaxMsgLimit {
+		return -1
+	}
+	return qHeaderSize + capacity*qStride(maxMsg)
+}
+
+func qStride(maxMsg int) int { return (qSlotHeader + maxMsg + 63) &^ 63 }
+
+// Options configure a Queue handle. The zero value (or nil) means the
+// defaults.
+type Options struct {
+	// CheckInterval is how long a waiter stays blocked behind a slot
+	// claimed by another process before it checks whether that process is
+	// alive, and how often a sleeper re-checks. Default 100 ms: a queue
+	// recovers from a killed producer or consumer within about this long.
+	CheckInterval time.Duration
+}
+
+const qDefaultCheck = 100 * time.Millisecond
+
+func (o *Options) check() time.Duration {
+	if o == nil || o.CheckInterval <= 0 {
+		return qDefaultCheck
+	}
+	return o.CheckInterval
+}
+
+// qEvent is an event count: a futex word bumped by every notification, and
+// the number of sleepers (so a notifier makes no syscall when it is zero).
+// A sleeper that dies leaves the count one too high, which costs later
+// notifiers a wake syscall each, nothing else.
+type qEvent struct {
+	seq     uint32 // futex word; bumped by the notifier (any process)
+	waiters uint32 // incremented by a sleeper before it re-checks and sleeps
+}
+
+// Queue is a bounded multi-producer multi-consumer queue of byte messages
+// shared between processes: Python's multiprocessing.Queue without the
+// pickling. Obtain one with Create or Open (in a segment) or Init or Attach
+// (in memory you own); the zero Queue is not usable.
+//
+// Messages from one goroutine are received in the order it put them. A Put
+// synchronizes before the Get that returns its message, in any process
+// mapping the memory. A Queue handle must not be copied after first use;
+// it is safe for concurrent use by many goroutines.
+type Queue struct {
+	_        qNoCopy
+	mem      []byte
+	slots    unsafe.Pointer // first slot
+	mask     uint64         // capacity-1
+	capacity uint32
+	maxMsg   int
+	stride   uintptr
+	joinable bool
+	check    time.Duration
+	budget   int // attempts one try makes before it reports corruption
+
+	// Header words. The cached parameters above are read once at Attach:
+	// a peer that scribbles on the header later cannot make this handle
+	// index outside mem.
+	tail        *uint64 // positions below it have been claimed by producers (a hint; may lag)
+	head        *uint64 // positions below it have been claimed by consumers (a hint; may lag)
+	closed      *uint32 // 0 open, 1 closed; written once by Close
+	notEmpty    *qEvent // getters sleep here; bumped by Put and Close
+	notFull     *qEvent // putters sleep here; bumped by Get and Close
+	join        *uint64 // joinable: unfinished (low) | taken-not-done (high)
+	joinWaiters *uint32 // joinable: sleeping joiners
+}
+
+type qNoCopy struct{}
+
+func (*qNoCopy) Lock()   {}
+func (*qNoCopy) Unlock() {}
+
+// Identity of this process in slot claims, computed once.
+var (
+	qSelfClaim  = proc.Self().Pid&qClaimPidMask | (proc.Self().Tag&qClaimTagMask)<<qClaimTagShift
+	qSelfPacked = proc.Self().Pack()
+)
+
+func qWord(seq, claim uint32) uint64 { return uint64(claim)<<32 | uint64(seq) }
+
+func u32at(mem []byte, off int) *uint32 { return (*uint32)(unsafe.Pointer(&mem[off])) }
+func u64at(mem []byte, off int) *uint64 { return (*uint64)(unsafe.Pointer(&mem[off])) }
+
+func qCheckMem(mem []byte, need int) error {
+	if len(mem) < need {
+		return fmt.Errorf("ringbuf: memory is %d bytes, queue needs %d: %w", len(mem), need, shm.ErrCorrupt)
+	}
+	if uintptr(unsafe.Pointer(unsafe.SliceData(mem)))%8 != 0 {
+		return fmt.Errorf("ringbuf: queue memory is not 8-byte aligned: %w", shm.ErrCorrupt)
+	}
+	return nil
+}
+
+// Init initializes an empty Queue of the given capacity (a power of two,
+// 2..MaxCapacity) and maximum message size (0..MaxMsgLimit) in mem, which
+// must hold SizeOf(capacity, maxMsg) bytes and be 8-byte aligned (64
+// recommended), and returns a handle on it. Nothing else may use mem while
+// Init runs.
+func Init(mem []byte, capacity, maxMsg int, opts *Options) (*Queue, error) {
+	return qInit(mem, capacity, maxMsg, 0, 0, opts)
+}
+
+func qInit(mem []byte, capacity, maxMsg int, flags uint32, fp uint64, opts *Options) (*Queue, error) {
+	size := SizeOf(capacity, maxMsg)
+	if size < 0 {
+		return nil, fmt.Errorf("ringbuf: capacity %d (want a power of two in 2..%d) or max message size %d (want 0..%d): %w",
+			capacity, MaxCapacity, maxMsg, MaxMsgLimit, ErrInvalidParam)
+	}
+	if err := qCheckMem(mem, size); err != nil {
+		return nil, err
+	}
+	clear(mem[:qHeaderSize])
+	*u32at(mem, qOffVersion) = QueueVersion
+	*u32at(mem, qOffCap) = uint32(capacity)
+	*u32at(mem, qOffMaxMsg) = uint32(maxMsg)
+	*u32at(mem, qOffStride) = uint32(qStride(maxMsg))
+	*u32at(mem, qOffFlags) = flags
+	*u64at(mem, qOffFingerprint) = fp
+	stride := qStride(maxMsg)
+	for i := 0; i < capacity; i++ {
+		off := qHeaderSize + i*stride
+		clear(mem[off : off+qSlotHeader])
+		*u64at(mem, off) = qWord(uint32(i), 0) // free for position i
+	}
+	// Publishes the initialized queue to Attach in any process.
+	atomic.StoreUint32(u32at(mem, qOffMagic), qMagic)
+	return qHandle(mem, opts)
+}
+
+// Attach returns a handle on a Queue that Init set up in mem, possibly in
+// another process. It fails with shm.ErrCorrupt (wrapped) if mem does not
+// hold a valid queue.
+func Attach(mem []byte, opts *Options) (*Queue, error) {
+	if err := qCheckMem(mem, qHeaderSize); err != nil {
+		return nil, err
+	}
+	if atomic.LoadUint32(u32at(mem, qOffMagic)) != qMagic {
+		return nil, fmt.Errorf("ringbuf: no queue in memory (bad magic): %w", shm.ErrCorrupt)
+	}
+	if v := atomic.LoadUint32(u32at(mem, qOffVersion)); v != QueueVersion {
+		return nil, fmt.Errorf("ringbuf: queue layout version %d, want %d: %w", v, QueueVersion, shm.ErrCorrupt)
+	}
+	return qHandle(mem, opts)
+}
+
+// qHandle validates the header parameters once and caches them.
+func qHandle(mem []byte, opts *Options) (*Queue, error) {
+	c := atomic.LoadUint32(u32at(mem, qOffCap))
+	m := atomic.LoadUint32(u32at(mem, qOffMaxMsg))
+	st := atomic.LoadUint32(u32at(mem, qOffStride))
+	flags := atomic.LoadUint32(u32at(mem, qOffFlags))
+	size := SizeOf(int(c), int(m))
+	if size < 0 || int(st) != qStride(int(m)) || flags&^(qFlagJoinable|qFlagTyped) != 0 {
+		return nil, fmt.Errorf("ringbuf: queue header (capacity %d, max message %d, stride %d, flags %#x): %w", c, m, st, flags, shm.ErrCorrupt)
+	}
+	if err := qCheckMem(mem, size); err != nil {
+		return nil, err
+	}
+	check := opts.check()
+	q := &Queue{
+		mem:         mem[:size:size],
+		slots:       unsafe.Pointer(&mem[qHeaderSize]),
+		mask:        uint64(c - 1),
+		capacity:    c,
+		maxMsg:      int(m),
+		stride:      uintptr(st),
+		joinable:    flags&qFlagJoinable != 0,
+		check:       check,
+		budget:      4*int(c) + 1<<16,
+		tail:        u64at(mem, qOffTail),
+		head:        u64at(mem, qOffHead),
+		closed:      u32at(mem, qOffClosed),
+		notEmpty:    (*qEvent)(unsafe.Pointer(&mem[qOffNotEmpty])),
+		notFull:     (*qEvent)(unsafe.Pointer(&mem[qOffNotFull])),
+		join:        u64at(mem, qOffJoin),
+		joinWaiters: u32at(mem, qOffJoinWaiters),
+	}
+	return q, nil
+}
+
+func qSpec(name string, kind shm.Kind, fp uint64, size int) shm.Spec {
+	return shm.Spec{Name: name, Kind: kind, KindVersion: QueueVersion, Fingerprint: fp, Size: int64(size)}
+}
+
+// Create places a new, empty Queue named name in seg (kind shm.KindQueue).
+// It fails with shm.ErrExist if the name is taken.
+func Create(seg *shm.Segment, name string, capacity, maxMsg int, opts *Options) (*Queue, error) {
+	return qCreate(seg, name, shm.KindQueue, capacity, maxMsg, 0, 0, opts)
+}
+
+func qCreate(seg *shm.Segment, name string, kind shm.Kind, capacity, maxMsg int, flags uint32, fp uint64, opts *Options) (*Queue, error) {
+	size := SizeOf(capacity, maxMsg)
+	if size < 0 {
+		return nil, fmt.Errorf("ringbuf: creating %q: capacity %d or max message size %d: %w", name, capacity, maxMsg, ErrInvalidParam)
+	}
+	var q *Queue
+	_, err := seg.Alloc(qSpec(name, kind, fp, size), func(mem []byte) (err error) {
+		q, err = qInit(mem, capacity, maxMsg, flags, fp, opts)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ringbuf: creating %q: %w", name, err)
+	}
+	return q, nil
+}
+
+// Open attaches to the Queue named name in seg.
+func Open(seg *shm.Segment, name string, opts *Options) (*Queue, error) {
+	return qOpen(seg, name, shm.KindQueue, 0, opts)
+}
+
+func qOpen(seg *shm.Segment, name string, kind shm.Kind, fp uint64, opts *Options) (*Queue, error) {
+	mem, err := seg.Lookup(qSpec(name, kind, fp, 0))
+	if err != nil {
+		return nil, fmt.Errorf("ringbuf: opening %q: %w", name, err)
+	}
+	q, err := Attach(mem, opts)
+	if err != nil {
+		return nil, fmt.Errorf("ringbuf: opening %q: %w", name, err)
+	}
+	return q, nil
+}
+
+// slot returns the slot of position p.
+func (q *Queue) slot(p uint64) unsafe.Pointer {
+	return unsafe.Add(q.slots, uintptr(p&q.mask)*q.stride)
+}
+
+func qSlotWord(s unsafe.Pointer) *uint64   { return (*uint64)(s) }
+func qProdOwner(s unsafe.Pointer) *uint64  { return (*uint64)(unsafe.Add(s, 8)) }
+func qConsOwner(s unsafe.Pointer) *uint64  { return (*uint64)(unsafe.Add(s, 16)) }
+func (q *Queue) payload(s unsafe.Pointer, n int) []byte {
+	return unsafe.Slice((*byte)(unsafe.Add(s, qSlotHeader)), q.maxMsg)[:n:n]
+}
+
+// noteOwner records this process as the slot's claimant, for the liveness
+// check of a waiter stuck behind it. It stores only when the word names
+// another process, so a steady stream between the same processes writes
+// nothing.
+func qNoteOwner(w *uint64) {
+	if atomic.LoadUint64(w) != qSelfPacked {
+		atomic.StoreUint64(w, qSelfPacked) // publishes who holds the claim
+	}
+}
+
+// Outcomes of one attempt.
+type qStatus uint8
+
+const (
+	qOK      qStatus = iota
+	qWait            // full (put) or empty (get): wait for the other side
+	qBlocked         // behind a slot another party claimed: wait, maybe reclaim
+	qClosed          // closed (put), or closed and drained (get)
+	qShort           // get: the next message does not fit the buffer
+	qCorrupt         // shared state no mpipc process could have written
+)
+
+// qValidClaim reports whether a claim half is well formed for a slot in
+// the given phase (free-phase: seq ≡ p; full-phase: seq ≡ p+1).
+func qValidClaim(claim uint32, fullPhase bool) bool {
+	if claim&qClaimFull != 0 {
+		return fullPhase && (claim&qClaimSkip != 0 && claim&qClaimLenMask == 0 || claim&qClaimSkip == 0)
+	}
+	return claim == 0 && !fullPhase || claim&qClaimPidMask != 0
+}
+
+// claimPut claims the next free position for a producer. On qOK the slot
+// word holds (pos, this process) and the caller must commit or skip it.
+// On qWait/qBlocked, blk is the slot word in the way (for stuck detection)
+// and at its position.
+func (q *Queue) claimPut() (s unsafe.Pointer, pos uint64, st qStatus, blk uint64) {
+	p := atomic.LoadUint64(q.tail)
+	for n := q.budget; n > 0; n-- {
+		s = q.slot(p)
+		w := atomic.LoadUint64(qSlotWord(s))
+		seq, claim := uint32(w), uint32(w>>32)
+		d := int32(seq - uint32(p))
+		switch {
+		case d == 0 && claim == 0:
+			// Claims position p and records the claimant in the slot word.
+			if atomic.CompareAndSwapUint64(qSlotWord(s), w, qWord(seq, qSelfClaim)) {
+				atomic.CompareAndSwapUint64(q.tail, p, p+1) // advances the hint past p
+				qNoteOwner(qProdOwner(s))
+				return s, p, qOK, 0
+			}
+			continue // lost the race for p: look again
+		case d == -int32(q.capacity) || d == 1-int32(q.capacity):
+			// The slot still holds lap p-C: its message is unread (full),
+			// or its producer or consumer is still at work (blocked).
+			if !qValidClaim(claim, d != -int32(q.capacity)) || d == -int32(q.capacity) && claim == 0 {
+				return s, p, qCorrupt, w
+			}
+			if claim == 0 || claim&qClaimFull != 0 {
+				if atomic.LoadUint64(q.tail) != p {
+					p = atomic.LoadUint64(q.tail)
+					continue
+				}
+				return s, p, qWait, w
+			}
+			return s, p, qBlocked, w
+		case d > 0 && uint32(d)&uint32(q.mask) <= 1 || d == 0:
+			// Position p is taken (claimed, full, or a later lap): the
+			// hint lags; advance it, helping whoever took p.
+			if !qValidClaim(claim, uint32(d)&uint32(q.mask) == 1) {
+				return s, p, qCorrupt, w
+			}
+			if atomic.CompareAndSwapUint64(q.tail, p, p+1) {
+				p++
+			} else {
+				p = atomic.LoadUint64(q.tail)
+			}
+		default:
+			return s, p, qCorrupt, w
+		}
+	}
+	return nil, p, qCorrupt, 0
+}
+
+// commitPut publishes the n bytes written into claimed slot s as the
+// message at pos. It reports false when the slot was reclaimed meanwhile
+// (this process was judged dead): the message is not in the queue.
+func (q *Queue) commitPut(s unsafe.Pointer, pos uint64, n int) bool {
+	if q.joinable {
+		atomic.AddUint64(q.join, 1) // one more unfinished task, before anyone can take it
+	}
+	// Publishes the payload and its length: the slot is full for pos.
+	if !atomic.CompareAndSwapUint64(qSlotWord(s), qWord(uint32(pos), qSelfClaim), qWord(uint32(pos)+1, qClaimFull|uint32(n))) {
+		if q.joinable {
+			atomic.AddUint64(q.join, ^uint64(0))
+		}
+		return false
+	}
+	if atomic.LoadUint32(&q.notEmpty.waiters) != 0 {
+		q.wake(q.notEmpty, 1)
+	}
+	return true
+}
+
+// skipPut gives up claimed slot s: consumers will skip it.
+func (q *Queue) skipPut(s unsafe.Pointer, pos uint64) {
+	// Publishes "nothing here" for pos; consumers move past it.
+	if atomic.CompareAndSwapUint64(qSlotWord(s), qWord(uint32(pos), qSelfClaim), qWord(uint32(pos)+1, qClaimFull|qClaimSkip)) {
+		if atomic.LoadUint32(&q.notEmpty.waiters) != 0 {
+			q.wake(q.notEmpty, 1)
+		}
+	}
+}
+
+// claimGet claims the next message for a consumer. On qOK the slot word
+// holds (pos+1, this process) and n is the message length; the caller
+// must release the slot. limit < 0 means any length fits; otherwise a
+// message longer than limit is left in place with qShort (n its length).
+func (q *Queue) claimGet(limit int) (s unsafe.Pointer, pos uint64, n int, st qStatus, blk uint64) {
+	h := atomic.LoadUint64(q.head)
+	closedSeen := false
+	for budget := q.budget; budget > 0; budget-- {
+		s = q.slot(h)
+		w := atomic.LoadUint64(qSlotWord(s))
+		seq, claim := uint32(w), uint32(w>>32)
+		d := int32(seq - uint32(h) - 1)
+		switch {
+		case d == 0 && claim&qClaimFull != 0:
+			if !qValidClaim(claim, true) {
+				return s, h, 0, qCorrupt, w
+			}
+			if claim&qClaimSkip != 0 {
+				// Frees the skipped slot for the next lap.
+				if atomic.CompareAndSwapUint64(qSlotWord(s), w, qWord(uint32(h)+uint32(q.capacity), 0)) {
+					atomic.CompareAndSwapUint64(q.head, h, h+1)
+					if atomic.LoadUint32(&q.notFull.waiters) != 0 {
+						q.wake(q.notFull, 1)
+					}
+				}
+				h = atomic.LoadUint64(q.head)
+				continue
+			}
+			n = int(claim & qClaimLenMask)
+			if n > q.maxMsg {
+				return s, h, 0, qCorrupt, w
+			}
+			if limit >= 0 && n > limit {
+				return s, h, n, qShort, w
+			}
+			// Claims the message at h and records the claimant.
+			if atomic.CompareAndSwapUint64(qSlotWord(s), w, qWord(seq, qSelfClaim)) {
+				atomic.CompareAndSwapUint64(q.head, h, h+1) // advances the hint past h
+				qNoteOwner(qConsOwner(s))
+				return s, h, n, qOK, 0
+			}
+		case d == -1:
+			// Nothing at h yet: empty, or a producer is writing it.
+			if !qValidClaim(claim, false) {
+				return s, h, 0, qCorrupt, w
+			}
+			if h2 := atomic.LoadUint64(q.head); h2 != h {
+				h = h2
+				continue
+			}
+			if claim != 0 {
+				return s, h, 0, qBlocked, w
+			}
+			// Empty. A producer checks closed after it claims, so load
+			// closed first and then look at the slot once more: a message
+			// claimed before Close is seen, none can come after.
+			if closedSeen {
+				return s, h, 0, qClosed, w
+			}
+			if atomic.LoadUint32(q.closed) == 0 {
+				return s, h, 0, qWait, w
+			}
+			closedSeen = true
+		case d == -int32(q.capacity) && claim&qClaimFull == 0 && claim != 0:
+			// A consumer of lap h-C still reads this slot: h cannot be
+			// written until it releases.
+			if h2 := atomic.LoadUint64(q.head); h2 != h {
+				h = h2
+				continue
+			}
+			return s, h, 0, qBlocked, w
+		case d >= 0 && (uint32(d)+1)&uint32(q.mask) <= 1:
+			// Position h is taken by another consumer, or a later lap is
+			// here: the hint lags; advance it.
+			if !qValidClaim(claim, uint32(d+1)&uint32(q.mask) == 1) {
+				return s, h, 0, qCorrupt, w
+			}
+			if atomic.CompareAndSwapUint64(q.head, h, h+1) {
+				h++
+			} else {
+				h = atomic.LoadUint64(q.head)
+			}
+		default:
+			return s, h, 0, qCorrupt, w
+		}
+	}
+	return nil, h, 0, qCorrupt, 0
+}
+
+// releaseGet frees the slot of message pos for the next lap. It reports
+// false when the slot was reclaimed meanwhile (this process was judged
+// dead): the bytes read from it may be torn.
+func (q *Queue) releaseGet(s unsafe.Pointer, pos uint64) bool {
+	// Publishes the slot as free for position pos+C: a producer may
+	// overwrite the payload from now on.
+	if !atomic.CompareAndSwapUint64(qSlotWord(s), qWord(uint32(pos)+1, qSelfClaim), qWord(uint32(pos)+uint32(q.capacity), 0)) {
+		return false
+	}
+	if q.joinable {
+		atomic.AddUint64(q.join, 1<<32) // one more task taken and not yet done
+	}
+	if atomic.LoadUint32(&q.notFull.waiters) != 0 {
+		q.wake(q.notFull, 1)
+	}
+	return true
+}
+
+func (q *Queue) wake(e *qEvent, n int) {
+	atomic.AddUint32(&e.seq, 1) // tells sleepers that the queue changed
+	qFutexWake(&e.seq, n)
+}
+
+// Cap returns the capacity: how many messages the queue holds at most.
+func (q *Queue) Cap() int { return int(q.capacity) }
+
+// MaxMsgSize returns the largest message the queue accepts.
+func (q *Queue) MaxMsgSize() int { return q.maxMsg }
+
+// Len returns the number of messages in the queue, including those being
+// written or read at this instant. It is a snapshot that may be stale by
+// the time it returns (Python's qsize).
+func (q *Queue) Len() int {
+	for range 4 {
+		h := atomic.LoadUint64(q.head)
+		t := atomic.LoadUint64(q.tail)
+		if atomic.LoadUint64(q.head) != h {
+			continue
+		}
+		d := int64(t - h)
+		return int(min(max(d, 0), int64(q.capacity)))
+	}
+	return 0
+}
+
+// Empty reports whether the queue holds no message (a snapshot).
+func (q *Queue) Empty() bool {
+	h := atomic.LoadUint64(q.head)
+	w := atomic.LoadUint64(qSlotWord(q.slot(h)))
+	return int32(uint32(w)-uint32(h)-1) < 0
+}
+
+// Full reports whether the queue has no free slot (a snapshot).
+func (q *Queue) Full() bool {
+	t := atomic.LoadUint64(q.tail)
+	w := atomic.LoadUint64(qSlotWord(q.slot(t)))
+	return int32(uint32(w)-uint32(t)) < 0
+}
+
+// Closed reports whether Close has been called.
+func (q *Queue) Closed() bool { return atomic.LoadUint32(q.closed) != 0 }
+
+// Close closes the queue for every process: later Puts fail with
+// ErrClosed; Gets return what remains, then ErrClosed. Every producer and
+// consumer blocked in any process wakes. Closing twice returns nil. Close
+// does not free the memory.
+func (q *Queue) Close() error {
+	if atomic.SwapUint32(q.closed, 1) != 0 { // publishes the closed state
+		return nil
+	}
+	q.wake(q.notEmpty, 1<<30)
+	q.wake(q.notFull, 1<<30)
+	return nil
+}
+
+// State is a snapshot of a Queue, for inspection.
+type State struct {
+	Len         int  // messages in the queue (best effort)
+	Cap         int  // capacity
+	MaxMsgSize  int  // largest message accepted
+	Closed      bool // Close was called
+	GetWaiters  int  // getters registered as sleeping (may include dead ones)
+	PutWaiters  int  // putters registered as sleeping (may include dead ones)
+	Unfinished  int  // joinable queues: tasks put and not yet done
+	Taken       int  // joinable queues: tasks taken and not yet done
+	JoinWaiters int  // joinable queues: joiners registered as sleeping
+	Head, Tail  uint64
+}
+
+// State returns a snapshot of the queue.
+func (q *Queue) State() State {
+	j := atomic.LoadUint64(q.join)
+	return State{
+		Len:         q.Len(),
+		Cap:         int(q.capacity),
+		MaxMsgSize:  q.maxMsg,
+		Closed:      q.Closed(),
+		GetWaiters:  int(atomic.LoadUint32(&q.notEmpty.waiters)),
+		PutWaiters:  int(atomic.LoadUint32(&q.notFull.waiters)),
+		Unfinished:  int(uint32(j)),
+		Taken:       int(uint32(j >> 32)),
+		JoinWaiters: int(atomic.LoadUint32(q.joinWaiters)),
+		Head:        atomic.LoadUint64(q.head),
+		Tail:        atomic.LoadUint64(q.tail),
+	}
+}

@@ -1,0 +1,362 @@
+package ringbuf
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/mpipc/mpipc/futex"
+	"github.com/mpipc/mpipc/internal/proc"
+	"github.com/mpipc/mpipc/shm"
+)
+
+var qFutexWake = futex.Wake
+
+// qWaiter is the state of one blocking call between attempts: it spins
+// first, then registers as a sleeper on an event count, re-attempts, and
+// sleeps. While the call stays blocked behind the same claimed slot for a
+// check interval, it checks whether the claimant is alive and reclaims
+// the slot if not.
+type qWaiter struct {
+	q          *Queue
+	ev         *qEvent
+	ctx        context.Context
+	deadline   time.Time // zero: none
+	spin       int
+	spinning   bool
+	registered bool
+	seq        uint32 // event count seen before the last re-attempt
+	blkSlot    unsafe.Pointer
+	blkWord    uint64
+	blkSince   time.Time
+}
+
+func (q *Queue) newWaiter(ev *qEvent, ctx context.Context, deadline time.Time) qWaiter {
+	return qWaiter{q: q, ev: ev, ctx: ctx, deadline: deadline, spinning: true}
+}
+
+// done ends the wait after a successful (or final) attempt.
+func (w *qWaiter) done() {
+	if w.registered {
+		atomic.AddUint32(&w.ev.waiters, ^uint32(0))
+		w.registered = false
+	}
+	if w.spinning && w.spin > 0 {
+		futex.SpinDone(true)
+	}
+}
+
+// pause is called after an attempt that found the queue full or empty
+// (st qWait) or blocked behind slot s holding word blk (st qBlocked). It
+// returns nil to attempt again, or the error that ends the call:
+// futex.ErrTimeout at the deadline, or ctx.Err().
+func (w *qWaiter) pause(st qStatus, s unsafe.Pointer, blk uint64) error {
+	if w.spinning {
+		if futex.Spin(w.spin) {
+			w.spin++
+			return nil
+		}
+		futex.SpinDone(false)
+		w.spinning = false
+	}
+	if !w.registered {
+		// Register, then attempt once more: a notifier that changes the
+		// queue after our attempt sees the registration and wakes us.
+		w.seq = atomic.LoadUint32(&w.ev.seq)
+		atomic.AddUint32(&w.ev.waiters, 1) // announces a sleeper to notifiers
+		w.registered = true
+		return nil
+	}
+	now := time.Now()
+	if st == qBlocked {
+		if s == w.blkSlot && blk == w.blkWord {
+			if now.Sub(w.blkSince) >= w.q.check {
+				w.q.reclaim(s, blk)
+				w.blkSince = now
+			}
+		} else {
+			w.blkSlot, w.blkWord, w.blkSince = s, blk, now
+		}
+	} else {
+		w.blkSlot = nil
+	}
+	wake := now.Add(w.q.check)
+	if !w.deadline.IsZero() && w.deadline.Before(wake) {
+		wake = w.deadline
+	}
+	err := futex.Wait(w.ctx, &w.ev.seq, w.seq, wake)
+	atomic.AddUint32(&w.ev.waiters, ^uint32(0))
+	w.registered = false
+	if err == nil {
+		return nil
+	}
+	if err == futex.ErrTimeout {
+		if w.deadline.IsZero() || time.Now().Before(w.deadline) {
+			return nil // periodic re-check
+		}
+	}
+	return err
+}
+
+// giveUp passes a notification on when this call leaves without taking
+// what it was woken for, so that another sleeper gets it.
+func (w *qWaiter) giveUp(ready bool) {
+	w.done()
+	if ready && atomic.LoadUint32(&w.ev.waiters) != 0 {
+		w.q.wake(w.ev, 1)
+	}
+}
+
+// reclaim resolves slot s, stuck with word w, if its claimant is dead.
+func (q *Queue) reclaim(s unsafe.Pointer, w uint64) {
+	seq, claim := uint32(w), uint32(w>>32)
+	if claim == 0 || claim&qClaimFull != 0 {
+		return
+	}
+	idx := uint32((uintptr(s) - uintptr(q.slots)) / q.stride)
+	prodClaim := (seq-idx)&uint32(q.mask) == 0
+	owner := qConsOwner(s)
+	if prodClaim {
+		owner = qProdOwner(s)
+	}
+	if qClaimantAlive(claim, atomic.LoadUint64(owner)) {
+		return
+	}
+	if prodClaim {
+		// Publishes "nothing here": the dead producer's message is lost.
+		if atomic.CompareAndSwapUint64(qSlotWord(s), w, qWord(seq+1, qClaimFull|qClaimSkip)) {
+			q.wake(q.notEmpty, 1)
+		}
+		return
+	}
+	// Frees the slot for the next lap: the dead consumer's message is lost.
+	if atomic.CompareAndSwapUint64(qSlotWord(s), w, qWord(seq-1+q.capacity, 0)) {
+		q.wake(q.notFull, 1)
+	}
+}
+
+// qClaimantAlive reports whether the process named by a slot claim may be
+// alive. owner is the slot's owner word; when it names the claimant (it is
+// written just after the claim), the full identity is checked, so a
+// reused pid counts as dead. Otherwise only the pid's existence is known.
+func qClaimantAlive(claim uint32, owner uint64) bool {
+	pid := claim & qClaimPidMask
+	o := proc.Unpack(owner)
+	if o.Pid == pid && o.Tag&qClaimTagMask == claim>>qClaimTagShift&qClaimTagMask {
+		return proc.Alive(o)
+	}
+	_, err := os.Stat("/proc/" + strconv.Itoa(int(pid)))
+	return err == nil || !errors.Is(err, fs.ErrNotExist)
+}
+
+func qCorruptErr(s unsafe.Pointer, pos, w uint64) error {
+	if s == nil {
+		return fmt.Errorf("ringbuf: no progress at position %d: %w", pos, shm.ErrCorrupt)
+	}
+	return fmt.Errorf("ringbuf: slot word %#x at position %d: %w", w, pos, shm.ErrCorrupt)
+}
+
+var errReclaimed = fmt.Errorf("ringbuf: slot reclaimed while this process held it: %w", shm.ErrCorrupt)
+
+// putClaim claims a slot for an n-byte message, waiting as the arguments
+// say (try: not at all; deadline zero: no deadline; ctx nil: never done).
+func (q *Queue) putClaim(ctx context.Context, n int, deadline time.Time, try bool) (unsafe.Pointer, uint64, error) {
+	if n > q.maxMsg || n < 0 {
+		return nil, 0, ErrTooLarge
+	}
+	var w qWaiter
+	waiting := false
+	for {
+		if atomic.LoadUint32(q.closed) != 0 {
+			if waiting {
+				w.done()
+			}
+			return nil, 0, ErrClosed
+		}
+		s, pos, st, blk := q.claimPut()
+		switch st {
+		case qOK:
+			if waiting {
+				w.done()
+			}
+			// Close is checked after the claim: a consumer that saw the
+			// queue empty and closed can never see this message.
+			if atomic.LoadUint32(q.closed) != 0 {
+				q.skipPut(s, pos)
+				return nil, 0, ErrClosed
+			}
+			return s, pos, nil
+		case qCorrupt:
+			if waiting {
+				w.done()
+			}
+			return nil, 0, qCorruptErr(s, pos, blk)
+		}
+		if try {
+			return nil, 0, ErrFull
+		}
+		if !waiting {
+			w = q.newWaiter(q.notFull, ctx, deadline)
+			waiting = true
+		}
+		if err := w.pause(st, s, blk); err != nil {
+			w.giveUp(!q.Full())
+			if err == futex.ErrTimeout {
+				return nil, 0, ErrFull
+			}
+			return nil, 0, err
+		}
+	}
+}
+
+func (q *Queue) put(ctx context.Context, msg []byte, deadline time.Time, try bool) error {
+	for {
+		s, pos, err := q.putClaim(ctx, len(msg), deadline, try)
+		if err != nil {
+			return err
+		}
+		copy(q.payload(s, len(msg)), msg)
+		if q.commitPut(s, pos, len(msg)) {
+			return nil
+		}
+		// Judged dead while writing: the slot was skipped; put again.
+	}
+}
+
+// Put puts msg into the queue, waiting while it is full until ctx is done
+// (nil: never). It returns nil; ErrTooLarge for a message over
+// MaxMsgSize; ErrClosed; ctx.Err(), leaving the queue unchanged; or an
+// error wrapping shm.ErrCorrupt.
+func (q *Queue) Put(ctx context.Context, msg []byte) error {
+	return q.put(ctx, msg, time.Time{}, false)
+}
+
+// PutTimeout is Put waiting at most d; it returns ErrFull if the queue
+// stays full that long. A d of zero or less tries once, like TryPut.
+func (q *Queue) PutTimeout(msg []byte, d time.Duration) error {
+	if d <= 0 {
+		return q.put(nil, msg, time.Time{}, true)
+	}
+	return q.put(nil, msg, time.Now().Add(d), false)
+}
+
+// TryPut puts msg if there is room now, and returns ErrFull otherwise.
+func (q *Queue) TryPut(msg []byte) error { return q.put(nil, msg, time.Time{}, true) }
+
+// getClaim claims the next message, waiting as the arguments say. limit
+// < 0 accepts any length; a longer message gives ErrShortBuffer.
+func (q *Queue) getClaim(ctx context.Context, limit int, deadline time.Time, try bool) (unsafe.Pointer, uint64, int, error) {
+	var w qWaiter
+	waiting := false
+	for {
+		s, pos, n, st, blk := q.claimGet(limit)
+		switch st {
+		case qOK:
+			if waiting {
+				w.done()
+			}
+			return s, pos, n, nil
+		case qCorrupt:
+			if waiting {
+				w.done()
+			}
+			return nil, 0, 0, qCorruptErr(s, pos, blk)
+		case qClosed:
+			if waiting {
+				w.done()
+			}
+			return nil, 0, 0, ErrClosed
+		case qShort:
+			if waiting {
+				w.done()
+			}
+			return nil, 0, n, ErrShortBuffer
+		}
+		if try {
+			return nil, 0, 0, ErrEmpty
+		}
+		if !waiting {
+			w = q.newWaiter(q.notEmpty, ctx, deadline)
+			waiting = true
+		}
+		if err := w.pause(st, s, blk); err != nil {
+			w.giveUp(!q.Empty())
+			if err == futex.ErrTimeout {
+				return nil, 0, 0, ErrEmpty
+			}
+			return nil, 0, 0, err
+		}
+	}
+}
+
+func (q *Queue) getInto(ctx context.Context, buf []byte, deadline time.Time, try bool) (int, error) {
+	for {
+		s, pos, n, err := q.getClaim(ctx, len(buf), deadline, try)
+		if err != nil {
+			return n, err
+		}
+		copy(buf[:n], q.payload(s, n))
+		if q.releaseGet(s, pos) {
+			return n, nil
+		}
+		return 0, errReclaimed
+	}
+}
+
+func (q *Queue) getAlloc(ctx context.Context, deadline time.Time, try bool) ([]byte, error) {
+	s, pos, n, err := q.getClaim(ctx, -1, deadline, try)
+	if err != nil {
+		return nil, err
+	}
+	msg := make([]byte, n)
+	copy(msg, q.payload(s, n))
+	if !q.releaseGet(s, pos) {
+		return nil, errReclaimed
+	}
+	return msg, nil
+}
+
+// GetInto removes the next message from the queue and copies it into buf,
+// waiting while the queue is empty until ctx is done (nil: never). It
+// returns the message length; ErrShortBuffer (with the length needed) if
+// buf is too small, leaving the message in the queue; ErrClosed once a
+// closed queue is drained; ctx.Err(); or an error wrapping shm.ErrCorrupt.
+// It does not allocate.
+func (q *Queue) GetInto(ctx context.Context, buf []byte) (int, error) {
+	return q.getInto(ctx, buf, time.Time{}, false)
+}
+
+// GetIntoTimeout is GetInto waiting at most d; it returns ErrEmpty if the
+// queue stays empty that long. A d of zero or less tries once.
+func (q *Queue) GetIntoTimeout(buf []byte, d time.Duration) (int, error) {
+	if d <= 0 {
+		return q.getInto(nil, buf, time.Time{}, true)
+	}
+	return q.getInto(nil, buf, time.Now().Add(d), false)
+}
+
+// TryGetInto is GetInto without waiting: ErrEmpty when there is nothing.
+func (q *Queue) TryGetInto(buf []byte) (int, error) { return q.getInto(nil, buf, time.Time{}, true) }
+
+// Get removes the next message from the queue and returns it in a new
+// slice, waiting while the queue is empty until ctx is done (nil: never).
+// Errors as for GetInto.
+func (q *Queue) Get(ctx context.Context) ([]byte, error) { return q.getAlloc(ctx, time.Time{}, false) }
+
+// GetTimeout is Get waiting at most d; ErrEmpty if the queue stays empty.
+// A d of zero or less tries once.
+func (q *Queue) GetTimeout(d time.Duration) ([]byte, error) {
+	if d <= 0 {
+		return q.getAlloc(nil, time.Time{}, true)
+	}
+	return q.getAlloc(nil, time.Now().Add(d), false)
+}
+
+// TryGet is Get without waiting: ErrEmpty when there is nothing.
+func (q *Queue) TryGet() ([]byte, error) { return q.getAlloc(nil, time.Time{}, true) }
