@@ -1,9 +1,13 @@
 package bench
 
 import (
+	"errors"
+	"math"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestMain(m *testing.M) {
@@ -11,15 +15,154 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// Test-only cases (workload "TEST", never selected by default runs of the
+// real workloads below): one whose result check fails, one whose worker
+// fails.
+func init() {
+	addProc(procCase{
+		Workload: "TEST", System: "mpipc-wrong-count", BaseN: 10, Procs: 2,
+		Worker: func(w *Worker) (func() error, error) {
+			return func() error { *w.Result(0) = uint64(w.N - 1); return nil }, nil
+		},
+		Check:   checkReceived,
+		Metrics: nsPerOp("ns_per_op"),
+	})
+	addProc(procCase{
+		Workload: "TEST", System: "mpipc-worker-fails", BaseN: 10, Procs: 2,
+		Worker: func(w *Worker) (func() error, error) {
+			return func() error {
+				if w.Idx == 1 {
+					return errors.New("worker gives up")
+				}
+				return nil
+			}, nil
+		},
+		Metrics: nsPerOp("ns_per_op"),
+	})
+	registerWorker("TEST/hang", func(w *Worker) (func() error, error) {
+		return func() error { time.Sleep(time.Minute); return nil }, nil
+	})
+}
+
+func realWorkloads() []string { return workloadOrder }
+
 func TestSmoke(t *testing.T) {
 	var prog strings.Builder
-	sums, err := Run(Options{Scale: 0.002, Runs: 1, Progress: &prog})
-	t.Log(prog.String())
+	var streamed int
+	sums, err := Run(Options{Workloads: realWorkloads(), Scale: 0.002, Runs: 2, Progress: &prog, Result: func(Result) { streamed++ }})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, prog.String())
+	}
+	sel, _ := Select(realWorkloads())
+	if n := strings.Count(prog.String(), "\n"); n != 2*len(sel) {
+		t.Errorf("%d progress lines for %d case runs:\n%s", n, 2*len(sel), prog.String())
+	}
+	seen := map[string]bool{}
+	for _, s := range sums {
+		seen[s.Workload+" "+s.System] = true
+		if len(s.Runs) != 2 || s.Min > s.Value || s.Value > s.Max || s.Value <= 0 || s.N <= 0 || s.Procs <= 0 {
+			t.Errorf("bad summary %+v", s)
+		}
+	}
+	if streamed != 2*len(sums) {
+		t.Errorf("%d results streamed, want %d", streamed, 2*len(sums))
+	}
+	for _, c := range sel {
+		if !seen[c.Label()] {
+			t.Errorf("no figure for %s", c.Label())
+		}
+	}
+	var b strings.Builder
+	if err := WriteTable(&b, sums, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "mpipc-lock") || !strings.Contains(b.String(), "go-sync-mutex") || !strings.Contains(b.String(), "×") {
+		t.Errorf("table lacks ours, peers or ratios:\n%s", b.String())
+	}
+}
+
+func TestFailuresAreLoud(t *testing.T) {
+	var prog strings.Builder
+	sums, err := Run(Options{Workloads: []string{"TEST"}, Progress: &prog})
+	if err == nil {
+		t.Fatalf("no error; summaries %+v", sums)
+	}
+	for _, want := range []string{"RESULT MISMATCH: received 9 of 10 messages", "worker 1 of TEST/mpipc-worker-fails", "worker gives up"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+	if len(sums) != 0 {
+		t.Errorf("failed runs left figures: %+v", sums)
+	}
+	if !strings.Contains(prog.String(), "!!!!!! FAILED") {
+		t.Errorf("progress does not flag the failure:\n%s", prog.String())
+	}
+	if _, err := Select([]string{"W42"}); !errors.Is(err, ErrNoWorkload) {
+		t.Errorf("Select(W42) = %v, want ErrNoWorkload", err)
+	}
+}
+
+func TestWorkerTimeout(t *testing.T) {
+	old := caseTimeout
+	caseTimeout = 300 * time.Millisecond
+	defer func() { caseTimeout = old }()
+	_, err := runProcs(procSpec{id: "TEST/hang", procs: 1, n: 1})
+	if err == nil || !strings.Contains(err.Error(), "timed out") {
+		t.Fatalf("runProcs of a hanging worker: %v", err)
+	}
+}
+
+func TestAnchorsAndCompare(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "results.jsonl")
+	os.WriteFile(p, []byte(`{"workload":"W6","system":"c-mpmc-ring","metric":"msgs_per_s","value":3.0e7,"n":1,"runs":[2e7,3e7,4e7],"min":2e7,"max":4e7}
+{"workload":"W6","system":"py-mp-queue","metric":"msgs_per_s","value":2.8e5,"n":1}
+{"workload":"W6","system":"py-mp-simplequeue","metric":"msgs_per_s","value":3.0e5,"n":1}
+{"workload":"W6","system":"py-mp-simplequeue","metric":"msgs_per_s","value":3.2e5,"n":1}
+{"workload":"W8","system":"c-ring-spin-futex","metric":"median_us","value":0.16,"n":1}
+not json lines are skipped only when they do not start with a brace
+`), 0o600)
+	an, err := ReadAnchors(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var b strings.Builder
-	WriteTable(&b, sums, nil)
-	WritePeers(&b, sums)
-	t.Log("\n" + b.String())
+	if len(an) != 4 || an[2].Value != 3.1e5 || len(an[2].Runs) != 2 || an[0].Value != 3e7 || an[0].Min != 2e7 {
+		t.Fatalf("anchors read as %+v", an)
+	}
+	ours := []Summary{
+		{Result: Result{Workload: "W6", System: "mpipc-queue", Metric: "msgs_per_s", Value: 1.5e7}},
+		{Result: Result{Workload: "W6", System: "go-os-pipe", Metric: "msgs_per_s", Value: 1e6}},
+		{Result: Result{Workload: "W8", System: "mpipc-queue", Metric: "median_us", Value: 0.32}},
+	}
+	rows := Compare(ours, an)
+	got := map[string]float64{}
+	for _, r := range rows {
+		if r.Peer != nil {
+			got[r.Ours.Key()+" vs "+r.Peer.System] = r.Ratio
+		}
+	}
+	want := map[string]float64{
+		"W6 mpipc-queue msgs_per_s vs go-os-pipe":        15,
+		"W6 mpipc-queue msgs_per_s vs c-mpmc-ring":       0.5,
+		"W6 mpipc-queue msgs_per_s vs py-mp-simplequeue": 1.5e7 / 3.1e5, // the best Python queue
+		"W8 mpipc-queue median_us vs c-ring-spin-futex":  0.5,           // lower is better
+	}
+	for k, v := range want {
+		if math.Abs(got[k]-v) > 1e-9*v {
+			t.Errorf("%s: ratio %v, want %v", k, got[k], v)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("rows %v, want %v", got, want)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.jsonl")
+	os.WriteFile(bad, []byte("{\"workload\":1}\n"), 0o600)
+	if _, err := ReadAnchors(bad); err == nil || !strings.Contains(err.Error(), "bad.jsonl:1") {
+		t.Errorf("ReadAnchors of a bad file: %v", err)
+	}
+	empty := filepath.Join(t.TempDir(), "empty.jsonl")
+	os.WriteFile(empty, nil, 0o600)
+	if _, err := ReadAnchors(empty); err == nil {
+		t.Error("ReadAnchors of an empty file: no error")
+	}
 }
