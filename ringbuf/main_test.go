@@ -3,6 +3,7 @@ package ringbuf
 import (
 	"os"
 	"sort"
+	"sync/atomic"
 	"testing"
 
 	"github.com/mpipc/mpipc/internal/proctest"
@@ -62,3 +63,6 @@ func qChildMap(path string) ([]byte, error) {
 	}
 	return unix.Mmap(int(f.Fd()), 0, int(st.Size()), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 }
+
+func atomicAddU32(p *uint32, d uint32) uint32 { return atomic.AddUint32(p, d) }
+func atomicLoadU32(p *uint32) uint32          { return atomic.LoadUint32(p) }

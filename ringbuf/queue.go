@@ -339,9 +339,9 @@ func (q *Queue) slot(p uint64) unsafe.Pointer {
 	return unsafe.Add(q.slots, uintptr(p&q.mask)*q.stride)
 }
 
-func qSlotWord(s unsafe.Pointer) *uint64   { return (*uint64)(s) }
-func qProdOwner(s unsafe.Pointer) *uint64  { return (*uint64)(unsafe.Add(s, 8)) }
-func qConsOwner(s unsafe.Pointer) *uint64  { return (*uint64)(unsafe.Add(s, 16)) }
+func qSlotWord(s unsafe.Pointer) *uint64  { return (*uint64)(s) }
+func qProdOwner(s unsafe.Pointer) *uint64 { return (*uint64)(unsafe.Add(s, 8)) }
+func qConsOwner(s unsafe.Pointer) *uint64 { return (*uint64)(unsafe.Add(s, 16)) }
 func (q *Queue) payload(s unsafe.Pointer, n int) []byte {
 	return unsafe.Slice((*byte)(unsafe.Add(s, qSlotHeader)), q.maxMsg)[:n:n]
 }
