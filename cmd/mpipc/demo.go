@@ -1,7 +1,8 @@
 package main
 
 import (
-	"bufio"
+	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -15,37 +16,45 @@ import (
 	"unsafe"
 
 	"github.com/mpipc/mpipc/lock"
+	"github.com/mpipc/mpipc/ringbuf"
 	"github.com/mpipc/mpipc/shm"
 )
 
 // The demo: a parent and N worker processes (this binary, re-executed with
 // envDemo set) share one segment holding
 //
+//	"tasks"  a JoinableQueue of task numbers (8-byte messages); 0 marks the
+//	         end of a phase, one marker per worker
 //	"lock"   a Lock guarding the board
-//	"board"  raw bytes: the next task (int64), the total (int64), per worker
-//	         the tasks done and the sum of results (int64 pairs)
+//	"board"  raw bytes: the total (int64), then per worker the tasks done,
+//	         the sum of its results and its tasks in each phase (int64s)
 //
-// Each worker takes task numbers from the board under the lock, works on
-// one (squares it, after -delay), and adds the result to the total under
-// the lock. The parent checks total == Σ t² and prints what each did.
+// Each worker takes tasks from the queue, works on one (squares it, after
+// -delay), adds the result to the total under the lock and calls TaskDone.
+// At a phase marker it waits for the other workers (meet) before it goes
+// on. The parent puts each phase's tasks, Joins the queue, and at the end
+// checks total == Σ t² and prints what each worker did.
 const envDemo = "MPIPC_DEMO_WORKER" // segment path; worker index in MPIPC_DEMO_IDX
 
 const (
-	boardNext    = 0
-	boardTotal   = 8
-	boardWorkers = 64 // per worker: done, sum
+	boardTotal   = 0
+	boardWorkers = 64 // per worker: done, sum, then one count per phase
+	demoPhases   = 2
+	workerWords  = 2 + demoPhases
 	maxDemoProcs = 64
 )
 
-func boardSize(workers int) int64 { return boardWorkers + 16*int64(workers) }
+func workerOff(i, word int) int { return boardWorkers + 8*(workerWords*i+word) }
+
+func boardSize(workers int) int64 { return int64(workerOff(workers, 0)) }
 
 func i64(mem []byte, off int) *int64 { return (*int64)(unsafe.Pointer(&mem[off])) }
 
 func runDemo(c *cli, args []string) int {
 	fs := c.flags("demo")
 	workers := fs.Int("workers", 3, "worker processes")
-	tasks := fs.Int("tasks", 1000, "tasks to hand out")
-	delay := fs.Duration("delay", 0, "time each task takes (to watch it, or to interrupt it)")
+	tasks := fs.Int("tasks", 200, "tasks to hand out, split over the phases")
+	delay := fs.Duration("delay", time.Millisecond, "time each task takes (to watch it, or to interrupt it)")
 	if rc := c.parse(fs, args); rc >= 0 {
 		return rc
 	}
@@ -65,35 +74,37 @@ func runDemo(c *cli, args []string) int {
 		return c.fail("demo: creating segment %s in %s: %v", name, shm.DefaultDir, err)
 	}
 	path := seg.Path()
-	cleanup := func() {
+	defer func() {
 		seg.Close()
 		if err := shm.Remove(name, nil); err != nil && !errors.Is(err, os.ErrNotExist) {
 			fmt.Fprintf(c.stderr, "mpipc: demo: removing %s: %v (remove it with 'mpipc rm %s')\n", path, err, name)
 		}
+	}()
+
+	// Remove the segment on SIGINT/SIGTERM too: a signal cancels ctx, which
+	// stops the parent wherever it waits.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	q, err := ringbuf.CreateJoinable(seg, "tasks", 64, 8, nil)
+	if err != nil {
+		return c.fail("demo: %v", err)
 	}
-	defer cleanup()
-
-	// Remove the segment on SIGINT/SIGTERM too.
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-
 	if _, err := lock.Create(seg, "lock", nil); err != nil {
 		return c.fail("demo: %v", err)
 	}
 	if _, err := seg.Alloc(shm.Spec{Name: "board", Kind: shm.KindBytes, KindVersion: 1, Size: boardSize(*workers)}, func([]byte) error { return nil }); err != nil {
 		return c.fail("demo: creating the board in %s: %v", path, err)
 	}
-	fmt.Fprintf(c.stdout, "segment %s: %d workers, %d tasks\n", path, *workers, *tasks)
+	fmt.Fprintf(c.stdout, "segment %s: %d workers, %d tasks in %d phases\n", path, *workers, *tasks, demoPhases)
 
 	exe, err := os.Executable()
 	if err != nil {
 		return c.fail("demo: finding own executable to start workers: %v", err)
 	}
 	type child struct {
-		cmd  *exec.Cmd
-		out  *bufio.Scanner
-		done chan error
+		cmd *exec.Cmd
+		err error
 	}
 	children := make([]*child, *workers)
 	killAll := func() {
@@ -103,52 +114,75 @@ func runDemo(c *cli, args []string) int {
 			}
 		}
 	}
+	defer killAll() // on every early return; a no-op for exited workers
+	exited := make(chan int, *workers)
 	for i := range children {
 		cmd := exec.Command(exe)
 		cmd.Env = append(os.Environ(), envDemo+"="+path, "MPIPC_DEMO_IDX="+strconv.Itoa(i),
-			"MPIPC_DEMO_TASKS="+strconv.Itoa(*tasks), "MPIPC_DEMO_DELAY="+delay.String())
-		cmd.Stderr = c.stderr
+			"MPIPC_DEMO_WORKERS="+strconv.Itoa(*workers), "MPIPC_DEMO_TASKS="+strconv.Itoa(*tasks),
+			"MPIPC_DEMO_DELAY="+delay.String())
+		cmd.Stdout, cmd.Stderr = c.stderr, c.stderr
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		out, err := cmd.StdoutPipe()
-		if err == nil {
-			err = cmd.Start()
-		}
-		if err != nil {
-			killAll()
+		if err := cmd.Start(); err != nil {
 			return c.fail("demo: starting worker %d (%s): %v", i, exe, err)
 		}
-		ch := &child{cmd: cmd, out: bufio.NewScanner(out), done: make(chan error, 1)}
+		ch := &child{cmd: cmd}
 		children[i] = ch
+		go func() { ch.err = cmd.Wait(); exited <- i }()
 	}
-	lines := make([][]string, *workers)
-	finished := make(chan int, *workers)
-	for i, ch := range children {
-		go func() {
-			for ch.out.Scan() {
-				lines[i] = append(lines[i], ch.out.Text())
-			}
-			ch.done <- ch.cmd.Wait()
-			finished <- i
-		}()
-	}
-	var errs []error
-	for range children {
-		select {
-		case sig := <-sigs:
-			killAll()
-			for _, ch := range children {
-				ch.cmd.Process.Wait()
-			}
-			fmt.Fprintf(c.stderr, "mpipc: demo: %v: workers stopped, segment %s removed\n", sig, path)
-			return exitFail
-		case i := <-finished:
-			if err := <-children[i].done; err != nil {
-				errs = append(errs, fmt.Errorf("worker %d (pid %d): %v", i, children[i].cmd.Process.Pid, err))
+	// A worker that fails before the end stops the demo: cancel ctx.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	watch := make(chan struct{})
+	go func() {
+		defer close(watch)
+		for range children {
+			i := <-exited
+			if err := children[i].err; err != nil {
+				cancel(fmt.Errorf("worker %d (pid %d): %v", i, children[i].cmd.Process.Pid, err))
+				return
 			}
 		}
+	}()
+	interrupted := func() int {
+		killAll()
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+			return c.fail("demo: %v; segment %s removed", cause, path)
+		}
+		fmt.Fprintf(c.stderr, "mpipc: demo: interrupted: workers stopped, segment %s removed\n", path)
+		return exitFail
 	}
-	if len(errs) > 0 {
-		return c.fail("demo: %v", errors.Join(errs...))
+
+	var msg [8]byte
+	next := int64(1)
+	for phase := 1; phase <= demoPhases; phase++ {
+		last := int64(*tasks) * int64(phase) / demoPhases
+		for ; next <= last; next++ {
+			binary.LittleEndian.PutUint64(msg[:], uint64(next))
+			if err := q.Put(ctx, msg[:]); err != nil {
+				return interrupted()
+			}
+		}
+		binary.LittleEndian.PutUint64(msg[:], 0) // one end-of-phase marker per worker
+		for range *workers {
+			if err := q.Put(ctx, msg[:]); err != nil {
+				return interrupted()
+			}
+		}
+		if err := q.Join(ctx); err != nil {
+			return interrupted()
+		}
+		fmt.Fprintf(c.stdout, "phase %d: tasks up to %d done (the queue joined)\n", phase, last)
+	}
+	if err := q.Close(); err != nil { // workers' Gets now end with ErrClosed
+		return c.fail("demo: closing the queue: %v", err)
+	}
+	select {
+	case <-watch:
+	case <-ctx.Done():
+	}
+	if ctx.Err() != nil {
+		return interrupted()
 	}
 
 	board, err := seg.Lookup(shm.Spec{Name: "board", Kind: shm.KindBytes, KindVersion: 1})
@@ -160,15 +194,15 @@ func runDemo(c *cli, args []string) int {
 		want += t * t
 	}
 	for i := range children {
-		done := atomic.LoadInt64(i64(board, boardWorkers+16*i))
-		sum := atomic.LoadInt64(i64(board, boardWorkers+16*i+8))
+		done := atomic.LoadInt64(i64(board, workerOff(i, 0)))
+		sum := atomic.LoadInt64(i64(board, workerOff(i, 1)))
 		sumDone += done
 		sumSums += sum
-		fmt.Fprintf(c.stdout, "worker %d (pid %d): %d tasks, results sum %d", i, children[i].cmd.Process.Pid, done, sum)
-		if len(lines[i]) > 0 {
-			fmt.Fprintf(c.stdout, "  [%s]", strings.Join(lines[i], "; "))
+		var phases []string
+		for p := range demoPhases {
+			phases = append(phases, fmt.Sprintf("phase %d: %d", p+1, atomic.LoadInt64(i64(board, workerOff(i, 2+p)))))
 		}
-		fmt.Fprintln(c.stdout)
+		fmt.Fprintf(c.stdout, "worker %d (pid %d): %d tasks (%s), results sum %d\n", i, children[i].cmd.Process.Pid, done, strings.Join(phases, ", "), sum)
 	}
 	total := atomic.LoadInt64(i64(board, boardTotal))
 	if total != want || sumDone != int64(*tasks) || sumSums != want {
@@ -194,9 +228,10 @@ func demoWorkerMain() {
 
 func demoWorker(path string) error {
 	idx, err1 := strconv.Atoi(os.Getenv("MPIPC_DEMO_IDX"))
-	tasks, err2 := strconv.ParseInt(os.Getenv("MPIPC_DEMO_TASKS"), 10, 64)
+	workers, err2 := strconv.Atoi(os.Getenv("MPIPC_DEMO_WORKERS"))
 	delay, err3 := time.ParseDuration(os.Getenv("MPIPC_DEMO_DELAY"))
-	if err := errors.Join(err1, err2, err3); err != nil {
+	tasks, err4 := strconv.ParseInt(os.Getenv("MPIPC_DEMO_TASKS"), 10, 64)
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
 		return fmt.Errorf("bad environment: %w", err)
 	}
 	seg, err := shm.Open(path, nil)
@@ -204,6 +239,10 @@ func demoWorker(path string) error {
 		return err
 	}
 	defer seg.Close()
+	q, err := ringbuf.OpenJoinable(seg, "tasks", nil)
+	if err != nil {
+		return err
+	}
 	l, err := lock.Open(seg, "lock", nil)
 	if err != nil {
 		return err
@@ -212,19 +251,34 @@ func demoWorker(path string) error {
 	if err != nil {
 		return err
 	}
-	if len(board) < int(boardSize(idx+1)) {
-		return fmt.Errorf("board of %d bytes has no room for worker %d", len(board), idx)
+	if idx < 0 || idx >= workers || len(board) < int(boardSize(workers)) {
+		return fmt.Errorf("board of %d bytes has no room for worker %d of %d", len(board), idx, workers)
 	}
-	next, total := i64(board, boardNext), i64(board, boardTotal)
-	done, sum := i64(board, boardWorkers+16*idx), i64(board, boardWorkers+16*idx+8)
+	total := i64(board, boardTotal)
+	done, sum := i64(board, workerOff(idx, 0)), i64(board, workerOff(idx, 1))
+	meet := func() error { return nil } // the barrier between phases
 	mu := l.Locker()
+	var buf [8]byte
 	for {
-		mu.Lock()
-		*next++
-		t := *next
-		mu.Unlock()
-		if t > tasks {
+		n, err := q.GetInto(nil, buf[:])
+		if errors.Is(err, ringbuf.ErrClosed) {
 			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if n != 8 {
+			return fmt.Errorf("task message of %d bytes", n)
+		}
+		t := int64(binary.LittleEndian.Uint64(buf[:]))
+		if t == 0 { // end of a phase: wait for the others
+			if err := q.TaskDone(); err != nil {
+				return err
+			}
+			if err := meet(); err != nil {
+				return err
+			}
+			continue
 		}
 		if delay > 0 {
 			time.Sleep(delay)
@@ -234,6 +288,12 @@ func demoWorker(path string) error {
 		*total += r
 		*done++
 		*sum += r
+		if p := (t - 1) * demoPhases / max(tasks, 1); p >= 0 && p < demoPhases {
+			*i64(board, workerOff(idx, 2+int(p)))++
+		}
 		mu.Unlock()
+		if err := q.TaskDone(); err != nil {
+			return err
+		}
 	}
 }

@@ -13,7 +13,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mpipc/mpipc/event"
 	"github.com/mpipc/mpipc/lock"
+	"github.com/mpipc/mpipc/ringbuf"
 	"github.com/mpipc/mpipc/rlock"
 	"github.com/mpipc/mpipc/semaphore"
 	"github.com/mpipc/mpipc/shm"
@@ -243,6 +245,53 @@ var describers = map[shm.Kind]func(seg *shm.Segment, name string) (string, error
 	},
 	shm.KindSemaphore:        semState,
 	shm.KindBoundedSemaphore: semState,
+	shm.KindEvent: func(seg *shm.Segment, name string) (string, error) {
+		e, err := event.Open(seg, name, nil)
+		if err != nil {
+			return "", err
+		}
+		st := e.State()
+		s := "clear"
+		if st.Set {
+			s = "set"
+		}
+		s += fmt.Sprintf(", generation %d", st.Generation)
+		if st.Waiters {
+			s += ", waiters"
+		}
+		return s, nil
+	},
+	shm.KindQueue: func(seg *shm.Segment, name string) (string, error) {
+		q, err := ringbuf.Open(seg, name, nil)
+		if err != nil {
+			return "", err
+		}
+		return queueState(q.State(), false), nil
+	},
+	shm.KindJoinableQueue: func(seg *shm.Segment, name string) (string, error) {
+		q, err := ringbuf.OpenJoinable(seg, name, nil)
+		if err != nil {
+			return "", err
+		}
+		return queueState(q.State(), true), nil
+	},
+}
+
+func queueState(st ringbuf.State, joinable bool) string {
+	s := fmt.Sprintf("%d/%d messages (max %d bytes)", st.Len, st.Cap, st.MaxMsgSize)
+	if st.Closed {
+		s += ", closed"
+	}
+	if joinable {
+		s += fmt.Sprintf(", %d unfinished tasks (%d taken)", st.Unfinished, st.Taken)
+		if st.JoinWaiters > 0 {
+			s += fmt.Sprintf(", %d joiners waiting", st.JoinWaiters)
+		}
+	}
+	if st.GetWaiters > 0 || st.PutWaiters > 0 {
+		s += fmt.Sprintf(", waiters: %d getters, %d putters", st.GetWaiters, st.PutWaiters)
+	}
+	return s
 }
 
 func semState(seg *shm.Segment, name string) (string, error) {

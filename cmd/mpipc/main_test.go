@@ -344,8 +344,28 @@ func TestDemo(t *testing.T) {
 	if !strings.Contains(out, "total 9045050 = sum of t² for t = 1..300: checked") {
 		t.Errorf("demo does not print the checked total:\n%s", out)
 	}
-	if n := strings.Count(out, "worker "); n != 3 {
-		t.Errorf("demo reports %d workers, want 3:\n%s", n, out)
+	ws := regexp.MustCompile(`worker \d \(pid \d+\): (\d+) tasks \(phase 1: (\d+), phase 2: (\d+)\)`).FindAllStringSubmatch(out, -1)
+	if len(ws) != 3 {
+		t.Errorf("demo reports %d workers, want 3:\n%s", len(ws), out)
+	}
+	var p1, p2 int
+	for _, w := range ws {
+		var n, a, b int
+		fmt.Sscan(w[1], &n)
+		fmt.Sscan(w[2], &a)
+		fmt.Sscan(w[3], &b)
+		if a+b != n {
+			t.Errorf("worker's phases do not add up: %s", w[0])
+		}
+		p1, p2 = p1+a, p2+b
+	}
+	if p1 != 150 || p2 != 150 {
+		t.Errorf("phases did %d and %d tasks, want 150 each:\n%s", p1, p2, out)
+	}
+	for _, want := range []string{"phase 1: tasks up to 150 done", "phase 2: tasks up to 300 done"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
 	}
 	m := regexp.MustCompile(`segment (\S+):`).FindStringSubmatch(out)
 	if m == nil {
