@@ -1,0 +1,128 @@
+package condition_test
+
+import (
+	"errors"
+	"sync/atomic"
+	"testing"
+	"unsafe"
+
+	"github.com/mpipc/mpipc/condition"
+	"github.com/mpipc/mpipc/internal/proctest"
+	"github.com/mpipc/mpipc/lock"
+	"github.com/mpipc/mpipc/rlock"
+	"github.com/mpipc/mpipc/shm"
+)
+
+var errCorrupt = shm.ErrCorrupt
+
+func newSegment(t *testing.T) *shm.Segment {
+	t.Helper()
+	seg, err := shm.Create(proctest.TempName(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { seg.Close() })
+	return seg
+}
+
+func TestCreateOpen(t *testing.T) {
+	seg := newSegment(t)
+	if _, err := lock.Create(seg, "m", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rlock.Create(seg, "r", nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, lock, want string }{
+		{"c-own", "", "*rlock.RLock"},
+		{"c-lock", "m", "*lock.Lock"},
+		{"c-rlock", "r", "*rlock.RLock"},
+	} {
+		c, err := condition.Create(seg, tc.name, tc.lock, testOpts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, err := condition.Open(seg, tc.name, testOpts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := typeName(o.Lock()); got != tc.want {
+			t.Fatalf("%s: lock is %s, want %s", tc.name, got, tc.want)
+		}
+		// The two handles share the lock.
+		c.Acquire(nil)
+		if ok, _ := o.TryAcquire(); ok && tc.want == "*lock.Lock" {
+			t.Fatalf("%s: the opened handle acquired a held lock", tc.name)
+		}
+		if !o.State().Held {
+			t.Fatalf("%s: opened handle does not see the lock held", tc.name)
+		}
+		c.Release()
+	}
+	if _, err := condition.Create(seg, "c-own", "", nil); !errors.Is(err, shm.ErrExist) {
+		t.Fatalf("Create of a taken name = %v", err)
+	}
+	if _, err := condition.Create(seg, "c-x", "missing", nil); !errors.Is(err, shm.ErrNotExist) {
+		t.Fatalf("Create with a missing lock = %v", err)
+	}
+	if _, err := condition.Create(seg, "c-y", "c-own", nil); !errors.Is(err, shm.ErrKindMismatch) {
+		t.Fatalf("Create bound to a condition = %v", err)
+	}
+	if _, err := condition.Open(seg, "m", nil); !errors.Is(err, shm.ErrKindMismatch) {
+		t.Fatalf("Open of a Lock = %v", err)
+	}
+	if _, err := condition.Open(seg, "nothing", nil); !errors.Is(err, shm.ErrNotExist) {
+		t.Fatalf("Open of a missing name = %v", err)
+	}
+	if _, err := rlock.Open(seg, "m", nil); !errors.Is(err, shm.ErrKindMismatch) {
+		t.Fatalf("rlock.Open of a Lock = %v", err)
+	}
+	if _, err := rlock.Open(seg, "r", nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func typeName(v any) string {
+	switch v.(type) {
+	case *lock.Lock:
+		return "*lock.Lock"
+	case *rlock.RLock:
+		return "*rlock.RLock"
+	}
+	return "?"
+}
+
+// TestAttachCorrupt: every header word Attach trusts, made impossible,
+// gives shm.ErrCorrupt.
+func TestAttachCorrupt(t *testing.T) {
+	mem, _ := sharedMem(t)
+	m := mem[:offCond2]
+	u32 := func(off int) *uint32 { return (*uint32)(unsafe.Pointer(&m[off])) }
+	if _, err := condition.Attach(m, nil, nil); !errors.Is(err, shm.ErrCorrupt) {
+		t.Fatalf("Attach of zeroes = %v", err)
+	}
+	for _, tc := range []struct {
+		name string
+		off  int
+		val  uint32
+	}{
+		{"magic", 0, 1},
+		{"version", 4, 99},
+		{"no slots", 8, 0},
+		{"too many slots", 8, condition.MaxSlots + 1},
+		{"slots beyond memory", 8, 4096},
+		{"lock kind", 12, 7},
+		{"occupied", 16, 1000},
+	} {
+		if _, err := condition.Init(m, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		atomic.StoreUint32(u32(tc.off), tc.val)
+		if _, err := condition.Attach(m, nil, nil); !errors.Is(err, shm.ErrCorrupt) {
+			t.Errorf("%s: Attach = %v", tc.name, err)
+		}
+	}
+	if _, err := condition.Attach(m[4:], nil, nil); !errors.Is(err, shm.ErrCorrupt) {
+		t.Fatalf("misaligned Attach = %v", err)
+	}
+}
