@@ -1,0 +1,511 @@
+package value
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"reflect"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/mpipc/mpipc/internal/robust"
+	"github.com/mpipc/mpipc/internal/typeinfo"
+	"github.com/mpipc/mpipc/shm"
+)
+
+// Binary layout of a Value (little-endian, 64-byte aligned; SizeOf bytes):
+//
+//	offset 0    uint32  magic "mpvl"
+//	offset 4    uint32  layout version
+//	offset 8    uint64  size of T in bytes
+//	offset 16   uint64  fingerprint of T (package internal/typeinfo)
+//	offset 24   uint32  flags: bit 0 = the Value has its own lock at offset 64
+//	offset 28   uint32  alignment of T
+//	offset 32   uint64  sequence: number of completed writes (T wider than 8 bytes)
+//	offset 40   uint64  writer lock word (robust lock word, T wider than 8 bytes)
+//	offset 48   16 bytes reserved, zero
+//	offset 64   64 bytes: the Value's own Lock (package lock layout), if flag bit 0
+//	offset 128  data
+//
+// Data, when T is at most 8 bytes: one 8-byte word holding T in its low
+// bytes, padding and the rest zero. T of at most 4 bytes is accessed with
+// 32-bit atomics on the first 4 bytes, T of 5 to 8 bytes with 64-bit
+// atomics on the whole word.
+//
+// Data, when T is wider: two slots of S bytes each, S = size of T rounded
+// up to 64, at offsets 128 and 128+S. The current value is in slot
+// (sequence & 1). A writer holds the writer lock, writes the other slot
+// with 8-byte stores, then stores sequence+1 (publishing it). A reader
+// loads the sequence, copies the slot it names with 8-byte loads, and
+// loads the sequence again: if it did not change, no writer touched that
+// slot meanwhile (the next writer to do so starts only after the sequence
+// moved on) and the copy is consistent; otherwise it retries.
+const (
+	// Version is the layout version of a Value.
+	Version = 1
+	// Align is the alignment a Value needs (a cache line).
+	Align = 64
+
+	magic      = 0x6c76706d // "mpvl"
+	headerSize = 128
+	ownLockOff = 64
+	flagOwn    = 1 << 0
+
+	offMagic   = 0
+	offVersion = 4
+	offSize    = 8
+	offFP      = 16
+	offFlags   = 24
+	offAlign   = 28
+	offSeq     = 32
+	offWriter  = 40
+)
+
+// How a cell's data is accessed.
+const (
+	op32   = iota + 1 // T of 1..4 bytes: one uint32
+	op64              // T of 5..8 bytes: one uint64
+	opWide            // T wider than 8 bytes: two slots and a sequence
+)
+
+// maxOptimistic is how many times a wide Load retries before it takes the
+// writer lock to guarantee progress.
+var maxOptimistic = 64
+
+// layout computes the size of a Value of the described type.
+func layout(info typeinfo.Info) (size, slot uintptr) {
+	if info.Size <= 8 {
+		return headerSize + 64, 0
+	}
+	slot = (info.Size + 63) &^ 63
+	return headerSize + 2*slot, slot
+}
+
+// SizeOf returns the number of bytes a Value[T] or RawValue[T] occupies,
+// or an error wrapping typeinfo.ErrUnsupportedType.
+func SizeOf[T any]() (int, error) {
+	info, err := typeinfo.Of[T]()
+	if err != nil {
+		return 0, fmt.Errorf("value: %w", err)
+	}
+	n, _ := layout(info)
+	return int(n), nil
+}
+
+// cell is the data half of a Value or RawValue: everything but the lock.
+type cell[T any] struct {
+	mem   []byte
+	data  unsafe.Pointer // the word, or slot 0
+	slot  uintptr        // slot size (wide)
+	size  uintptr        // size of T
+	op    uint8
+	num   uint8 // numeric class for Add
+	mask  uint64
+	fmask []byte // wide: field mask, nil when T has no padding
+	seq   *uint64
+	wr    robust.Mutex
+	info  typeinfo.Info
+}
+
+func word32(mem []byte, off int) *uint32 { return (*uint32)(unsafe.Pointer(&mem[off])) }
+func word64(mem []byte, off int) *uint64 { return (*uint64)(unsafe.Pointer(&mem[off])) }
+
+// Numeric classes for Add.
+const (
+	numNone = iota
+	numInt32
+	numInt64
+	numOther // other numeric kinds: compare-and-swap loop
+)
+
+func numClass(t reflect.Type) uint8 {
+	switch t.Kind() {
+	case reflect.Int32, reflect.Uint32:
+		return numInt32
+	case reflect.Int64, reflect.Uint64, reflect.Int, reflect.Uint:
+		return numInt64
+	case reflect.Int8, reflect.Int16, reflect.Uint8, reflect.Uint16,
+		reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128:
+		return numOther
+	}
+	return numNone
+}
+
+// typeOf checks T for a Value.
+func typeOf[T any]() (typeinfo.Info, error) {
+	info, err := typeinfo.Of[T]()
+	if err != nil {
+		return info, fmt.Errorf("value: %w", err)
+	}
+	return info, nil
+}
+
+// setup fills c from mem (already validated) for T.
+func (c *cell[T]) setup(mem []byte, info typeinfo.Info, check time.Duration) {
+	size, slot := layout(info)
+	t := reflect.TypeFor[T]()
+	*c = cell[T]{
+		mem:  mem[:size:size],
+		data: unsafe.Pointer(&mem[headerSize]),
+		slot: slot,
+		size: info.Size,
+		num:  numClass(t),
+		seq:  word64(mem, offSeq),
+		wr:   robust.New(word64(mem, offWriter), check),
+		info: info,
+	}
+	fm := typeinfo.FieldMask(t)
+	switch {
+	case info.Size <= 4:
+		c.op = op32
+	case info.Size <= 8:
+		c.op = op64
+	default:
+		c.op = opWide
+	}
+	if c.op != opWide {
+		for i, b := range fm {
+			c.mask |= uint64(b) << (8 * i)
+		}
+		return
+	}
+	for _, b := range fm {
+		if b != 0xff {
+			c.fmask = fm
+			break
+		}
+	}
+}
+
+func check(mem []byte) error {
+	if len(mem) < headerSize {
+		return fmt.Errorf("value: memory is %d bytes, need at least %d: %w", len(mem), headerSize, shm.ErrCorrupt)
+	}
+	if uintptr(unsafe.Pointer(&mem[0]))%8 != 0 {
+		return fmt.Errorf("value: memory is not 8-byte aligned: %w", shm.ErrCorrupt)
+	}
+	return nil
+}
+
+// initCell writes a new Value header and initial value into mem. The
+// magic is stored last, publishing the Value.
+func (c *cell[T]) init(mem []byte, info typeinfo.Info, initial T, flags uint32, check time.Duration) error {
+	if err := checkMem(mem); err != nil {
+		return err
+	}
+	need, _ := layout(info)
+	if uintptr(len(mem)) < need {
+		return fmt.Errorf("value: memory is %d bytes, %s needs %d: %w", len(mem), info.Desc, need, shm.ErrCorrupt)
+	}
+	clear(mem[:need])
+	atomic.StoreUint32(word32(mem, offVersion), Version)
+	atomic.StoreUint64(word64(mem, offSize), uint64(info.Size))
+	atomic.StoreUint64(word64(mem, offFP), info.Fingerprint)
+	atomic.StoreUint32(word32(mem, offFlags), flags)
+	atomic.StoreUint32(word32(mem, offAlign), uint32(info.Align))
+	c.setup(mem, info, check)
+	c.storeInit(initial)
+	return nil
+}
+
+func checkMem(mem []byte) error { return check(mem) }
+
+// publish stores the magic: the last write of Init.
+func publish(mem []byte) { atomic.StoreUint32(word32(mem, offMagic), magic) }
+
+// attach validates a Value header for T in mem and fills c. It returns the
+// header flags.
+func (c *cell[T]) attach(mem []byte, info typeinfo.Info, check time.Duration) (uint32, error) {
+	if err := checkMem(mem); err != nil {
+		return 0, err
+	}
+	if atomic.LoadUint32(word32(mem, offMagic)) != magic {
+		return 0, fmt.Errorf("value: no value in memory (bad magic): %w", shm.ErrCorrupt)
+	}
+	if v := atomic.LoadUint32(word32(mem, offVersion)); v != Version {
+		return 0, fmt.Errorf("value: layout version %d, want %d: %w", v, Version, shm.ErrCorrupt)
+	}
+	size := atomic.LoadUint64(word64(mem, offSize))
+	fp := atomic.LoadUint64(word64(mem, offFP))
+	if size != uint64(info.Size) || fp != info.Fingerprint {
+		return 0, fmt.Errorf("value: stored element is %d bytes with fingerprint %#x, %s is %d bytes with fingerprint %#x: %w",
+			size, fp, info.Desc, info.Size, info.Fingerprint, shm.ErrTypeMismatch)
+	}
+	need, _ := layout(info)
+	if uintptr(len(mem)) < need {
+		return 0, fmt.Errorf("value: memory is %d bytes, %s needs %d: %w", len(mem), info.Desc, need, shm.ErrCorrupt)
+	}
+	flags := atomic.LoadUint32(word32(mem, offFlags))
+	if flags&^flagOwn != 0 {
+		return 0, fmt.Errorf("value: unknown flags %#x: %w", flags, shm.ErrCorrupt)
+	}
+	if !robust.Valid(atomic.LoadUint64(word64(mem, offWriter))) {
+		return 0, fmt.Errorf("value: invalid writer lock word: %w", shm.ErrCorrupt)
+	}
+	c.setup(mem, info, check)
+	return flags, nil
+}
+
+// ---- small T: one word ----
+
+func (c *cell[T]) w32() *uint32 { return (*uint32)(c.data) }
+func (c *cell[T]) w64() *uint64 { return (*uint64)(c.data) }
+
+func (c *cell[T]) to32(x T) uint32 {
+	var w uint32
+	*(*T)(unsafe.Pointer(&w)) = x
+	return w & uint32(c.mask)
+}
+
+func (c *cell[T]) to64(x T) uint64 {
+	var w uint64
+	*(*T)(unsafe.Pointer(&w)) = x
+	return w & c.mask
+}
+
+func from32[T any](w uint32) T { return *(*T)(unsafe.Pointer(&w)) }
+func from64[T any](w uint64) T { return *(*T)(unsafe.Pointer(&w)) }
+
+// ---- wide T: two slots ----
+
+// copyOut copies the slot at src into dst with 8-byte atomic loads (the
+// slot is 8-byte aligned and padded to 64 bytes).
+func copyOut(dst []byte, src unsafe.Pointer) {
+	n := len(dst) &^ 7
+	for i := 0; i < n; i += 8 {
+		binary.LittleEndian.PutUint64(dst[i:], atomic.LoadUint64((*uint64)(unsafe.Add(src, i))))
+	}
+	if n < len(dst) {
+		w := atomic.LoadUint64((*uint64)(unsafe.Add(src, n)))
+		for i := n; i < len(dst); i++ {
+			dst[i] = byte(w)
+			w >>= 8
+		}
+	}
+}
+
+// copyIn copies src into the slot at dst with 8-byte atomic stores, the
+// tail zero-padded.
+func copyIn(dst unsafe.Pointer, src []byte) {
+	n := len(src) &^ 7
+	for i := 0; i < n; i += 8 {
+		atomic.StoreUint64((*uint64)(unsafe.Add(dst, i)), binary.LittleEndian.Uint64(src[i:]))
+	}
+	if n < len(src) {
+		var w uint64
+		for i := len(src) - 1; i >= n; i-- {
+			w = w<<8 | uint64(src[i])
+		}
+		atomic.StoreUint64((*uint64)(unsafe.Add(dst, n)), w)
+	}
+}
+
+func bytesOf[T any](x *T, n uintptr) []byte { return unsafe.Slice((*byte)(unsafe.Pointer(x)), n) }
+
+func (c *cell[T]) slotAt(seq uint64) unsafe.Pointer { return unsafe.Add(c.data, uintptr(seq&1)*c.slot) }
+
+// lockWriter takes the writer lock. A writer that died holding it wrote at
+// most the slot that was not yet published, so the data is intact and the
+// lock is simply marked consistent.
+func (c *cell[T]) lockWriter() {
+	err := c.wr.Lock(nil, time.Time{})
+	switch {
+	case err == nil:
+	case errors.Is(err, robust.ErrOwnerDead):
+		if err := c.wr.Consistent(); err != nil {
+			panic("value: writer lock: " + err.Error())
+		}
+	default:
+		panic("value: writer lock: " + err.Error())
+	}
+}
+
+func (c *cell[T]) unlockWriter() {
+	if err := c.wr.Unlock(); err != nil {
+		panic("value: writer lock: " + err.Error())
+	}
+}
+
+func (c *cell[T]) loadWide() (x T) {
+	dst := bytesOf(&x, c.size)
+	for i := 0; i < maxOptimistic; i++ {
+		s := atomic.LoadUint64(c.seq)
+		copyOut(dst, c.slotAt(s))
+		if atomic.LoadUint64(c.seq) == s {
+			return x
+		}
+	}
+	// Writers keep overtaking this reader: queue behind them once.
+	c.lockWriter()
+	copyOut(dst, c.slotAt(atomic.LoadUint64(c.seq)))
+	c.unlockWriter()
+	return x
+}
+
+// publishWide writes x to the free slot and publishes it. The writer lock
+// must be held.
+func (c *cell[T]) publishWide(s uint64, x *T) {
+	copyIn(c.slotAt(s+1), bytesOf(x, c.size))
+	atomic.StoreUint64(c.seq, s+1) // publishes the slot just written
+}
+
+func (c *cell[T]) storeInit(x T) {
+	switch c.op {
+	case op32:
+		atomic.StoreUint32(c.w32(), c.to32(x))
+	case op64:
+		atomic.StoreUint64(c.w64(), c.to64(x))
+	default:
+		copyIn(c.slotAt(0), bytesOf(&x, c.size))
+		atomic.StoreUint64(c.seq, 0)
+	}
+}
+
+// ---- operations ----
+
+func (c *cell[T]) load() T {
+	switch c.op {
+	case op64:
+		return from64[T](atomic.LoadUint64(c.w64()))
+	case op32:
+		return from32[T](atomic.LoadUint32(c.w32()))
+	}
+	return c.loadWide()
+}
+
+func (c *cell[T]) store(x T) {
+	switch c.op {
+	case op64:
+		atomic.StoreUint64(c.w64(), c.to64(x))
+	case op32:
+		atomic.StoreUint32(c.w32(), c.to32(x))
+	default:
+		c.lockWriter()
+		c.publishWide(atomic.LoadUint64(c.seq), &x)
+		c.unlockWriter()
+	}
+}
+
+func (c *cell[T]) swap(x T) T {
+	switch c.op {
+	case op64:
+		return from64[T](atomic.SwapUint64(c.w64(), c.to64(x)))
+	case op32:
+		return from32[T](atomic.SwapUint32(c.w32(), c.to32(x)))
+	}
+	var old T
+	c.lockWriter()
+	s := atomic.LoadUint64(c.seq)
+	copyOut(bytesOf(&old, c.size), c.slotAt(s))
+	c.publishWide(s, &x)
+	c.unlockWriter()
+	return old
+}
+
+func (c *cell[T]) equalMasked(a, b *T) bool {
+	x, y := bytesOf(a, c.size), bytesOf(b, c.size)
+	if c.fmask == nil {
+		return string(x) == string(y)
+	}
+	for i, m := range c.fmask {
+		if x[i]&m != y[i]&m {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *cell[T]) compareAndSwap(old, new T) bool {
+	switch c.op {
+	case op64:
+		return atomic.CompareAndSwapUint64(c.w64(), c.to64(old), c.to64(new))
+	case op32:
+		return atomic.CompareAndSwapUint32(c.w32(), c.to32(old), c.to32(new))
+	}
+	var cur T
+	c.lockWriter()
+	defer c.unlockWriter()
+	s := atomic.LoadUint64(c.seq)
+	copyOut(bytesOf(&cur, c.size), c.slotAt(s))
+	if !c.equalMasked(&cur, &old) {
+		return false
+	}
+	c.publishWide(s, &new)
+	return true
+}
+
+// update applies fn atomically with respect to every other operation and
+// returns the new value. For T of at most 8 bytes, fn runs in a
+// compare-and-swap loop and may run more than once.
+func (c *cell[T]) update(fn func(*T)) T {
+	switch c.op {
+	case op64:
+		for {
+			ow := atomic.LoadUint64(c.w64())
+			x := from64[T](ow)
+			fn(&x)
+			if atomic.CompareAndSwapUint64(c.w64(), ow, c.to64(x)) {
+				return x
+			}
+		}
+	case op32:
+		for {
+			ow := atomic.LoadUint32(c.w32())
+			x := from32[T](ow)
+			fn(&x)
+			if atomic.CompareAndSwapUint32(c.w32(), ow, c.to32(x)) {
+				return x
+			}
+		}
+	}
+	var x T
+	c.lockWriter()
+	defer c.unlockWriter()
+	s := atomic.LoadUint64(c.seq)
+	copyOut(bytesOf(&x, c.size), c.slotAt(s))
+	fn(&x)
+	c.publishWide(s, &x)
+	return x
+}
+
+func (c *cell[T]) add(delta T) T {
+	switch c.num {
+	case numInt64:
+		if c.op == op64 {
+			r := atomic.AddUint64(c.w64(), *(*uint64)(unsafe.Pointer(&delta)))
+			return from64[T](r)
+		}
+	case numInt32:
+		if c.op == op32 {
+			r := atomic.AddUint32(c.w32(), *(*uint32)(unsafe.Pointer(&delta)))
+			return from32[T](r)
+		}
+	case numNone:
+		panic("value: Add on non-numeric type " + reflect.TypeFor[T]().String())
+	}
+	k := reflect.TypeFor[T]().Kind()
+	return c.update(func(p *T) { addTo(k, unsafe.Pointer(p), unsafe.Pointer(&delta)) })
+}
+
+// addTo does *p += *d for numeric kind k.
+func addTo(k reflect.Kind, p, d unsafe.Pointer) {
+	switch k {
+	case reflect.Int8, reflect.Uint8:
+		*(*uint8)(p) += *(*uint8)(d)
+	case reflect.Int16, reflect.Uint16:
+		*(*uint16)(p) += *(*uint16)(d)
+	case reflect.Int32, reflect.Uint32:
+		*(*uint32)(p) += *(*uint32)(d)
+	case reflect.Int64, reflect.Uint64, reflect.Int, reflect.Uint:
+		*(*uint64)(p) += *(*uint64)(d)
+	case reflect.Float32:
+		*(*float32)(p) += *(*float32)(d)
+	case reflect.Float64:
+		*(*float64)(p) += *(*float64)(d)
+	case reflect.Complex64:
+		*(*complex64)(p) += *(*complex64)(d)
+	case reflect.Complex128:
+		*(*complex128)(p) += *(*complex128)(d)
+	}
+}

@@ -1,0 +1,89 @@
+// Package value provides Value and RawValue: one typed value shared
+// between processes, Python's multiprocessing.Value and RawValue.
+//
+// T is any fixed-size type without pointers: integers of every width,
+// floats, complex numbers, bool, and arrays and structs of them (see
+// package internal/typeinfo). Any other T is refused with an error
+// wrapping typeinfo.ErrUnsupportedType. The type's layout fingerprint is
+// stored with the value, so opening it with another T, even a struct of the
+// same size with other fields, fails with shm.ErrTypeMismatch.
+//
+// A Value lives in a segment by name ([Create], [Open]) or in memory the
+// caller owns ([Init], [Attach], [SizeOf], [Align]).
+//
+//	counter, err := value.Create[int64](seg, "requests", 0, nil)
+//	counter.Add(1)                 // one LOCK XADD: atomic, unlike Python's v.value += 1
+//	counter.Update(func(n *int64) { *n *= 2 }) // under counter.Lock()
+//
+// # Atomicity without the lock
+//
+// Every operation on the value is atomic by itself:
+//
+//   - T of at most 8 bytes lives in one aligned word. Load, Store, Swap
+//     and CompareAndSwap are one atomic instruction each; Add is one
+//     atomic instruction for 4- and 8-byte integers and a compare-and-swap
+//     loop for other numbers.
+//   - A wider T is double-buffered behind a sequence word (see the layout
+//     below). Load copies the current slot and checks the sequence did not
+//     move: it never blocks a writer and never returns a torn value.
+//     Writers serialize on a robust writer lock inside the Value; a writer
+//     killed mid-write leaves only the unpublished slot half-written, so
+//     readers are not affected at all, and the next writer takes the
+//     writer lock over within Options.CheckInterval.
+//
+// The lock that Lock returns (Python's get_lock()) is for compound
+// operations: Update takes it, and a process that holds it (directly or
+// through Update) excludes other Updates and other holders, for example
+// to change a Value and an Array sharing one lock together. Load, Store,
+// Swap, CompareAndSwap and Add do not take it.
+//
+// # The default lock
+//
+// Python's default is a recursive lock, because its .value getter and
+// setter take the lock and must work inside "with v.get_lock():". Here
+// Load and Store never take the lock, so that reason is gone, and the
+// default is the Value's own non-recursive lock.Lock (64 bytes inside the
+// Value): cheaper, and it can be handed to a Condition. For a recursive
+// lock, pass an *rlock.RLock in Options.Lock; any Locker works, and all
+// processes must pass the same one.
+//
+// # Binary layout
+//
+// Little-endian, 64-byte aligned, SizeOf[T]() bytes (192 for T of at most
+// 8 bytes; 128 + 2*S for a wider T, S = size of T rounded up to 64):
+//
+//	offset 0    uint32  magic 0x6c76706d ("mpvl")
+//	offset 4    uint32  layout version (1)
+//	offset 8    uint64  size of T
+//	offset 16   uint64  fingerprint of T
+//	offset 24   uint32  flags: bit 0 = own lock at offset 64
+//	offset 28   uint32  alignment of T
+//	offset 32   uint64  sequence (wide T): completed writes; current slot = sequence & 1
+//	offset 40   uint64  writer lock word (wide T; package internal/robust)
+//	offset 48   reserved, zero
+//	offset 64   own lock (package lock layout), when flag bit 0
+//	offset 128  T of at most 8 bytes: one 8-byte word, T in its low bytes
+//	            wider T: slot 0 at 128, slot 1 at 128+S
+//
+// T is stored in its Go (and C) natural layout. A C reader of a wide T:
+// s = load_acquire(seq); copy slot s&1; if load_acquire(seq) != s, retry.
+// A C writer takes the writer lock (the robust lock word protocol of
+// package internal/robust), writes slot (seq+1)&1, stores seq+1 with
+// release order, and releases it.
+//
+// # Caveats
+//
+//   - Update(fn) on T of at most 8 bytes runs fn in a compare-and-swap
+//     loop: fn may run more than once and must depend only on its
+//     argument. Update allocates once per call (its argument escapes to fn).
+//   - Calling Update while holding the default (non-recursive) lock
+//     deadlocks.
+//   - A wide Load retries while writers keep completing writes during its
+//     copy; after 64 retries it queues on the writer lock once, so it
+//     always finishes, but it may then wait for one writer.
+//   - Update marks a lock whose holder died consistent and proceeds; to
+//     repair state kept across several objects, acquire the lock yourself
+//     and handle lock.ErrOwnerDead.
+//   - A writer lock word made not recoverable by a corrupting peer makes
+//     Store panic with a "value:" message.
+package value

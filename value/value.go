@@ -1,0 +1,393 @@
+package value
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/mpipc/mpipc/internal/proc"
+	"github.com/mpipc/mpipc/internal/robust"
+	"github.com/mpipc/mpipc/internal/typeinfo"
+	"github.com/mpipc/mpipc/lock"
+	"github.com/mpipc/mpipc/shm"
+)
+
+// Errors.
+var (
+	// ErrNoLock is returned by Open and Attach of a Value that was created
+	// without its own lock (with Options.Lock, or as a RawValue) when no
+	// Options.Lock is given: the creator's lock must be shared explicitly.
+	ErrNoLock = errors.New("value: created without its own lock; pass Options.Lock")
+)
+
+// Locker is the lock a Value exposes (Python's get_lock()) and that Update
+// takes. *lock.Lock implements it, and so does *rlock.RLock. A Locker that
+// also has a Consistent() error method is marked consistent by Update when
+// its Acquire reports that the previous holder died (see Value.Update).
+type Locker interface {
+	Acquire(ctx context.Context) error
+	Release() error
+}
+
+type consistenter interface{ Consistent() error }
+
+// Options configure a Value or RawValue. The zero value (or nil) means the
+// defaults.
+type Options struct {
+	// Lock is the lock that Update takes and Lock returns, for a Value
+	// sharing a lock with other objects (a *lock.Lock, *rlock.RLock, or
+	// any Locker living in the same shared memory). Default: the Value's
+	// own lock.Lock, placed inside the Value. Every process must pass the
+	// same lock. Ignored by RawValue.
+	Lock Locker
+	// CheckInterval is how often a waiter checks whether the holder of
+	// the Value's own lock, or of the writer lock of a T wider than 8
+	// bytes, is alive. Default 100 ms.
+	CheckInterval time.Duration
+}
+
+func (o *Options) lock() Locker {
+	if o == nil {
+		return nil
+	}
+	return o.Lock
+}
+
+func (o *Options) check() time.Duration {
+	if o == nil {
+		return 0
+	}
+	return o.CheckInterval
+}
+
+type noCopy struct{}
+
+func (*noCopy) Lock()   {}
+func (*noCopy) Unlock() {}
+
+// Value is a T shared between processes, with a lock: Python's
+// multiprocessing.Value. Obtain one with Create or Open (in a segment) or
+// Init or Attach (in memory you own); the zero Value is not usable.
+//
+// T is any fixed-size type without pointers (see package
+// internal/typeinfo): numbers, bool, and arrays and structs of them.
+//
+// Load, Store, Swap, CompareAndSwap and Add are atomic on their own and
+// never take the lock: for T of at most 8 bytes each is one atomic
+// instruction (or a compare-and-swap loop for Add on numbers other than
+// 4- and 8-byte integers), and for a wider T, Load copies a consistent
+// snapshot without blocking writers. Update is the read-modify-write that
+// also takes the lock, so that it waits for a process that holds the lock
+// to update several objects together.
+//
+// Every write synchronizes before the Load that observes it, in any
+// process mapping the memory. A Value handle must not be copied after
+// first use; it is safe for concurrent use by many goroutines.
+type Value[T any] struct {
+	_    noCopy
+	c    cell[T]
+	lk   Locker
+	own  *lock.Lock
+	mine bool // the lock is the Value's own
+}
+
+// Init initializes a Value holding initial in mem (at least SizeOf[T]()
+// bytes, 8-byte aligned; Align recommended) and returns a handle on it.
+// Unless opts.Lock is set, the Value gets its own lock. Nothing else may
+// use mem while Init runs.
+func Init[T any](mem []byte, initial T, opts *Options) (*Value[T], error) {
+	info, err := typeOf[T]()
+	if err != nil {
+		return nil, err
+	}
+	v := &Value[T]{lk: opts.lock()}
+	var flags uint32
+	if v.lk == nil {
+		flags = flagOwn
+	}
+	if err := v.c.init(mem, info, initial, flags, opts.check()); err != nil {
+		return nil, err
+	}
+	if v.lk == nil {
+		own, err := lock.Init(mem[ownLockOff:headerSize], &lock.Options{CheckInterval: opts.check()})
+		if err != nil {
+			return nil, fmt.Errorf("value: own lock: %w", err)
+		}
+		v.own, v.lk, v.mine = own, own, true
+	}
+	publish(mem)
+	return v, nil
+}
+
+// Attach returns a handle on a Value[T] that Init set up in mem, possibly
+// in another process. It fails with shm.ErrTypeMismatch if it was created
+// with another element type, shm.ErrCorrupt if mem does not hold a Value,
+// and ErrNoLock if it has no own lock and opts.Lock is nil.
+func Attach[T any](mem []byte, opts *Options) (*Value[T], error) {
+	info, err := typeOf[T]()
+	if err != nil {
+		return nil, err
+	}
+	v := &Value[T]{lk: opts.lock()}
+	flags, err := v.c.attach(mem, info, opts.check())
+	if err != nil {
+		return nil, err
+	}
+	if v.lk == nil {
+		if flags&flagOwn == 0 {
+			return nil, ErrNoLock
+		}
+		own, err := lock.Attach(mem[ownLockOff:headerSize], &lock.Options{CheckInterval: opts.check()})
+		if err != nil {
+			return nil, fmt.Errorf("value: own lock: %w", err)
+		}
+		v.own, v.lk, v.mine = own, own, true
+	}
+	return v, nil
+}
+
+func spec[T any](name string) (shm.Spec, typeinfo.Info, error) {
+	info, err := typeOf[T]()
+	if err != nil {
+		return shm.Spec{}, info, err
+	}
+	size, _ := layout(info)
+	return shm.Spec{Name: name, Kind: shm.KindValue, KindVersion: Version,
+		Fingerprint: info.Fingerprint, Size: int64(size)}, info, nil
+}
+
+// Create places a new Value named name holding initial in seg. It fails
+// with shm.ErrExist if the name is taken, and with an error wrapping
+// typeinfo.ErrUnsupportedType if T cannot be shared.
+func Create[T any](seg *shm.Segment, name string, initial T, opts *Options) (*Value[T], error) {
+	sp, _, err := spec[T](name)
+	if err != nil {
+		return nil, err
+	}
+	var v *Value[T]
+	_, err = seg.Alloc(sp, func(mem []byte) (err error) {
+		v, err = Init(mem, initial, opts)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("value: creating %q: %w", name, err)
+	}
+	return v, nil
+}
+
+// Open attaches to the Value[T] named name in seg. It fails with
+// shm.ErrTypeMismatch if the Value holds another type.
+func Open[T any](seg *shm.Segment, name string, opts *Options) (*Value[T], error) {
+	sp, _, err := spec[T](name)
+	if err != nil {
+		return nil, err
+	}
+	mem, err := seg.Lookup(sp)
+	if err != nil {
+		return nil, fmt.Errorf("value: opening %q: %w", name, err)
+	}
+	return Attach[T](mem, opts)
+}
+
+// Load returns the value. It never blocks on the lock or on a writer.
+func (v *Value[T]) Load() T { return v.c.load() }
+
+// Store sets the value.
+func (v *Value[T]) Store(x T) { v.c.store(x) }
+
+// Swap sets the value to x and returns the previous one.
+func (v *Value[T]) Swap(x T) T { return v.c.swap(x) }
+
+// CompareAndSwap sets the value to new if it equals old and reports
+// whether it did. Values are compared bytewise, padding excluded: floats
+// compare by bits (NaN can equal NaN, -0 differs from +0).
+func (v *Value[T]) CompareAndSwap(old, new T) bool { return v.c.compareAndSwap(old, new) }
+
+// Add adds delta and returns the new value: Python's
+// "with v.get_lock(): v.value += delta", in one atomic instruction when T
+// is a 4- or 8-byte integer, and a compare-and-swap loop for other
+// numbers. Integers wrap around. Add panics if T is not a number.
+func (v *Value[T]) Add(delta T) T { return v.c.add(delta) }
+
+// Update takes the lock, applies fn to a copy of the value, stores the
+// result and releases the lock, returning the new value. The
+// read-modify-write is atomic also against Store, Add and friends called
+// without the lock; for T of at most 8 bytes, fn runs in a
+// compare-and-swap loop and may run more than once, so it must depend on
+// its argument only. For a wider T, fn runs while holding the writer lock:
+// keep it short.
+//
+// If the lock's previous holder died holding it, Update marks the lock
+// consistent (the Value itself is never left half-written) and proceeds.
+// It returns an error, without applying fn, only when the lock cannot be
+// acquired (ErrNotRecoverable, or a Locker's own error).
+//
+// With the default, non-recursive lock, calling Update while holding
+// Lock() deadlocks; pass an rlock.RLock in Options.Lock for a recursive
+// lock.
+func (v *Value[T]) Update(fn func(*T)) (T, error) { return v.UpdateContext(nil, fn) }
+
+// UpdateContext is Update that gives up with ctx.Err() when ctx is done
+// before the lock is acquired.
+func (v *Value[T]) UpdateContext(ctx context.Context, fn func(*T)) (T, error) {
+	if err := acquire(ctx, v.lk); err != nil {
+		var zero T
+		return zero, err
+	}
+	x := v.c.update(fn)
+	if err := v.lk.Release(); err != nil {
+		return x, fmt.Errorf("value: releasing lock: %w", err)
+	}
+	return x, nil
+}
+
+// acquire takes l, marking it consistent after an owner's death.
+func acquire(ctx context.Context, l Locker) error {
+	err := l.Acquire(ctx)
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, robust.ErrOwnerDead) {
+		if c, ok := l.(consistenter); ok {
+			if cerr := c.Consistent(); cerr != nil {
+				l.Release()
+				return fmt.Errorf("value: marking lock consistent: %w", cerr)
+			}
+		}
+		return nil
+	}
+	return err
+}
+
+// Lock returns the Value's lock: its own, or Options.Lock.
+func (v *Value[T]) Lock() Locker { return v.lk }
+
+// State is a snapshot of a Value, for inspection.
+type State struct {
+	Size        int    // bytes of T
+	Fingerprint uint64 // of T
+	Type        string // layout of T
+	Writes      uint64 // completed writes, for T wider than 8 bytes (else 0)
+	WriterHeld  bool   // a writer is between lock and publish (wide T)
+	WriterPid   int
+	WriterAlive bool
+	OwnLock     bool        // the lock is the Value's own
+	Lock        *lock.State // the own lock's state, if OwnLock
+}
+
+func (c *cell[T]) state() State {
+	st := State{Size: int(c.size), Fingerprint: c.info.Fingerprint, Type: c.info.Desc}
+	if c.op == opWide {
+		st.Writes = atomic.LoadUint64(c.seq)
+		s := c.wr.Load()
+		st.WriterHeld = s.Held
+		if s.Held {
+			st.WriterPid = int(s.Holder.Pid)
+			st.WriterAlive = proc.Alive(s.Holder)
+		}
+	}
+	return st
+}
+
+// State returns a snapshot of the Value.
+func (v *Value[T]) State() State {
+	st := v.c.state()
+	if v.mine {
+		ls := v.own.State()
+		st.OwnLock, st.Lock = true, &ls
+	}
+	return st
+}
+
+// RawValue is a T shared between processes without a lock: Python's
+// multiprocessing.RawValue. Its Load, Store, Swap, CompareAndSwap, Add and
+// Update are atomic just as a Value's (they never needed the lock); what
+// it lacks is the lock for compound operations over several objects.
+// Obtain one with CreateRaw, OpenRaw, InitRaw or AttachRaw. It may attach
+// to a Value's memory (the lock is then ignored).
+type RawValue[T any] struct {
+	_ noCopy
+	c cell[T]
+}
+
+// InitRaw initializes a RawValue holding initial in mem (SizeOf[T]() bytes,
+// 8-byte aligned). Only opts.CheckInterval is used.
+func InitRaw[T any](mem []byte, initial T, opts *Options) (*RawValue[T], error) {
+	info, err := typeOf[T]()
+	if err != nil {
+		return nil, err
+	}
+	v := &RawValue[T]{}
+	if err := v.c.init(mem, info, initial, 0, opts.check()); err != nil {
+		return nil, err
+	}
+	publish(mem)
+	return v, nil
+}
+
+// AttachRaw returns a handle on a RawValue[T] (or Value[T]) in mem.
+func AttachRaw[T any](mem []byte, opts *Options) (*RawValue[T], error) {
+	info, err := typeOf[T]()
+	if err != nil {
+		return nil, err
+	}
+	v := &RawValue[T]{}
+	if _, err := v.c.attach(mem, info, opts.check()); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// CreateRaw places a new RawValue named name in seg.
+func CreateRaw[T any](seg *shm.Segment, name string, initial T, opts *Options) (*RawValue[T], error) {
+	sp, _, err := spec[T](name)
+	if err != nil {
+		return nil, err
+	}
+	var v *RawValue[T]
+	_, err = seg.Alloc(sp, func(mem []byte) (err error) {
+		v, err = InitRaw(mem, initial, opts)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("value: creating %q: %w", name, err)
+	}
+	return v, nil
+}
+
+// OpenRaw attaches to the RawValue[T] (or Value[T]) named name in seg.
+func OpenRaw[T any](seg *shm.Segment, name string, opts *Options) (*RawValue[T], error) {
+	sp, _, err := spec[T](name)
+	if err != nil {
+		return nil, err
+	}
+	mem, err := seg.Lookup(sp)
+	if err != nil {
+		return nil, fmt.Errorf("value: opening %q: %w", name, err)
+	}
+	return AttachRaw[T](mem, opts)
+}
+
+// Load returns the value. It never blocks on a writer.
+func (v *RawValue[T]) Load() T { return v.c.load() }
+
+// Store sets the value.
+func (v *RawValue[T]) Store(x T) { v.c.store(x) }
+
+// Swap sets the value to x and returns the previous one.
+func (v *RawValue[T]) Swap(x T) T { return v.c.swap(x) }
+
+// CompareAndSwap is Value.CompareAndSwap.
+func (v *RawValue[T]) CompareAndSwap(old, new T) bool { return v.c.compareAndSwap(old, new) }
+
+// Add is Value.Add.
+func (v *RawValue[T]) Add(delta T) T { return v.c.add(delta) }
+
+// Update applies fn atomically and returns the new value, as Value.Update
+// does but without a lock.
+func (v *RawValue[T]) Update(fn func(*T)) T { return v.c.update(fn) }
+
+// State returns a snapshot of the RawValue.
+func (v *RawValue[T]) State() State { return v.c.state() }
