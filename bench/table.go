@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"text/tabwriter"
+	"unicode/utf8"
 )
 
 // LowerIsBetter reports whether a smaller value of metric is better
@@ -168,54 +168,88 @@ func best(sums []Summary, workload, metric string, systems []string) *Summary {
 
 // WriteTable writes the comparison table: each mpipc figure (median of the
 // runs, with min and max) next to each peer and the ratio (above 1: mpipc
-// better), then the peers' own figures.
+// better).
 func WriteTable(w io.Writer, sums, anchors []Summary) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "workload\tmetric\tours\tmedian\tmin–max\truns\t\tpeer\tpeer median\tratio\t")
+	t := table{head: []string{"workload", "metric", "ours", "median", "min–max", "runs", "peer", "peer median", "ratio"},
+		right: []bool{false, false, false, true, true, true, false, true, true}}
 	last := ""
 	for _, r := range Compare(sums, anchors) {
 		k := r.Ours.Key()
-		wl, metric, sys, med, rng, runs := r.Ours.Workload, r.Ours.Metric, r.Ours.System,
-			formatValue(r.Ours.Value), formatValue(r.Ours.Min)+"–"+formatValue(r.Ours.Max), fmt.Sprint(len(r.Ours.Runs))
+		row := []string{r.Ours.Workload, r.Ours.Metric, r.Ours.System, formatValue(r.Ours.Value),
+			formatValue(r.Ours.Min) + "–" + formatValue(r.Ours.Max), fmt.Sprint(len(r.Ours.Runs)), "–", "–", "–"}
 		if k == last { // further peers of the same figure
-			wl, metric, sys, med, rng, runs = "", "", "", "", "", ""
+			for i := range 6 {
+				row[i] = ""
+			}
 		}
 		last = k
-		peer, pmed, ratio := "–", "–", "–"
 		if r.Peer != nil {
-			peer = r.Peer.System
+			row[6] = r.Peer.System
 			if r.Peer.Source != "" {
-				peer += " (anchors)"
+				row[6] += " (anchors)"
 			}
-			pmed = formatValue(r.Peer.Value)
-			ratio = fmt.Sprintf("%.2f×", r.Ratio)
+			row[7] = formatValue(r.Peer.Value)
+			row[8] = fmt.Sprintf("%.2f×", r.Ratio)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\t%s\t%s\t%s\t\n", wl, metric, sys, med, rng, runs, peer, pmed, ratio)
+		t.rows = append(t.rows, row)
 	}
-	if err := tw.Flush(); err != nil {
+	if err := t.write(w); err != nil {
 		return err
 	}
-	fmt.Fprintln(w, "ratio: how many times better mpipc is than the peer (>1: mpipc faster), on medians.")
-	return nil
+	_, err := fmt.Fprintln(w, "ratio: how many times better mpipc is than the peer (>1: mpipc faster), on medians.")
+	return err
 }
 
 // WritePeers writes the figures of the peers measured in this run.
 func WritePeers(w io.Writer, sums []Summary) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "workload\tsystem\tmetric\tmedian\tmin–max\truns\t")
-	n := 0
+	t := table{head: []string{"workload", "system", "metric", "median", "min–max", "runs"},
+		right: []bool{false, false, false, true, true, true}}
 	for _, s := range sums {
 		if strings.HasPrefix(s.System, "mpipc-") {
 			continue
 		}
-		n++
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t\n", s.Workload, s.System, s.Metric,
-			formatValue(s.Value), formatValue(s.Min)+"–"+formatValue(s.Max), len(s.Runs))
+		t.rows = append(t.rows, []string{s.Workload, s.System, s.Metric, formatValue(s.Value),
+			formatValue(s.Min) + "–" + formatValue(s.Max), fmt.Sprint(len(s.Runs))})
 	}
-	if n == 0 {
+	if len(t.rows) == 0 {
 		return nil
 	}
-	return tw.Flush()
+	return t.write(w)
+}
+
+// table aligns columns by runes (tabwriter counts bytes, and the table has
+// "–" and "×" in it).
+type table struct {
+	head  []string
+	right []bool
+	rows  [][]string
+}
+
+func (t *table) write(w io.Writer) error {
+	width := make([]int, len(t.head))
+	for _, r := range append([][]string{t.head}, t.rows...) {
+		for i, c := range r {
+			width[i] = max(width[i], utf8.RuneCountInString(c))
+		}
+	}
+	var b strings.Builder
+	for _, r := range append([][]string{t.head}, t.rows...) {
+		var line strings.Builder
+		for i, c := range r {
+			pad := strings.Repeat(" ", width[i]-utf8.RuneCountInString(c))
+			if i > 0 {
+				line.WriteString("  ")
+			}
+			if t.right[i] {
+				line.WriteString(pad + c)
+			} else {
+				line.WriteString(c + pad)
+			}
+		}
+		b.WriteString(strings.TrimRight(line.String(), " ") + "\n")
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
 }
 
 // formatValue prints a figure with 3–4 significant digits, as the anchors'

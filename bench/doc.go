@@ -1,0 +1,72 @@
+// Package bench is mpipc's cross-process benchmark suite: the workloads of
+// the IPC anchors (W1..W9), run with mpipc's primitives and with peers
+// measured in the same run, each case in separate processes and each
+// checking its result. `mpipc bench` is its command line.
+//
+// # Workloads
+//
+//	W1       uncontended acquire+release loop, 1 process            ns_per_op
+//	W2       2 processes × n increments of a counter under a lock    ops_per_s
+//	W3       semaphore ping-pong between 2 processes                 roundtrips_per_s, ns_per_roundtrip
+//	W4       condition / event ping-pong                             roundtrips_per_s, ns_per_roundtrip
+//	W5       Barrier(2) rounds                                       rounds_per_s
+//	W6       SPSC throughput, 64-byte messages                       msgs_per_s, MB_per_s
+//	W6-4KiB  the same with 4096-byte messages                        msgs_per_s, MB_per_s
+//	W7       MPMC: 2 producers + 2 consumers, 64 bytes              msgs_per_s
+//	W8       request/response over two queues, 64 bytes             median_us, p99_us
+//	W9       8 MiB array: one process writes, the other reads        write_GBps, read_GBps, GBps
+//
+// mpipc systems are named mpipc-lock, mpipc-rlock, mpipc-semaphore,
+// mpipc-condition, mpipc-event, mpipc-barrier, mpipc-queue, mpipc-pipe,
+// mpipc-array; peers go-sync-mutex and go-chan (in one process: the floor,
+// not a competitor), go-os-pipe and go-unix-seqpacket (across processes).
+//
+// # Protocol
+//
+// As in the anchors: the parent creates a file in /dev/shm, maps it
+// MAP_SHARED and initializes the case's objects in it (Init on memory it
+// owns); it starts the workers by re-executing its own binary with
+// MPIPC_BENCH_WORKER set (a program that runs the suite calls WorkerMain
+// first thing in main and in TestMain); each worker attaches (Attach), counts
+// itself ready on a futex word and sleeps until the parent releases them all
+// at once; each stamps CLOCK_MONOTONIC before and after its loop into the
+// file; elapsed = max(end) − min(start). The parent then checks the result
+// (exact counts, FIFO order, checksums, final object state) and a mismatch,
+// a worker's nonzero exit or a 120 s timeout fails the run loudly. Message
+// transports (Queue, Pipe, os.Pipe, socket pair, channels) run the very same
+// protocol code through one interface.
+//
+// Binary layout of the shared file:
+//
+//	offset 0     uint32      ready: workers attached and waiting
+//	offset 4     uint32      go: set to 1 to release the workers
+//	offset 8     uint32      spare futex word for workloads
+//	offset 64    [16]uint64  start stamps (ns, CLOCK_MONOTONIC)
+//	offset 192   [16]uint64  end stamps
+//	offset 320   [64]uint64  results written by workers
+//	offset 4096  the case's objects
+//
+// # Output
+//
+// Run returns one Summary per (workload, system, metric) with the median,
+// min and max over the runs; cases run round-robin (run 1 of every case,
+// then run 2, …) as the anchors' run.sh does. WriteJSON prints them in the
+// format of the anchors' results-*.jsonl; WriteTable pairs every mpipc
+// figure with the peers of its workload and, when an anchors file is read
+// with ReadAnchors, with the best relevant C and Python anchor, and prints
+// the ratio (above 1: mpipc better).
+//
+// # Caveats
+//
+//   - Figures on a shared, loaded machine are noisy; blocking cases (W3, W4,
+//     W5, W8 without spinning) are bimodal, depending on whether both
+//     processes share a CPU. Compare figures from one run only, use -n 3 or
+//     more, and read min and max, not just the median.
+//   - In-process peers run their roles as goroutines of one worker process
+//     and report procs 1.
+//   - W8 times each round trip with time.Now (vDSO), as the C anchor times it
+//     with clock_gettime: about 20–40 ns of each figure is the clock.
+//   - Pipe peers pass their descriptors to the workers through
+//     exec.Cmd.ExtraFiles, which makes them blocking: reads and writes are
+//     plain system calls, as in C, not Go's netpoller.
+package bench
