@@ -11,7 +11,7 @@ import (
 func init() {
 	const e2, rounds = event.Size, 2 * event.Size
 	addProc(procCase{
-		Workload: "W4", System: "mpipc-event", BaseN: 300_000, Procs: 2,
+		Workload: "W4", System: "mpipc-event", BaseN: 100_000, Procs: 2,
 		Size: 3 * event.Size,
 		Init: func(mem []byte) error {
 			if _, err := event.Init(mem[:e2], nil); err != nil {
