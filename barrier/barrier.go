@@ -1,0 +1,656 @@
+package barrier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/mpipc/mpipc/futex"
+	"github.com/mpipc/mpipc/internal/proc"
+	"github.com/mpipc/mpipc/shm"
+)
+
+// Binary layout of a Barrier (SizeOf(parties, handles) bytes, little-endian,
+// Align-aligned):
+//
+//	offset 0   uint32  state word (see below); the futex word
+//	offset 4   uint32  magic "mpbr"
+//	offset 8   uint32  layout version
+//	offset 12  uint32  parties
+//	offset 16  uint32  handles: the number of registration slots
+//	offset 20  uint32  reserved, 0
+//	offset 24  uint64  rounds completed, for inspection
+//	offset 32  padding to 64 bytes
+//	offset 64  [handles]uint64  slots: a registered process, proc.ID.Pack(),
+//	                            or 0 for a free slot
+const (
+	// Align is the alignment a Barrier needs (a cache line).
+	Align = 64
+	// Version is the layout version of a Barrier.
+	Version = 1
+	// MaxParties is the largest number of parties a Barrier supports.
+	MaxParties = 1<<countBits - 1
+	// MaxHandles is the largest number of registration slots.
+	MaxHandles = 4096
+
+	magic      = 0x72627066 // "mpbr"
+	offMagic   = 4
+	offVersion = 8
+	offParties = 12
+	offHandles = 16
+	offRounds  = 24
+	offSlots   = 64
+)
+
+// The state word.
+//
+//	bit  0       waiters: a waiter may sleep in the kernel; a phase change
+//	             (release, end of draining, break, reset) must wake all
+//	bit  1       draining: the round was released; its waiters are leaving
+//	bit  2       broken: every Wait fails until Reset
+//	bits 3..12   count: while filling, the parties that arrived (parties
+//	             while the last one runs the action); while draining, the
+//	             released waiters that have not left yet
+//	bits 13..31  generation: bumped when a round ends (draining done) and by
+//	             Reset
+//
+// Rounds, as in Python's threading.Barrier. A barrier fills (arrivals
+// count up) until the last party arrives; that one runs the action, then
+// releases the round: the barrier drains, and arrivals for the next round
+// wait until every released waiter has left. So no fast participant slips
+// into the next round while a slow one still waits in the previous one.
+// Each waiter also remembers the generation it arrived in: a Reset bumps
+// it, and a waiter that finds the generation moved knows its round was
+// reset and returns ErrBrokenBarrier without touching the new round's
+// count. (A Reset while the barrier drains does nothing, as in Python: the
+// released waiters are on their way out.)
+//
+// Indices. The last to arrive gets parties-1; each released waiter gets
+// the count it decrements while leaving (parties-2 down to 0). The indices
+// of a round are thus unique, and a Wait cancelled before the release
+// gives nothing back but its arrival.
+const (
+	waiters    = 1 << iota // a waiter may sleep in the kernel
+	draining               // released; waiters are leaving
+	broken                 // broken until Reset
+	countShift = iota      // count from here
+	countBits  = 10
+	countMask  = (1<<countBits - 1) << countShift
+	genShift   = countShift + countBits // generation from here
+)
+
+// pollSpins is how many times a waiter polls the state word, without a
+// pause, before it spins with futex.Spin, whose iterations pause for
+// 0.7-1.5 µs each. 1024 loads of a cached line take about 1-3 µs.
+const pollSpins = 1 << 10
+
+// DefaultCheckInterval is how often a sleeping waiter checks whether every
+// registered process is alive, when Options.CheckInterval is zero.
+const DefaultCheckInterval = 100 * time.Millisecond
+
+// Errors.
+var (
+	// ErrBrokenBarrier is returned by Wait when the barrier is broken or
+	// breaks while waiting: Abort, a Reset of the round, a Wait that timed
+	// out, a failed action, or a registered process that died.
+	ErrBrokenBarrier = errors.New("barrier: broken")
+	// ErrTimedOut is returned by the Wait whose timeout broke the barrier.
+	// errors.Is(ErrTimedOut, ErrBrokenBarrier) holds.
+	ErrTimedOut = fmt.Errorf("barrier: wait timed out: %w", ErrBrokenBarrier)
+	// ErrActionPanicked is returned, wrapped with the panic value, by the
+	// Wait whose action panicked.
+	ErrActionPanicked = errors.New("barrier: action panicked")
+	// ErrInvalidParties is returned by Init and Create for parties outside
+	// 1..MaxParties, or Options.Handles outside 0..MaxHandles.
+	ErrInvalidParties = errors.New("barrier: parties or handles out of range")
+	// ErrTooManyHandles is returned by Attach, Open, Init and Create when
+	// every registration slot is taken.
+	ErrTooManyHandles = errors.New("barrier: too many open handles")
+)
+
+// Options configure a Barrier handle. The zero value (or nil) means the
+// defaults.
+type Options struct {
+	// Action, if not nil, is run by the last party to arrive at each
+	// round, before the others are released, when that party waits
+	// through this handle. Each process (each handle) brings its own
+	// action, as in Python, where every process's Barrier object holds
+	// its own action callable. An action that returns an error or panics
+	// breaks the barrier.
+	Action func() error
+	// Timeout is the default timeout of Wait, as Python's Barrier
+	// timeout argument. Default 0: none.
+	Timeout time.Duration
+	// CheckInterval is how often a sleeping waiter checks whether every
+	// registered process is alive. Default 100 ms.
+	CheckInterval time.Duration
+	// Handles is, for Init and Create, the number of registration slots:
+	// how many handles may be open at once, over all processes. Default
+	// max(2*parties, 8). Ignored by Attach and Open.
+	Handles int
+}
+
+// Barrier is a barrier for a fixed number of parties, shared between
+// processes: Python's multiprocessing.Barrier. Obtain one with Create or
+// Open (in a segment) or Init or Attach (in memory you own); the zero
+// Barrier is not usable. Close a handle when the process stops taking
+// part (see the package documentation).
+//
+// Everything a party did before its Wait synchronizes before every other
+// party's Wait of the same round returns, in any process mapping the
+// memory. A Barrier handle must not be copied after first use; it is safe
+// for concurrent use by many goroutines.
+type Barrier struct {
+	_       noCopy
+	w       *uint32
+	rounds  *uint64
+	slots   []uint64
+	parties uint32
+	slot    atomic.Int32 // this handle's slot, or -1 once closed
+	self    uint64
+	action  func() error
+	timeout time.Duration
+	check   time.Duration
+}
+
+type noCopy struct{}
+
+func (*noCopy) Lock()   {}
+func (*noCopy) Unlock() {}
+
+func defaultHandles(parties int) int { return max(2*parties, 8) }
+
+// SizeOf returns the number of bytes a Barrier for parties parties with
+// handles registration slots occupies (handles 0: the default).
+func SizeOf(parties, handles int) int {
+	if handles <= 0 {
+		handles = defaultHandles(parties)
+	}
+	return offSlots + (8*handles+Align-1)/Align*Align
+}
+
+func word32(mem []byte, off int) *uint32 { return (*uint32)(unsafe.Pointer(&mem[off])) }
+
+func (o *Options) get() Options {
+	if o == nil {
+		return Options{}
+	}
+	return *o
+}
+
+// Init initializes a Barrier for parties parties in mem (at least
+// SizeOf(parties, opts.Handles) bytes, 8-byte aligned; Align recommended),
+// registers the calling process in it, and returns a handle. Nothing else
+// may use mem while Init runs.
+func Init(mem []byte, parties int, opts *Options) (*Barrier, error) {
+	o := opts.get()
+	if parties < 1 || parties > MaxParties || o.Handles < 0 || o.Handles > MaxHandles {
+		return nil, ErrInvalidParties
+	}
+	handles := o.Handles
+	if handles == 0 {
+		handles = min(defaultHandles(parties), MaxHandles)
+	}
+	if err := checkMem(mem, SizeOf(parties, handles)); err != nil {
+		return nil, err
+	}
+	for i := 0; i < handles; i++ {
+		atomic.StoreUint64((*uint64)(unsafe.Pointer(&mem[offSlots+8*i])), 0)
+	}
+	atomic.StoreUint32(word32(mem, 0), 0)
+	atomic.StoreUint64((*uint64)(unsafe.Pointer(&mem[offRounds])), 0)
+	atomic.StoreUint32(word32(mem, offParties), uint32(parties))
+	atomic.StoreUint32(word32(mem, offHandles), uint32(handles))
+	atomic.StoreUint32(word32(mem, offVersion), Version)
+	atomic.StoreUint32(word32(mem, offMagic), magic) // publishes the Barrier
+	return newHandle(mem, uint32(parties), handles, o)
+}
+
+func checkMem(mem []byte, need int) error {
+	if len(mem) < need {
+		return fmt.Errorf("barrier: memory is %d bytes, need %d: %w", len(mem), need, shm.ErrCorrupt)
+	}
+	if uintptr(unsafe.Pointer(&mem[0]))%8 != 0 {
+		return fmt.Errorf("barrier: memory is not 8-byte aligned: %w", shm.ErrCorrupt)
+	}
+	return nil
+}
+
+// Attach returns a handle on a Barrier that Init set up in mem, possibly in
+// another process, and registers the calling process in it. It fails with
+// shm.ErrCorrupt if mem does not hold a Barrier, and ErrTooManyHandles if
+// every slot is taken.
+func Attach(mem []byte, opts *Options) (*Barrier, error) {
+	if err := checkMem(mem, offSlots); err != nil {
+		return nil, err
+	}
+	if atomic.LoadUint32(word32(mem, offMagic)) != magic ||
+		atomic.LoadUint32(word32(mem, offVersion)) != Version {
+		return nil, fmt.Errorf("barrier: no barrier in memory: %w", shm.ErrCorrupt)
+	}
+	parties := atomic.LoadUint32(word32(mem, offParties))
+	handles := atomic.LoadUint32(word32(mem, offHandles))
+	if parties < 1 || parties > MaxParties || handles < 1 || handles > MaxHandles {
+		return nil, fmt.Errorf("barrier: %d parties, %d handles: %w", parties, handles, shm.ErrCorrupt)
+	}
+	if err := checkMem(mem, SizeOf(int(parties), int(handles))); err != nil {
+		return nil, err
+	}
+	if c := count(atomic.LoadUint32(word32(mem, 0))); c > parties {
+		return nil, fmt.Errorf("barrier: count %d above %d parties: %w", c, parties, shm.ErrCorrupt)
+	}
+	return newHandle(mem, parties, int(handles), opts.get())
+}
+
+func newHandle(mem []byte, parties uint32, handles int, o Options) (*Barrier, error) {
+	b := &Barrier{
+		w:       word32(mem, 0),
+		rounds:  (*uint64)(unsafe.Pointer(&mem[offRounds])),
+		slots:   unsafe.Slice((*uint64)(unsafe.Pointer(&mem[offSlots])), handles),
+		parties: parties,
+		self:    proc.Self().Pack(),
+		action:  o.Action,
+		timeout: o.Timeout,
+		check:   o.CheckInterval,
+	}
+	if b.check <= 0 {
+		b.check = DefaultCheckInterval
+	}
+	for i := range b.slots {
+		if atomic.CompareAndSwapUint64(&b.slots[i], 0, b.self) {
+			b.slot.Store(int32(i))
+			return b, nil
+		}
+	}
+	return nil, ErrTooManyHandles
+}
+
+func spec(name string, size int) shm.Spec {
+	return shm.Spec{Name: name, Kind: shm.KindBarrier, KindVersion: Version, Size: int64(size)}
+}
+
+// Create places a new Barrier for parties parties named name in seg and
+// registers the calling process in it. It fails with shm.ErrExist if the
+// name is taken.
+func Create(seg *shm.Segment, name string, parties int, opts *Options) (*Barrier, error) {
+	o := opts.get()
+	if parties < 1 || parties > MaxParties || o.Handles < 0 || o.Handles > MaxHandles {
+		return nil, ErrInvalidParties
+	}
+	var b *Barrier
+	_, err := seg.Alloc(spec(name, SizeOf(parties, o.Handles)), func(mem []byte) (err error) {
+		b, err = Init(mem, parties, opts)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("barrier: creating %q: %w", name, err)
+	}
+	return b, nil
+}
+
+// Open attaches to the Barrier named name in seg and registers the calling
+// process in it.
+func Open(seg *shm.Segment, name string, opts *Options) (*Barrier, error) {
+	mem, err := seg.Lookup(spec(name, 0))
+	if err != nil {
+		return nil, fmt.Errorf("barrier: opening %q: %w", name, err)
+	}
+	return Attach(mem, opts)
+}
+
+// Close deregisters this handle: from now on the death of this process no
+// longer breaks the barrier through this handle. The handle must not be
+// used for Wait afterwards. Close does not free the memory; closing twice
+// returns nil.
+func (b *Barrier) Close() error {
+	if i := b.slot.Swap(-1); i >= 0 {
+		atomic.CompareAndSwapUint64(&b.slots[i], b.self, 0)
+	}
+	return nil
+}
+
+func count(w uint32) uint32 { return w & countMask >> countShift }
+func gen(w uint32) uint32   { return w >> genShift }
+
+// Wait waits until all parties have called Wait, or ctx is done (nil:
+// never), or Options.Timeout passes. It returns this party's index in
+// 0..Parties()-1, unique within the round: Parties()-1 for the last to
+// arrive (which ran the action). Errors: ErrBrokenBarrier (or ErrTimedOut,
+// which is one) if the barrier is or becomes broken; the action's error
+// (or ErrActionPanicked) for the party whose action failed; ctx.Err(),
+// leaving the barrier as it was (the arrival is withdrawn) — unless the
+// last party had already arrived, in which case Wait waits for the round's
+// outcome, which the action's run time bounds.
+func (b *Barrier) Wait(ctx context.Context) (int, error) {
+	var deadline time.Time
+	if b.timeout > 0 {
+		deadline = time.Now().Add(b.timeout)
+	}
+	return b.wait(ctx, deadline)
+}
+
+// WaitTimeout is Wait with a timeout: if the round is not released within
+// d, it breaks the barrier (for every party) and returns ErrTimedOut. A d
+// of zero or less does not wait at all: it succeeds only for the last
+// party to arrive.
+func (b *Barrier) WaitTimeout(d time.Duration) (int, error) {
+	return b.wait(nil, time.Now().Add(max(d, 0)))
+}
+
+func (b *Barrier) wait(ctx context.Context, deadline time.Time) (int, error) {
+	var (
+		g         uint32 // generation of the round we arrived in
+		arrived   bool
+		spins     int // iterations spent waiting without sleeping
+		slept     bool
+		nextCheck time.Time
+	)
+	if !deadline.IsZero() && !time.Now().Before(deadline) {
+		// No time to wait: no spinning either; the first futex.Wait
+		// reports the timeout.
+		slept = true
+		nextCheck = deadline.Add(b.check)
+	}
+	for {
+		w := atomic.LoadUint32(b.w)
+		if !arrived {
+			if w&broken != 0 {
+				return -1, ErrBrokenBarrier
+			}
+			if w&draining == 0 && count(w) < b.parties {
+				nw := w + 1<<countShift
+				if !atomic.CompareAndSwapUint32(b.w, w, nw) {
+					continue
+				}
+				if count(nw) == b.parties {
+					return b.release(gen(w))
+				}
+				arrived, g = true, gen(w)
+				continue
+			}
+			// Draining, or the last party is running the action: wait
+			// for the next round to open.
+		} else {
+			if gen(w) != g || w&broken != 0 {
+				return -1, ErrBrokenBarrier
+			}
+			if w&draining != 0 {
+				idx, err, ok := b.leave(w)
+				if !ok {
+					continue
+				}
+				if !slept && spins > 0 {
+					futex.SpinDone(true)
+				}
+				return idx, err
+			}
+			// Filling: wait for the release.
+		}
+
+		// Wait for the word to change: poll, spin, then sleep.
+		if !slept {
+			if spins < pollSpins {
+				spins++
+				continue
+			}
+			if futex.Spin(spins - pollSpins) {
+				spins++
+				continue
+			}
+			futex.SpinDone(false)
+			slept = true
+			nextCheck = time.Now().Add(b.check)
+		}
+		if w&waiters == 0 {
+			if !atomic.CompareAndSwapUint32(b.w, w, w|waiters) {
+				continue
+			}
+			w |= waiters
+		}
+		wake := nextCheck
+		if !deadline.IsZero() && deadline.Before(wake) {
+			wake = deadline
+		}
+		err := futex.Wait(ctx, b.w, w, wake)
+		switch {
+		case err == nil:
+			continue
+		case err == futex.ErrTimeout:
+			now := time.Now()
+			if !deadline.IsZero() && !now.Before(deadline) {
+				if b.timedOut(arrived, g) {
+					return -1, ErrTimedOut
+				}
+				// The last party arrived: the outcome is near.
+				deadline = time.Time{}
+				continue
+			}
+			if !now.Before(nextCheck) {
+				nextCheck = now.Add(b.check)
+				b.checkParties()
+			}
+		case ctx != nil && err == ctx.Err():
+			if !arrived || b.withdraw(g) {
+				return -1, err
+			}
+			// Released, broken, or the last party arrived: no longer
+			// ours to withdraw; wait for the outcome without ctx.
+			ctx = nil
+		default:
+			return -1, err
+		}
+	}
+}
+
+// release is run by the last party to arrive in generation g, with the
+// count at parties: it runs the action and releases the round.
+func (b *Barrier) release(g uint32) (int, error) {
+	if b.action != nil {
+		if err := b.runAction(); err != nil {
+			b.breakIf(func(w uint32) bool { return gen(w) == g })
+			return -1, err
+		}
+	}
+	for {
+		w := atomic.LoadUint32(b.w)
+		if gen(w) != g || w&broken != 0 {
+			return -1, ErrBrokenBarrier // reset or broken during the action
+		}
+		var nw uint32
+		if b.parties == 1 {
+			nw = w&^(countMask|waiters) + 1<<genShift
+		} else {
+			nw = w&^(countMask|waiters) | (b.parties-1)<<countShift | draining
+		}
+		if atomic.CompareAndSwapUint32(b.w, w, nw) {
+			atomic.AddUint64(b.rounds, 1)
+			if w&waiters != 0 {
+				futex.WakeAll(b.w)
+			}
+			return int(b.parties) - 1, nil
+		}
+	}
+}
+
+func (b *Barrier) runAction() (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v", ErrActionPanicked, r)
+		}
+	}()
+	return b.action()
+}
+
+// leave takes a released waiter out of a draining barrier; the last one
+// out opens the next round. ok is false if the CAS lost a race.
+func (b *Barrier) leave(w uint32) (idx int, err error, ok bool) {
+	c := count(w)
+	if c == 0 {
+		return -1, fmt.Errorf("barrier: draining with count 0: %w", shm.ErrCorrupt), true
+	}
+	nw := w - 1<<countShift
+	if c == 1 {
+		nw = nw&^(draining|waiters) + 1<<genShift
+	}
+	if !atomic.CompareAndSwapUint32(b.w, w, nw) {
+		return 0, nil, false
+	}
+	if c == 1 && w&waiters != 0 {
+		futex.WakeAll(b.w)
+	}
+	return int(c) - 1, nil, true
+}
+
+// timedOut handles a Wait whose deadline passed. It reports whether the
+// Wait fails with ErrTimedOut: true after it broke the barrier; false if
+// the last party of our round has arrived (the caller waits for the
+// outcome) or the round ended otherwise (the caller re-reads the word).
+func (b *Barrier) timedOut(arrived bool, g uint32) bool {
+	for {
+		w := atomic.LoadUint32(b.w)
+		if arrived && (gen(w) != g || w&(broken|draining) != 0 || count(w) == b.parties) {
+			return false
+		}
+		if !arrived && w&broken != 0 {
+			return true
+		}
+		nw := w&^(draining|waiters) | broken
+		if atomic.CompareAndSwapUint32(b.w, w, nw) {
+			if w&waiters != 0 {
+				futex.WakeAll(b.w)
+			}
+			return true
+		}
+	}
+}
+
+// withdraw takes back an arrival in generation g that was not released.
+// It reports false if that is no longer possible.
+func (b *Barrier) withdraw(g uint32) bool {
+	for {
+		w := atomic.LoadUint32(b.w)
+		if gen(w) != g || w&(broken|draining) != 0 || count(w) == b.parties || count(w) == 0 {
+			return false
+		}
+		if atomic.CompareAndSwapUint32(b.w, w, w-1<<countShift) {
+			return true
+		}
+	}
+}
+
+// breakIf breaks the barrier if cond holds for the state word and it is
+// not broken yet, and wakes every sleeper.
+func (b *Barrier) breakIf(cond func(w uint32) bool) {
+	for {
+		w := atomic.LoadUint32(b.w)
+		if w&broken != 0 || !cond(w) {
+			return
+		}
+		if atomic.CompareAndSwapUint32(b.w, w, w&^(draining|waiters)|broken) {
+			if w&waiters != 0 {
+				futex.WakeAll(b.w)
+			}
+			return
+		}
+	}
+}
+
+func always(uint32) bool { return true }
+
+// checkParties breaks the barrier if a registered process is dead, after
+// freeing its slot.
+func (b *Barrier) checkParties() {
+	dead := false
+	for i := range b.slots {
+		v := atomic.LoadUint64(&b.slots[i])
+		if v == 0 || v == b.self {
+			continue
+		}
+		if !proc.Alive(proc.Unpack(v)) && atomic.CompareAndSwapUint64(&b.slots[i], v, 0) {
+			dead = true
+		}
+	}
+	if dead {
+		b.breakIf(always)
+	}
+}
+
+// Abort breaks the barrier: every Wait in progress and every later Wait
+// returns ErrBrokenBarrier until Reset.
+func (b *Barrier) Abort() { b.breakIf(always) }
+
+// Reset returns the barrier to its initial, empty state. Waits in progress
+// return ErrBrokenBarrier. A Reset while the barrier drains a released
+// round does nothing (as in Python): the released waiters keep their
+// indices and the next round opens when they have left.
+func (b *Barrier) Reset() {
+	for {
+		w := atomic.LoadUint32(b.w)
+		if w&draining != 0 && w&broken == 0 {
+			return
+		}
+		nw := w&^(countMask|draining|broken|waiters) + 1<<genShift
+		if atomic.CompareAndSwapUint32(b.w, w, nw) {
+			if w&waiters != 0 {
+				futex.WakeAll(b.w)
+			}
+			return
+		}
+	}
+}
+
+// Parties returns the number of parties needed to pass the barrier.
+func (b *Barrier) Parties() int { return int(b.parties) }
+
+// NWaiting returns the number of parties waiting in the current round (0
+// while the barrier drains or is broken).
+func (b *Barrier) NWaiting() int {
+	w := atomic.LoadUint32(b.w)
+	if w&(draining|broken) != 0 {
+		return 0
+	}
+	return int(count(w))
+}
+
+// Broken reports whether the barrier is broken.
+func (b *Barrier) Broken() bool { return atomic.LoadUint32(b.w)&broken != 0 }
+
+// State is a snapshot of a Barrier, for inspection.
+type State struct {
+	Parties    int
+	Waiting    int    // arrived in the current round (filling), or not yet left (draining)
+	Draining   bool   // the round was released; its waiters are leaving
+	Broken     bool   // every Wait fails until Reset
+	Waiters    bool   // a waiter may sleep in the kernel
+	Generation uint32 // bumped by each round's end and each Reset, modulo 2^19
+	Rounds     uint64 // rounds released since Init
+	Handles    int    // registration slots
+	Registered []Registered
+}
+
+// Registered is a process registered in a Barrier's slot.
+type Registered struct {
+	Pid   int
+	Alive bool
+}
+
+// State returns a snapshot of the barrier. It reads /proc to tell whether
+// each registered process is alive.
+func (b *Barrier) State() State {
+	w := atomic.LoadUint32(b.w)
+	st := State{
+		Parties: int(b.parties), Waiting: int(count(w)),
+		Draining: w&draining != 0, Broken: w&broken != 0, Waiters: w&waiters != 0,
+		Generation: gen(w), Rounds: atomic.LoadUint64(b.rounds), Handles: len(b.slots),
+	}
+	for i := range b.slots {
+		if v := atomic.LoadUint64(&b.slots[i]); v != 0 {
+			id := proc.Unpack(v)
+			st.Registered = append(st.Registered, Registered{Pid: int(id.Pid), Alive: proc.Alive(id)})
+		}
+	}
+	return st
+}
