@@ -18,6 +18,7 @@ import (
 	"github.com/mpipc/mpipc/lock"
 	"github.com/mpipc/mpipc/ringbuf"
 	"github.com/mpipc/mpipc/shm"
+	"github.com/mpipc/mpipc/value"
 )
 
 // The demo: a parent and N worker processes (this binary, re-executed with
@@ -25,20 +26,21 @@ import (
 //
 //	"tasks"  a JoinableQueue of task numbers (8-byte messages); 0 marks the
 //	         end of a phase, one marker per worker
+//	"total"  a Value[int64]: the sum of all results
 //	"lock"   a Lock guarding the board
-//	"board"  raw bytes: the total (int64), then per worker the tasks done,
-//	         the sum of its results and its tasks in each phase (int64s)
+//	"board"  raw bytes: per worker the tasks done, the sum of its results
+//	         and its tasks in each phase (int64s)
 //
 // Each worker takes tasks from the queue, works on one (squares it, after
-// -delay), adds the result to the total under the lock and calls TaskDone.
+// -delay), adds the result to the total (Value.Update, under the Value's
+// lock), records it on the board under the Lock and calls TaskDone.
 // At a phase marker it waits for the other workers (meet) before it goes
 // on. The parent puts each phase's tasks, Joins the queue, and at the end
 // checks total == Σ t² and prints what each worker did.
 const envDemo = "MPIPC_DEMO_WORKER" // segment path; worker index in MPIPC_DEMO_IDX
 
 const (
-	boardTotal   = 0
-	boardWorkers = 64 // per worker: done, sum, then one count per phase
+	boardWorkers = 0 // per worker: done, sum, then one count per phase
 	demoPhases   = 2
 	workerWords  = 2 + demoPhases
 	maxDemoProcs = 64
@@ -87,6 +89,10 @@ func runDemo(c *cli, args []string) int {
 	defer stop()
 
 	q, err := ringbuf.CreateJoinable(seg, "tasks", 64, 8, nil)
+	if err != nil {
+		return c.fail("demo: %v", err)
+	}
+	total, err := value.Create[int64](seg, "total", 0, nil)
 	if err != nil {
 		return c.fail("demo: %v", err)
 	}
@@ -204,11 +210,11 @@ func runDemo(c *cli, args []string) int {
 		}
 		fmt.Fprintf(c.stdout, "worker %d (pid %d): %d tasks (%s), results sum %d\n", i, children[i].cmd.Process.Pid, done, strings.Join(phases, ", "), sum)
 	}
-	total := atomic.LoadInt64(i64(board, boardTotal))
-	if total != want || sumDone != int64(*tasks) || sumSums != want {
-		return c.fail("demo: CHECK FAILED: total %d, want %d; tasks done %d of %d; workers' sums add to %d", total, want, sumDone, *tasks, sumSums)
+	got := total.Load()
+	if got != want || sumDone != int64(*tasks) || sumSums != want {
+		return c.fail("demo: CHECK FAILED: total %d, want %d; tasks done %d of %d; workers' sums add to %d", got, want, sumDone, *tasks, sumSums)
 	}
-	fmt.Fprintf(c.stdout, "total %d = sum of t² for t = 1..%d: checked\n", total, *tasks)
+	fmt.Fprintf(c.stdout, "total %d = sum of t² for t = 1..%d: checked\n", got, *tasks)
 	return exitOK
 }
 
@@ -243,6 +249,10 @@ func demoWorker(path string) error {
 	if err != nil {
 		return err
 	}
+	total, err := value.Open[int64](seg, "total", nil)
+	if err != nil {
+		return err
+	}
 	l, err := lock.Open(seg, "lock", nil)
 	if err != nil {
 		return err
@@ -254,7 +264,6 @@ func demoWorker(path string) error {
 	if idx < 0 || idx >= workers || len(board) < int(boardSize(workers)) {
 		return fmt.Errorf("board of %d bytes has no room for worker %d of %d", len(board), idx, workers)
 	}
-	total := i64(board, boardTotal)
 	done, sum := i64(board, workerOff(idx, 0)), i64(board, workerOff(idx, 1))
 	meet := func() error { return nil } // the barrier between phases
 	mu := l.Locker()
@@ -284,8 +293,10 @@ func demoWorker(path string) error {
 			time.Sleep(delay)
 		}
 		r := t * t
+		if _, err := total.Update(func(v *int64) { *v += r }); err != nil {
+			return err
+		}
 		mu.Lock()
-		*total += r
 		*done++
 		*sum += r
 		if p := (t - 1) * demoPhases / max(tasks, 1); p >= 0 && p < demoPhases {

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mpipc/mpipc/condition"
 	"github.com/mpipc/mpipc/event"
 	"github.com/mpipc/mpipc/lock"
 	"github.com/mpipc/mpipc/ringbuf"
@@ -260,6 +261,18 @@ var describers = map[shm.Kind]func(seg *shm.Segment, name string) (string, error
 			s += ", waiters"
 		}
 		return s, nil
+	},
+	shm.KindCondition: func(seg *shm.Segment, name string) (string, error) {
+		c, err := condition.Open(seg, name, nil)
+		if err != nil {
+			return "", err
+		}
+		st := c.State()
+		extra := fmt.Sprintf("%d waiting, %d notified (%d slots)", st.Waiters, st.Notified, st.Slots)
+		return "lock " + holderState(st.Held, st.HolderPid, st.HolderAlive, false, false, false, "") + ", " + extra, nil
+	},
+	shm.KindValue: func(seg *shm.Segment, name string) (string, error) {
+		return "(typed: open it with its element type to read it)", nil
 	},
 	shm.KindQueue: func(seg *shm.Segment, name string) (string, error) {
 		q, err := ringbuf.Open(seg, name, nil)

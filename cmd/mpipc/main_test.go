@@ -16,8 +16,11 @@ import (
 	"time"
 
 	"github.com/mpipc/mpipc/bench"
+	"github.com/mpipc/mpipc/condition"
+	"github.com/mpipc/mpipc/event"
 	"github.com/mpipc/mpipc/internal/proctest"
 	"github.com/mpipc/mpipc/lock"
+	"github.com/mpipc/mpipc/ringbuf"
 	"github.com/mpipc/mpipc/rlock"
 	"github.com/mpipc/mpipc/semaphore"
 	"github.com/mpipc/mpipc/shm"
@@ -62,8 +65,9 @@ func mpipc(t *testing.T, args ...string) (rc int, stdout, stderr string) {
 }
 
 // newSegment creates a segment in a fresh directory with a lock named
-// "jobs-lock", a semaphore "slots" of value 3 and an rlock "tree", and
-// returns its path.
+// "jobs-lock", a semaphore "slots" of value 3, an rlock "tree", a joinable
+// queue "jobs" holding 2 messages, an event "done" that is set and a
+// condition "ready" bound to jobs-lock, and returns its path.
 func newSegment(t *testing.T) (dir, path string) {
 	t.Helper()
 	dir = t.TempDir()
@@ -78,6 +82,20 @@ func newSegment(t *testing.T) (dir, path string) {
 		t.Fatal(err)
 	}
 	if _, err := rlock.Create(seg, "tree", nil); err != nil {
+		t.Fatal(err)
+	}
+	q, err := ringbuf.CreateJoinable(seg, "jobs", 8, 16, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Put(nil, []byte("a"))
+	q.Put(nil, []byte("b"))
+	e, err := event.Create(seg, "done", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Set()
+	if _, err := condition.Create(seg, "ready", "jobs-lock", nil); err != nil {
 		t.Fatal(err)
 	}
 	path = seg.Path()
@@ -134,7 +152,7 @@ func TestLs(t *testing.T) {
 	if rc != exitOK {
 		t.Fatalf("ls: rc %d, stderr %s", rc, e)
 	}
-	if !regexp.MustCompile(`seg1\s+64K\s+\S+\s+3/\d+\s+` + fmt.Sprint(os.Getpid()) + ` \(running\)`).MatchString(out) {
+	if !regexp.MustCompile(`seg1\s+64K\s+\S+\s+6/\d+\s+` + fmt.Sprint(os.Getpid()) + ` \(running\)`).MatchString(out) {
 		t.Errorf("ls does not list seg1 with its size, objects and creator:\n%s", out)
 	}
 	if strings.Contains(out, "notes.txt") {
@@ -183,7 +201,9 @@ func TestStat(t *testing.T) {
 	if rc != exitOK {
 		t.Fatalf("stat: rc %d, stderr %s", rc, e)
 	}
-	for _, want := range []string{"segment   " + path, "objects   3 of", "jobs-lock", "lock v1", "free", "slots", "semaphore v1", "value 3", "tree", "rlock v1"} {
+	for _, want := range []string{"segment   " + path, "objects   6 of", "jobs-lock", "lock v1", "free", "slots", "semaphore v1", "value 3", "tree", "rlock v1",
+		"jobs", "joinable-queue", "2/8 messages (max 16 bytes), 2 unfinished tasks", "done", "event", "set, generation 1",
+		"ready", "condition", "lock free, 0 waiting"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("stat output lacks %q:\n%s", want, out)
 		}
