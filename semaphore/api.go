@@ -122,21 +122,21 @@ func OpenBounded(seg *shm.Segment, name string, opts *Options) (*BoundedSemaphor
 // done (nil: never). It returns nil or ctx.Err(); a cancelled Acquire takes
 // nothing.
 func (s *Semaphore) Acquire(ctx context.Context) error {
-	if s.s.tryAcquire() {
+	if s.s.fastAcquire() {
 		return nil
 	}
-	return s.s.acquireSlow(ctx, time.Time{})
+	return s.s.acquireCtx(ctx)
 }
 
 // AcquireTimeout waits up to d for a unit and reports whether it took one.
 // A d of zero or less tries once without waiting, like TryAcquire. The
 // error is always nil; it is there so that every mpipc acquire reads alike.
 func (s *Semaphore) AcquireTimeout(d time.Duration) (bool, error) {
-	if s.s.tryAcquire() {
+	if s.s.fastAcquire() {
 		return true, nil
 	}
 	if d <= 0 {
-		return false, nil
+		return s.s.tryAcquire(), nil
 	}
 	return timeoutResult(s.s.acquireSlow(nil, deadlineAfter(d)))
 }
@@ -159,19 +159,19 @@ func (s *Semaphore) State() State { return s.s.state() }
 
 // Acquire is Semaphore.Acquire.
 func (s *BoundedSemaphore) Acquire(ctx context.Context) error {
-	if s.s.tryAcquire() {
+	if s.s.fastAcquire() {
 		return nil
 	}
-	return s.s.acquireSlow(ctx, time.Time{})
+	return s.s.acquireCtx(ctx)
 }
 
 // AcquireTimeout is Semaphore.AcquireTimeout.
 func (s *BoundedSemaphore) AcquireTimeout(d time.Duration) (bool, error) {
-	if s.s.tryAcquire() {
+	if s.s.fastAcquire() {
 		return true, nil
 	}
 	if d <= 0 {
-		return false, nil
+		return s.s.tryAcquire(), nil
 	}
 	return timeoutResult(s.s.acquireSlow(nil, deadlineAfter(d)))
 }

@@ -98,7 +98,8 @@ func (*noCopy) Unlock() {}
 // sem is the algorithm both public types share.
 type sem struct {
 	w       *uint32 // state word
-	bound   uint32  // the most a bounded semaphore may hold
+	limit   uint32  // the most the value may be: bound, or MaxValue
+	bound   uint32  // the initial value of a bounded semaphore, else 0
 	bounded bool
 }
 
@@ -133,7 +134,15 @@ func initSem(mem []byte, value int, kind uint32) (sem, error) {
 	atomic.StoreUint32(word(mem, offKind), kind)
 	atomic.StoreUint32(word(mem, offBound), bound)
 	atomic.StoreUint32(word(mem, offMagic), magic) // publishes the semaphore
-	return sem{w: word(mem, 0), bound: bound, bounded: kind == kindBounded}, nil
+	return newSem(mem, bound, kind), nil
+}
+
+func newSem(mem []byte, bound, kind uint32) sem {
+	s := sem{w: word(mem, 0), limit: MaxValue, bound: bound, bounded: kind == kindBounded}
+	if s.bounded {
+		s.limit = bound
+	}
+	return s
 }
 
 func attachSem(mem []byte, kind uint32) (sem, error) {
@@ -148,7 +157,7 @@ func attachSem(mem []byte, kind uint32) (sem, error) {
 		return sem{}, fmt.Errorf("semaphore: memory holds kind %d, want %d: %w", k, kind, shm.ErrCorrupt)
 	}
 	bound := atomic.LoadUint32(word(mem, offBound))
-	s := sem{w: word(mem, 0), bound: bound, bounded: kind == kindBounded}
+	s := newSem(mem, bound, kind)
 	if kind == kindBounded {
 		if bound > MaxValue || s.value() > int(bound) {
 			return sem{}, fmt.Errorf("semaphore: value %d above bound %d: %w", s.value(), bound, shm.ErrCorrupt)
@@ -163,6 +172,13 @@ func (s *sem) value() int { return int(atomic.LoadUint32(s.w) >> valueShift) }
 
 func atomicLoad(w *uint32) uint32 { return atomic.LoadUint32(w) }
 
+// fastAcquire is the uncontended Acquire: one load and one
+// compare-and-swap, inlined into the callers.
+func (s *sem) fastAcquire() bool {
+	old := atomic.LoadUint32(s.w)
+	return old>>valueShift != 0 && atomic.CompareAndSwapUint32(s.w, old, old-1<<valueShift)
+}
+
 // tryAcquire takes one unit if there is one. It makes no syscall.
 func (s *sem) tryAcquire() bool {
 	for {
@@ -175,6 +191,12 @@ func (s *sem) tryAcquire() bool {
 		}
 	}
 }
+
+// acquireCtx is acquireSlow without a deadline, outlined so that Acquire
+// inlines.
+//
+//go:noinline
+func (s *sem) acquireCtx(ctx context.Context) error { return s.acquireSlow(ctx, time.Time{}) }
 
 // acquireSlow takes one unit, waiting until the deadline (zero: none) or
 // until ctx is done (nil: never). It returns nil, futex.ErrTimeout or
@@ -221,35 +243,42 @@ func (s *sem) acquireSlow(ctx context.Context, deadline time.Time) error {
 	}
 }
 
-// release adds n units, at most up to s.bound if bounded, and wakes the
-// sleepers if any may sleep.
+// release adds n units, at most up to s.limit, and wakes the sleepers if
+// any may sleep. The uncontended Release(1) is one load and one
+// compare-and-swap, inlined into the callers.
 func (s *sem) release(n int) error {
+	old := atomic.LoadUint32(s.w)
+	if n == 1 && old&waiters == 0 && old>>valueShift < s.limit &&
+		atomic.CompareAndSwapUint32(s.w, old, old+1<<valueShift) {
+		return nil
+	}
+	return s.releaseSlow(n)
+}
+
+func (s *sem) releaseSlow(n int) error {
 	if n < 1 {
 		return ErrInvalidCount
 	}
 	for {
 		old := atomic.LoadUint32(s.w)
 		v := uint64(old >> valueShift)
-		if v+uint64(n) > MaxValue {
+		if v+uint64(n) > uint64(s.limit) {
+			if s.bounded {
+				return ErrReleasedTooMany
+			}
 			return ErrOverflow
 		}
-		if s.bounded && v+uint64(n) > uint64(s.bound) {
-			return ErrReleasedTooMany
-		}
+		// Clearing the waiters bit: every sleeper is woken below, and
+		// those that find no unit set it again.
 		nw := uint32(v+uint64(n)) << valueShift
 		if atomic.CompareAndSwapUint32(s.w, old, nw) {
 			if old&waiters != 0 {
-				s.wakeSlow()
+				futex.WakeAll(s.w)
 			}
 			return nil
 		}
 	}
 }
-
-// wakeSlow is outlined so that release stays small.
-//
-//go:noinline
-func (s *sem) wakeSlow() { futex.WakeAll(s.w) }
 
 func deadlineAfter(d time.Duration) time.Time { return time.Now().Add(d) }
 
