@@ -1,0 +1,556 @@
+package array
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"reflect"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/mpipc/mpipc/internal/robust"
+	"github.com/mpipc/mpipc/internal/typeinfo"
+	"github.com/mpipc/mpipc/lock"
+	"github.com/mpipc/mpipc/shm"
+	"github.com/mpipc/mpipc/value"
+)
+
+// Binary layout: see the package documentation.
+const (
+	// Version is the layout version of an Array.
+	Version = 1
+	// Align is the alignment an Array needs (a cache line).
+	Align = 64
+
+	magic      = 0x7261706d // "mpar"
+	headerSize = 128
+	ownLockOff = 64
+	flagOwn    = 1 << 0
+
+	offMagic   = 0
+	offVersion = 4
+	offLen     = 8
+	offElem    = 16
+	offFP      = 24
+	offFlags   = 32
+	offAlign   = 36
+)
+
+// Errors.
+var (
+	// ErrNoLock is returned by Open and Attach of an Array created without
+	// its own lock (with Options.Lock, or as a RawArray) when no
+	// Options.Lock is given.
+	ErrNoLock = errors.New("array: created without its own lock; pass Options.Lock")
+	// ErrLength is returned for a negative length, or one whose size
+	// overflows.
+	ErrLength = errors.New("array: invalid length")
+	// ErrTooLong is returned when an initializer or a SetValue argument is
+	// longer than the array.
+	ErrTooLong = errors.New("array: value longer than the array")
+)
+
+// Options configure an Array or RawArray. The zero value (or nil) means the
+// defaults.
+type Options struct {
+	// Lock is the lock that Array operations take and Lock returns, for an
+	// Array sharing a lock with other objects (a *lock.Lock, an
+	// *rlock.RLock, a Value's lock). Default: the Array's own lock.Lock,
+	// placed inside the Array. Every process must pass the same lock.
+	// Ignored by RawArray.
+	Lock value.Locker
+	// CheckInterval is how often a waiter for the own lock checks whether
+	// its holder is alive. Default 100 ms.
+	CheckInterval time.Duration
+}
+
+func (o *Options) lock() value.Locker {
+	if o == nil {
+		return nil
+	}
+	return o.Lock
+}
+
+func (o *Options) check() time.Duration {
+	if o == nil {
+		return 0
+	}
+	return o.CheckInterval
+}
+
+func w32(mem []byte, off int) *uint32 { return (*uint32)(unsafe.Pointer(&mem[off])) }
+func w64(mem []byte, off int) *uint64 { return (*uint64)(unsafe.Pointer(&mem[off])) }
+
+func elemType[T any]() (typeinfo.Info, error) {
+	info, err := typeinfo.Of[T]()
+	if err != nil {
+		return info, fmt.Errorf("array: %w", err)
+	}
+	return info, nil
+}
+
+// size returns the bytes an array of n elements of info needs.
+func size(info typeinfo.Info, n int) (uintptr, error) {
+	if n < 0 {
+		return 0, fmt.Errorf("array: length %d: %w", n, ErrLength)
+	}
+	data := uint64(n) * uint64(info.Size)
+	if n != 0 && data/uint64(n) != uint64(info.Size) || data > 1<<56 {
+		return 0, fmt.Errorf("array: %d elements of %d bytes: %w", n, info.Size, ErrLength)
+	}
+	return uintptr(headerSize + (data+63)&^63), nil
+}
+
+// SizeOf returns the number of bytes an Array[T] or RawArray[T] of n
+// elements occupies.
+func SizeOf[T any](n int) (int, error) {
+	info, err := elemType[T]()
+	if err != nil {
+		return 0, err
+	}
+	s, err := size(info, n)
+	return int(s), err
+}
+
+// core is the element storage shared by Array and RawArray.
+type core[T any] struct {
+	mem   []byte
+	s     []T // the elements, in shared memory
+	info  typeinfo.Info
+	bytes bool // T is a one-byte integer: char-array methods work
+}
+
+func checkMem(mem []byte) error {
+	if len(mem) < headerSize {
+		return fmt.Errorf("array: memory is %d bytes, need at least %d: %w", len(mem), headerSize, shm.ErrCorrupt)
+	}
+	if uintptr(unsafe.Pointer(&mem[0]))%8 != 0 {
+		return fmt.Errorf("array: memory is not 8-byte aligned: %w", shm.ErrCorrupt)
+	}
+	return nil
+}
+
+func (c *core[T]) setup(mem []byte, info typeinfo.Info, n int, need uintptr) {
+	c.mem = mem[:need:need]
+	c.info = info
+	c.s = unsafe.Slice((*T)(unsafe.Pointer(&mem[headerSize])), n)
+	k := reflect.TypeFor[T]().Kind()
+	c.bytes = k == reflect.Uint8 || k == reflect.Int8
+}
+
+// init writes the header and the elements (init, then zeros) into mem;
+// the magic is published by the caller, last.
+func (c *core[T]) init(mem []byte, n int, init []T, flags uint32) error {
+	info, err := elemType[T]()
+	if err != nil {
+		return err
+	}
+	need, err := size(info, n)
+	if err != nil {
+		return err
+	}
+	if len(init) > n {
+		return fmt.Errorf("array: %d initial values for %d elements: %w", len(init), n, ErrTooLong)
+	}
+	if err := checkMem(mem); err != nil {
+		return err
+	}
+	if uintptr(len(mem)) < need {
+		return fmt.Errorf("array: memory is %d bytes, %d elements of %s need %d: %w", len(mem), n, info.Desc, need, shm.ErrCorrupt)
+	}
+	clear(mem[:need])
+	atomic.StoreUint32(w32(mem, offVersion), Version)
+	atomic.StoreUint64(w64(mem, offLen), uint64(n))
+	atomic.StoreUint64(w64(mem, offElem), uint64(info.Size))
+	atomic.StoreUint64(w64(mem, offFP), info.Fingerprint)
+	atomic.StoreUint32(w32(mem, offFlags), flags)
+	atomic.StoreUint32(w32(mem, offAlign), uint32(info.Align))
+	c.setup(mem, info, n, need)
+	copy(c.s, init)
+	return nil
+}
+
+func publish(mem []byte) { atomic.StoreUint32(w32(mem, offMagic), magic) }
+
+// attach validates the header in mem for T and fills c; it returns the
+// flags.
+func (c *core[T]) attach(mem []byte) (uint32, error) {
+	info, err := elemType[T]()
+	if err != nil {
+		return 0, err
+	}
+	if err := checkMem(mem); err != nil {
+		return 0, err
+	}
+	if atomic.LoadUint32(w32(mem, offMagic)) != magic {
+		return 0, fmt.Errorf("array: no array in memory (bad magic): %w", shm.ErrCorrupt)
+	}
+	if v := atomic.LoadUint32(w32(mem, offVersion)); v != Version {
+		return 0, fmt.Errorf("array: layout version %d, want %d: %w", v, Version, shm.ErrCorrupt)
+	}
+	es, fp := atomic.LoadUint64(w64(mem, offElem)), atomic.LoadUint64(w64(mem, offFP))
+	if es != uint64(info.Size) || fp != info.Fingerprint {
+		return 0, fmt.Errorf("array: stored elements are %d bytes with fingerprint %#x, %s is %d bytes with fingerprint %#x: %w",
+			es, fp, info.Desc, info.Size, info.Fingerprint, shm.ErrTypeMismatch)
+	}
+	n64 := atomic.LoadUint64(w64(mem, offLen))
+	if n64 > uint64(len(mem)) { // also rules out lengths that overflow int
+		return 0, fmt.Errorf("array: length %d in %d bytes: %w", n64, len(mem), shm.ErrCorrupt)
+	}
+	need, err := size(info, int(n64))
+	if err != nil || need > uintptr(len(mem)) {
+		return 0, fmt.Errorf("array: %d elements of %s do not fit in %d bytes: %w", n64, info.Desc, len(mem), shm.ErrCorrupt)
+	}
+	flags := atomic.LoadUint32(w32(mem, offFlags))
+	if flags&^flagOwn != 0 {
+		return 0, fmt.Errorf("array: unknown flags %#x: %w", flags, shm.ErrCorrupt)
+	}
+	c.setup(mem, info, int(n64), need)
+	return flags, nil
+}
+
+func spec(name string, info typeinfo.Info, size uintptr) shm.Spec {
+	return shm.Spec{Name: name, Kind: shm.KindArray, KindVersion: Version,
+		Fingerprint: info.Fingerprint, Size: int64(size)}
+}
+
+// ---- unsynchronized element access, shared by both types ----
+
+func (c *core[T]) copyOut(dst []T, from int) int { return copy(dst, c.s[from:]) }
+func (c *core[T]) copyIn(src []T, at int) int    { return copy(c.s[at:], src) }
+
+func (c *core[T]) slice(i, j int) []T {
+	src := c.s[i:j]
+	out := make([]T, len(src))
+	copy(out, src)
+	return out
+}
+
+func (c *core[T]) byteView(op string) []byte {
+	if !c.bytes {
+		panic("array: " + op + " needs a byte array, have " + reflect.TypeFor[T]().String())
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(c.s))), len(c.s))
+}
+
+func (c *core[T]) value() []byte {
+	b := c.byteView("Value")
+	for i, x := range b {
+		if x == 0 {
+			b = b[:i]
+			break
+		}
+	}
+	return append([]byte(nil), b...)
+}
+
+func (c *core[T]) setValue(v []byte) error {
+	b := c.byteView("SetValue")
+	if len(v) > len(b) {
+		return fmt.Errorf("array: %d bytes for %d: %w", len(v), len(b), ErrTooLong)
+	}
+	copy(b, v)
+	if len(v) < len(b) {
+		b[len(v)] = 0
+	}
+	return nil
+}
+
+func (c *core[T]) raw() []byte { return append([]byte(nil), c.byteView("Raw")...) }
+
+// ---- Array ----
+
+type noCopy struct{}
+
+func (*noCopy) Lock()   {}
+func (*noCopy) Unlock() {}
+
+// Array is a fixed-length array of T shared between processes, with a
+// lock: Python's multiprocessing.Array. Obtain one with Create or Open (in
+// a segment) or Init or Attach (in memory you own); the zero Array is not
+// usable.
+//
+// Every method that reads or writes elements holds the lock while it
+// does, so a range copied out is a consistent snapshot and a range copied
+// in appears at once; Update runs a function on a range under the lock.
+// Index and slice bounds are checked before the lock is taken, with Go's
+// own bounds checks: a bad index panics exactly as it would on a []T of
+// length Len, and nothing outside the Array is ever touched.
+//
+// A lock release synchronizes before the next acquire, in any process, so
+// what one process wrote under the lock is what the next one reads. An
+// Array handle must not be copied after first use; it is safe for
+// concurrent use by many goroutines.
+type Array[T any] struct {
+	_    noCopy
+	c    core[T]
+	lk   value.Locker
+	own  *lock.Lock
+	mine bool
+}
+
+// Init initializes an Array of n elements in mem (at least SizeOf[T](n)
+// bytes, 8-byte aligned; Align recommended): the first len(init) elements
+// are copied from init (Python's Array('i', range(10))), the rest are zero
+// (Array('d', 5)). Unless opts.Lock is set, the Array gets its own lock.
+func Init[T any](mem []byte, n int, init []T, opts *Options) (*Array[T], error) {
+	a := &Array[T]{lk: opts.lock()}
+	var flags uint32
+	if a.lk == nil {
+		flags = flagOwn
+	}
+	if err := a.c.init(mem, n, init, flags); err != nil {
+		return nil, err
+	}
+	if a.lk == nil {
+		own, err := lock.Init(mem[ownLockOff:headerSize], &lock.Options{CheckInterval: opts.check()})
+		if err != nil {
+			return nil, fmt.Errorf("array: own lock: %w", err)
+		}
+		a.own, a.lk, a.mine = own, own, true
+	}
+	publish(mem)
+	return a, nil
+}
+
+// Attach returns a handle on an Array[T] that Init set up in mem, possibly
+// in another process. It fails with shm.ErrTypeMismatch if the elements
+// are of another type, shm.ErrCorrupt if mem does not hold an Array, and
+// ErrNoLock if it has no own lock and opts.Lock is nil.
+func Attach[T any](mem []byte, opts *Options) (*Array[T], error) {
+	a := &Array[T]{lk: opts.lock()}
+	flags, err := a.c.attach(mem)
+	if err != nil {
+		return nil, err
+	}
+	if a.lk == nil {
+		if flags&flagOwn == 0 {
+			return nil, ErrNoLock
+		}
+		own, err := lock.Attach(mem[ownLockOff:headerSize], &lock.Options{CheckInterval: opts.check()})
+		if err != nil {
+			return nil, fmt.Errorf("array: own lock: %w", err)
+		}
+		a.own, a.lk, a.mine = own, own, true
+	}
+	return a, nil
+}
+
+// Create places a new Array of n elements named name in seg, initialized
+// as Init does. It fails with shm.ErrExist if the name is taken.
+func Create[T any](seg *shm.Segment, name string, n int, init []T, opts *Options) (*Array[T], error) {
+	info, err := elemType[T]()
+	if err != nil {
+		return nil, err
+	}
+	sz, err := size(info, n)
+	if err != nil {
+		return nil, err
+	}
+	var a *Array[T]
+	_, err = seg.Alloc(spec(name, info, sz), func(mem []byte) (err error) {
+		a, err = Init(mem, n, init, opts)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("array: creating %q: %w", name, err)
+	}
+	return a, nil
+}
+
+// Open attaches to the Array[T] named name in seg.
+func Open[T any](seg *shm.Segment, name string, opts *Options) (*Array[T], error) {
+	info, err := elemType[T]()
+	if err != nil {
+		return nil, err
+	}
+	mem, err := seg.Lookup(spec(name, info, 0))
+	if err != nil {
+		return nil, fmt.Errorf("array: opening %q: %w", name, err)
+	}
+	return Attach[T](mem, opts)
+}
+
+func (a *Array[T]) acquire(ctx context.Context) error {
+	err := a.lk.Acquire(ctx)
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, robust.ErrOwnerDead) {
+		if c, ok := a.lk.(interface{ Consistent() error }); ok {
+			if cerr := c.Consistent(); cerr != nil {
+				a.lk.Release()
+				return fmt.Errorf("array: marking lock consistent: %w", cerr)
+			}
+		}
+		return nil
+	}
+	return err
+}
+
+func (a *Array[T]) lock() {
+	if err := a.acquire(nil); err != nil {
+		panic("array: acquiring lock: " + err.Error())
+	}
+}
+
+func (a *Array[T]) unlock() {
+	if err := a.lk.Release(); err != nil {
+		panic("array: releasing lock: " + err.Error())
+	}
+}
+
+// Len returns the number of elements.
+func (a *Array[T]) Len() int { return len(a.c.s) }
+
+// At returns element i. It panics if i is out of range.
+func (a *Array[T]) At(i int) T {
+	_ = a.c.s[i]
+	a.lock()
+	x := a.c.s[i]
+	a.unlock()
+	return x
+}
+
+// Set sets element i to x. It panics if i is out of range.
+func (a *Array[T]) Set(i int, x T) {
+	_ = a.c.s[i]
+	a.lock()
+	a.c.s[i] = x
+	a.unlock()
+}
+
+// CopyOut copies elements from index from on into dst, as
+// copy(dst, arr[from:]) would, and returns the number copied. It panics
+// if from > Len.
+func (a *Array[T]) CopyOut(dst []T, from int) int {
+	_ = a.c.s[from:]
+	a.lock()
+	n := a.c.copyOut(dst, from)
+	a.unlock()
+	return n
+}
+
+// CopyIn copies src into the elements from index at on, as
+// copy(arr[at:], src) would, and returns the number copied. It panics if
+// at > Len.
+func (a *Array[T]) CopyIn(src []T, at int) int {
+	_ = a.c.s[at:]
+	a.lock()
+	n := a.c.copyIn(src, at)
+	a.unlock()
+	return n
+}
+
+// Slice returns a new slice holding a copy of elements [i, j): Python's
+// arr[i:j]. It panics on bounds a []T of length Len would panic on.
+func (a *Array[T]) Slice(i, j int) []T {
+	_ = a.c.s[i:j]
+	out := make([]T, j-i)
+	a.lock()
+	copy(out, a.c.s[i:j])
+	a.unlock()
+	return out
+}
+
+// chunk is how many elements All copies per lock hold.
+const chunk = 64
+
+// All returns an iterator over (index, element) pairs. It copies chunks of
+// elements under the lock and yields outside it, so the loop body may use
+// the Array; each chunk is a consistent snapshot, the whole is not.
+func (a *Array[T]) All() iter.Seq2[int, T] {
+	return func(yield func(int, T) bool) {
+		var buf [chunk]T
+		for base := 0; base < len(a.c.s); base += chunk {
+			a.lock()
+			n := copy(buf[:], a.c.s[base:])
+			a.unlock()
+			for k := range n {
+				if !yield(base+k, buf[k]) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// Update runs fn on elements [i, j) under the lock: fn's slice is the
+// shared memory itself, valid only until fn returns. It panics on bad
+// bounds before taking the lock; fn's panics release the lock. Update marks
+// a lock whose holder died consistent and proceeds; it returns an error,
+// without calling fn, only if the lock cannot be acquired.
+func (a *Array[T]) Update(i, j int, fn func([]T)) error { return a.UpdateContext(nil, i, j, fn) }
+
+// UpdateContext is Update that gives up with ctx.Err() when ctx is done
+// before the lock is acquired.
+func (a *Array[T]) UpdateContext(ctx context.Context, i, j int, fn func([]T)) error {
+	s := a.c.s[i:j:j]
+	if err := a.acquire(ctx); err != nil {
+		return err
+	}
+	defer a.unlock()
+	fn(s)
+	return nil
+}
+
+// Lock returns the Array's lock: its own, or Options.Lock. Do not call
+// other Array methods while holding it unless it is recursive (an RLock):
+// they take it too. Use Update for compound operations.
+func (a *Array[T]) Lock() value.Locker { return a.lk }
+
+// Value returns a copy of the bytes up to the first NUL (all of them if
+// there is none): Python's char-array .value. It panics unless T is a
+// one-byte integer type (byte, uint8, int8).
+func (a *Array[T]) Value() []byte {
+	a.c.byteView("Value")
+	a.lock()
+	defer a.unlock()
+	return a.c.value()
+}
+
+// SetValue copies v into the array and, if it is shorter, a NUL after it:
+// Python's char-array .value assignment. It returns ErrTooLong, changing
+// nothing, if v is longer than the array. It panics unless T is a
+// one-byte integer type.
+func (a *Array[T]) SetValue(v []byte) error {
+	a.c.byteView("SetValue")
+	a.lock()
+	defer a.unlock()
+	return a.c.setValue(v)
+}
+
+// Raw returns a copy of all the bytes: Python's char-array .raw. It panics
+// unless T is a one-byte integer type.
+func (a *Array[T]) Raw() []byte {
+	a.c.byteView("Raw")
+	a.lock()
+	defer a.unlock()
+	return a.c.raw()
+}
+
+// State is a snapshot of an Array, for inspection.
+type State struct {
+	Len         int
+	ElemSize    int
+	Fingerprint uint64
+	Type        string      // layout of T
+	OwnLock     bool        // the lock is the Array's own
+	Lock        *lock.State // the own lock's state, if OwnLock
+}
+
+func (c *core[T]) state() State {
+	return State{Len: len(c.s), ElemSize: int(c.info.Size), Fingerprint: c.info.Fingerprint, Type: c.info.Desc}
+}
+
+// State returns a snapshot of the Array.
+func (a *Array[T]) State() State {
+	st := a.c.state()
+	if a.mine {
+		ls := a.own.State()
+		st.OwnLock, st.Lock = true, &ls
+	}
+	return st
+}
