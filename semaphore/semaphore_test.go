@@ -303,7 +303,7 @@ func TestContextCancel(t *testing.T) {
 // childSection enters the section guarded by the semaphore iters times,
 // checking the number of processes inside.
 func childSection(args []string) error {
-	mem, s, err := attachChild(args[0])
+	mem, s, err := openChild(args[0])
 	if err != nil {
 		return err
 	}
@@ -342,7 +342,8 @@ func TestSixProcessesSemaphore2(t *testing.T) {
 	if testing.Short() {
 		iters = 3000
 	}
-	path, mem, s := newSem(t, 2)
+	// In a segment, by name: Create here, Open in the children.
+	path, mem, s := newSemSeg(t, 2)
 	var cs []*proctest.Child
 	for i := 0; i < 6; i++ {
 		cs = append(cs, proctest.Start(t, "section", path, strconv.Itoa(iters)))
