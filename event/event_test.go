@@ -212,7 +212,7 @@ func TestSetThenClearGoroutines(t *testing.T) {
 // childWaiter announces itself, waits up to 20 s, and counts itself
 // through if the wait returned true.
 func childWaiter(args []string) error {
-	mem, e, err := attachChild(args[0])
+	mem, e, err := openChild(args[0])
 	if err != nil {
 		return err
 	}
@@ -224,8 +224,10 @@ func childWaiter(args []string) error {
 	return nil
 }
 
+// testTenProcesses: ten processes wait; one Set releases them all, even
+// when a Clear follows at once. The Event lives in a segment, by name.
 func testTenProcesses(t *testing.T, clear bool) {
-	path, mem, e := newEvent(t)
+	path, mem, e := newEventSeg(t)
 	var cs []*proctest.Child
 	for i := 0; i < 10; i++ {
 		cs = append(cs, proctest.Start(t, "waiter", path))
