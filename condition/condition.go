@@ -724,10 +724,13 @@ func (c *Condition) wait(ctx context.Context, deadline time.Time) (bool, error) 
 func (c *Condition) sleep(ctx context.Context, i int, s uint32, deadline time.Time) (int, error) {
 	sw := c.state(i)
 	gen := s &^ stMask
-	for k := 0; futex.Spin(k); k++ {
+	for k := 0; ; k++ {
 		if atomic.LoadUint32(sw) != s {
 			futex.SpinDone(true)
 			return notified, nil
+		}
+		if !futex.Spin(k) {
+			break
 		}
 	}
 	futex.SpinDone(false)

@@ -214,55 +214,55 @@ func TestWaitTimeouts(t *testing.T) {
 func TestWaitFor(t *testing.T) {
 	s := newSetup(t, "own", 0)
 	c := s.c
-	state := 0
-	calls := 0
+	var state atomic.Int32 // the lock orders it; atomic for the race detector, which cannot see a lock in mmapped memory
+	var calls atomic.Int32
 	go func() {
 		for i := 0; i < 4; i++ {
 			time.Sleep(10 * time.Millisecond)
 			c.Acquire(nil)
-			state++
+			state.Add(1)
 			c.Notify(1)
 			c.Release()
 		}
 	}()
 	c.Acquire(nil)
-	ok, err := c.WaitFor(context.Background(), func() bool { calls++; return state == 4 })
-	if !ok || err != nil || state != 4 || calls < 2 {
-		t.Fatalf("WaitFor = %v, %v; state %d after %d calls", ok, err, state, calls)
+	ok, err := c.WaitFor(context.Background(), func() bool { calls.Add(1); return state.Load() == 4 })
+	if !ok || err != nil || state.Load() != 4 || calls.Load() < 2 {
+		t.Fatalf("WaitFor = %v, %v; state %d after %d calls", ok, err, state.Load(), calls.Load())
 	}
 	// With a timeout that passes: the predicate's last value, false.
 	start := time.Now()
-	calls = 0
-	ok, err = c.WaitForTimeout(100*time.Millisecond, func() bool { calls++; return state == 5 })
-	if el := time.Since(start); ok || err != nil || el < 100*time.Millisecond || calls < 2 {
-		t.Fatalf("WaitForTimeout = %v, %v after %v and %d calls", ok, err, el, calls)
+	calls.Store(0)
+	ok, err = c.WaitForTimeout(100*time.Millisecond, func() bool { calls.Add(1); return state.Load() == 5 })
+	if el := time.Since(start); ok || err != nil || el < 100*time.Millisecond || calls.Load() < 2 {
+		t.Fatalf("WaitForTimeout = %v, %v after %v and %d calls", ok, err, el, calls.Load())
 	}
 	// Zero and negative: the predicate once.
 	for _, d := range []time.Duration{0, -time.Second} {
-		calls = 0
-		if ok, err := c.WaitForTimeout(d, func() bool { calls++; return false }); ok || err != nil || calls != 1 {
-			t.Fatalf("WaitForTimeout(%v) = %v, %v, %d calls", d, ok, err, calls)
+		calls.Store(0)
+		if ok, err := c.WaitForTimeout(d, func() bool { calls.Add(1); return false }); ok || err != nil || calls.Load() != 1 {
+			t.Fatalf("WaitForTimeout(%v) = %v, %v, %d calls", d, ok, err, calls.Load())
 		}
-		calls = 0
-		if ok, _ := c.WaitForTimeout(d, func() bool { calls++; return true }); !ok || calls != 1 {
-			t.Fatalf("WaitForTimeout(%v) of a true predicate = %v, %d calls", d, ok, calls)
+		calls.Store(0)
+		if ok, _ := c.WaitForTimeout(d, func() bool { calls.Add(1); return true }); !ok || calls.Load() != 1 {
+			t.Fatalf("WaitForTimeout(%v) of a true predicate = %v, %d calls", d, ok, calls.Load())
 		}
 	}
 	// With a timeout long enough: true.
 	go func() {
 		time.Sleep(20 * time.Millisecond)
 		c.Acquire(nil)
-		state = 5
+		state.Store(5)
 		c.NotifyAll()
 		c.Release()
 	}()
-	if ok, err := c.WaitForTimeout(10*time.Second, func() bool { return state == 5 }); !ok || err != nil {
+	if ok, err := c.WaitForTimeout(10*time.Second, func() bool { return state.Load() == 5 }); !ok || err != nil {
 		t.Fatalf("WaitForTimeout = %v, %v", ok, err)
 	}
 	// A context that ends while the predicate is false.
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	if ok, err := c.WaitFor(ctx, func() bool { return state == 6 }); ok || !errors.Is(err, context.DeadlineExceeded) {
+	if ok, err := c.WaitFor(ctx, func() bool { return state.Load() == 6 }); ok || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("WaitFor with an ending context = %v, %v", ok, err)
 	}
 	c.Release()
@@ -426,10 +426,11 @@ func TestDeadWaiter(t *testing.T) {
 			c.Notify(1)
 			c.Release()
 			start := time.Now()
-			r := live.Wait(5 * time.Second)
-			if r.Stdout != "done true nil 1\n" || time.Since(start) > time.Second {
-				t.Fatalf("live waiter after %v: %+v", time.Since(start), r)
+			line := live.Line(5 * time.Second)
+			if el := time.Since(start); line != "done true nil 1" || el > time.Second {
+				t.Fatalf("live waiter after %v: %q", el, line)
 			}
+			live.WaitOK()
 		})
 	}
 }

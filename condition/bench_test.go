@@ -1,0 +1,50 @@
+package condition_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/mpipc/mpipc/condition"
+	"github.com/mpipc/mpipc/internal/proctest"
+)
+
+// BenchmarkNotifyNoWaiters: Notify(1) by the holder of the Condition's own
+// RLock with nobody waiting: an ownership check and one load.
+func BenchmarkNotifyNoWaiters(b *testing.B) {
+	n := condition.SizeOf(0)
+	buf := make([]uint64, n/8+8)
+	c, err := condition.Init(unsafe.Slice((*byte)(unsafe.Pointer(&buf[0])), n), nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c.Acquire(nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		c.Notify(1)
+	}
+	c.Release()
+}
+
+// BenchmarkPingPong is the W4 workload: a Condition round trip between
+// two processes (A here, B a child), one Condition and a turn counter.
+func BenchmarkPingPong(b *testing.B) {
+	for _, kind := range []string{"own", "lock"} {
+		b.Run(kind, func(b *testing.B) {
+			s := newSetup(b, kind, 0)
+			child := proctest.Start(b, "pingpong", s.path, s.kind, fmt.Sprint(b.N))
+			waitFor(b, "B waiting", 20*time.Second, func() bool { return s.c.State().Waiters == 1 })
+			b.ReportAllocs()
+			b.ResetTimer()
+			start := time.Now()
+			if err := pingA(s, b.N); err != nil {
+				b.Fatal(err)
+			}
+			el := time.Since(start)
+			b.StopTimer()
+			child.WaitOK()
+			b.ReportMetric(float64(el.Nanoseconds())/float64(b.N), "ns/roundtrip")
+		})
+	}
+}

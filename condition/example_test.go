@@ -1,0 +1,49 @@
+package condition_test
+
+import (
+	"fmt"
+	"unsafe"
+
+	"github.com/mpipc/mpipc/condition"
+)
+
+// The classic pattern: a consumer waits for an item, a producer makes one
+// and notifies. In processes, place the Condition in a segment with
+// condition.Create and condition.Open.
+func Example() {
+	n := condition.SizeOf(0)
+	buf := make([]uint64, n/8)
+	c, err := condition.Init(unsafe.Slice((*byte)(unsafe.Pointer(&buf[0])), n), nil, nil)
+	if err != nil {
+		panic(err)
+	}
+	items := 0 // guarded by c's lock
+
+	done := make(chan struct{})
+	go func() { // consumer
+		defer close(done)
+		c.Acquire(nil)
+		ok, err := c.WaitFor(nil, func() bool { return items > 0 })
+		items--
+		c.Release()
+		fmt.Println("consumed:", ok, err)
+	}()
+
+	c.Acquire(nil) // producer
+	items++
+	c.Notify(1)
+	c.Release()
+	<-done
+
+	c.Acquire(nil)
+	c.Acquire(nil) // the own lock is an RLock: level 2
+	ok, err := c.WaitTimeout(1)
+	fmt.Println("nobody notified:", ok, err, "level", c.State().Level)
+	c.Release()
+	c.Release()
+	fmt.Println("wait without the lock:", c.Wait(nil))
+	// Output:
+	// consumed: true <nil>
+	// nobody notified: false <nil> level 2
+	// wait without the lock: condition: lock not held by the caller
+}
