@@ -127,6 +127,12 @@ type Options struct {
 	// CheckInterval is how often a sleeping waiter checks whether every
 	// registered process is alive. Default 100 ms.
 	CheckInterval time.Duration
+	// Observe makes a handle that does not register its process: for
+	// inspection (State, NWaiting, Broken) and for processes that only
+	// Abort or Reset. Such a handle never fails with ErrTooManyHandles,
+	// and its process's death breaks nothing. A Wait through it works,
+	// but then that process is a party nobody watches.
+	Observe bool
 	// Handles is, for Init and Create, the number of registration slots:
 	// how many handles may be open at once, over all processes. Default
 	// max(2*parties, 8). Ignored by Attach and Open.
@@ -258,6 +264,10 @@ func newHandle(mem []byte, parties uint32, handles int, o Options) (*Barrier, er
 	}
 	if b.check <= 0 {
 		b.check = DefaultCheckInterval
+	}
+	b.slot.Store(-1)
+	if o.Observe {
+		return b, nil
 	}
 	for i := range b.slots {
 		if atomic.CompareAndSwapUint64(&b.slots[i], 0, b.self) {

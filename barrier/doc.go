@@ -56,6 +56,9 @@
 // processes are watched too, and the death of any of them breaks the
 // barrier for those waiting. A barrier has Options.Handles slots (default
 // max(2×parties, 8)); a handle beyond that fails with [ErrTooManyHandles].
+// A handle made with Options.Observe registers nothing (for inspection
+// tools such as mpipc stat, or a supervisor that only Aborts or Resets):
+// its process's death breaks nothing.
 //
 // # Binary layout
 //

@@ -32,6 +32,7 @@ func TestMain(m *testing.M) {
 	proctest.Register("idle", childIdle)
 	proctest.Register("actor", childActor)
 	proctest.Register("w5", childW5)
+	proctest.Register("observer", childObserver)
 	proctest.Main(m)
 }
 
@@ -54,7 +55,7 @@ func waitGo(mem []byte) {
 // before the barrier, recording its index, and checking after the
 // barrier that no party is behind or more than one round ahead.
 func childRounds(args []string) error {
-	mem, b, err := attachChild(args[0], nil)
+	mem, b, err := openChild(args[0], nil)
 	if err != nil {
 		return err
 	}
@@ -100,7 +101,8 @@ func TestFourProcessesRounds(t *testing.T) {
 	if testing.Short() {
 		rounds = 1000
 	}
-	path, mem, b := newBarrier(t, parties, nil)
+	// In a segment, by name: Create here, Open in the children.
+	path, mem, b := newBarrierSeg(t, parties, nil)
 	var cs []*proctest.Child
 	for i := 0; i < parties; i++ {
 		c := proctest.Start(t, "rounds", path, strconv.Itoa(parties), strconv.Itoa(i), strconv.Itoa(rounds))
@@ -302,4 +304,15 @@ func TestActionAcrossProcesses(t *testing.T) {
 	if total != n || load(mem, offActions) != int32(n) {
 		t.Fatalf("actions: %d by the processes' own count, %d shared, want %d", total, load(mem, offActions), n)
 	}
+}
+
+// childObserver opens the barrier without registering and waits to be
+// killed.
+func childObserver(args []string) error {
+	if _, _, err := openChild(args[0], &barrier.Options{Observe: true}); err != nil {
+		return err
+	}
+	proctest.SignalReady()
+	time.Sleep(time.Minute)
+	return nil
 }
