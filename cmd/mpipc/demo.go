@@ -15,6 +15,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/mpipc/mpipc/barrier"
 	"github.com/mpipc/mpipc/lock"
 	"github.com/mpipc/mpipc/ringbuf"
 	"github.com/mpipc/mpipc/shm"
@@ -28,6 +29,7 @@ import (
 //	         end of a phase, one marker per worker
 //	"total"  a Value[int64]: the sum of all results
 //	"lock"   a Lock guarding the board
+//	"phase"  a Barrier of N parties: the workers meet there between phases
 //	"board"  raw bytes: per worker the tasks done, the sum of its results
 //	         and its tasks in each phase (int64s)
 //
@@ -99,6 +101,11 @@ func runDemo(c *cli, args []string) int {
 	if _, err := lock.Create(seg, "lock", nil); err != nil {
 		return c.fail("demo: %v", err)
 	}
+	b, err := barrier.Create(seg, "phase", *workers, nil)
+	if err != nil {
+		return c.fail("demo: %v", err)
+	}
+	b.Close() // the parent does not meet the workers there
 	if _, err := seg.Alloc(shm.Spec{Name: "board", Kind: shm.KindBytes, KindVersion: 1, Size: boardSize(*workers)}, func([]byte) error { return nil }); err != nil {
 		return c.fail("demo: creating the board in %s: %v", path, err)
 	}
@@ -265,7 +272,12 @@ func demoWorker(path string) error {
 		return fmt.Errorf("board of %d bytes has no room for worker %d of %d", len(board), idx, workers)
 	}
 	done, sum := i64(board, workerOff(idx, 0)), i64(board, workerOff(idx, 1))
-	meet := func() error { return nil } // the barrier between phases
+	b, err := barrier.Open(seg, "phase", nil)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	meet := func() error { _, err := b.Wait(nil); return err }
 	mu := l.Locker()
 	var buf [8]byte
 	for {

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mpipc/mpipc/barrier"
 	"github.com/mpipc/mpipc/condition"
 	"github.com/mpipc/mpipc/event"
 	"github.com/mpipc/mpipc/lock"
@@ -273,6 +274,22 @@ var describers = map[shm.Kind]func(seg *shm.Segment, name string) (string, error
 	},
 	shm.KindValue: func(seg *shm.Segment, name string) (string, error) {
 		return "(typed: open it with its element type to read it)", nil
+	},
+	shm.KindBarrier: func(seg *shm.Segment, name string) (string, error) {
+		b, err := barrier.Open(seg, name, nil)
+		if err != nil {
+			return "", err
+		}
+		defer b.Close()
+		st := b.State()
+		s := fmt.Sprintf("%d parties, %d waiting, round %d", st.Parties, st.Waiting, st.Rounds)
+		if st.Draining {
+			s += ", draining"
+		}
+		if st.Broken {
+			s += ", BROKEN (every Wait fails until Reset)"
+		}
+		return s, nil
 	},
 	shm.KindQueue: func(seg *shm.Segment, name string) (string, error) {
 		q, err := ringbuf.Open(seg, name, nil)

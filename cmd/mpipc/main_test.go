@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mpipc/mpipc/barrier"
 	"github.com/mpipc/mpipc/bench"
 	"github.com/mpipc/mpipc/condition"
 	"github.com/mpipc/mpipc/event"
@@ -67,7 +68,8 @@ func mpipc(t *testing.T, args ...string) (rc int, stdout, stderr string) {
 // newSegment creates a segment in a fresh directory with a lock named
 // "jobs-lock", a semaphore "slots" of value 3, an rlock "tree", a joinable
 // queue "jobs" holding 2 messages, an event "done" that is set and a
-// condition "ready" bound to jobs-lock, and returns its path.
+// condition "ready" bound to jobs-lock and a barrier "phase" of 3, and
+// returns its path.
 func newSegment(t *testing.T) (dir, path string) {
 	t.Helper()
 	dir = t.TempDir()
@@ -98,6 +100,11 @@ func newSegment(t *testing.T) (dir, path string) {
 	if _, err := condition.Create(seg, "ready", "jobs-lock", nil); err != nil {
 		t.Fatal(err)
 	}
+	b, err := barrier.Create(seg, "phase", 3, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
 	path = seg.Path()
 	if err := seg.Close(); err != nil {
 		t.Fatal(err)
@@ -152,7 +159,7 @@ func TestLs(t *testing.T) {
 	if rc != exitOK {
 		t.Fatalf("ls: rc %d, stderr %s", rc, e)
 	}
-	if !regexp.MustCompile(`seg1\s+64K\s+\S+\s+6/\d+\s+` + fmt.Sprint(os.Getpid()) + ` \(running\)`).MatchString(out) {
+	if !regexp.MustCompile(`seg1\s+64K\s+\S+\s+7/\d+\s+` + fmt.Sprint(os.Getpid()) + ` \(running\)`).MatchString(out) {
 		t.Errorf("ls does not list seg1 with its size, objects and creator:\n%s", out)
 	}
 	if strings.Contains(out, "notes.txt") {
@@ -201,9 +208,10 @@ func TestStat(t *testing.T) {
 	if rc != exitOK {
 		t.Fatalf("stat: rc %d, stderr %s", rc, e)
 	}
-	for _, want := range []string{"segment   " + path, "objects   6 of", "jobs-lock", "lock v1", "free", "slots", "semaphore v1", "value 3", "tree", "rlock v1",
+	for _, want := range []string{"segment   " + path, "objects   7 of", "jobs-lock", "lock v1", "free", "slots", "semaphore v1", "value 3", "tree", "rlock v1",
 		"jobs", "joinable-queue", "2/8 messages (max 16 bytes), 2 unfinished tasks", "done", "event", "set, generation 1",
-		"ready", "condition", "lock free, 0 waiting"} {
+		"ready", "condition", "lock free, 0 waiting",
+		"phase", "barrier", "3 parties, 0 waiting, round 0"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("stat output lacks %q:\n%s", want, out)
 		}
@@ -431,5 +439,49 @@ func TestDemoInterrupted(t *testing.T) {
 		if !strings.Contains(errOut.String(), "removed") {
 			t.Errorf("%v: stderr %q", sig, errOut.String())
 		}
+	}
+}
+
+func TestDemoWorkerKilled(t *testing.T) {
+	exe, _ := os.Executable()
+	cmd := exec.Command(exe, "demo", "-tasks", "100000", "-delay", "5ms")
+	cmd.Env = append(os.Environ(), envMain+"=1")
+	var errOut bytes.Buffer
+	cmd.Stderr = &errOut
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	first, _ := bufio.NewReader(stdout).ReadString('\n')
+	m := regexp.MustCompile(`segment (\S+):`).FindStringSubmatch(first)
+	if m == nil {
+		t.Fatalf("first line %q does not name the segment", first)
+	}
+	var kids []string
+	for deadline := time.Now().Add(10 * time.Second); len(kids) < 3 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		kids = nil // children of every thread of the demo process
+		files, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", cmd.Process.Pid))
+		for _, f := range files {
+			b, _ := os.ReadFile(f)
+			kids = append(kids, strings.Fields(string(b))...)
+		}
+	}
+	if len(kids) == 0 {
+		cmd.Process.Kill()
+		t.Fatal("no worker processes found")
+	}
+	var pid int
+	fmt.Sscan(kids[0], &pid)
+	syscall.Kill(pid, syscall.SIGKILL)
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitFail {
+		t.Errorf("demo exited with %v after a worker was killed, want status 1", err)
+	}
+	if !strings.Contains(errOut.String(), fmt.Sprintf("(pid %d): signal: killed", pid)) {
+		t.Errorf("stderr does not name the killed worker %d: %q", pid, errOut.String())
+	}
+	if _, err := os.Stat(m[1]); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("demo left its segment %s: %v", m[1], err)
 	}
 }
