@@ -45,7 +45,7 @@ func init() {
 		Check: func(sh *shared, n int64) error {
 			mem := sh.objects()
 			a, b := loadInt64(i64at(mem, size)), loadInt64(i64at(mem, size+8))
-			br, err := barrier.Attach(mem[:size], nil)
+			br, err := barrier.Attach(mem[:size], &barrier.Options{Observe: true})
 			if err != nil {
 				return err
 			}

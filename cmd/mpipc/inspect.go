@@ -276,7 +276,7 @@ var describers = map[shm.Kind]func(seg *shm.Segment, name string) (string, error
 		return "(typed: open it with its element type to read it)", nil
 	},
 	shm.KindBarrier: func(seg *shm.Segment, name string) (string, error) {
-		b, err := barrier.Open(seg, name, nil)
+		b, err := barrier.Open(seg, name, &barrier.Options{Observe: true}) // registers nothing
 		if err != nil {
 			return "", err
 		}
