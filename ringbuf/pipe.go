@@ -465,9 +465,11 @@ func (c *Conn) sleep(ctx context.Context, word *uint32, deadline, nextCheck time
 		wake = deadline
 	}
 	err := futex.Wait(ctx, word, 1, wake)
-	if err != futex.ErrTimeout {
-		return err
+	if err != nil && err != futex.ErrTimeout {
+		return err // ctx done
 	}
+	// Check the clock after every wakeup, not only on timeouts, so that a
+	// peer that keeps rewriting the word cannot hold us past a deadline.
 	now := time.Now()
 	if !deadline.IsZero() && !now.Before(deadline) {
 		return errPipeDeadline

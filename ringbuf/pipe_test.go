@@ -28,6 +28,7 @@ func init() {
 	roles["pipe-stream"] = pipeRoleStream
 	roles["pipe-idle"] = pipeRoleIdle
 	roles["pipe-bench"] = pipeRoleBench
+	roles["pipe-seg-echo"] = pipeRoleSegEcho
 }
 
 // pipeAligned returns n zeroed bytes of process memory, 64-byte aligned.
@@ -987,4 +988,73 @@ func TestPipeSendToDeadPeer(t *testing.T) {
 	if _, err := c.RecvTimeout(make([]byte, 8), 5*time.Second); err != io.EOF {
 		t.Errorf("RecvTimeout from killed peer: %v, want io.EOF", err)
 	}
+}
+
+// pipeRoleSegEcho: SEGMENT — open the pipe "chan" in the named segment as
+// end 1 and echo each message back with a "re:" prefix until the end of
+// the stream.
+func pipeRoleSegEcho(args []string) error {
+	seg, err := shm.Open(args[0], nil)
+	if err != nil {
+		return err
+	}
+	defer seg.Close()
+	c, err := OpenPipe(seg, "chan", 1, nil)
+	if err != nil {
+		return err
+	}
+	for {
+		m, err := c.RecvBytes(nil)
+		if err == io.EOF {
+			return c.Close()
+		}
+		if err != nil {
+			return err
+		}
+		if err := c.Send(nil, append([]byte("re:"), m...)); err != nil {
+			return err
+		}
+	}
+}
+
+// TestPipeSegment places a pipe in a named segment, talks to a child that
+// opens it by name, and checks the directory errors.
+func TestPipeSegment(t *testing.T) {
+	name := proctest.TempName(t)
+	seg, err := shm.Create(name, &shm.Options{Size: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer seg.Close()
+	c, err := CreatePipe(seg, "chan", &PipeOptions{Capacity: 8192})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := CreatePipe(seg, "chan", nil); !errors.Is(err, shm.ErrExist) {
+		t.Errorf("CreatePipe on a taken name: %v, want shm.ErrExist", err)
+	}
+	if _, err := OpenPipe(seg, "nope", 1, nil); !errors.Is(err, shm.ErrNotExist) {
+		t.Errorf("OpenPipe of a missing name: %v, want shm.ErrNotExist", err)
+	}
+	if _, err := seg.Alloc(shm.Spec{Name: "raw", Kind: shm.KindBytes, Size: 64}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenPipe(seg, "raw", 1, nil); !errors.Is(err, shm.ErrKindMismatch) {
+		t.Errorf("OpenPipe of a non-pipe: %v, want shm.ErrKindMismatch", err)
+	}
+	if _, err := CreatePipe(seg, "huge", &PipeOptions{Capacity: 1 << 20}); !errors.Is(err, shm.ErrFull) {
+		t.Errorf("CreatePipe larger than the segment: %v, want shm.ErrFull", err)
+	}
+	child := proctest.Start(t, "pipe-seg-echo", name)
+	for _, m := range []string{"A", "B", "C"} {
+		if err := c.Send(nil, []byte(m)); err != nil {
+			t.Fatal(err)
+		}
+		got, err := c.RecvBytes(nil)
+		if err != nil || string(got) != "re:"+m {
+			t.Fatalf("reply %q, %v; want %q", got, err, "re:"+m)
+		}
+	}
+	c.Close()
+	child.WaitOK()
 }

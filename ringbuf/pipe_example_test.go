@@ -1,0 +1,77 @@
+package ringbuf_test
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/mpipc/mpipc/ringbuf"
+)
+
+// A duplex pipe in memory the caller owns. Across processes the memory is
+// a MAP_SHARED mapping of one file, and each process takes one end: the
+// creator end 0 (InitPipe or CreatePipe), the other end 1 (AttachPipe or
+// OpenPipe).
+func ExampleInitPipe() {
+	mem := make([]byte, ringbuf.PipeSizeOf(nil))
+	parent, err := ringbuf.InitPipe(mem, nil)
+	if err != nil {
+		panic(err)
+	}
+	child, err := ringbuf.AttachPipe(mem, 1, nil)
+	if err != nil {
+		panic(err)
+	}
+
+	if err := parent.Send(nil, []byte("ping")); err != nil {
+		panic(err)
+	}
+	buf := make([]byte, 64)
+	n, _ := child.Recv(nil, buf) // into buf: no allocation
+	fmt.Printf("child got %q\n", buf[:n])
+
+	child.Send(nil, []byte("pong"))
+	reply, _ := parent.RecvBytes(nil) // a new slice of the exact size
+	fmt.Printf("parent got %q\n", reply)
+
+	// Closing an end: the peer drains what was sent, then sees io.EOF.
+	child.Send(nil, []byte("bye"))
+	child.Close()
+	for {
+		msg, err := parent.RecvBytes(nil)
+		if err == io.EOF {
+			fmt.Println("end of stream")
+			break
+		}
+		fmt.Printf("parent got %q\n", msg)
+	}
+	fmt.Println(errors.Is(parent.Send(nil, []byte("x")), ringbuf.ErrPeerGone))
+	// Output:
+	// child got "ping"
+	// parent got "pong"
+	// parent got "bye"
+	// end of stream
+	// true
+}
+
+// A one-way pipe, Python's Pipe(duplex=False): end 0 receives, end 1
+// sends. Poll waits for a message without taking it.
+func ExampleConn_Poll() {
+	opts := &ringbuf.PipeOptions{OneWay: true, Capacity: 4096}
+	mem := make([]byte, ringbuf.PipeSizeOf(opts))
+	r, _ := ringbuf.InitPipe(mem, opts)
+	w, _ := ringbuf.AttachPipe(mem, 1, opts)
+
+	ready, _ := r.Poll(10 * time.Millisecond)
+	fmt.Println("ready before send:", ready)
+	w.Send(nil, []byte("data"))
+	ready, _ = r.Poll(10 * time.Millisecond)
+	fmt.Println("ready after send:", ready)
+	_, err := w.TryRecv(make([]byte, 8))
+	fmt.Println(err)
+	// Output:
+	// ready before send: false
+	// ready after send: true
+	// ringbuf: pipe end is send-only
+}
