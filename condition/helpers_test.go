@@ -17,6 +17,7 @@ import (
 	"github.com/mpipc/mpipc/internal/proctest"
 	"github.com/mpipc/mpipc/lock"
 	"github.com/mpipc/mpipc/rlock"
+	"github.com/mpipc/mpipc/shm"
 )
 
 // Layout of the shared test file.
@@ -240,6 +241,25 @@ func TestMain(m *testing.M) {
 		}
 		n, _ := strconv.Atoi(args[2])
 		return pingB(s, n)
+	})
+	// segwaiter SEGMENT NAME: open the Condition NAME (and its lock, by the
+	// name it recorded) in the segment, Wait up to 30 s, print the result.
+	proctest.Register("segwaiter", func(args []string) error {
+		seg, err := shm.Open(args[0], nil)
+		if err != nil {
+			return err
+		}
+		defer seg.Close()
+		c, err := condition.Open(seg, args[1], testOpts)
+		if err != nil {
+			return err
+		}
+		if err := c.Acquire(nil); err != nil {
+			return err
+		}
+		ok, err := c.WaitTimeout(30 * time.Second)
+		fmt.Println("done", ok, errName(err))
+		return c.Release()
 	})
 	proctest.Main(m)
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"sync/atomic"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/mpipc/mpipc/condition"
@@ -15,18 +16,19 @@ import (
 
 var errCorrupt = shm.ErrCorrupt
 
-func newSegment(t *testing.T) *shm.Segment {
+func newSegment(t *testing.T) (*shm.Segment, string) {
 	t.Helper()
-	seg, err := shm.Create(proctest.TempName(t), nil)
+	name := proctest.TempName(t)
+	seg, err := shm.Create(name, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { seg.Close() })
-	return seg
+	return seg, name
 }
 
 func TestCreateOpen(t *testing.T) {
-	seg := newSegment(t)
+	seg, segName := newSegment(t)
 	if _, err := lock.Create(seg, "m", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -49,13 +51,18 @@ func TestCreateOpen(t *testing.T) {
 		if got := typeName(o.Lock()); got != tc.want {
 			t.Fatalf("%s: lock is %s, want %s", tc.name, got, tc.want)
 		}
-		// The two handles share the lock.
+		// The two handles share the lock: through the second, the same
+		// goroutine re-enters an RLock (level 2) and cannot take a Lock.
 		c.Acquire(nil)
-		if ok, _ := o.TryAcquire(); ok && tc.want == "*lock.Lock" {
-			t.Fatalf("%s: the opened handle acquired a held lock", tc.name)
+		ok, _ := o.TryAcquire()
+		if ok != (tc.want == "*rlock.RLock") || !o.State().Held {
+			t.Fatalf("%s: TryAcquire through the opened handle = %v, state %+v", tc.name, ok, o.State())
 		}
-		if !o.State().Held {
-			t.Fatalf("%s: opened handle does not see the lock held", tc.name)
+		if ok {
+			if lv := o.State().Level; lv != 2 {
+				t.Fatalf("%s: level %d", tc.name, lv)
+			}
+			o.Release()
 		}
 		c.Release()
 	}
@@ -79,6 +86,26 @@ func TestCreateOpen(t *testing.T) {
 	}
 	if _, err := rlock.Open(seg, "r", nil); err != nil {
 		t.Fatal(err)
+	}
+
+	// Other processes open the Conditions by name, with their locks.
+	for _, name := range []string{"c-own", "c-lock", "c-rlock"} {
+		c, _ := condition.Open(seg, name, testOpts)
+		child := proctest.Start(t, "segwaiter", segName, name)
+		waitFor(t, name+" waiter", 20*time.Second, func() bool {
+			select {
+			case <-child.Done():
+				t.Fatalf("%s: child ended: %+v", name, child.Wait(time.Second))
+			default:
+			}
+			return c.State().Waiters == 1
+		})
+		c.Acquire(nil)
+		c.Notify(1)
+		c.Release()
+		if out := child.WaitOK(); out != "done true nil\n" {
+			t.Fatalf("%s: child: %q", name, out)
+		}
 	}
 }
 

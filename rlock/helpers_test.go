@@ -15,6 +15,7 @@ import (
 
 	"github.com/mpipc/mpipc/internal/proctest"
 	"github.com/mpipc/mpipc/rlock"
+	"github.com/mpipc/mpipc/shm"
 )
 
 // memSize is the size of the shared file the tests use: the RLock at 0,
@@ -178,6 +179,25 @@ func TestMain(m *testing.M) {
 		gs, _ := strconv.Atoi(args[1])
 		iters, _ := strconv.Atoi(args[2])
 		return hammer(r, mem, gs, iters)
+	})
+	// segtry SEGMENT NAME: open the RLock by name, TryAcquire, print the
+	// result, release.
+	proctest.Register("segtry", func(args []string) error {
+		seg, err := shm.Open(args[0], nil)
+		if err != nil {
+			return err
+		}
+		defer seg.Close()
+		r, err := rlock.Open(seg, args[1], nil)
+		if err != nil {
+			return err
+		}
+		ok, err := r.TryAcquire()
+		fmt.Println("try", ok, errName(err))
+		if ok {
+			return r.Release()
+		}
+		return nil
 	})
 	proctest.Main(m)
 }
