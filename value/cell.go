@@ -285,9 +285,23 @@ func copyOut(dst []byte, src unsafe.Pointer) {
 	}
 }
 
-// copyIn copies src into the slot at dst with 8-byte atomic stores, the
-// tail zero-padded.
+// copyIn copies src into the slot at dst, the tail zero-padded. The
+// writer lock is held, so only readers can race with it, and they discard
+// what they read unless the sequence stayed put, which it does only if no
+// byte they read was written here (see the layout comment). A plain copy
+// is therefore safe on the hardware: the stores cannot become visible
+// before the lock acquire (a locked instruction) nor after the release
+// store of the sequence. The race detector does not know this, so under
+// -race the copy is made of atomic stores. Readers always use atomic
+// loads: a plain load could be reordered after their second load of the
+// sequence on arm64.
 func copyIn(dst unsafe.Pointer, src []byte) {
+	if !raceEnabled {
+		d := unsafe.Slice((*byte)(dst), (len(src)+7)&^7)
+		copy(d, src)
+		clear(d[len(src):])
+		return
+	}
 	n := len(src) &^ 7
 	for i := 0; i < n; i += 8 {
 		atomic.StoreUint64((*uint64)(unsafe.Add(dst, i)), binary.LittleEndian.Uint64(src[i:]))
