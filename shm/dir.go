@@ -117,7 +117,7 @@ func (s *Segment) claim(spec Spec) (int, int64, error) {
 			return 0, 0, errors.Join(fmt.Errorf("segment lock: %w", err), s.lock.Unlock())
 		}
 	case futex.ErrTimeout:
-		return 0, 0, fmt.Errorf("segment lock held by pid %d for over %v", s.lock.Load().Holder.Pid, lockTimeout)
+		return 0, 0, fmt.Errorf("segment lock held by pid %d for over %v: %w", s.lock.Load().Holder.Pid, lockTimeout, err)
 	default:
 		return 0, 0, fmt.Errorf("segment lock: %w", err)
 	}

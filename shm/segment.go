@@ -30,8 +30,8 @@ const DefaultReadyTimeout = time.Second
 
 // lockTimeout bounds the wait for the segment lock. The lock is only held
 // for a scan of the directory, so a longer wait means a stopped holder or a
-// hostile lock word.
-const lockTimeout = 10 * time.Second
+// hostile lock word. A variable for tests.
+var lockTimeout = 10 * time.Second
 
 // Segment is an open, mapped segment. Close it when done.
 //

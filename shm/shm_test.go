@@ -15,8 +15,10 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"golang.org/x/sys/unix"
 
+	"github.com/mpipc/mpipc/futex"
 	"github.com/mpipc/mpipc/internal/proc"
 	"github.com/mpipc/mpipc/internal/proctest"
+	"github.com/mpipc/mpipc/internal/robust"
 )
 
 func TestMain(m *testing.M) {
@@ -936,4 +938,33 @@ func TestRepairAfterOwnerDeath(t *testing.T) {
 	if st := s.lock.Load(); st.Held || st.Inconsistent || st.NotRecoverable {
 		t.Fatalf("segment lock after repair: %+v", st)
 	}
+}
+
+func TestAllocSegmentLockTimeout(t *testing.T) {
+	defer func(d time.Duration) { lockTimeout = d }(lockTimeout)
+	lockTimeout = 200 * time.Millisecond
+	s, _ := mustCreate(t, nil)
+	// A live holder (this process) that never lets go.
+	if err := s.lock.Lock(nil, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	_, err := s.Alloc(bytesSpec, nil)
+	wantErr(t, err, futex.ErrTimeout)
+	if d := time.Since(t0); d < lockTimeout || d > 10*time.Second {
+		t.Fatalf("gave up after %v, want about %v", d, lockTimeout)
+	}
+	if err := s.lock.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Alloc(bytesSpec, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAllocSegmentLockNotRecoverable(t *testing.T) {
+	s, path := mustCreate(t, nil)
+	patch(t, path, offLock, le.AppendUint64(nil, 1<<29)) // the not-recoverable state
+	_, err := s.Alloc(bytesSpec, nil)
+	wantErr(t, err, robust.ErrNotRecoverable)
 }
