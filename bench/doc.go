@@ -16,10 +16,11 @@
 //	W8       request/response over two queues, 64 bytes             median_us, p99_us
 //	W9       8 MiB array: one process writes, the other reads        write_GBps, read_GBps, GBps
 //
-// mpipc systems are named mpipc-lock, mpipc-rlock, mpipc-semaphore, mpipc-value,
-// mpipc-condition, mpipc-event, mpipc-barrier, mpipc-queue, mpipc-pipe,
-// mpipc-array, mpipc-rawarray; peers go-sync-mutex and go-chan (in one process: the floor,
-// not a competitor), go-os-pipe and go-unix-seqpacket (across processes).
+// mpipc systems are named mpipc-lock, mpipc-rlock, mpipc-semaphore,
+// mpipc-value, mpipc-condition, mpipc-event, mpipc-barrier, mpipc-queue,
+// mpipc-pipe, mpipc-array and mpipc-rawarray; peers go-sync-mutex and go-chan
+// (in one process: the floor, not a competitor), go-os-pipe and
+// go-unix-seqpacket (across processes).
 //
 // # Protocol
 //
