@@ -421,8 +421,10 @@ func TestDemoInterrupted(t *testing.T) {
 		}
 		m := regexp.MustCompile(`segment (\S+):`).FindStringSubmatch(first)
 		if m == nil {
+			cmd.Process.Kill()
 			t.Fatalf("first line %q does not name the segment", first)
 		}
+		t.Cleanup(func() { os.Remove(m[1]) }) // if the demo could not
 		if _, err := os.Stat(m[1]); err != nil {
 			t.Fatalf("segment not there while the demo runs: %v", err)
 		}
@@ -455,8 +457,10 @@ func TestDemoWorkerKilled(t *testing.T) {
 	first, _ := bufio.NewReader(stdout).ReadString('\n')
 	m := regexp.MustCompile(`segment (\S+):`).FindStringSubmatch(first)
 	if m == nil {
+		cmd.Process.Kill()
 		t.Fatalf("first line %q does not name the segment", first)
 	}
+	t.Cleanup(func() { os.Remove(m[1]) }) // if the demo could not
 	var kids []string
 	for deadline := time.Now().Add(10 * time.Second); len(kids) < 3 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		kids = nil // children of every thread of the demo process
