@@ -325,6 +325,7 @@ func runProcs(spec procSpec) (time.Duration, error) {
 		}
 		futex.Wait(nil, ready, r, time.Now().Add(50*time.Millisecond))
 	}
+	os.Remove(sh.path) // every worker has it mapped: leave nothing behind if we die
 	atomic.StoreUint32(sh.u32(offGo), 1)
 	futex.Wake(sh.u32(offGo), math.MaxInt32)
 	timer := time.NewTimer(time.Until(deadline))
