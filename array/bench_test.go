@@ -26,6 +26,7 @@ func benchArray(b *testing.B) *Array[float64] {
 	if err != nil {
 		b.Fatal(err)
 	}
+	a.CopyIn(make([]float64, benchLen), 0) // fault the pages in
 	return a
 }
 
@@ -54,6 +55,7 @@ func BenchmarkCopyOut(b *testing.B) {
 
 func BenchmarkCopyPlain(b *testing.B) {
 	src, dst := make([]float64, benchLen), make([]float64, benchLen)
+	copy(dst, src) // fault the pages in
 	b.ReportAllocs()
 	b.SetBytes(benchLen * 8)
 	for b.Loop() {
