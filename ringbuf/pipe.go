@@ -673,13 +673,9 @@ func (c *Conn) Close() error {
 // child. Later calls on c return ErrClosed, and calls blocked on c wake
 // with ErrClosed. While no process holds the end, its peer waits as for a
 // live peer. Detach after Close, or a second Detach, returns ErrClosed.
-// Unlike Close, Detach must not run concurrently with other calls on c.
 func (c *Conn) Detach() error {
 	if !c.closed.CompareAndSwap(false, true) {
 		return ErrClosed
-	}
-	if r := c.rx; r != nil && r.pub != r.head {
-		r.publish() // the next owner starts from the shared head
 	}
 	atomic.CompareAndSwapUint64(&c.self.owner, proc.Self().Pack(), 0)
 	c.wakeAll()

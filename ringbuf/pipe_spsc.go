@@ -37,13 +37,11 @@ import (
 // 8-aligned; a record header must carry ^n, n <= max message size, and fit
 // in the published bytes. Anything else is shm.ErrCorrupt.
 //
-// The consumer gives space back in batches: it publishes head once it has
-// read a quarter of the ring (at most spscMaxBatch bytes) since it last did,
-// and whenever it finds the ring empty, so the one fence a publishing store
-// costs in Go is paid once per batch rather than per message. A producer
-// may therefore see the ring full while up to a batch of read records is
-// not yet given back; the consumer gives it back before it sleeps, so a
-// full ring never outlives an empty one.
+// The consumer publishes head after every record, although in Go that
+// store is a full fence: giving space back in batches would be cheaper,
+// but then a Send could wait for space that its receiver has already
+// read, and two processes that each wait in Send for the other could
+// deadlock where a kernel pipe would not.
 //
 // Sleeping: a consumer that found the ring empty after spinning stores 1 to
 // the reader-waiting word, re-checks the ring, and futex-waits on the word
@@ -68,7 +66,6 @@ const (
 	spscHeaderSize = int(unsafe.Sizeof(spscShared{})) // 256
 	spscRecHeader  = 8
 	spscRecAlign   = 8
-	spscMaxBatch   = 16 << 10
 )
 
 // spscRecSize is the ring space one record of n payload bytes takes.
@@ -96,8 +93,6 @@ type spscReader struct {
 	cap    uint64
 	maxMsg uint64
 	head   uint64 // our index
-	pub    uint64 // the head we last published; pub <= head
-	batch  uint64 // publish head once it is this far ahead of pub
 	tail   uint64 // cached producer index; tail <= shared tail
 	wakes  atomic.Uint64
 	_      [64]byte
@@ -145,12 +140,8 @@ func newSPSCReader(mem []byte, cap, maxMsg int) (*spscReader, error) {
 		return nil, err
 	}
 	return &spscReader{sh: sh, data: data, mask: uint64(cap) - 1, cap: uint64(cap), maxMsg: uint64(maxMsg),
-		head: head, pub: head, batch: spscBatch(cap), tail: tail}, nil
+		head: head, tail: tail}, nil
 }
-
-// spscBatch is how many bytes a consumer frees before it publishes its
-// index: a quarter of the ring, at most spscMaxBatch.
-func spscBatch(cap int) uint64 { return uint64(min(cap/4, spscMaxBatch)) }
 
 func errCorruptIndex(what string, v, lo, hi uint64) error {
 	return fmt.Errorf("ringbuf: pipe %s index %d outside [%d, %d]: %w", what, v, lo, hi, shm.ErrCorrupt)
@@ -212,9 +203,6 @@ func (r *spscReader) next() (n int, ok bool, err error) {
 		}
 		r.tail = t
 		if t == r.head {
-			if r.pub != r.head {
-				r.publish() // give back what we read before reporting empty
-			}
 			return 0, false, nil
 		}
 	}
@@ -238,16 +226,7 @@ func (r *spscReader) take(buf []byte, n int) {
 		copy(buf[k:n], r.data) // wrap around
 	}
 	r.head += spscRecSize(n)
-	if r.head-r.pub >= r.batch {
-		r.publish()
-	}
-}
-
-// publish gives the bytes before head back to the producer, waking it if
-// it sleeps.
-func (r *spscReader) publish() {
-	r.pub = r.head
-	atomic.StoreUint64(&r.sh.head, r.head) // frees the records' bytes
+	atomic.StoreUint64(&r.sh.head, r.head) // frees the record's bytes
 	if atomic.LoadUint32(&r.sh.wwait) != 0 {
 		r.wakeWriter()
 	}

@@ -215,7 +215,6 @@ func TestPipeInProcess(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	// Finding its ring empty, each receiver gives back the space it read.
 	for _, c := range []*Conn{a, b} {
 		if _, err := c.TryRecv(nil); !errors.Is(err, ErrEmpty) {
 			t.Errorf("TryRecv at the end: %v, want ErrEmpty", err)
@@ -357,6 +356,22 @@ func TestPipeFullEmpty(t *testing.T) {
 	}
 	if st := b.State(); st.RecvBytes != 256 {
 		t.Errorf("RecvBytes = %d, want 256", st.RecvBytes)
+	}
+}
+
+// TestPipeSpaceReturnedAtOnce: the space of a received message is free
+// for the sender as soon as Recv returns, even if the receiver never calls
+// again (a receiver that held space back could deadlock two processes
+// that each wait in Send for the other).
+func TestPipeSpaceReturnedAtOnce(t *testing.T) {
+	a, b, _ := pipeTestPair(t, &PipeOptions{Capacity: 1024})
+	for a.TrySend(make([]byte, 56)) == nil {
+	}
+	if _, err := b.Recv(nil, make([]byte, 64)); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.TrySend(make([]byte, 56)); err != nil {
+		t.Fatalf("TrySend after the receiver freed a record: %v", err)
 	}
 }
 
