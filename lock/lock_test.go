@@ -31,6 +31,7 @@ func TestMain(m *testing.M) {
 	proctest.Register("cancel", roleCancel)
 	proctest.Register("releaser", roleReleaser)
 	proctest.Register("contend", roleContend)
+	proctest.Register("seg-try", roleSegTry)
 	proctest.Main(m)
 }
 
@@ -524,5 +525,65 @@ func roleContend(args []string) error {
 		*c++
 		l.Release()
 	}
+	return nil
+}
+
+func TestCreateOpenInSegment(t *testing.T) {
+	name := proctest.TempName(t)
+	seg, err := shm.Create(name, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer seg.Close()
+	l, err := lock.Create(seg, "mu", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lock.Create(seg, "mu", nil); !errors.Is(err, shm.ErrExist) {
+		t.Fatalf("second Create: %v", err)
+	}
+	if _, err := lock.Open(seg, "nope", nil); !errors.Is(err, shm.ErrNotExist) {
+		t.Fatalf("Open of a missing name: %v", err)
+	}
+	if _, err := seg.Alloc(shm.Spec{Name: "bytes", Kind: shm.KindBytes, Size: 64}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lock.Open(seg, "bytes", nil); !errors.Is(err, shm.ErrKindMismatch) {
+		t.Fatalf("Open of another kind: %v", err)
+	}
+	// Another process opens it by name and contends with us.
+	if err := l.Acquire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	c := proctest.Start(t, "seg-try", name)
+	if out := strings.TrimSpace(c.WaitOK()); out != "busy" {
+		t.Fatalf("child saw %q while we held the lock", out)
+	}
+	l.Release()
+	if out := strings.TrimSpace(proctest.Start(t, "seg-try", name).WaitOK()); out != "acquired" {
+		t.Fatalf("child saw %q after release", out)
+	}
+}
+
+// roleSegTry opens the lock by name and tries it once.
+func roleSegTry(args []string) error {
+	seg, err := shm.Open(args[0], nil)
+	if err != nil {
+		return err
+	}
+	defer seg.Close()
+	l, err := lock.Open(seg, "mu", nil)
+	if err != nil {
+		return err
+	}
+	ok, err := l.TryAcquire()
+	if err != nil {
+		return err
+	}
+	if ok {
+		fmt.Println("acquired")
+		return l.Release()
+	}
+	fmt.Println("busy")
 	return nil
 }
