@@ -1,0 +1,106 @@
+// Package ringbuf provides message queues in shared memory for processes:
+// a bounded multi-producer multi-consumer Queue of byte messages, a Typed
+// queue of fixed-size values, a JoinableQueue with Python's task
+// accounting, and Pipe, a connection between two processes. They are
+// Python multiprocessing's Queue, JoinableQueue and Pipe without pickling,
+// feeder threads or kernel copies.
+//
+// # Queue
+//
+// A Queue lives in a segment by name ([Create], [Open]) or in memory the
+// caller owns ([Init], [Attach], [SizeOf]). Capacity (a power of two, at
+// least 2) and maximum message size are fixed at creation; a message is
+// any []byte up to that size, and a longer one is refused with
+// [ErrTooLarge]. A queue of capacity C and maximum message size M takes
+// SizeOf(C, M) = 384 + C × roundup(24+M, 64) bytes: 131,456 bytes for
+// 1024 slots of 64 bytes, about 1 MiB for 256 slots of 4 KiB.
+//
+// Put and Get come in three forms (context, timeout, try), as every
+// blocking call of mpipc. GetInto copies into the caller's buffer without
+// allocating; Reserve/Commit writes a message in place and Borrow/Release
+// reads one in place. An uncontended Put or Get is a few atomic
+// instructions: no syscall, no allocation. A Put into a full queue or a
+// Get from an empty one spins briefly, then sleeps on a futex event count;
+// the other side wakes it only when a sleeper is registered.
+//
+// Messages put by one goroutine are received in the order it put them
+// (by whichever consumers take them). Close closes the queue for every
+// process: later Puts fail with [ErrClosed], Gets drain what remains and
+// then fail with ErrClosed, and every blocked caller in every process
+// wakes.
+//
+// The ring is Vyukov's bounded MPMC queue, written as rigtorp's MPMCQueue
+// writes it, with one change: a position is claimed by a compare-and-swap
+// on the slot's own sequence word, which records the claimant; the shared
+// head and tail counters are hints. See the layout comment in queue.go.
+//
+// # Crash semantics
+//
+// A producer or consumer killed (even with SIGKILL) at any instruction
+// never wedges the queue:
+//
+//   - A waiter stuck behind a slot that another process claimed checks,
+//     after Options.CheckInterval (default 100 ms), whether that process is
+//     alive. If it is dead, a producer's slot is marked "skip" (consumers
+//     pass over it) and a consumer's slot is freed for the next lap; both
+//     by a compare-and-swap from the exact claimed word, which the live
+//     claimant's own commit also needs, so a slow live claimant and a
+//     reclaimer can never both succeed. Survivors keep putting and getting
+//     after that bounded recovery time.
+//   - No message is ever delivered twice.
+//   - The only messages lost are those in flight in the killed process: at
+//     most one per interrupted operation (the message a producer was
+//     putting, or the one a consumer had claimed or had just returned to
+//     its caller).
+//   - A sleeper killed while registered leaves the waiter count one too
+//     high; that costs the other side a futex wake syscall per operation
+//     afterwards, nothing else. Sleepers also wake every check interval,
+//     so a producer killed between its commit and its wake delays a
+//     sleeping consumer by at most that long.
+//
+// For a JoinableQueue, a consumer killed between Get and TaskDone leaves
+// its task unfinished forever, as in Python: use JoinTimeout or a context.
+//
+// # Hostile memory
+//
+// The handle caches capacity, message size and stride when it attaches;
+// slot indices are masked; lengths are checked against the maximum; every
+// slot word is checked against the states the algorithm can produce; and
+// every search is bounded. A peer that writes garbage into the queue can
+// make operations fail with shm.ErrCorrupt (wrapped), never make this
+// process read or write outside the mapping, panic, or spin forever.
+//
+// # Typed and joinable queues
+//
+// [Typed] stores a fixed-size, pointer-free T directly in each slot; the
+// element type's fingerprint (internal/typeinfo) is stored at creation and
+// checked at Open and Attach ([shm.ErrTypeMismatch]). [JoinableQueue]
+// counts unfinished tasks: Put adds one, TaskDone removes one, Join waits
+// for zero; TaskDone called more times than messages were taken returns
+// [ErrTaskDone] and changes nothing.
+//
+// # Pipe
+//
+// A Pipe is a connection between two processes, duplex or one-way, built
+// on single-producer single-consumer byte rings (one per direction), which
+// are cheaper than the MPMC queue when there is exactly one writer and one
+// reader. Send, Recv, Poll and Close; when the peer closes or dies, Recv
+// drains what was sent and then reports io.EOF, as a kernel pipe does.
+// See [Conn].
+//
+// # Caveats
+//
+//   - Liveness of a claimant is read from /proc. A claimant that died in
+//     the few instructions between claiming a slot and recording its full
+//     identity is recognised by its pid alone; if that pid has been reused
+//     meanwhile, the slot stays blocked.
+//   - Sequence words are 32 bits: a producer or consumer stalled between
+//     reading a slot and its compare-and-swap for 2^32 operations of the
+//     others could be fooled (ABA). That is hours at full speed.
+//   - Len, Empty and Full are snapshots. Len counts messages being written
+//     or read at that instant.
+//   - Close is for the whole queue, in every process, not per handle (unlike
+//     Python's Queue.close); it does not free the memory.
+//   - Fairness: Vyukov's ring is not FIFO between waiting producers; a
+//     woken sleeper may lose to a spinning one.
+package ringbuf
