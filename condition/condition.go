@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"runtime"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -483,6 +484,31 @@ func (c *Condition) releaseLock() (int, error) {
 	return 1, c.l.Release()
 }
 
+// lockHeld reports whether anybody holds the lock, with one load.
+func (c *Condition) lockHeld() bool {
+	if c.rl != nil {
+		return c.rl.Held()
+	}
+	return c.l.Held()
+}
+
+// fineSpins bounds the fine-grained spins of a notified waiter on the
+// lock, and of every waiter on its slot before the futex package's spin:
+// each is a load and a runtime.Gosched (about 0.1 µs when nothing else is
+// runnable), a finer grain than futex.Spin's (30 PAUSEs, about 0.4 µs on
+// the machines we measure). A notifier usually releases the lock within a
+// microsecond (it notifies and then waits or releases), so a notified
+// waiter that watches the lock takes it as soon as it is free instead of
+// at the next step of a coarse spin.
+const fineSpins = 16
+
+// awaitLock spins briefly until the lock looks free.
+func (c *Condition) awaitLock() {
+	for k := 0; k < fineSpins && c.lockHeld(); k++ {
+		runtime.Gosched()
+	}
+}
+
 // reacquire takes the lock back to level, not cancellable: Wait returns
 // holding the lock.
 func (c *Condition) reacquire(level int) error {
@@ -708,6 +734,9 @@ func (c *Condition) wait(ctx context.Context, deadline time.Time) (bool, error) 
 		return false, err
 	}
 	out, cerr := c.sleep(ctx, i, s, deadline)
+	if out == notified {
+		c.awaitLock()
+	}
 	err = c.reacquire(level)
 	c.free(i)
 	switch {
@@ -724,6 +753,12 @@ func (c *Condition) wait(ctx context.Context, deadline time.Time) (bool, error) 
 func (c *Condition) sleep(ctx context.Context, i int, s uint32, deadline time.Time) (int, error) {
 	sw := c.state(i)
 	gen := s &^ stMask
+	for k := 0; k < fineSpins; k++ {
+		if atomic.LoadUint32(sw) != s {
+			return notified, nil
+		}
+		runtime.Gosched()
+	}
 	for k := 0; ; k++ {
 		if atomic.LoadUint32(sw) != s {
 			futex.SpinDone(true)

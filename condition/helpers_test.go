@@ -341,12 +341,22 @@ func consume(s *setup) (cnt, sum uint64, err error) {
 // The W4 round trip on one Condition and a turn counter (word 4): A,
 // holding the lock, sets turn 2i+1, notifies, waits until turn is 2i+2;
 // B waits until turn is 2i+1, sets 2i+2, notifies.
-func pingA(s *setup, n int) error {
+func pingA(s *setup, n int) error { return pingATimed(s, n, nil) }
+
+// pingATimed is pingA recording each round trip's duration in rt, if
+// rt is not nil (len(rt) >= n).
+func pingATimed(s *setup, n int, rt []time.Duration) error {
 	turn := word(s.mem, 4)
 	if err := s.c.Acquire(nil); err != nil {
 		return err
 	}
+	last := time.Now()
 	for i := uint64(0); i < uint64(n); i++ {
+		if rt != nil {
+			now := time.Now()
+			rt[i] = now.Sub(last)
+			last = now
+		}
 		atomic.StoreUint64(turn, 2*i+1)
 		if err := s.c.Notify(1); err != nil {
 			return err

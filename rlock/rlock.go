@@ -215,6 +215,9 @@ func (r *RLock) owns(g uint64) bool {
 	return r.m.IsSelf() && atomic.LoadUint64(r.owner) == g
 }
 
+// Held reports whether the RLock is held by anyone, with one atomic load.
+func (r *RLock) Held() bool { return r.m.Load().Held }
+
 // Owned reports whether the calling goroutine owns the RLock.
 func (r *RLock) Owned() bool { return r.owns(goid()) }
 
