@@ -1000,8 +1000,20 @@ func TestPipeSendToDeadPeer(t *testing.T) {
 	if st := c.State(); st.PeerAlive {
 		t.Errorf("State: peer alive after kill: %+v", st)
 	}
+	time.Sleep(150 * time.Millisecond) // past the rate limit of non-blocking checks
+	if err := c.TrySend(msg); !errors.Is(err, ErrPeerGone) {
+		t.Errorf("TrySend to killed peer: %v, want ErrPeerGone", err)
+	}
+	t0 := time.Now()
+	if ok, err := c.Poll(5 * time.Second); !ok || err != nil || time.Since(t0) > time.Second {
+		t.Errorf("Poll on killed peer = %v, %v after %v; want true within a second", ok, err, time.Since(t0))
+	}
 	if _, err := c.RecvTimeout(make([]byte, 8), 5*time.Second); err != io.EOF {
 		t.Errorf("RecvTimeout from killed peer: %v, want io.EOF", err)
+	}
+	time.Sleep(150 * time.Millisecond)
+	if _, err := c.TryRecv(make([]byte, 8)); err != io.EOF {
+		t.Errorf("TryRecv from killed peer: %v, want io.EOF", err)
 	}
 }
 
