@@ -26,9 +26,10 @@
 // uncontended Release one compare-and-swap; neither makes a system call or
 // allocates. A Release makes the futex wake system call only when the
 // waiters bit says that someone may sleep. An Acquire that finds the value
-// at zero first spins briefly ([futex.Spin]) so that a Release from a
-// running process on another CPU is taken without either side entering the
-// kernel; only then does it set the waiters bit and sleep.
+// at zero first polls the word (about 1-3 µs) and then spins
+// ([futex.Spin]), so that a Release from a running process on another CPU
+// is taken without either side entering the kernel; only then does it set
+// the waiters bit and sleep.
 //
 // # Caveats
 //
