@@ -16,11 +16,11 @@ import (
 // got what it waited for without sleeping) doubles the active limit, up to
 // maxActive; a spin that ran out halves it, down to minActive. So a process
 // whose peer is usually running spins up to about 10 µs before it sleeps,
-// and one whose peer is usually asleep spends well under a microsecond.
+// and one whose peer is usually asleep spends about half a microsecond.
 const (
-	iterNs    = 150
-	maxActive = 64
-	minActive = 4
+	iterNs    = 60
+	maxActive = 160
+	minActive = 8
 	passive   = 4
 )
 

@@ -135,8 +135,9 @@ func (m Mutex) Lock(ctx context.Context, deadline time.Time) error {
 
 func (m Mutex) lockSlow(ctx context.Context, deadline time.Time) error {
 	self := proc.SelfPacked()
-	// Spin while the holder is running and nobody sleeps.
-	for i := 0; futex.Spin(i); i++ {
+	// Spin while the holder is running and nobody sleeps. Check first,
+	// pause after: the release we wait for may already have happened.
+	for i := 0; ; i++ {
 		old := atomic.LoadUint64(m.w)
 		if old == 0 {
 			if atomic.CompareAndSwapUint64(m.w, 0, self) {
@@ -145,7 +146,7 @@ func (m Mutex) lockSlow(ctx context.Context, deadline time.Time) error {
 			}
 			continue
 		}
-		if old&(waiters|notRecoverable) != 0 {
+		if old&(waiters|notRecoverable) != 0 || !futex.Spin(i) {
 			break
 		}
 	}
