@@ -1,0 +1,55 @@
+// Package faults is mpipc's fault campaign: tests only, no API. It proves
+// what DESIGN.md's failure model promises, for every object kind, with real
+// processes:
+//
+//   - The crash suite (crash_test.go) runs each primitive, the Queue and the
+//     Pipe in several child processes and SIGKILLs participants at random
+//     moments, including inside slow paths, then checks that the survivors
+//     never hang (every trial is bounded), recover by the documented
+//     semantics (ErrOwnerDead and Consistent for Lock, RLock and a
+//     Condition's lock; ErrBrokenBarrier for a Barrier; at-most-once and
+//     never wedged for the Queue; end of stream for the Pipe) and that every
+//     count is conserved. The default run does a few trials per primitive;
+//     -faults.trials=N runs N.
+//   - The hostile-peer test (hostile_test.go) has one process scribble
+//     random values into every shared word of an object while others use it:
+//     operations succeed or fail with shm.ErrCorrupt, never crash, never
+//     touch memory outside the mapping, never spin without end.
+//   - Fuzz targets (fuzz_test.go) for the Attach paths of Lock, RLock,
+//     Condition, Value and Array: arbitrary bytes give an error or a
+//     handle whose first operations return promptly. (Semaphore, Event,
+//     Barrier, shm.Open, the Queue and the Pipe have theirs in their own
+//     packages.)
+//   - SIGBUS (sigbus_test.go), the thread budget (threads_test.go) and
+//     leaks of files, descriptors and mappings (leak_test.go, TestMain).
+//
+// Regression tests of defects found in other packages and not yet fixed
+// there are named after what they caught (TestRegression...) and run only
+// with -faults.known; without it they are reported as skipped.
+//
+// # A named segment truncated behind our back
+//
+// A named segment is a file that any process allowed to write it can
+// ftruncate while others have it mapped (a sealed memfd from
+// shm.CreateAnonymous cannot shrink). An access to a page past the new end
+// of the file raises SIGBUS. The Go runtime turns a SIGBUS in Go code into
+// a fatal error, "unexpected fault address" followed by "fatal error:
+// fault" and "[signal SIGBUS: bus error ...]", and the process exits with
+// status 2; recover cannot catch it. A goroutine that has called
+// debug.SetPanicOnFault(true) instead gets a panic whose value is a
+// runtime.Error (with an Addr method giving the faulting address), which
+// recover catches; the mapping stays broken, so the goroutine must stop
+// using it. shm.Open and shm.Inspect detect the truncation before mapping
+// (shm.ErrTruncated); an already mapped Segment cannot see it without an
+// fstat. TestTruncatedSegmentFaults shows both behaviours in child
+// processes.
+//
+// # Caveats
+//
+//   - The crash suite kills at random moments, not at chosen instructions:
+//     it finds windows by repetition. The long form (-faults.trials=1000)
+//     is what gives confidence; the short form mostly guards against
+//     regressions that break recovery altogether.
+//   - The thread-budget tests count OS threads from /proc/self/status;
+//     the Go runtime may keep a few more threads than it needs.
+package faults
