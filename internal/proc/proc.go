@@ -85,6 +85,31 @@ func Alive(id ID) bool {
 	return tag == id.Tag
 }
 
+// AliveMatch is Alive for a record that keeps only some bits of the start
+// tag: the process is alive if it runs, is not a zombie, and its start tag
+// agrees with tag on the bits set in mask. Fewer bits mean a larger (but
+// still tiny) chance that a reused pid is mistaken for the recorded
+// process: with 9 bits, 1 in 512 reuses within the tag's resolution.
+func AliveMatch(pid, tag, mask uint32) bool {
+	if pid == 0 || pid > MaxPid {
+		return false
+	}
+	if pid == self.Pid {
+		return self.Tag&mask == tag&mask
+	}
+	st, t, err := stat(int(pid))
+	if err != nil {
+		return !(errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ESRCH))
+	}
+	if st == 'Z' || st == 'X' || st == 'x' {
+		return false
+	}
+	return t&mask == tag&mask
+}
+
+// StartTag returns the start tag of a running process.
+func StartTag(pid int) (uint32, error) { return startTag(pid) }
+
 func startTag(pid int) (uint32, error) {
 	_, tag, err := stat(pid)
 	return tag, err

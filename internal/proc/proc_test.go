@@ -70,3 +70,21 @@ func TestZombieAndReapedAreDead(t *testing.T) {
 		t.Fatal("reaped child alive")
 	}
 }
+
+func TestAliveMatch(t *testing.T) {
+	s := Self()
+	if !AliveMatch(s.Pid, s.Tag, 0x1ff) || AliveMatch(s.Pid, s.Tag^1, 0x1ff) {
+		t.Fatal("AliveMatch on self")
+	}
+	pp := uint32(os.Getppid())
+	tag, err := StartTag(int(pp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !AliveMatch(pp, tag, 0x1ff) || AliveMatch(pp, tag+1, 0x1ff) || !AliveMatch(pp, tag+0x200, 0x1ff) {
+		t.Fatal("AliveMatch on parent: the mask must decide which bits count")
+	}
+	if AliveMatch(MaxPid, 1, 0x1ff) || AliveMatch(0, 0, 0) {
+		t.Fatal("AliveMatch on impossible pids")
+	}
+}
