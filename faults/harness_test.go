@@ -1,0 +1,408 @@
+package faults_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/mpipc/mpipc/internal/proctest"
+	"github.com/mpipc/mpipc/shm"
+)
+
+// The crash harness. A trial kills one participant at a random moment,
+// checks what the kind promises, replaces the victim and checks that every
+// survivor makes progress again within hangTimeout. Children live across
+// trials; only the killed one is replaced.
+//
+// Shared bookkeeping lives in a KindBytes object "ctl" of the segment:
+// global words (g) and, per worker slot, 8 words (s). Slot numbers are
+// never reused, so a dead worker's words stay for the final check.
+
+const (
+	gStop       = 0 // 1: workers finish and exit
+	gEpoch      = 1 // bumped by the parent (barrier reset, event round)
+	gViolations = 2 // a worker saw state it must never see
+	gOwnerDead  = 3 // acquires that returned ErrOwnerDead
+	gRepairs    = 4 // of those, the ones that found the guarded state torn
+	gPause      = 5 // 1: workers park at the top of their loop
+	gPauseEpoch = 6
+	gKindBase   = 16 // kind-specific global words from here
+	gWords      = 512
+
+	sProgress = 0 // operations completed
+	sPauseAck = 7 // the pause epoch this worker has parked for
+
+	slotWords = 8
+
+	hangTimeout = 15 * time.Second
+)
+
+type ctl struct{ mem []byte }
+
+func ctlSize(slots int) int { return gWords*8 + slots*slotWords*8 }
+
+func (c ctl) word(i int) *uint64 {
+	if (i+1)*8 > len(c.mem) {
+		panic("faults: ctl word out of range")
+	}
+	return (*uint64)(unsafe.Pointer(&c.mem[i*8]))
+}
+func (c ctl) g(i int) *uint64       { return c.word(i) }
+func (c ctl) s(slot, i int) *uint64 { return c.word(gWords + slot*slotWords + i) }
+func (c ctl) load(p *uint64) uint64 { return atomic.LoadUint64(p) }
+func ld(p *uint64) uint64           { return atomic.LoadUint64(p) }
+func st(p *uint64, v uint64)        { atomic.StoreUint64(p, v) }
+func inc(p *uint64) uint64          { return atomic.AddUint64(p, 1) }
+
+// crashKind is one primitive under the crash suite.
+type crashKind struct {
+	name    string
+	workers []string // the role of each initial worker
+	extra   int      // bytes of segment beyond ctl and the objects (rounded by shm)
+	setup   func(h *harness)
+	// worker runs in the child until the stop flag is set, calling w.tick
+	// after each completed operation.
+	worker func(w *wctx) error
+	// trial runs one trial; nil: kill a random worker at a random moment.
+	trial func(h *harness)
+	// check verifies conservation; final is true once every worker exited.
+	check func(h *harness, final bool)
+	// slowCheck, when set, says the short form runs fewer trials.
+	short int
+}
+
+var crashKinds = map[string]*crashKind{}
+
+func addCrashKind(k *crashKind) { crashKinds[k.name] = k }
+
+func init() { addRole("crash", crashChild) }
+
+// wctx is a worker's view, in the child.
+type wctx struct {
+	seg  *shm.Segment
+	c    ctl
+	slot int
+	role string
+	rng  *rand.Rand
+}
+
+func (w *wctx) stopped() bool   { return ld(w.c.g(gStop)) != 0 }
+func (w *wctx) s(i int) *uint64 { return w.c.s(w.slot, i) }
+
+// tick counts one operation and parks while the parent pauses the workers.
+func (w *wctx) tick() {
+	inc(w.s(sProgress))
+	w.park()
+}
+
+func (w *wctx) park() {
+	for ld(w.c.g(gPause)) != 0 && !w.stopped() {
+		st(w.s(sPauseAck), ld(w.c.g(gPauseEpoch)))
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+func (w *wctx) violation(format string, args ...any) {
+	inc(w.c.g(gViolations))
+	fmt.Fprintf(os.Stderr, "violation (slot %d): %s\n", w.slot, fmt.Sprintf(format, args...))
+}
+
+func openCtl(seg *shm.Segment) (ctl, error) {
+	mem, err := seg.Lookup(shm.Spec{Name: "ctl", Kind: shm.KindBytes, KindVersion: 1})
+	return ctl{mem}, err
+}
+
+// crashChild: args kind, segment, slot, role.
+func crashChild(args []string) error {
+	k := crashKinds[args[0]]
+	slot, _ := strconv.Atoi(args[2])
+	seg, err := shm.Open(args[1], nil)
+	if err != nil {
+		return err
+	}
+	defer seg.Close()
+	c, err := openCtl(seg)
+	if err != nil {
+		return err
+	}
+	w := &wctx{seg: seg, c: c, slot: slot, role: args[3], rng: rand.New(rand.NewPCG(uint64(os.Getpid()), uint64(time.Now().UnixNano())))}
+	return k.worker(w)
+}
+
+// ready is printed by a worker once its handles are open.
+func ready() { proctest.SignalReady() }
+
+type worker struct {
+	ch   *proctest.Child
+	slot int
+	role string
+	dead bool
+}
+
+type harness struct {
+	t       *testing.T
+	k       *crashKind
+	name    string
+	seg     *shm.Segment
+	c       ctl
+	rng     *rand.Rand
+	ws      []*worker // live workers
+	all     []*worker
+	next    int
+	kills   int
+	trials  int
+	retired int
+}
+
+func numTrials(k *crashKind) int {
+	if *trials > 0 {
+		return *trials
+	}
+	if k.short > 0 {
+		return k.short
+	}
+	return 4
+}
+
+func runCrash(t *testing.T, kind string) {
+	k := crashKinds[kind]
+	n := numTrials(k)
+	slots := n*2 + len(k.workers) + 16
+	h := &harness{t: t, k: k, name: proctest.TempName(t), rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))}
+	seg, err := shm.Create(h.name, &shm.Options{Size: int64(ctlSize(slots) + k.extra + 1<<20)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { seg.Close() })
+	h.seg = seg
+	mem, err := seg.Alloc(shm.Spec{Name: "ctl", Kind: shm.KindBytes, KindVersion: 1, Size: int64(ctlSize(slots))}, func([]byte) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.c = ctl{mem}
+	k.setup(h)
+	for _, r := range k.workers {
+		h.start(r)
+	}
+	start := time.Now()
+	for h.trials = 0; h.trials < n; h.trials++ {
+		h.reapRetired()
+		if k.trial != nil {
+			k.trial(h)
+		} else {
+			h.standardTrial()
+		}
+		if t.Failed() {
+			break
+		}
+	}
+	h.finish()
+	if k.check != nil && !t.Failed() {
+		k.check(h, true)
+	}
+	if v := ld(h.c.g(gViolations)); v != 0 {
+		t.Errorf("%s: %d violations (see worker stderr above)", kind, v)
+	}
+	t.Logf("%s: %d trials, %d kills, %d retired workers, %d ownerdead (%d repairs), %v",
+		kind, h.trials, h.kills, h.retired, ld(h.c.g(gOwnerDead)), ld(h.c.g(gRepairs)), time.Since(start).Round(time.Millisecond))
+	recordCounts(kind, h)
+}
+
+// start runs a new worker in a fresh slot and waits for it to be ready.
+func (h *harness) start(role string) *worker {
+	h.t.Helper()
+	slot := h.next
+	h.next++
+	if gWords+(slot+1)*slotWords > len(h.c.mem)/8 {
+		h.t.Fatalf("out of worker slots")
+	}
+	ch := proctest.StartOpts(h.t, "crash", proctest.Options{Args: []string{h.k.name, h.name, strconv.Itoa(slot), role}})
+	w := &worker{ch: ch, slot: slot, role: role}
+	ch.Expect(proctest.Ready, hangTimeout)
+	h.ws = append(h.ws, w)
+	h.all = append(h.all, w)
+	return w
+}
+
+// kill SIGKILLs w, waits for it to be reaped and drops it from the live set.
+func (h *harness) kill(w *worker) {
+	h.t.Helper()
+	w.ch.Kill()
+	select {
+	case <-w.ch.Done():
+	case <-time.After(hangTimeout):
+		h.t.Fatalf("worker %d not reaped after SIGKILL", w.slot)
+	}
+	w.dead = true
+	h.kills++
+	h.drop(w)
+}
+
+func (h *harness) drop(w *worker) {
+	for i, x := range h.ws {
+		if x == w {
+			h.ws = append(h.ws[:i], h.ws[i+1:]...)
+			return
+		}
+	}
+}
+
+func (h *harness) randomWorker(roles ...string) *worker {
+	var c []*worker
+	for _, w := range h.ws {
+		if len(roles) == 0 || contains(roles, w.role) {
+			c = append(c, w)
+		}
+	}
+	return c[h.rng.IntN(len(c))]
+}
+
+func contains(s []string, x string) bool {
+	for _, y := range s {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
+
+// randomMoment sleeps a random time up to 20 ms; half of the time much
+// less, to land in fast paths as well.
+func (h *harness) randomMoment() {
+	d := time.Duration(h.rng.Int64N(int64(20 * time.Millisecond)))
+	if h.rng.IntN(2) == 0 {
+		d /= 50
+	}
+	time.Sleep(d)
+}
+
+func (h *harness) standardTrial() {
+	h.randomMoment()
+	v := h.randomWorker()
+	h.kill(v)
+	if h.k.check != nil {
+		h.pause()
+		h.k.check(h, false)
+		h.unpause()
+	}
+	h.start(v.role)
+	h.waitProgress(h.ws)
+}
+
+// waitProgress fails the test unless every worker in ws completes an
+// operation within hangTimeout.
+func (h *harness) waitProgress(ws []*worker) {
+	h.t.Helper()
+	before := make([]uint64, len(ws))
+	for i, w := range ws {
+		before[i] = ld(h.c.s(w.slot, sProgress))
+	}
+	deadline := time.Now().Add(hangTimeout)
+	for i, w := range ws {
+		for ld(h.c.s(w.slot, sProgress)) == before[i] {
+			select {
+			case <-w.ch.Done():
+				if h.retiredNow(w) {
+					goto next
+				}
+				r := w.ch.Wait(time.Second)
+				h.t.Fatalf("%s: worker %d (%s) exited: code %d\n%s", h.k.name, w.slot, w.role, r.Code, r.Stderr)
+			default:
+			}
+			if time.Now().After(deadline) {
+				h.t.Fatalf("%s: HANG: worker %d (%s, pid %d) made no progress for %v after trial %d",
+					h.k.name, w.slot, w.role, w.ch.Pid(), hangTimeout, h.trials)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	next:
+	}
+}
+
+// retiredNow reports whether w exited cleanly saying "retired" (a worker
+// that used up its sequence space), replacing it.
+func (h *harness) retiredNow(w *worker) bool {
+	r := w.ch.Wait(time.Second)
+	if r.Code != 0 || !strings.Contains(r.Stdout, "retired") {
+		return false
+	}
+	h.drop(w)
+	h.retired++
+	h.start(w.role)
+	return true
+}
+
+func (h *harness) reapRetired() {
+	for _, w := range append([]*worker(nil), h.ws...) {
+		select {
+		case <-w.ch.Done():
+			if !h.retiredNow(w) {
+				r := w.ch.Wait(time.Second)
+				h.t.Fatalf("%s: worker %d (%s) exited: code %d\n%s", h.k.name, w.slot, w.role, r.Code, r.Stderr)
+			}
+		default:
+		}
+	}
+}
+
+// pause parks every live worker (those blocked in an operation finish it
+// first: workers use bounded or wakeable waits) at the top of its loop and waits until they
+// all have; workers blocked in an operation must finish it (with a timeout)
+// first, so a pause that does not complete is a hang.
+func (h *harness) pause() {
+	h.t.Helper()
+	ep := inc(h.c.g(gPauseEpoch))
+	st(h.c.g(gPause), 1)
+	deadline := time.Now().Add(hangTimeout)
+	for _, w := range h.ws {
+		for ld(h.c.s(w.slot, sPauseAck)) != ep {
+			if time.Now().After(deadline) {
+				h.t.Fatalf("%s: HANG: worker %d (%s) did not park within %v", h.k.name, w.slot, w.role, hangTimeout)
+			}
+			time.Sleep(200 * time.Microsecond)
+		}
+	}
+}
+
+func (h *harness) unpause() { st(h.c.g(gPause), 0) }
+
+// finish tells every worker to stop and waits for each to exit cleanly.
+func (h *harness) finish() {
+	h.t.Helper()
+	h.unpause()
+	st(h.c.g(gStop), 1)
+	for _, w := range h.ws {
+		r := w.ch.Wait(hangTimeout)
+		if r.TimedOut {
+			h.t.Errorf("%s: HANG: worker %d (%s) did not stop within %v", h.k.name, w.slot, w.role, hangTimeout)
+		} else if r.Code != 0 {
+			h.t.Errorf("%s: worker %d (%s) failed: code %d\n%s", h.k.name, w.slot, w.role, r.Code, r.Stderr)
+		}
+	}
+	h.ws = nil
+}
+
+// sumSlots adds word i over every slot ever used whose role is one of roles.
+func (h *harness) sumSlots(i int, roles ...string) uint64 {
+	var s uint64
+	for _, w := range h.all {
+		if len(roles) == 0 || contains(roles, w.role) {
+			s += ld(h.c.s(w.slot, i))
+		}
+	}
+	return s
+}
+
+// counts of the long run, printed at the end for the report.
+var crashCounts []string
+
+func recordCounts(kind string, h *harness) {
+	crashCounts = append(crashCounts, fmt.Sprintf("%-10s trials=%d kills=%d ownerdead=%d repairs=%d violations=%d",
+		kind, h.trials, h.kills, ld(h.c.g(gOwnerDead)), ld(h.c.g(gRepairs)), ld(h.c.g(gViolations))))
+}
