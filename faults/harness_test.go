@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 	"unsafe"
@@ -32,6 +33,8 @@ const (
 	gRepairs    = 4 // of those, the ones that found the guarded state torn
 	gPause      = 5 // 1: workers park at the top of their loop
 	gPauseEpoch = 6
+	gSlots      = 7  // slots in use: every worker slot is below it
+	gFirstDone  = 8  // at the end: the workers of crashKind.first have exited
 	gKindBase   = 16 // kind-specific global words from here
 	gWords      = 512
 
@@ -63,8 +66,8 @@ func inc(p *uint64) uint64          { return atomic.AddUint64(p, 1) }
 // crashKind is one primitive under the crash suite.
 type crashKind struct {
 	name    string
-	workers []string // the role of each initial worker
-	extra   int      // bytes of segment beyond ctl and the objects (rounded by shm)
+	workers []string             // the role of each initial worker
+	extra   func(trials int) int // bytes of segment needed beyond ctl and 1 MiB, or nil
 	setup   func(h *harness)
 	// worker runs in the child until the stop flag is set, calling w.tick
 	// after each completed operation.
@@ -73,8 +76,11 @@ type crashKind struct {
 	trial func(h *harness)
 	// check verifies conservation; final is true once every worker exited.
 	check func(h *harness, final bool)
-	// slowCheck, when set, says the short form runs fewer trials.
+	// short, when set, is the number of trials of the short form.
 	short int
+	// first lists the roles that finish waits for before it sets
+	// gFirstDone (producers before consumers drain).
+	first []string
 }
 
 var crashKinds = map[string]*crashKind{}
@@ -173,9 +179,13 @@ func numTrials(k *crashKind) int {
 func runCrash(t *testing.T, kind string) {
 	k := crashKinds[kind]
 	n := numTrials(k)
-	slots := n*2 + len(k.workers) + 16
+	slots := n*4 + len(k.workers) + 64
 	h := &harness{t: t, k: k, name: proctest.TempName(t), rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))}
-	seg, err := shm.Create(h.name, &shm.Options{Size: int64(ctlSize(slots) + k.extra + 1<<20)})
+	size := ctlSize(slots) + 1<<20
+	if k.extra != nil {
+		size += k.extra(n)
+	}
+	seg, err := shm.Create(h.name, &shm.Options{Size: int64(size)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,6 +229,7 @@ func (h *harness) start(role string) *worker {
 	h.t.Helper()
 	slot := h.next
 	h.next++
+	st(h.c.g(gSlots), uint64(h.next))
 	if gWords+(slot+1)*slotWords > len(h.c.mem)/8 {
 		h.t.Fatalf("out of worker slots")
 	}
@@ -316,8 +327,7 @@ func (h *harness) waitProgress(ws []*worker) {
 			default:
 			}
 			if time.Now().After(deadline) {
-				h.t.Fatalf("%s: HANG: worker %d (%s, pid %d) made no progress for %v after trial %d",
-					h.k.name, w.slot, w.role, w.ch.Pid(), hangTimeout, h.trials)
+				h.hang(w, fmt.Sprintf("made no progress for %v after trial %d", hangTimeout, h.trials))
 			}
 			time.Sleep(time.Millisecond)
 		}
@@ -360,14 +370,37 @@ func (h *harness) pause() {
 	ep := inc(h.c.g(gPauseEpoch))
 	st(h.c.g(gPause), 1)
 	deadline := time.Now().Add(hangTimeout)
-	for _, w := range h.ws {
+	for i := 0; i < len(h.ws); i++ {
+		w := h.ws[i]
 		for ld(h.c.s(w.slot, sPauseAck)) != ep {
+			select {
+			case <-w.ch.Done():
+				if h.retiredNow(w) { // replaced at the end of h.ws
+					i--
+					goto next
+				}
+				r := w.ch.Wait(time.Second)
+				h.t.Fatalf("%s: worker %d (%s) exited: code %d\n%s", h.k.name, w.slot, w.role, r.Code, r.Stderr)
+			default:
+			}
 			if time.Now().After(deadline) {
-				h.t.Fatalf("%s: HANG: worker %d (%s) did not park within %v", h.k.name, w.slot, w.role, hangTimeout)
+				h.hang(w, fmt.Sprintf("did not park within %v", hangTimeout))
 			}
 			time.Sleep(200 * time.Microsecond)
 		}
+	next:
 	}
+}
+
+func (h *harness) hang(w *worker, what string) {
+	h.t.Helper()
+	w.ch.Signal(syscall.SIGQUIT)
+	r := w.ch.Wait(5 * time.Second)
+	st := r.Stderr
+	if len(st) > 6000 {
+		st = st[:6000]
+	}
+	h.t.Fatalf("%s: HANG: worker %d (%s, pid %d) %s; its goroutines:\n%s", h.k.name, w.slot, w.role, w.ch.Pid(), what, st)
 }
 
 func (h *harness) unpause() { st(h.c.g(gPause), 0) }
@@ -377,7 +410,28 @@ func (h *harness) finish() {
 	h.t.Helper()
 	h.unpause()
 	st(h.c.g(gStop), 1)
-	for _, w := range h.ws {
+	ws := h.ws
+	if h.k.first != nil {
+		var rest []*worker
+		for _, w := range ws {
+			if contains(h.k.first, w.role) {
+				h.waitExit(w)
+			} else {
+				rest = append(rest, w)
+			}
+		}
+		st(h.c.g(gFirstDone), 1)
+		ws = rest
+	}
+	for _, w := range ws {
+		h.waitExit(w)
+	}
+	h.ws = nil
+}
+
+func (h *harness) waitExit(w *worker) {
+	h.t.Helper()
+	{
 		r := w.ch.Wait(hangTimeout)
 		if r.TimedOut {
 			h.t.Errorf("%s: HANG: worker %d (%s) did not stop within %v", h.k.name, w.slot, w.role, hangTimeout)
@@ -385,7 +439,6 @@ func (h *harness) finish() {
 			h.t.Errorf("%s: worker %d (%s) failed: code %d\n%s", h.k.name, w.slot, w.role, r.Code, r.Stderr)
 		}
 	}
-	h.ws = nil
 }
 
 // sumSlots adds word i over every slot ever used whose role is one of roles.
