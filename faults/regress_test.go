@@ -1,0 +1,73 @@
+package faults_test
+
+import (
+	"sync/atomic"
+	"testing"
+	"unsafe"
+
+	"github.com/mpipc/mpipc/array"
+	"github.com/mpipc/mpipc/value"
+)
+
+// Regression tests of defects the campaign found in other packages. They
+// fail until the owning package is fixed, so they run only with
+// -faults.known (see knownDefect); the report gives file, line and a fix.
+
+// notRecoverableWord is a robust lock word (internal/robust layout) that is
+// free and not recoverable: bit 29, no holder. mpipc writes it only when a
+// holder that took the lock over from a dead owner releases it without
+// Consistent; a peer writing garbage can write it at any time.
+const notRecoverableWord = 1 << 29
+
+func panicOf(f func()) (r any) {
+	defer func() { r = recover() }()
+	f()
+	return nil
+}
+
+// TestRegressionValueStorePanicsOnScribbledWriterLock: a Value wider than 8
+// bytes keeps a private writer lock (offset 40). A peer that writes a
+// not-recoverable word there makes every Store, Swap and Update of every
+// process panic ("value: writer lock: mpipc: lock is not recoverable",
+// value/cell.go lockWriter), and one that clears it under a writer makes
+// unlockWriter panic. DESIGN.md: shared memory written by a hostile peer
+// must never make this process panic. Found by TestHostilePeer/value.
+func TestRegressionValueStorePanicsOnScribbledWriterLock(t *testing.T) {
+	knownDefect(t)
+	n, _ := value.SizeOf[quad]()
+	mem := alignedCopy(nil, n)
+	v, err := value.Init(mem, quad{1, 1, 1, 1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	atomic.StoreUint64((*uint64)(unsafe.Pointer(&mem[40])), notRecoverableWord)
+	if r := panicOf(func() { v.Store(quad{2, 2, 2, 2}) }); r != nil {
+		t.Errorf("Store on a scribbled writer lock panicked: %v", r)
+	}
+	if r := panicOf(func() { v.Swap(quad{3, 3, 3, 3}) }); r != nil {
+		t.Errorf("Swap on a scribbled writer lock panicked: %v", r)
+	}
+}
+
+// TestRegressionArrayAtPanicsOnScribbledLock: an Array's element methods
+// (At, Set, CopyIn, CopyOut, Slice, All) panic when the lock cannot be
+// acquired (array/array.go, func (a *Array[T]) lock, "array: acquiring
+// lock: ..."). A peer writing a not-recoverable word into the own lock
+// (offset 64) makes every element access of every process panic. Found by
+// TestHostilePeer/array.
+func TestRegressionArrayAtPanicsOnScribbledLock(t *testing.T) {
+	knownDefect(t)
+	n, _ := array.SizeOf[int64](4)
+	mem := alignedCopy(nil, n)
+	a, err := array.Init[int64](mem, 4, []int64{1, 2, 3, 4}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	atomic.StoreUint64((*uint64)(unsafe.Pointer(&mem[64])), notRecoverableWord)
+	if r := panicOf(func() { _ = a.At(0) }); r != nil {
+		t.Errorf("At on a scribbled lock panicked: %v", r)
+	}
+	if r := panicOf(func() { a.Set(0, 9) }); r != nil {
+		t.Errorf("Set on a scribbled lock panicked: %v", r)
+	}
+}
