@@ -166,3 +166,13 @@ not json lines are skipped only when they do not start with a brace
 		t.Error("ReadAnchors of an empty file: no error")
 	}
 }
+
+// Every mpipc case is compared with some anchor when an anchors file is
+// given.
+func TestEveryCaseHasAnchors(t *testing.T) {
+	for _, c := range Cases() {
+		if c.Ours() && c.Workload != "TEST" && len(anchorPeers[c.Label()]) == 0 {
+			t.Errorf("%s has no anchors to compare with", c.Label())
+		}
+	}
+}

@@ -49,6 +49,7 @@ var anchorPeers = map[string][][]string{
 	"W8 mpipc-queue":      {{"c-ring-spin-futex"}, {"py-mp-queue"}},
 	"W8 mpipc-pipe":       {{"c-ring-spin-futex"}, {"py-mp-pipe"}},
 	"W9 mpipc-array":      {{"c-plain"}, {"py-mp-array-slice", "py-mp-array-loop"}},
+	"W9 mpipc-rawarray":   {{"c-plain"}, {"py-mp-array-slice", "py-mp-array-loop"}},
 }
 
 // ReadAnchors reads a results-*.jsonl (or .raw.jsonl) file written by the
