@@ -450,6 +450,11 @@ func (b *Barrier) wait(ctx context.Context, deadline time.Time) (int, error) {
 			// ours to withdraw; wait for the outcome without ctx.
 			ctx = nil
 		default:
+			// The futex system call failed (it cannot on valid
+			// memory): do not leave the others waiting for us.
+			if arrived && !b.withdraw(g) {
+				b.breakIf(func(w uint32) bool { return gen(w) == g })
+			}
 			return -1, err
 		}
 	}
