@@ -127,7 +127,7 @@ func TestFourProcessesRounds(t *testing.T) {
 
 // childWaitBroken waits at the barrier and reports the outcome.
 func childWaitBroken(args []string) error {
-	_, b, err := attachChild(args[0], nil)
+	_, b, err := openChild(args[0], nil)
 	if err != nil {
 		return err
 	}
@@ -315,4 +315,45 @@ func childObserver(args []string) error {
 	proctest.SignalReady()
 	time.Sleep(time.Minute)
 	return nil
+}
+
+// testBreakAcrossProcesses: three processes wait at a Barrier(4); this
+// process breaks their round with brk (Abort or Reset); each must report
+// ErrBrokenBarrier; after a Reset, four new processes pass ten rounds.
+func testBreakAcrossProcesses(t *testing.T, brk func(*barrier.Barrier)) {
+	name, mem, b := newBarrierSeg(t, 4, nil)
+	var cs []*proctest.Child
+	for i := 0; i < 3; i++ {
+		c := proctest.Start(t, "waitbroken", name)
+		c.Expect(proctest.Ready, 0)
+		cs = append(cs, c)
+	}
+	waitFor(t, "three waiters", func() bool { return b.NWaiting() == 3 })
+	brk(b)
+	for _, c := range cs {
+		if line := c.Line(5 * time.Second); line != "broken" {
+			t.Fatalf("waiter reported %q, want broken", line)
+		}
+		c.WaitOK()
+	}
+	b.Reset()
+	if b.Broken() || b.NWaiting() != 0 {
+		t.Fatalf("after Reset: %+v", b.State())
+	}
+	cs = cs[:0]
+	for i := 0; i < 4; i++ {
+		c := proctest.Start(t, "rounds", name, "4", strconv.Itoa(i), "10")
+		c.Expect(proctest.Ready, 0)
+		cs = append(cs, c)
+	}
+	atomic.StoreUint32(u32(mem, offGo), 1)
+	proctest.WaitAll(cs)
+}
+
+func TestAbortAcrossProcesses(t *testing.T) {
+	testBreakAcrossProcesses(t, (*barrier.Barrier).Abort)
+}
+
+func TestResetAcrossProcesses(t *testing.T) {
+	testBreakAcrossProcesses(t, (*barrier.Barrier).Reset)
 }
