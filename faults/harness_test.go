@@ -78,6 +78,9 @@ type crashKind struct {
 	check func(h *harness, final bool)
 	// short, when set, is the number of trials of the short form.
 	short int
+	// beforeFinish runs after the stop flag is set, to wake workers that
+	// the flag alone cannot reach.
+	beforeFinish func(h *harness)
 	// first lists the roles that finish waits for before it sets
 	// gFirstDone (producers before consumers drain).
 	first []string
@@ -410,6 +413,9 @@ func (h *harness) finish() {
 	h.t.Helper()
 	h.unpause()
 	st(h.c.g(gStop), 1)
+	if h.k.beforeFinish != nil {
+		h.k.beforeFinish(h)
+	}
 	ws := h.ws
 	if h.k.first != nil {
 		var rest []*worker

@@ -71,3 +71,51 @@ func TestRegressionArrayAtPanicsOnScribbledLock(t *testing.T) {
 		t.Errorf("Set on a scribbled lock panicked: %v", r)
 	}
 }
+
+// TestRegressionValueUpdatePanicsWhenWriterLockClearedUnderIt: a peer that
+// clears the writer lock word while a writer holds it (here fn does, as a
+// peer could at that moment) makes unlockWriter panic ("value: writer
+// lock: mpipc: release of unlocked lock", value/cell.go unlockWriter).
+// Found by TestHostilePeer/value.
+func TestRegressionValueUpdatePanicsWhenWriterLockClearedUnderIt(t *testing.T) {
+	knownDefect(t)
+	n, _ := value.SizeOf[quad]()
+	mem := alignedCopy(nil, n)
+	v, err := value.Init(mem, quad{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := panicOf(func() {
+		v.Update(func(q *quad) {
+			atomic.StoreUint64((*uint64)(unsafe.Pointer(&mem[40])), 0)
+			q.A++
+		})
+	})
+	if r != nil {
+		t.Errorf("Update whose writer lock was cleared by a peer panicked: %v", r)
+	}
+}
+
+// TestRegressionArrayUpdatePanicsWhenLockClearedUnderIt: a peer that clears
+// the own lock word (offset 64) while an element method holds it makes the
+// release panic ("array: releasing lock: mpipc: release of unlocked lock",
+// array/array.go, func (a *Array[T]) unlock). Found by
+// TestHostilePeer/array.
+func TestRegressionArrayUpdatePanicsWhenLockClearedUnderIt(t *testing.T) {
+	knownDefect(t)
+	n, _ := array.SizeOf[int64](4)
+	mem := alignedCopy(nil, n)
+	a, err := array.Init[int64](mem, 4, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := panicOf(func() {
+		a.Update(0, 4, func(s []int64) {
+			atomic.StoreUint64((*uint64)(unsafe.Pointer(&mem[64])), 0)
+			s[0]++
+		})
+	})
+	if r != nil {
+		t.Errorf("Update whose lock was cleared by a peer panicked: %v", r)
+	}
+}
