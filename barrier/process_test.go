@@ -357,3 +357,26 @@ func TestAbortAcrossProcesses(t *testing.T) {
 func TestResetAcrossProcesses(t *testing.T) {
 	testBreakAcrossProcesses(t, (*barrier.Barrier).Reset)
 }
+
+// TestFailingActionAcrossProcesses: the last party's action fails in this
+// process; it gets the action's error, the two waiting processes
+// ErrBrokenBarrier.
+func TestFailingActionAcrossProcesses(t *testing.T) {
+	name, _, b := newBarrierSeg(t, 3, &barrier.Options{Action: func() error { return errAction }})
+	var cs []*proctest.Child
+	for i := 0; i < 2; i++ {
+		c := proctest.Start(t, "waitbroken", name)
+		c.Expect(proctest.Ready, 0)
+		cs = append(cs, c)
+	}
+	waitFor(t, "two waiters", func() bool { return b.NWaiting() == 2 })
+	if _, err := b.Wait(nil); err != errAction {
+		t.Fatalf("last party's Wait = %v, want the action's error", err)
+	}
+	for _, c := range cs {
+		if line := c.Line(5 * time.Second); line != "broken" {
+			t.Fatalf("waiter reported %q, want broken", line)
+		}
+		c.WaitOK()
+	}
+}
