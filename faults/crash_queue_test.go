@@ -56,8 +56,18 @@ func bitSet(bm []byte, slot int, seq uint32) bool {
 }
 
 func init() {
-	addCrashKind(&crashKind{
-		name:    "queue",
+	addCrashKind(queueKind("queue"))
+	addCrashKind(queueKind("joinable"))
+}
+
+// queueKind is the Queue, or with name "joinable" the JoinableQueue, whose
+// consumers call TaskDone after recording each message: at the end the
+// unfinished tasks must be at most the consumers killed (a consumer killed
+// between Get and TaskDone leaves its task unfinished, as documented), and
+// none once every task is done.
+func queueKind(name string) *crashKind {
+	return &crashKind{
+		name:    name,
 		workers: []string{"p", "p", "c", "c"},
 		first:   []string{"p"},
 		extra:   func(n int) int { return (n*4 + 64) * qBitmapSize },
@@ -66,12 +76,28 @@ func init() {
 			if _, err := h.seg.Alloc(shm.Spec{Name: "bits", Kind: shm.KindBytes, KindVersion: 1, Size: int64(slots * qBitmapSize)}, func([]byte) error { return nil }); err != nil {
 				h.t.Fatal(err)
 			}
-			if _, err := ringbuf.Create(h.seg, "obj", 16, 16, nil); err != nil {
+			var err error
+			if name == "joinable" {
+				_, err = ringbuf.CreateJoinable(h.seg, "obj", 16, 16, nil)
+			} else {
+				_, err = ringbuf.Create(h.seg, "obj", 16, 16, nil)
+			}
+			if err != nil {
 				h.t.Fatal(err)
 			}
 		},
 		worker: func(w *wctx) error {
-			q, err := ringbuf.Open(w.seg, "obj", &ringbuf.Options{CheckInterval: crashCheck})
+			var q *ringbuf.Queue
+			var j *ringbuf.JoinableQueue
+			var err error
+			if name == "joinable" {
+				j, err = ringbuf.OpenJoinable(w.seg, "obj", &ringbuf.Options{CheckInterval: crashCheck})
+				if j != nil {
+					q = j.Queue
+				}
+			} else {
+				q, err = ringbuf.Open(w.seg, "obj", &ringbuf.Options{CheckInterval: crashCheck})
+			}
 			if err != nil {
 				return err
 			}
@@ -86,7 +112,7 @@ func init() {
 			if w.role == "p" {
 				return queueProducer(w, q)
 			}
-			return queueConsumer(w, q, bm)
+			return queueConsumer(w, q, j, bm)
 		},
 		check: func(h *harness, final bool) {
 			if d := ld(h.c.g(gDup)); d != 0 {
@@ -117,11 +143,26 @@ func init() {
 				}
 			}
 			if lost > uint64(h.kills) {
-				h.t.Errorf("queue: %d messages lost for %d kills", lost, h.kills)
+				h.t.Errorf("%s: %d messages lost for %d kills", name, lost, h.kills)
 			}
-			h.t.Logf("queue: %d puts returned, %d received, %d lost (at most one per kill), %d kills", put, got, lost, h.kills)
+			h.t.Logf("%s: %d puts returned, %d received, %d lost (at most one per kill), %d kills", name, put, got, lost, h.kills)
+			if name != "joinable" {
+				return
+			}
+			j, err := ringbuf.OpenJoinable(h.seg, "obj", nil)
+			if err != nil {
+				h.t.Fatal(err)
+			}
+			un, ck := j.Unfinished(), h.killsOf["c"]
+			if un < 0 || un > ck {
+				h.t.Errorf("joinable: %d tasks unfinished after the drain, %d consumers killed", un, ck)
+			}
+			if ok, err := j.TryJoin(); ok != (un == 0) || err != nil {
+				h.t.Errorf("joinable: TryJoin %v, %v with %d unfinished", ok, err, un)
+			}
+			h.t.Logf("joinable: %d tasks left unfinished by %d killed consumers (documented)", un, ck)
 		},
-	})
+	}
 }
 
 func queueProducer(w *wctx, q *ringbuf.Queue) error {
@@ -173,7 +214,7 @@ func queueProducer(w *wctx, q *ringbuf.Queue) error {
 	return nil
 }
 
-func queueConsumer(w *wctx, q *ringbuf.Queue, bm []byte) error {
+func queueConsumer(w *wctx, q *ringbuf.Queue, j *ringbuf.JoinableQueue, bm []byte) error {
 	buf := make([]byte, 64)
 	for {
 		var n int
@@ -202,6 +243,9 @@ func queueConsumer(w *wctx, q *ringbuf.Queue, bm []byte) error {
 		}
 		if n != 8 {
 			w.violation("queue: message of %d bytes", n)
+			if j != nil {
+				j.TaskDone()
+			}
 			continue
 		}
 		slot := int(binary.LittleEndian.Uint32(buf[:4]))
@@ -218,6 +262,11 @@ func queueConsumer(w *wctx, q *ringbuf.Queue, bm []byte) error {
 			w.violation("queue: message (%d, %d) received twice", slot, seq)
 		}
 		inc(w.s(sGot))
+		if j != nil {
+			if err := j.TaskDone(); err != nil {
+				return fmt.Errorf("TaskDone: %w", err)
+			}
+		}
 		w.tick()
 	}
 }

@@ -165,6 +165,7 @@ type harness struct {
 	all     []*worker
 	next    int
 	kills   int
+	killsOf map[string]int // kills by role
 	trials  int
 	retired int
 }
@@ -255,6 +256,10 @@ func (h *harness) kill(w *worker) {
 	}
 	w.dead = true
 	h.kills++
+	if h.killsOf == nil {
+		h.killsOf = map[string]int{}
+	}
+	h.killsOf[w.role]++
 	h.drop(w)
 }
 
