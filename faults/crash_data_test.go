@@ -78,7 +78,10 @@ func init() {
 			st(w.s(2), role)
 			ready()
 			for !w.stopped() {
-				if err := condCheck(w, c.Acquire(nil), c); err != nil {
+				w.blocking(true)
+				err := c.Acquire(nil)
+				w.blocking(false)
+				if err := condCheck(w, err, c); err != nil {
 					return fmt.Errorf("acquire: %w", err)
 				}
 				did := false
@@ -96,7 +99,9 @@ func init() {
 					}
 				} else {
 					for ld(w.c.g(gItems)) == 0 && !w.stopped() && ld(w.c.g(gPause)) == 0 {
+						w.blocking(true)
 						_, err := c.WaitTimeout(20 * time.Millisecond)
+						w.blocking(false)
 						if err := condCheck(w, err, c); err != nil {
 							return fmt.Errorf("wait: %w", err)
 						}
@@ -182,12 +187,15 @@ func valueKind() *crashKind {
 				if x.A != x.B || x.B != x.C || x.C != x.D {
 					w.violation("torn wide value %+v", x)
 				}
-				if _, err := q.Update(func(x *quad) {
+				w.blocking(true) // Update may wait for the lock and the writer lock
+				_, err := q.Update(func(x *quad) {
 					x.A++
 					x.B++
 					x.C++
 					x.D++
-				}); err != nil {
+				})
+				w.blocking(false)
+				if err != nil {
 					return fmt.Errorf("update: %w", err)
 				}
 				inc(w.s(2))
@@ -251,7 +259,9 @@ func arrayKind() *crashKind {
 			}
 			ready()
 			for !w.stopped() {
+				w.blocking(true)
 				ok, err := rl.AcquireTimeout(time.Second)
+				w.blocking(false)
 				if !ok {
 					if err != nil {
 						return err

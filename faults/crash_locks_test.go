@@ -37,6 +37,8 @@ type robustLock interface {
 // acquireLedger takes lk by one of its three forms and checks the ledger.
 func acquireLedger(w *wctx, lk robustLock) (bool, error) {
 	var err error
+	w.blocking(true)
+	defer w.blocking(false)
 	switch w.rng.IntN(4) {
 	case 0:
 		var ok bool
@@ -218,6 +220,7 @@ func semaphoreKind() *crashKind {
 			ready()
 			for !w.stopped() {
 				st(w.s(sState), 1)
+				w.blocking(true)
 				var ok bool
 				switch w.rng.IntN(3) {
 				case 0:
@@ -229,6 +232,7 @@ func semaphoreKind() *crashKind {
 					ok = s.Acquire(ctx) == nil
 					cancel()
 				}
+				w.blocking(false)
 				if !ok {
 					st(w.s(sState), 0)
 					w.park()

@@ -177,6 +177,7 @@ func queueProducer(w *wctx, q *ringbuf.Queue) error {
 		st(w.s(sAttempted), uint64(seq)+1)
 		for {
 			var err error
+			w.blocking(true)
 			switch w.rng.IntN(3) {
 			case 0:
 				err = q.TryPut(msg[:])
@@ -195,6 +196,7 @@ func queueProducer(w *wctx, q *ringbuf.Queue) error {
 					cancel()
 				}
 			}
+			w.blocking(false)
 			if err == nil {
 				break
 			}
@@ -219,6 +221,7 @@ func queueConsumer(w *wctx, q *ringbuf.Queue, j *ringbuf.JoinableQueue, bm []byt
 	for {
 		var n int
 		var err error
+		w.blocking(true)
 		switch w.rng.IntN(3) {
 		case 0:
 			n, err = q.TryGetInto(buf)
@@ -231,6 +234,7 @@ func queueConsumer(w *wctx, q *ringbuf.Queue, j *ringbuf.JoinableQueue, bm []byt
 				err = b.Release()
 			}
 		}
+		w.blocking(false)
 		if errors.Is(err, ringbuf.ErrEmpty) {
 			if w.stopped() && allProducersDone(w) {
 				return nil

@@ -41,6 +41,7 @@ func init() {
 			ready()
 			for !w.stopped() {
 				var set bool
+				w.blocking(true)
 				if w.rng.IntN(2) == 0 {
 					set = e.WaitTimeout(50 * time.Millisecond)
 				} else {
@@ -48,6 +49,7 @@ func init() {
 					set = e.Wait(ctx) == nil
 					cancel()
 				}
+				w.blocking(false)
 				if !set {
 					continue
 				}
@@ -129,7 +131,9 @@ func barrierKind() *crashKind {
 			ready()
 			for !w.stopped() {
 				ctx, cancel := context.WithTimeout(context.Background(), hangTimeout)
+				w.blocking(true)
 				_, err := b.Wait(ctx)
+				w.blocking(false)
 				cancel()
 				switch {
 				case err == nil:

@@ -39,6 +39,7 @@ const (
 	gWords      = 512
 
 	sProgress = 0 // operations completed
+	sBlocking = 6 // 1 while the worker is inside a call that may sleep
 	sPauseAck = 7 // the pause epoch this worker has parked for
 
 	slotWords = 8
@@ -101,7 +102,17 @@ type wctx struct {
 	rng  *rand.Rand
 }
 
-func (w *wctx) stopped() bool   { return ld(w.c.g(gStop)) != 0 }
+func (w *wctx) stopped() bool { return ld(w.c.g(gStop)) != 0 }
+
+// blocking marks the worker as inside (true) or out of a call that may
+// sleep, so that the parent can aim kills at slow paths.
+func (w *wctx) blocking(b bool) {
+	v := uint64(0)
+	if b {
+		v = 1
+	}
+	st(w.s(sBlocking), v)
+}
 func (w *wctx) s(i int) *uint64 { return w.c.s(w.slot, i) }
 
 // tick counts one operation and parks while the parent pauses the workers.
@@ -166,8 +177,10 @@ type harness struct {
 	next    int
 	kills   int
 	killsOf map[string]int // kills by role
-	trials  int
-	retired int
+	// slowKills counts victims chosen while inside a call that may sleep.
+	slowKills int
+	trials    int
+	retired   int
 }
 
 func numTrials(k *crashKind) int {
@@ -223,8 +236,8 @@ func runCrash(t *testing.T, kind string) {
 	if v := ld(h.c.g(gViolations)); v != 0 {
 		t.Errorf("%s: %d violations (see worker stderr above)", kind, v)
 	}
-	t.Logf("%s: %d trials, %d kills, %d retired workers, %d ownerdead (%d repairs), %v",
-		kind, h.trials, h.kills, h.retired, ld(h.c.g(gOwnerDead)), ld(h.c.g(gRepairs)), time.Since(start).Round(time.Millisecond))
+	t.Logf("%s: %d trials, %d kills (%d aimed inside a call that may sleep), %d retired workers, %d ownerdead (%d repairs), %v",
+		kind, h.trials, h.kills, h.slowKills, h.retired, ld(h.c.g(gOwnerDead)), ld(h.c.g(gRepairs)), time.Since(start).Round(time.Millisecond))
 	recordCounts(kind, h)
 }
 
@@ -272,12 +285,21 @@ func (h *harness) drop(w *worker) {
 	}
 }
 
+// randomWorker picks a live worker at random; half of the time it prefers
+// one that is inside a call that may sleep (its slow path), if any is.
 func (h *harness) randomWorker(roles ...string) *worker {
-	var c []*worker
+	var c, blocking []*worker
 	for _, w := range h.ws {
 		if len(roles) == 0 || contains(roles, w.role) {
 			c = append(c, w)
+			if ld(h.c.s(w.slot, sBlocking)) != 0 {
+				blocking = append(blocking, w)
+			}
 		}
+	}
+	if len(blocking) > 0 && h.rng.IntN(2) == 0 {
+		h.slowKills++
+		return blocking[h.rng.IntN(len(blocking))]
 	}
 	return c[h.rng.IntN(len(c))]
 }
@@ -467,6 +489,6 @@ func (h *harness) sumSlots(i int, roles ...string) uint64 {
 var crashCounts []string
 
 func recordCounts(kind string, h *harness) {
-	crashCounts = append(crashCounts, fmt.Sprintf("%-10s trials=%d kills=%d ownerdead=%d repairs=%d violations=%d",
-		kind, h.trials, h.kills, ld(h.c.g(gOwnerDead)), ld(h.c.g(gRepairs)), ld(h.c.g(gViolations))))
+	crashCounts = append(crashCounts, fmt.Sprintf("%-10s trials=%d kills=%d slowpath-kills=%d ownerdead=%d repairs=%d violations=%d failed=%v",
+		kind, h.trials, h.kills, h.slowKills, ld(h.c.g(gOwnerDead)), ld(h.c.g(gRepairs)), ld(h.c.g(gViolations)), h.t.Failed()))
 }
