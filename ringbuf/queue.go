@@ -41,9 +41,10 @@ import (
 // it: one turn word per slot), with one change for robustness: positions
 // are claimed by a compare-and-swap on the slot word itself, which records
 // who claimed it, instead of on the shared head or tail counter. Head and
-// tail are only hints, advanced by whoever sees that the position they
-// name is taken. For position p and slot p mod C, the sequence half is
-// (all 32-bit, compared by signed difference, so it wraps freely):
+// tail are only hints, stored (never compared-and-swapped) by each
+// claimant after its claim; see "The hints" below. For position p and slot
+// p mod C, the sequence half is (all 32-bit, compared by signed
+// difference, so it wraps freely):
 //
 //	seq == p,   claim 0                   free: a producer may claim p
 //	seq == p,   claim producer id         a producer is writing p
@@ -61,9 +62,49 @@ import (
 // dead consumer's slot becomes free for the next lap. A live claimant
 // finishes with a compare-and-swap from the same word, so of the
 // claimant's commit and the reclaimer's skip exactly one succeeds.
+//
+// # Cost of an operation
+//
+// An uncontended Put is two locked instructions: the claim CAS and the
+// commit CAS, both on the slot word (Vyukov's ring has one CAS, on the
+// tail, and a plain release store to commit). Both must stay CASes on the
+// slot word: the claim because it is what records the claimant where a
+// reclaimer can find it (a claim on the tail would leave a window, between
+// the tail CAS and recording the claimant, in which a killed producer
+// leaves a position claimed by nobody known); the commit because a plain
+// store could overwrite a reclaimer's "skip" that consumers have already
+// passed, resurrecting a slot a lap late. Around them: a plain store of
+// the tail hint (one MOV on amd64), a load and, only when another process
+// claimed this slot last, a plain store of the owner word, the payload
+// copy, and one plain load of the sleeper count (the CAS before it is a
+// full barrier). A Get is the same with head, the consumer's claim and its
+// release. No syscall, clock read or allocation on either path; the spin
+// and the futex start only after an attempt found the queue full or empty.
+//
+// # The hints
+//
+// tail and head name positions below which every position has been
+// claimed by producers (tail) or consumers (head). Only a claimant writes
+// them, with a plain store of its position+1 just after its claim CAS
+// succeeded. Concurrent claimants may store out of order, and a claimant
+// preempted between its claim and its store may write a value many laps
+// old, so a hint can move backwards. It is never ahead: a value is stored
+// only after the position below it was claimed, and claims happen in
+// position order (a claimant claims the first position it finds
+// unclaimed, scanning up from a hint, so the position it claims is the
+// frontier). So a stale hint is only a cost: the next claimant starts
+// below the frontier and scans up, and each slot it meets proves how far
+// it may jump (qPutSkipTo, qGetSkipTo): a slot's word names the last lap
+// it served, so one read moves the scan to within two laps of the
+// frontier, and the scan ends within about 2C slot reads however old the
+// hint, well inside the attempt budget (4C + 65536) that bounds every
+// scan against garbage.
 const (
-	// QueueVersion is the layout version of a Queue.
-	QueueVersion = 1
+	// QueueVersion is the layout version of a Queue. Version 2 keeps
+	// version 1's words but stores the head and tail hints instead of
+	// compare-and-swapping them (so they may move back): a version 1
+	// process could not share it.
+	QueueVersion = 2
 	// MaxCapacity is the largest capacity a Queue accepts.
 	MaxCapacity = 1 << 24
 	// MaxMsgLimit is the largest maximum message size a Queue accepts.
@@ -169,8 +210,8 @@ type Queue struct {
 	// Header words. The cached parameters above are read once at Attach:
 	// a peer that scribbles on the header later cannot make this handle
 	// index outside mem.
-	tail        *uint64 // positions below it have been claimed by producers (a hint; may lag)
-	head        *uint64 // positions below it have been claimed by consumers (a hint; may lag)
+	tail        *uint64 // positions below it were claimed by producers; stored by producers after a claim (a hint: may lag, even move back)
+	head        *uint64 // positions below it were claimed by consumers; stored by consumers after a claim (a hint: may lag, even move back)
 	closed      *uint32 // 0 open, 1 closed; written once by Close
 	notEmpty    *qEvent // getters sleep here; bumped by Put and Close
 	notFull     *qEvent // putters sleep here; bumped by Get and Close
@@ -342,17 +383,21 @@ func (q *Queue) slot(p uint64) unsafe.Pointer {
 func qSlotWord(s unsafe.Pointer) *uint64  { return (*uint64)(s) }
 func qProdOwner(s unsafe.Pointer) *uint64 { return (*uint64)(unsafe.Add(s, 8)) }
 func qConsOwner(s unsafe.Pointer) *uint64 { return (*uint64)(unsafe.Add(s, 16)) }
+
+// payload returns the first n bytes of slot s's payload; n <= q.maxMsg.
 func (q *Queue) payload(s unsafe.Pointer, n int) []byte {
-	return unsafe.Slice((*byte)(unsafe.Add(s, qSlotHeader)), q.maxMsg)[:n:n]
+	return unsafe.Slice((*byte)(unsafe.Add(s, qSlotHeader)), n)
 }
 
-// noteOwner records this process as the slot's claimant, for the liveness
-// check of a waiter stuck behind it. It stores only when the word names
-// another process, so a steady stream between the same processes writes
-// nothing.
+// qNoteOwner records this process as the slot's claimant, for the
+// liveness check of a waiter stuck behind it. It stores only when the word
+// names another process, so a steady stream between the same processes
+// writes nothing; when it does store, the store need not be ordered with
+// anything (a reclaimer that reads an older owner falls back to the pid
+// and tag bits of the claim itself), so it is the cheap hint store.
 func qNoteOwner(w *uint64) {
 	if atomic.LoadUint64(w) != qSelfPacked {
-		atomic.StoreUint64(w, qSelfPacked) // publishes who holds the claim
+		qStoreHint(w, qSelfPacked) // who holds the claim, for the liveness check
 	}
 }
 
@@ -377,6 +422,50 @@ func qValidClaim(claim uint32, fullPhase bool) bool {
 	return claim == 0 && !fullPhase || claim&qClaimPidMask != 0
 }
 
+// qPutSkipTo returns the position a producer scanning at p may go on at,
+// having found p's slot taken (seq, claim; seq in a later lap, or seq == p
+// and claimed). Every position below the result has been claimed by a
+// producer: a full-phase slot (message, skip, or a consumer reading) holds
+// position seq-1; a producer's claim holds position seq; a free slot of a
+// later lap had its position seq-C consumed. The result is above p for
+// every word the caller passes (it checks the phase first).
+func (q *Queue) qPutSkipTo(p uint64, seq, claim uint32) uint64 {
+	var next uint32
+	switch {
+	case (seq-uint32(p))&uint32(q.mask) == 1: // full phase
+		next = seq
+	case claim != 0: // a producer writes position seq
+		next = seq + 1
+	default: // free for position seq: seq-C was consumed
+		next = seq - q.capacity + 1
+	}
+	if d := int32(next - uint32(p)); d > 0 {
+		return p + uint64(d)
+	}
+	return p + 1
+}
+
+// qGetSkipTo is qPutSkipTo for a consumer scanning at h: every position
+// below the result has been claimed by a consumer. A consumer's claim
+// holds position seq-1; a full slot of a later lap had position seq-1-C
+// consumed; a free (or being written) slot of a later lap had position
+// seq-C consumed.
+func (q *Queue) qGetSkipTo(h uint64, seq, claim uint32) uint64 {
+	var next uint32
+	switch {
+	case (seq-uint32(h))&uint32(q.mask) == 0: // free phase (seq ≡ h)
+		next = seq - q.capacity + 1
+	case claim&qClaimFull == 0: // a consumer reads position seq-1
+		next = seq
+	default: // full for seq-1 > h: seq-1-C was consumed
+		next = seq - q.capacity
+	}
+	if d := int32(next - uint32(h)); d > 0 {
+		return h + uint64(d)
+	}
+	return h + 1
+}
+
 // claimPut claims the next free position for a producer. On qOK the slot
 // word holds (pos, this process) and the caller must commit or skip it.
 // On qWait/qBlocked, blk is the slot word in the way (for stuck detection)
@@ -392,36 +481,29 @@ func (q *Queue) claimPut() (s unsafe.Pointer, pos uint64, st qStatus, blk uint64
 		case d == 0 && claim == 0:
 			// Claims position p and records the claimant in the slot word.
 			if atomic.CompareAndSwapUint64(qSlotWord(s), w, qWord(seq, qSelfClaim)) {
-				atomic.CompareAndSwapUint64(q.tail, p, p+1) // advances the hint past p
+				qStoreHint(q.tail, p+1) // a hint: may land after a later claimant's
 				qNoteOwner(qProdOwner(s))
 				return s, p, qOK, 0
 			}
 			continue // lost the race for p: look again
 		case d == -int32(q.capacity) || d == 1-int32(q.capacity):
 			// The slot still holds lap p-C: its message is unread (full),
-			// or its producer or consumer is still at work (blocked).
+			// or its producer or consumer is still at work (blocked). The
+			// scan only passes claimed positions, so p is the frontier.
 			if !qValidClaim(claim, d != -int32(q.capacity)) || d == -int32(q.capacity) && claim == 0 {
 				return s, p, qCorrupt, w
 			}
 			if claim == 0 || claim&qClaimFull != 0 {
-				if atomic.LoadUint64(q.tail) != p {
-					p = atomic.LoadUint64(q.tail)
-					continue
-				}
 				return s, p, qWait, w
 			}
 			return s, p, qBlocked, w
 		case d > 0 && uint32(d)&uint32(q.mask) <= 1 || d == 0:
 			// Position p is taken (claimed, full, or a later lap): the
-			// hint lags; advance it, helping whoever took p.
+			// hint lags; move up as far as the slot proves claimed.
 			if !qValidClaim(claim, uint32(d)&uint32(q.mask) == 1) {
 				return s, p, qCorrupt, w
 			}
-			if atomic.CompareAndSwapUint64(q.tail, p, p+1) {
-				p++
-			} else {
-				p = atomic.LoadUint64(q.tail)
-			}
+			p = q.qPutSkipTo(p, seq, claim)
 		default:
 			return s, p, qCorrupt, w
 		}
@@ -432,15 +514,33 @@ func (q *Queue) claimPut() (s unsafe.Pointer, pos uint64, st qStatus, blk uint64
 // commitPut publishes the n bytes written into claimed slot s as the
 // message at pos. It reports false when the slot was reclaimed meanwhile
 // (this process was judged dead): the message is not in the queue.
+//
+// The commit is a compare-and-swap from the exact claimed word, not a
+// store: a reclaimer that judged this process dead swaps the same word,
+// and exactly one of the two succeeds. The CAS is a full barrier (a
+// locked instruction on amd64, sequentially consistent in Go's memory
+// model everywhere), so the check for sleepers after it is a plain load:
+// a getter registers (an atomic add) before its last look at the slot, so
+// either it sees this message or this load sees it.
 func (q *Queue) commitPut(s unsafe.Pointer, pos uint64, n int) bool {
 	if q.joinable {
-		atomic.AddUint64(q.join, 1) // one more unfinished task, before anyone can take it
+		return q.commitPutJoinable(s, pos, n)
 	}
 	// Publishes the payload and its length: the slot is full for pos.
 	if !atomic.CompareAndSwapUint64(qSlotWord(s), qWord(uint32(pos), qSelfClaim), qWord(uint32(pos)+1, qClaimFull|uint32(n))) {
-		if q.joinable {
-			atomic.AddUint64(q.join, ^uint64(0))
-		}
+		return false
+	}
+	if atomic.LoadUint32(&q.notEmpty.waiters) != 0 {
+		q.wake(q.notEmpty, 1)
+	}
+	return true
+}
+
+func (q *Queue) commitPutJoinable(s unsafe.Pointer, pos uint64, n int) bool {
+	atomic.AddUint64(q.join, 1) // one more unfinished task, before anyone can take it
+	// Publishes the payload and its length: the slot is full for pos.
+	if !atomic.CompareAndSwapUint64(qSlotWord(s), qWord(uint32(pos), qSelfClaim), qWord(uint32(pos)+1, qClaimFull|uint32(n))) {
+		atomic.AddUint64(q.join, ^uint64(0))
 		return false
 	}
 	if atomic.LoadUint32(&q.notEmpty.waiters) != 0 {
@@ -479,12 +579,12 @@ func (q *Queue) claimGet(limit int) (s unsafe.Pointer, pos uint64, n int, st qSt
 			if claim&qClaimSkip != 0 {
 				// Frees the skipped slot for the next lap.
 				if atomic.CompareAndSwapUint64(qSlotWord(s), w, qWord(uint32(h)+uint32(q.capacity), 0)) {
-					atomic.CompareAndSwapUint64(q.head, h, h+1)
+					qStoreHint(q.head, h+1)
 					if atomic.LoadUint32(&q.notFull.waiters) != 0 {
 						q.wake(q.notFull, 1)
 					}
+					h++
 				}
-				h = atomic.LoadUint64(q.head)
 				continue
 			}
 			n = int(claim & qClaimLenMask)
@@ -496,18 +596,15 @@ func (q *Queue) claimGet(limit int) (s unsafe.Pointer, pos uint64, n int, st qSt
 			}
 			// Claims the message at h and records the claimant.
 			if atomic.CompareAndSwapUint64(qSlotWord(s), w, qWord(seq, qSelfClaim)) {
-				atomic.CompareAndSwapUint64(q.head, h, h+1) // advances the hint past h
+				qStoreHint(q.head, h+1) // a hint: may land after a later claimant's
 				qNoteOwner(qConsOwner(s))
 				return s, h, n, qOK, 0
 			}
 		case d == -1:
-			// Nothing at h yet: empty, or a producer is writing it.
+			// Nothing at h yet: empty, or a producer is writing it. The
+			// scan only passes claimed positions, so h is the frontier.
 			if !qValidClaim(claim, false) {
 				return s, h, 0, qCorrupt, w
-			}
-			if h2 := atomic.LoadUint64(q.head); h2 != h {
-				h = h2
-				continue
 			}
 			if claim != 0 {
 				return s, h, 0, qBlocked, w
@@ -525,22 +622,15 @@ func (q *Queue) claimGet(limit int) (s unsafe.Pointer, pos uint64, n int, st qSt
 		case d == -int32(q.capacity) && claim&qClaimFull == 0 && claim != 0:
 			// A consumer of lap h-C still reads this slot: h cannot be
 			// written until it releases.
-			if h2 := atomic.LoadUint64(q.head); h2 != h {
-				h = h2
-				continue
-			}
 			return s, h, 0, qBlocked, w
 		case d >= 0 && (uint32(d)+1)&uint32(q.mask) <= 1:
 			// Position h is taken by another consumer, or a later lap is
-			// here: the hint lags; advance it.
+			// here: the hint lags; move up as far as the slot proves
+			// consumed.
 			if !qValidClaim(claim, uint32(d+1)&uint32(q.mask) == 1) {
 				return s, h, 0, qCorrupt, w
 			}
-			if atomic.CompareAndSwapUint64(q.head, h, h+1) {
-				h++
-			} else {
-				h = atomic.LoadUint64(q.head)
-			}
+			h = q.qGetSkipTo(h, seq, claim)
 		default:
 			return s, h, 0, qCorrupt, w
 		}
@@ -550,7 +640,9 @@ func (q *Queue) claimGet(limit int) (s unsafe.Pointer, pos uint64, n int, st qSt
 
 // releaseGet frees the slot of message pos for the next lap. It reports
 // false when the slot was reclaimed meanwhile (this process was judged
-// dead): the bytes read from it may be torn.
+// dead): the bytes read from it may be torn. Like commitPut, it is a
+// compare-and-swap from the claimed word, and the sleeper check after it
+// is a plain load.
 func (q *Queue) releaseGet(s unsafe.Pointer, pos uint64) bool {
 	// Publishes the slot as free for position pos+C: a producer may
 	// overwrite the payload from now on.
@@ -577,14 +669,45 @@ func (q *Queue) Cap() int { return int(q.capacity) }
 // MaxMsgSize returns the largest message the queue accepts.
 func (q *Queue) MaxMsgSize() int { return q.maxMsg }
 
+// putFrontier returns the first position producers have not claimed and
+// its slot word, scanning up from the tail hint (bounded: on garbage it
+// stops where it is).
+func (q *Queue) putFrontier() (uint64, uint64) {
+	p := atomic.LoadUint64(q.tail)
+	for n := q.budget; ; n-- {
+		w := atomic.LoadUint64(qSlotWord(q.slot(p)))
+		seq, claim := uint32(w), uint32(w>>32)
+		d := int32(seq - uint32(p))
+		if n <= 0 || d < 0 || d == 0 && claim == 0 || uint32(d)&uint32(q.mask) > 1 {
+			return p, w
+		}
+		p = q.qPutSkipTo(p, seq, claim)
+	}
+}
+
+// getFrontier returns the first position consumers have not claimed and
+// its slot word, scanning up from the head hint (bounded).
+func (q *Queue) getFrontier() (uint64, uint64) {
+	h := atomic.LoadUint64(q.head)
+	for n := q.budget; ; n-- {
+		w := atomic.LoadUint64(qSlotWord(q.slot(h)))
+		seq, claim := uint32(w), uint32(w>>32)
+		d := int32(seq - uint32(h) - 1)
+		if n <= 0 || d < 0 || d == 0 && claim&qClaimFull != 0 || (uint32(d)+1)&uint32(q.mask) > 1 {
+			return h, w
+		}
+		h = q.qGetSkipTo(h, seq, claim)
+	}
+}
+
 // Len returns the number of messages in the queue, including those being
 // written or read at this instant. It is a snapshot that may be stale by
 // the time it returns (Python's qsize).
 func (q *Queue) Len() int {
 	for range 4 {
-		h := atomic.LoadUint64(q.head)
-		t := atomic.LoadUint64(q.tail)
-		if atomic.LoadUint64(q.head) != h {
+		h, _ := q.getFrontier()
+		t, _ := q.putFrontier()
+		if h2, _ := q.getFrontier(); h2 != h {
 			continue
 		}
 		d := int64(t - h)
@@ -595,15 +718,13 @@ func (q *Queue) Len() int {
 
 // Empty reports whether the queue holds no message (a snapshot).
 func (q *Queue) Empty() bool {
-	h := atomic.LoadUint64(q.head)
-	w := atomic.LoadUint64(qSlotWord(q.slot(h)))
+	h, w := q.getFrontier()
 	return int32(uint32(w)-uint32(h)-1) < 0
 }
 
 // Full reports whether the queue has no free slot (a snapshot).
 func (q *Queue) Full() bool {
-	t := atomic.LoadUint64(q.tail)
-	w := atomic.LoadUint64(qSlotWord(q.slot(t)))
+	t, w := q.putFrontier()
 	return int32(uint32(w)-uint32(t)) < 0
 }
 

@@ -135,6 +135,59 @@ func TestQueueFIFOAndTry(t *testing.T) {
 	}
 }
 
+// TestQueueStaleHints: head and tail are hints that a preempted claimant
+// may set back by any number of laps. Set back further than the attempt
+// budget could walk position by position, they must cost a scan, never a
+// wrong answer or ErrCorrupt.
+func TestQueueStaleHints(t *testing.T) {
+	q := qNew(t, 8, 16, nil)
+	laps := q.budget/8 + 10
+	for i := 0; i < laps*8+3; i++ {
+		if err := q.TryPut([]byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := q.TryGet(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, back := range []uint64{1, 7, 8, 9, 8*uint64(laps) + 3} {
+		// Five messages in; then both hints far behind.
+		for i := range 5 {
+			if err := q.TryPut([]byte{byte(i)}); err != nil {
+				t.Fatalf("back %d: put %d: %v", back, i, err)
+			}
+		}
+		h, tl := atomic.LoadUint64(q.head), atomic.LoadUint64(q.tail)
+		atomic.StoreUint64(q.head, h-min(back, h))
+		atomic.StoreUint64(q.tail, tl-min(back, tl))
+		if q.Len() != 5 || q.Empty() || q.Full() {
+			t.Fatalf("back %d: len %d empty %v full %v", back, q.Len(), q.Empty(), q.Full())
+		}
+		for i := 5; i < 8; i++ {
+			if err := q.TryPut([]byte{byte(i)}); err != nil {
+				t.Fatalf("back %d: put %d: %v", back, i, err)
+			}
+		}
+		atomic.StoreUint64(q.tail, tl-min(back, tl))
+		if !q.Full() {
+			t.Fatalf("back %d: not full", back)
+		}
+		if err := q.TryPut([]byte("x")); !errors.Is(err, ErrFull) {
+			t.Fatalf("back %d: TryPut on full: %v", back, err)
+		}
+		atomic.StoreUint64(q.head, h-min(back, h))
+		for i := range 8 {
+			if m, err := q.TryGet(); err != nil || len(m) != 1 || m[0] != byte(i) {
+				t.Fatalf("back %d: get %d: %v %v", back, i, m, err)
+			}
+		}
+		atomic.StoreUint64(q.head, h-min(back, h))
+		if _, err := q.TryGet(); !errors.Is(err, ErrEmpty) || !q.Empty() {
+			t.Fatalf("back %d: TryGet on empty: %v", back, err)
+		}
+	}
+}
+
 func TestQueueTooLargeAndShortBuffer(t *testing.T) {
 	q := qNew(t, 4, 8, nil)
 	for _, put := range []func([]byte) error{
@@ -486,10 +539,12 @@ func TestQueueCorruptSlot(t *testing.T) {
 	if err := q.TryPut([]byte("x")); !errors.Is(err, shm.ErrCorrupt) {
 		t.Errorf("tail a lap ahead: TryPut %v, want ErrCorrupt", err)
 	}
-	// Every slot says "a later lap": the hint walks, then gives up.
+	// Every slot says "a later lap", each a quarter of the 32-bit sequence
+	// space beyond the one before, so that a scan jumping from slot to
+	// slot never meets the frontier: it gives up after its budget.
 	q = qNew(t, 8, 16, nil)
 	for i := 0; i < 8; i++ {
-		atomic.StoreUint64(qSlotWord(q.slot(uint64(i))), qWord(uint32(i)+8*1000, 0))
+		atomic.StoreUint64(qSlotWord(q.slot(uint64(i))), qWord(uint32(i)+uint32(i+1)<<29, 0))
 	}
 	q.budget = 1000
 	if err := q.TryPut([]byte("x")); !errors.Is(err, shm.ErrCorrupt) {

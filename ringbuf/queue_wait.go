@@ -2,11 +2,7 @@ package ringbuf
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"strconv"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -143,16 +139,19 @@ func (q *Queue) reclaim(s unsafe.Pointer, w uint64) {
 
 // qClaimantAlive reports whether the process named by a slot claim may be
 // alive. owner is the slot's owner word; when it names the claimant (it is
-// written just after the claim), the full identity is checked, so a
-// reused pid counts as dead. Otherwise only the pid's existence is known.
+// written just after the claim), the full identity is checked. Otherwise
+// the claimant died (or stalls) between its claim and that record, and
+// the claim's own pid and 9 tag bits are checked: a zombie, an exited
+// process, or a pid now held by a process whose start tag differs in
+// those bits counts as dead (1 reuse in 512 would look alive).
 func qClaimantAlive(claim uint32, owner uint64) bool {
 	pid := claim & qClaimPidMask
+	tag := claim >> qClaimTagShift & qClaimTagMask
 	o := proc.Unpack(owner)
-	if o.Pid == pid && o.Tag&qClaimTagMask == claim>>qClaimTagShift&qClaimTagMask {
+	if o.Pid == pid && o.Tag&qClaimTagMask == tag {
 		return proc.Alive(o)
 	}
-	_, err := os.Stat("/proc/" + strconv.Itoa(int(pid)))
-	return err == nil || !errors.Is(err, fs.ErrNotExist)
+	return proc.AliveMatch(pid, tag, qClaimTagMask)
 }
 
 func qCorruptErr(s unsafe.Pointer, pos, w uint64) error {
@@ -164,47 +163,47 @@ func qCorruptErr(s unsafe.Pointer, pos, w uint64) error {
 
 var errReclaimed = fmt.Errorf("ringbuf: slot reclaimed while this process held it: %w", shm.ErrCorrupt)
 
-// putClaim claims a slot for an n-byte message, waiting as the arguments
-// say (try: not at all; deadline zero: no deadline; ctx nil: never done).
-func (q *Queue) putClaim(ctx context.Context, n int, deadline time.Time, try bool) (unsafe.Pointer, uint64, error) {
-	if n > q.maxMsg || n < 0 {
+// The blocking forms share one signature: try (never wait), or wait until
+// ctx is done (nil: never) and, if d > 0, at most d. The deadline is
+// computed only when the call first has to wait, so the fast path reads
+// no clock.
+
+// putClaim claims a slot for an n-byte message. Its fast path is one
+// attempt: a load of closed, claimPut, and a load of closed again.
+func (q *Queue) putClaim(ctx context.Context, n int, d time.Duration, try bool) (unsafe.Pointer, uint64, error) {
+	if uint(n) > uint(q.maxMsg) {
 		return nil, 0, ErrTooLarge
 	}
-	var w qWaiter
-	waiting := false
+	if atomic.LoadUint32(q.closed) != 0 {
+		return nil, 0, ErrClosed
+	}
+	s, pos, st, blk := q.claimPut()
+	if st != qOK {
+		return q.putClaimSlow(ctx, d, try, s, pos, st, blk)
+	}
+	// Close is checked after the claim: a consumer that saw the queue
+	// empty and closed can never see this message.
+	if atomic.LoadUint32(q.closed) != 0 {
+		q.skipPut(s, pos)
+		return nil, 0, ErrClosed
+	}
+	return s, pos, nil
+}
+
+// putClaimSlow goes on after a first attempt that did not claim (st).
+func (q *Queue) putClaimSlow(ctx context.Context, d time.Duration, try bool, s unsafe.Pointer, pos uint64, st qStatus, blk uint64) (unsafe.Pointer, uint64, error) {
+	if st == qCorrupt {
+		return nil, 0, qCorruptErr(s, pos, blk)
+	}
+	if try {
+		return nil, 0, ErrFull
+	}
+	var deadline time.Time
+	if d > 0 {
+		deadline = time.Now().Add(d)
+	}
+	w := q.newWaiter(q.notFull, ctx, deadline)
 	for {
-		if atomic.LoadUint32(q.closed) != 0 {
-			if waiting {
-				w.done()
-			}
-			return nil, 0, ErrClosed
-		}
-		s, pos, st, blk := q.claimPut()
-		switch st {
-		case qOK:
-			if waiting {
-				w.done()
-			}
-			// Close is checked after the claim: a consumer that saw the
-			// queue empty and closed can never see this message.
-			if atomic.LoadUint32(q.closed) != 0 {
-				q.skipPut(s, pos)
-				return nil, 0, ErrClosed
-			}
-			return s, pos, nil
-		case qCorrupt:
-			if waiting {
-				w.done()
-			}
-			return nil, 0, qCorruptErr(s, pos, blk)
-		}
-		if try {
-			return nil, 0, ErrFull
-		}
-		if !waiting {
-			w = q.newWaiter(q.notFull, ctx, deadline)
-			waiting = true
-		}
 		if err := w.pause(st, s, blk); err != nil {
 			w.giveUp(!q.Full())
 			if err == futex.ErrTimeout {
@@ -212,12 +211,29 @@ func (q *Queue) putClaim(ctx context.Context, n int, deadline time.Time, try boo
 			}
 			return nil, 0, err
 		}
+		if atomic.LoadUint32(q.closed) != 0 {
+			w.done()
+			return nil, 0, ErrClosed
+		}
+		s, pos, st, blk = q.claimPut()
+		switch st {
+		case qOK:
+			w.done()
+			if atomic.LoadUint32(q.closed) != 0 {
+				q.skipPut(s, pos)
+				return nil, 0, ErrClosed
+			}
+			return s, pos, nil
+		case qCorrupt:
+			w.done()
+			return nil, 0, qCorruptErr(s, pos, blk)
+		}
 	}
 }
 
-func (q *Queue) put(ctx context.Context, msg []byte, deadline time.Time, try bool) error {
+func (q *Queue) put(ctx context.Context, msg []byte, d time.Duration, try bool) error {
 	for {
-		s, pos, err := q.putClaim(ctx, len(msg), deadline, try)
+		s, pos, err := q.putClaim(ctx, len(msg), d, try)
 		if err != nil {
 			return err
 		}
@@ -234,28 +250,33 @@ func (q *Queue) put(ctx context.Context, msg []byte, deadline time.Time, try boo
 // MaxMsgSize; ErrClosed; ctx.Err(), leaving the queue unchanged; or an
 // error wrapping shm.ErrCorrupt.
 func (q *Queue) Put(ctx context.Context, msg []byte) error {
-	return q.put(ctx, msg, time.Time{}, false)
+	return q.put(ctx, msg, 0, false)
 }
 
 // PutTimeout is Put waiting at most d; it returns ErrFull if the queue
 // stays full that long. A d of zero or less tries once, like TryPut.
 func (q *Queue) PutTimeout(msg []byte, d time.Duration) error {
-	if d <= 0 {
-		return q.put(nil, msg, time.Time{}, true)
-	}
-	return q.put(nil, msg, time.Now().Add(d), false)
+	return q.put(nil, msg, d, d <= 0)
 }
 
 // TryPut puts msg if there is room now, and returns ErrFull otherwise.
-func (q *Queue) TryPut(msg []byte) error { return q.put(nil, msg, time.Time{}, true) }
+func (q *Queue) TryPut(msg []byte) error { return q.put(nil, msg, 0, true) }
 
-// getClaim claims the next message, waiting as the arguments say. limit
-// < 0 accepts any length; a longer message gives ErrShortBuffer.
-func (q *Queue) getClaim(ctx context.Context, limit int, deadline time.Time, try bool) (unsafe.Pointer, uint64, int, error) {
+// getClaim claims the next message. limit < 0 accepts any length; a
+// longer message gives ErrShortBuffer. Its fast path is one claimGet.
+func (q *Queue) getClaim(ctx context.Context, limit int, d time.Duration, try bool) (unsafe.Pointer, uint64, int, error) {
+	s, pos, n, st, blk := q.claimGet(limit)
+	if st == qOK {
+		return s, pos, n, nil
+	}
+	return q.getClaimSlow(ctx, limit, d, try, s, pos, n, st, blk)
+}
+
+// getClaimSlow goes on after a first attempt that did not claim (st).
+func (q *Queue) getClaimSlow(ctx context.Context, limit int, d time.Duration, try bool, s unsafe.Pointer, pos uint64, n int, st qStatus, blk uint64) (unsafe.Pointer, uint64, int, error) {
 	var w qWaiter
 	waiting := false
 	for {
-		s, pos, n, st, blk := q.claimGet(limit)
 		switch st {
 		case qOK:
 			if waiting {
@@ -282,6 +303,10 @@ func (q *Queue) getClaim(ctx context.Context, limit int, deadline time.Time, try
 			return nil, 0, 0, ErrEmpty
 		}
 		if !waiting {
+			var deadline time.Time
+			if d > 0 {
+				deadline = time.Now().Add(d)
+			}
 			w = q.newWaiter(q.notEmpty, ctx, deadline)
 			waiting = true
 		}
@@ -292,25 +317,24 @@ func (q *Queue) getClaim(ctx context.Context, limit int, deadline time.Time, try
 			}
 			return nil, 0, 0, err
 		}
+		s, pos, n, st, blk = q.claimGet(limit)
 	}
 }
 
-func (q *Queue) getInto(ctx context.Context, buf []byte, deadline time.Time, try bool) (int, error) {
-	for {
-		s, pos, n, err := q.getClaim(ctx, len(buf), deadline, try)
-		if err != nil {
-			return n, err
-		}
-		copy(buf[:n], q.payload(s, n))
-		if q.releaseGet(s, pos) {
-			return n, nil
-		}
+func (q *Queue) getInto(ctx context.Context, buf []byte, d time.Duration, try bool) (int, error) {
+	s, pos, n, err := q.getClaim(ctx, len(buf), d, try)
+	if err != nil {
+		return n, err
+	}
+	copy(buf[:n], q.payload(s, n))
+	if !q.releaseGet(s, pos) {
 		return 0, errReclaimed
 	}
+	return n, nil
 }
 
-func (q *Queue) getAlloc(ctx context.Context, deadline time.Time, try bool) ([]byte, error) {
-	s, pos, n, err := q.getClaim(ctx, -1, deadline, try)
+func (q *Queue) getAlloc(ctx context.Context, d time.Duration, try bool) ([]byte, error) {
+	s, pos, n, err := q.getClaim(ctx, -1, d, try)
 	if err != nil {
 		return nil, err
 	}
@@ -329,34 +353,28 @@ func (q *Queue) getAlloc(ctx context.Context, deadline time.Time, try bool) ([]b
 // closed queue is drained; ctx.Err(); or an error wrapping shm.ErrCorrupt.
 // It does not allocate.
 func (q *Queue) GetInto(ctx context.Context, buf []byte) (int, error) {
-	return q.getInto(ctx, buf, time.Time{}, false)
+	return q.getInto(ctx, buf, 0, false)
 }
 
 // GetIntoTimeout is GetInto waiting at most d; it returns ErrEmpty if the
 // queue stays empty that long. A d of zero or less tries once.
 func (q *Queue) GetIntoTimeout(buf []byte, d time.Duration) (int, error) {
-	if d <= 0 {
-		return q.getInto(nil, buf, time.Time{}, true)
-	}
-	return q.getInto(nil, buf, time.Now().Add(d), false)
+	return q.getInto(nil, buf, d, d <= 0)
 }
 
 // TryGetInto is GetInto without waiting: ErrEmpty when there is nothing.
-func (q *Queue) TryGetInto(buf []byte) (int, error) { return q.getInto(nil, buf, time.Time{}, true) }
+func (q *Queue) TryGetInto(buf []byte) (int, error) { return q.getInto(nil, buf, 0, true) }
 
 // Get removes the next message from the queue and returns it in a new
 // slice, waiting while the queue is empty until ctx is done (nil: never).
 // Errors as for GetInto.
-func (q *Queue) Get(ctx context.Context) ([]byte, error) { return q.getAlloc(ctx, time.Time{}, false) }
+func (q *Queue) Get(ctx context.Context) ([]byte, error) { return q.getAlloc(ctx, 0, false) }
 
 // GetTimeout is Get waiting at most d; ErrEmpty if the queue stays empty.
 // A d of zero or less tries once.
 func (q *Queue) GetTimeout(d time.Duration) ([]byte, error) {
-	if d <= 0 {
-		return q.getAlloc(nil, time.Time{}, true)
-	}
-	return q.getAlloc(nil, time.Now().Add(d), false)
+	return q.getAlloc(nil, d, d <= 0)
 }
 
 // TryGet is Get without waiting: ErrEmpty when there is nothing.
-func (q *Queue) TryGet() ([]byte, error) { return q.getAlloc(nil, time.Time{}, true) }
+func (q *Queue) TryGet() ([]byte, error) { return q.getAlloc(nil, 0, true) }

@@ -25,23 +25,20 @@ type Reservation struct {
 // full until ctx is done (nil: never). Write the message into Bytes and
 // Commit. Errors as for Put.
 func (q *Queue) Reserve(ctx context.Context, n int) (Reservation, error) {
-	return q.reserve(ctx, n, time.Time{}, false)
+	return q.reserve(ctx, n, 0, false)
 }
 
 // ReserveTimeout is Reserve waiting at most d (ErrFull after that). A d of
 // zero or less tries once.
 func (q *Queue) ReserveTimeout(n int, d time.Duration) (Reservation, error) {
-	if d <= 0 {
-		return q.reserve(nil, n, time.Time{}, true)
-	}
-	return q.reserve(nil, n, time.Now().Add(d), false)
+	return q.reserve(nil, n, d, d <= 0)
 }
 
 // TryReserve is Reserve without waiting: ErrFull when there is no room.
-func (q *Queue) TryReserve(n int) (Reservation, error) { return q.reserve(nil, n, time.Time{}, true) }
+func (q *Queue) TryReserve(n int) (Reservation, error) { return q.reserve(nil, n, 0, true) }
 
-func (q *Queue) reserve(ctx context.Context, n int, deadline time.Time, try bool) (Reservation, error) {
-	s, pos, err := q.putClaim(ctx, n, deadline, try)
+func (q *Queue) reserve(ctx context.Context, n int, d time.Duration, try bool) (Reservation, error) {
+	s, pos, err := q.putClaim(ctx, n, d, try)
 	if err != nil {
 		return Reservation{}, err
 	}
@@ -94,23 +91,20 @@ type Borrowed struct {
 // queue is empty until ctx is done (nil: never). Read it with Bytes, then
 // Release. Errors as for Get.
 func (q *Queue) Borrow(ctx context.Context) (Borrowed, error) {
-	return q.borrow(ctx, time.Time{}, false)
+	return q.borrow(ctx, 0, false)
 }
 
 // BorrowTimeout is Borrow waiting at most d (ErrEmpty after that). A d of
 // zero or less tries once.
 func (q *Queue) BorrowTimeout(d time.Duration) (Borrowed, error) {
-	if d <= 0 {
-		return q.borrow(nil, time.Time{}, true)
-	}
-	return q.borrow(nil, time.Now().Add(d), false)
+	return q.borrow(nil, d, d <= 0)
 }
 
 // TryBorrow is Borrow without waiting: ErrEmpty when there is nothing.
-func (q *Queue) TryBorrow() (Borrowed, error) { return q.borrow(nil, time.Time{}, true) }
+func (q *Queue) TryBorrow() (Borrowed, error) { return q.borrow(nil, 0, true) }
 
-func (q *Queue) borrow(ctx context.Context, deadline time.Time, try bool) (Borrowed, error) {
-	s, pos, n, err := q.getClaim(ctx, -1, deadline, try)
+func (q *Queue) borrow(ctx context.Context, d time.Duration, try bool) (Borrowed, error) {
+	s, pos, n, err := q.getClaim(ctx, -1, d, try)
 	if err != nil {
 		return Borrowed{}, err
 	}

@@ -112,10 +112,10 @@ func OpenTyped[T any](seg *shm.Segment, name string, opts *Options) (*Typed[T], 
 	return &Typed[T]{q}, nil
 }
 
-func (t *Typed[T]) put(ctx context.Context, v T, deadline time.Time, try bool) error {
+func (t *Typed[T]) put(ctx context.Context, v T, d time.Duration, try bool) error {
 	q := t.Queue
 	for {
-		s, pos, err := q.putClaim(ctx, q.maxMsg, deadline, try)
+		s, pos, err := q.putClaim(ctx, q.maxMsg, d, try)
 		if err != nil {
 			return err
 		}
@@ -128,22 +128,19 @@ func (t *Typed[T]) put(ctx context.Context, v T, deadline time.Time, try bool) e
 
 // Put puts v, waiting while the queue is full until ctx is done (nil:
 // never). Errors as for Queue.Put.
-func (t *Typed[T]) Put(ctx context.Context, v T) error { return t.put(ctx, v, time.Time{}, false) }
+func (t *Typed[T]) Put(ctx context.Context, v T) error { return t.put(ctx, v, 0, false) }
 
 // PutTimeout is Put waiting at most d (ErrFull after that); d <= 0 tries once.
 func (t *Typed[T]) PutTimeout(v T, d time.Duration) error {
-	if d <= 0 {
-		return t.put(nil, v, time.Time{}, true)
-	}
-	return t.put(nil, v, time.Now().Add(d), false)
+	return t.put(nil, v, d, d <= 0)
 }
 
 // TryPut puts v if there is room now, else returns ErrFull.
-func (t *Typed[T]) TryPut(v T) error { return t.put(nil, v, time.Time{}, true) }
+func (t *Typed[T]) TryPut(v T) error { return t.put(nil, v, 0, true) }
 
-func (t *Typed[T]) get(ctx context.Context, deadline time.Time, try bool) (v T, err error) {
+func (t *Typed[T]) get(ctx context.Context, d time.Duration, try bool) (v T, err error) {
 	q := t.Queue
-	s, pos, n, err := q.getClaim(ctx, -1, deadline, try)
+	s, pos, n, err := q.getClaim(ctx, -1, d, try)
 	if err != nil {
 		return v, err
 	}
@@ -161,15 +158,12 @@ func (t *Typed[T]) get(ctx context.Context, deadline time.Time, try bool) (v T, 
 
 // Get removes and returns the next value, waiting while the queue is
 // empty until ctx is done (nil: never). Errors as for Queue.Get.
-func (t *Typed[T]) Get(ctx context.Context) (T, error) { return t.get(ctx, time.Time{}, false) }
+func (t *Typed[T]) Get(ctx context.Context) (T, error) { return t.get(ctx, 0, false) }
 
 // GetTimeout is Get waiting at most d (ErrEmpty after that); d <= 0 tries once.
 func (t *Typed[T]) GetTimeout(d time.Duration) (T, error) {
-	if d <= 0 {
-		return t.get(nil, time.Time{}, true)
-	}
-	return t.get(nil, time.Now().Add(d), false)
+	return t.get(nil, d, d <= 0)
 }
 
 // TryGet removes and returns the next value if there is one, else ErrEmpty.
-func (t *Typed[T]) TryGet() (T, error) { return t.get(nil, time.Time{}, true) }
+func (t *Typed[T]) TryGet() (T, error) { return t.get(nil, 0, true) }
