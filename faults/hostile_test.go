@@ -24,6 +24,7 @@ import (
 	"github.com/mpipc/mpipc/barrier"
 	"github.com/mpipc/mpipc/condition"
 	"github.com/mpipc/mpipc/event"
+	"github.com/mpipc/mpipc/futex"
 	"github.com/mpipc/mpipc/internal/proctest"
 	"github.com/mpipc/mpipc/lock"
 	"github.com/mpipc/mpipc/ringbuf"
@@ -54,6 +55,12 @@ type hostileKind struct {
 	user func(seg *shm.Segment, end int) (op func(rng *rand.Rand) error, err error)
 	// allowed are the errors the kind may return besides shm.ErrCorrupt.
 	allowed []error
+	// header makes the scribbler write the segment's header and directory
+	// instead of the objects.
+	header bool
+	// watchdog overrides opWatchdog (an operation documented to wait
+	// longer, bounded).
+	watchdog time.Duration
 }
 
 var hostileKinds = []*hostileKind{
@@ -342,6 +349,57 @@ var hostileKinds = []*hostileKind{
 		},
 		allowed: []error{ringbuf.ErrFull, ringbuf.ErrEmpty, ringbuf.ErrClosed, ringbuf.ErrPeerGone, ringbuf.ErrShortBuffer, ringbuf.ErrTooLarge, io.EOF},
 	},
+	{
+		// The segment itself: header, segment lock, allocation offset and
+		// directory scribbled while processes look objects up, allocate,
+		// list, inspect and open the segment anew.
+		name:   "segment",
+		header: true,
+		create: func(seg *shm.Segment) error {
+			for i := range 8 {
+				if _, err := lock.Create(seg, fmt.Sprint("l", i), nil); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+		user: func(seg *shm.Segment, end int) (func(*rand.Rand) error, error) {
+			path := seg.Path()
+			seq := 0
+			return func(rng *rand.Rand) error {
+				var errs []error
+				switch rng.IntN(5) {
+				case 0:
+					_, err := seg.Lookup(shm.Spec{Name: fmt.Sprint("l", rng.IntN(8)), Kind: shm.KindLock, KindVersion: lock.Version})
+					errs = append(errs, err)
+				case 1:
+					_, err := seg.Objects()
+					errs = append(errs, err)
+					_ = seg.Info()
+				case 2:
+					seq++
+					_, err := seg.Alloc(shm.Spec{Name: fmt.Sprintf("n%d-%d-%d", os.Getpid(), end, seq), Kind: shm.KindBytes, KindVersion: 1, Size: 64},
+						func([]byte) error { return nil })
+					errs = append(errs, err)
+				case 3:
+					_, err := shm.Inspect(path)
+					errs = append(errs, err)
+				default:
+					s2, err := shm.Open(path, nil)
+					errs = append(errs, err)
+					if err == nil {
+						_, err := lock.Open(s2, "l0", nil)
+						errs = append(errs, err, s2.Close())
+					}
+				}
+				return errors.Join(errs...)
+			}, nil
+		},
+		allowed: []error{shm.ErrNotExist, shm.ErrExist, shm.ErrKindMismatch, shm.ErrTypeMismatch, shm.ErrFull, shm.ErrNotReady,
+			shm.ErrChecksum, shm.ErrNotSegment, shm.ErrVersion, shm.ErrTruncated, shm.ErrInvalidSize, futex.ErrTimeout,
+			lock.ErrNotRecoverable, lock.ErrOwnerDead, lock.ErrNotLocked},
+		watchdog: 15 * time.Second, // Alloc waits up to 10 s for the segment lock
+	},
 }
 
 func hostileKindByName(name string) *hostileKind {
@@ -378,12 +436,16 @@ func hostileUser(args []string) error {
 	var started atomic.Int64 // start of the running operation, unix ns; 0 between
 	var current atomic.Value
 	current.Store("")
+	wd := opWatchdog
+	if k.watchdog > 0 {
+		wd = k.watchdog
+	}
 	go func() {
 		for {
 			time.Sleep(100 * time.Millisecond)
-			if s := started.Load(); s != 0 && time.Since(time.Unix(0, s)) > opWatchdog {
+			if s := started.Load(); s != 0 && time.Since(time.Unix(0, s)) > wd {
 				debug.SetTraceback("all")
-				panic(fmt.Sprintf("faults: HANG: %s operation running for over %v", k.name, opWatchdog))
+				panic(fmt.Sprintf("faults: HANG: %s operation running for over %v", k.name, wd))
 			}
 		}
 	}()
@@ -477,6 +539,7 @@ func hostileScribbler(args []string) error {
 		return err
 	}
 	path := seg.Path()
+	hdr := seg.Info().HeaderSize
 	seg.Close()
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
@@ -497,6 +560,9 @@ func hostileScribbler(args []string) error {
 			continue
 		}
 		regions = append(regions, region{int(o.Offset), int(o.Size)})
+	}
+	if len(args) > 1 && hostileKindByName(args[1]).header {
+		regions = []region{{0, int(hdr)}}
 	}
 	rng := rand.New(rand.NewPCG(uint64(os.Getpid()), 2))
 	self := uint32(os.Getpid())
@@ -560,14 +626,14 @@ func TestHostilePeer(t *testing.T) {
 			for _, u := range users {
 				u.Expect(proctest.Ready, 30*time.Second)
 			}
-			sc := proctest.Start(t, "hostile-scribbler", name)
+			sc := proctest.Start(t, "hostile-scribbler", name, k.name)
 			sc.Expect(proctest.Ready, 30*time.Second)
 			time.Sleep(d)
 			atomic.StoreUint32((*uint32)(unsafe.Pointer(&stop[0])), 1)
 			total := map[string]int{}
 			var mu sync.Mutex
 			for _, c := range append(users, sc) {
-				r := c.Wait(opWatchdog + 10*time.Second)
+				r := c.Wait(opWatchdog + 20*time.Second)
 				if r.TimedOut || r.Code != 0 {
 					t.Errorf("%s: child failed: code %d signal %v timed out %v\n%s", k.name, r.Code, r.Signal, r.TimedOut, tail(r.Stderr, 8000))
 					continue
