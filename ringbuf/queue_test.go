@@ -6,12 +6,16 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 	"unsafe"
 
+	"github.com/mpipc/mpipc/internal/proc"
 	"github.com/mpipc/mpipc/shm"
 )
 
@@ -657,5 +661,78 @@ func TestJoinableInProcess(t *testing.T) {
 	j.TryPut(nil)
 	if err := j.Join(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Join with ctx: %v", err)
+	}
+}
+
+// TestQueueReclaimZombieAndReusedPid: a claim whose owner record was never
+// written is judged by the claim's own pid and 9 start-tag bits. A zombie
+// (exited, not reaped) and a live process whose start tag differs in those
+// bits (a reused pid) both count as dead, so their slots are reclaimed;
+// the same pid with matching bits counts as alive.
+func TestQueueReclaimZombieAndReusedPid(t *testing.T) {
+	claimOf := func(pid, tag uint32) uint32 {
+		return pid&qClaimPidMask | (tag&qClaimTagMask)<<qClaimTagShift
+	}
+	ppid := uint32(os.Getppid())
+	ptag, err := proc.StartTag(int(ppid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !qClaimantAlive(claimOf(ppid, ptag), 0) {
+		t.Error("live parent with matching tag bits judged dead")
+	}
+	if qClaimantAlive(claimOf(ppid, ptag+1), 0) {
+		t.Error("parent's pid with other tag bits (a reused pid) judged alive")
+	}
+
+	cmd := exec.Command("/bin/true")
+	if err := cmd.Start(); err != nil {
+		t.Skipf("cannot start /bin/true: %v", err)
+	}
+	zpid := uint32(cmd.Process.Pid)
+	ztag, err := proc.StartTag(int(zpid))
+	if err != nil {
+		cmd.Wait()
+		t.Skipf("child exited before its start tag was read: %v", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(int(zpid)) + "/stat")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i := bytes.LastIndexByte(b, ')'); i > 0 && i+2 < len(b) && b[i+2] == 'Z' {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("child never became a zombie: %s", b)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	defer cmd.Wait()
+	if qClaimantAlive(claimOf(zpid, ztag), 0) {
+		t.Error("zombie judged alive")
+	}
+	if qClaimantAlive(claimOf(zpid, ztag), proc.ID{Pid: zpid, Tag: ztag}.Pack()) {
+		t.Error("zombie with its owner record judged alive")
+	}
+
+	// End to end: a producer claim by the reused pid blocks position 0; a
+	// getter reclaims it after the check interval and gets the message
+	// behind it.
+	for _, c := range []struct {
+		name  string
+		claim uint32
+	}{{"reused pid", claimOf(ppid, ptag+1)}, {"zombie", claimOf(zpid, ztag)}} {
+		q := qNew(t, 4, 8, &Options{CheckInterval: 10 * time.Millisecond})
+		atomic.StoreUint64(qSlotWord(q.slot(0)), qWord(0, c.claim))
+		atomic.StoreUint64(q.tail, 1)
+		if err := q.TryPut([]byte("behind")); err != nil {
+			t.Fatal(err)
+		}
+		m, err := q.GetTimeout(5 * time.Second)
+		if err != nil || string(m) != "behind" {
+			t.Errorf("%s: got %q, %v; want the message behind the dead claim", c.name, m, err)
+		}
 	}
 }
