@@ -7,6 +7,7 @@ import (
 
 	"github.com/mpipc/mpipc/array"
 	"github.com/mpipc/mpipc/condition"
+	"github.com/mpipc/mpipc/lock"
 	"github.com/mpipc/mpipc/rlock"
 	"github.com/mpipc/mpipc/value"
 )
@@ -47,7 +48,7 @@ func condCheck(w *wctx, err error, c *condition.Condition) error {
 			inc(w.c.g(gRepairs))
 			st(w.c.g(gItems), prod-cons)
 		}
-		return c.Lock().(*rlock.RLock).Consistent()
+		return c.Lock().(interface{ Consistent() error }).Consistent()
 	case err != nil:
 		return err
 	case items != prod-cons:
@@ -58,93 +59,8 @@ func condCheck(w *wctx, err error, c *condition.Condition) error {
 }
 
 func init() {
-	addCrashKind(&crashKind{
-		name:    "condition",
-		workers: []string{"p", "p", "c", "c", "c"},
-		setup: func(h *harness) {
-			if _, err := condition.Create(h.seg, "obj", "", &condition.Options{Slots: 16}); err != nil {
-				h.t.Fatal(err)
-			}
-		},
-		worker: func(w *wctx) error {
-			c, err := condition.Open(w.seg, "obj", &condition.Options{CheckInterval: crashCheck})
-			if err != nil {
-				return err
-			}
-			role := uint64(1)
-			if w.role == "c" {
-				role = 2
-			}
-			st(w.s(2), role)
-			ready()
-			for !w.stopped() {
-				w.blocking(true)
-				err := c.Acquire(nil)
-				w.blocking(false)
-				if err := condCheck(w, err, c); err != nil {
-					return fmt.Errorf("acquire: %w", err)
-				}
-				did := false
-				if w.role == "p" {
-					if ld(w.c.g(gItems)) < 8 {
-						inc(w.s(1))
-						for i, n := 0, w.rng.IntN(300); i < n; i++ {
-							_ = ld(w.c.g(gItems)) // widen the window
-						}
-						st(w.c.g(gItems), ld(w.c.g(gItems))+1)
-						if err := c.Notify(1); err != nil {
-							return fmt.Errorf("notify: %w", err)
-						}
-						did = true
-					}
-				} else {
-					for ld(w.c.g(gItems)) == 0 && !w.stopped() && ld(w.c.g(gPause)) == 0 {
-						w.blocking(true)
-						_, err := c.WaitTimeout(20 * time.Millisecond)
-						w.blocking(false)
-						if err := condCheck(w, err, c); err != nil {
-							return fmt.Errorf("wait: %w", err)
-						}
-					}
-					if ld(w.c.g(gItems)) > 0 {
-						inc(w.s(1))
-						st(w.c.g(gItems), ld(w.c.g(gItems))-1)
-						did = true
-					}
-				}
-				if err := c.Release(); err != nil {
-					return fmt.Errorf("release: %w", err)
-				}
-				if did {
-					w.tick()
-				} else {
-					w.park()
-					time.Sleep(100 * time.Microsecond)
-				}
-			}
-			return nil
-		},
-		check: func(h *harness, final bool) {
-			var prod, cons uint64
-			for _, w := range h.all {
-				if w.role == "p" {
-					prod += ld(h.c.s(w.slot, 1))
-				} else {
-					cons += ld(h.c.s(w.slot, 1))
-				}
-			}
-			// With the workers parked the lock may still be held by a
-			// dead worker: then the identity may be off by the one
-			// operation it was in, to be repaired by the next acquirer.
-			items := ld(h.c.g(gItems))
-			if d := int64(items) - int64(prod-cons); d < -1 || d > 1 || (final && d != 0) {
-				h.t.Errorf("condition: items=%d produced=%d consumed=%d", items, prod, cons)
-			}
-			if od := ld(h.c.g(gOwnerDead)); od > uint64(h.kills) {
-				h.t.Errorf("condition: %d ErrOwnerDead for %d kills", od, h.kills)
-			}
-		},
-	})
+	addCrashKind(conditionKind("condition"))
+	addCrashKind(conditionKind("condition-lock"))
 	addCrashKind(valueKind())
 	addCrashKind(arrayKind())
 }
@@ -322,6 +238,106 @@ func arrayKind() *crashKind {
 					h.t.Errorf("array: elements %v, updates counted %d, kills %d", s, sum, h.kills)
 					break
 				}
+			}
+		},
+	}
+}
+
+// conditionKind is the Condition with its own RLock ("condition") or bound
+// to a named Lock ("condition-lock").
+func conditionKind(name string) *crashKind {
+	return &crashKind{
+		name: name,
+
+		workers: []string{"p", "p", "c", "c", "c"},
+		setup: func(h *harness) {
+			lockName := ""
+			if name == "condition-lock" {
+				if _, err := lock.Create(h.seg, "clock", nil); err != nil {
+					h.t.Fatal(err)
+				}
+				lockName = "clock"
+			}
+			if _, err := condition.Create(h.seg, "obj", lockName, &condition.Options{Slots: 16}); err != nil {
+				h.t.Fatal(err)
+			}
+		},
+		worker: func(w *wctx) error {
+			c, err := condition.Open(w.seg, "obj", &condition.Options{CheckInterval: crashCheck})
+			if err != nil {
+				return err
+			}
+			role := uint64(1)
+			if w.role == "c" {
+				role = 2
+			}
+			st(w.s(2), role)
+			ready()
+			for !w.stopped() {
+				w.blocking(true)
+				err := c.Acquire(nil)
+				w.blocking(false)
+				if err := condCheck(w, err, c); err != nil {
+					return fmt.Errorf("acquire: %w", err)
+				}
+				did := false
+				if w.role == "p" {
+					if ld(w.c.g(gItems)) < 8 {
+						inc(w.s(1))
+						for i, n := 0, w.rng.IntN(300); i < n; i++ {
+							_ = ld(w.c.g(gItems)) // widen the window
+						}
+						st(w.c.g(gItems), ld(w.c.g(gItems))+1)
+						if err := c.Notify(1); err != nil {
+							return fmt.Errorf("notify: %w", err)
+						}
+						did = true
+					}
+				} else {
+					for ld(w.c.g(gItems)) == 0 && !w.stopped() && ld(w.c.g(gPause)) == 0 {
+						w.blocking(true)
+						_, err := c.WaitTimeout(20 * time.Millisecond)
+						w.blocking(false)
+						if err := condCheck(w, err, c); err != nil {
+							return fmt.Errorf("wait: %w", err)
+						}
+					}
+					if ld(w.c.g(gItems)) > 0 {
+						inc(w.s(1))
+						st(w.c.g(gItems), ld(w.c.g(gItems))-1)
+						did = true
+					}
+				}
+				if err := c.Release(); err != nil {
+					return fmt.Errorf("release: %w", err)
+				}
+				if did {
+					w.tick()
+				} else {
+					w.park()
+					time.Sleep(100 * time.Microsecond)
+				}
+			}
+			return nil
+		},
+		check: func(h *harness, final bool) {
+			var prod, cons uint64
+			for _, w := range h.all {
+				if w.role == "p" {
+					prod += ld(h.c.s(w.slot, 1))
+				} else {
+					cons += ld(h.c.s(w.slot, 1))
+				}
+			}
+			// With the workers parked the lock may still be held by a
+			// dead worker: then the identity may be off by the one
+			// operation it was in, to be repaired by the next acquirer.
+			items := ld(h.c.g(gItems))
+			if d := int64(items) - int64(prod-cons); d < -1 || d > 1 || (final && d != 0) {
+				h.t.Errorf("%s: items=%d produced=%d consumed=%d", name, items, prod, cons)
+			}
+			if od := ld(h.c.g(gOwnerDead)); od > uint64(h.kills) {
+				h.t.Errorf("%s: %d ErrOwnerDead for %d kills", name, od, h.kills)
 			}
 		},
 	}
