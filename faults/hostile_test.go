@@ -46,7 +46,11 @@ import (
 
 var hostileFor = flag.Duration("faults.hostile", 0, "how long the scribbler runs per object kind (0: 1s)")
 
-const opWatchdog = 5 * time.Second
+const (
+	opWatchdog = 5 * time.Second
+	guardSize  = 4096
+	guardByte  = 0xa5
+)
 
 type hostileKind struct {
 	name   string
@@ -559,6 +563,9 @@ func hostileScribbler(args []string) error {
 			stop = (*uint32)(unsafe.Pointer(&mem[o.Offset]))
 			continue
 		}
+		if strings.HasPrefix(o.Name, "guard") {
+			continue
+		}
 		regions = append(regions, region{int(o.Offset), int(o.Size)})
 	}
 	if len(args) > 1 && hostileKindByName(args[1]).header {
@@ -616,9 +623,26 @@ func TestHostilePeer(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// Guards before and after the object(s): a write outside
+			// the object by a user (an index taken from garbage) would
+			// change them.
+			guard := func(name string) []byte {
+				g, err := seg.Alloc(shm.Spec{Name: name, Kind: shm.KindBytes, KindVersion: 1, Size: guardSize}, func(m []byte) error {
+					for i := range m {
+						m[i] = guardByte
+					}
+					return nil
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return g
+			}
+			g1 := guard("guard1")
 			if err := k.create(seg); err != nil {
 				t.Fatal(err)
 			}
+			g2 := guard("guard2")
 			users := []*proctest.Child{
 				proctest.Start(t, "hostile-user", k.name, name, "0"),
 				proctest.Start(t, "hostile-user", k.name, name, "1"),
@@ -647,6 +671,16 @@ func TestHostilePeer(t *testing.T) {
 						mu.Unlock()
 					} else if _, err := fmt.Sscanf(l, "writes %d", &n); err == nil {
 						total["scribbled-words"] += n
+					}
+				}
+			}
+			if !k.header {
+				for i, g := range [][]byte{g1, g2} {
+					for j, c := range g {
+						if c != guardByte {
+							t.Errorf("%s: guard %d changed at byte %d: a write outside the object", k.name, i+1, j)
+							break
+						}
 					}
 				}
 			}
