@@ -18,8 +18,11 @@
 // Put and Get come in three forms (context, timeout, try), as every
 // blocking call of mpipc. GetInto copies into the caller's buffer without
 // allocating; Reserve/Commit writes a message in place and Borrow/Release
-// reads one in place. An uncontended Put or Get is a few atomic
-// instructions: no syscall, no allocation. A Put into a full queue or a
+// reads one in place. An uncontended Put is two locked instructions
+// (compare-and-swaps on the slot word: claim, commit) and a Get one (Get,
+// GetInto and Typed.Get copy the message out, then take it with one
+// compare-and-swap; Borrow claims and releases: two); no syscall, clock
+// read or allocation (GetInto). A Put into a full queue or a
 // Get from an empty one spins briefly, then sleeps on a futex event count;
 // the other side wakes it only when a sleeper is registered.
 //
@@ -32,7 +35,8 @@
 // The ring is Vyukov's bounded MPMC queue, written as rigtorp's MPMCQueue
 // writes it, with one change: a position is claimed by a compare-and-swap
 // on the slot's own sequence word, which records the claimant; the shared
-// head and tail counters are hints. See the layout comment in queue.go.
+// head and tail counters are hints, stored by each claimant and never
+// compared-and-swapped. See the layout comment in queue.go.
 //
 // # Crash semantics
 //
@@ -50,8 +54,10 @@
 //   - No message is ever delivered twice.
 //   - The only messages lost are those in flight in the killed process: at
 //     most one per interrupted operation (the message a producer was
-//     putting, or the one a consumer had claimed or had just returned to
-//     its caller).
+//     putting, the one a consumer had borrowed, or the one a Get had just
+//     taken and not yet returned to its caller). A Get killed while it
+//     copies a message out loses nothing: it takes the message only after
+//     the copy, so the message stays for the next consumer.
 //   - A sleeper killed while registered leaves the waiter count one too
 //     high; that costs the other side a futex wake syscall per operation
 //     afterwards, nothing else. Sleepers also wake every check interval,
@@ -90,10 +96,17 @@
 //
 // # Caveats
 //
-//   - Liveness of a claimant is read from /proc. A claimant that died in
-//     the few instructions between claiming a slot and recording its full
-//     identity is recognised by its pid alone; if that pid has been reused
-//     meanwhile, the slot stays blocked.
+//   - Liveness of a claimant is read from /proc; a zombie counts as dead.
+//     A claimant that died in the few instructions between claiming a slot
+//     and recording its full identity is recognised by its pid and 9 bits
+//     of its start tag (kept in the slot word): if that pid has been
+//     reused meanwhile by a process whose start tag agrees in those bits
+//     (1 reuse in 512), the slot stays blocked while that process lives.
+//   - A getter or putter killed while registered as a sleeper leaves the
+//     sleeper count one too high for good: every later operation on the
+//     other side then makes a futex wake syscall (about a microsecond),
+//     though nobody sleeps. A queue that has seen many such kills is
+//     slower, never wrong; the State method shows the counts.
 //   - Sequence words are 32 bits: a producer or consumer stalled between
 //     reading a slot and its compare-and-swap for 2^32 operations of the
 //     others could be fooled (ABA). That is hours at full speed.

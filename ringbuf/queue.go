@@ -559,11 +559,14 @@ func (q *Queue) skipPut(s unsafe.Pointer, pos uint64) {
 	}
 }
 
-// claimGet claims the next message for a consumer. On qOK the slot word
-// holds (pos+1, this process) and n is the message length; the caller
-// must release the slot. limit < 0 means any length fits; otherwise a
-// message longer than limit is left in place with qShort (n its length).
-func (q *Queue) claimGet(limit int) (s unsafe.Pointer, pos uint64, n int, st qStatus, blk uint64) {
+// claimGet finds the next message for a consumer. With claimSlot, on qOK the
+// slot word holds (pos+1, this process) and n is the message length; the
+// caller must release the slot (releaseGet). Without it, on qOK the
+// message is only found: blk is its full slot word, which the caller
+// copies the message out under and then takes with takeGet. limit < 0
+// means any length fits; otherwise a message longer than limit is left in
+// place with qShort (n its length).
+func (q *Queue) claimGet(limit int, claimSlot bool) (s unsafe.Pointer, pos uint64, n int, st qStatus, blk uint64) {
 	h := atomic.LoadUint64(q.head)
 	closedSeen := false
 	for budget := q.budget; budget > 0; budget-- {
@@ -593,6 +596,9 @@ func (q *Queue) claimGet(limit int) (s unsafe.Pointer, pos uint64, n int, st qSt
 			}
 			if limit >= 0 && n > limit {
 				return s, h, n, qShort, w
+			}
+			if !claimSlot {
+				return s, h, n, qOK, w
 			}
 			// Claims the message at h and records the claimant.
 			if atomic.CompareAndSwapUint64(qSlotWord(s), w, qWord(seq, qSelfClaim)) {
@@ -656,6 +662,42 @@ func (q *Queue) releaseGet(s unsafe.Pointer, pos uint64) bool {
 		q.wake(q.notFull, 1)
 	}
 	return true
+}
+
+// takeGet takes the message at pos that claimGet found unclaimed in slot
+// s with full word w, after the caller copied it out: a compare-and-swap
+// from w straight to "free for pos+C". The copy is optimistic, as a
+// seqlock reader's: while the word is w no producer may write the payload
+// (it writes only after claiming a free slot), so if the word is still w
+// at the CAS, the copy was of the whole, untorn message, and this
+// consumer, and no other, took it. If the CAS fails another consumer took
+// it first (the copy may be torn: discard it and look again). A Get is so
+// one locked instruction, and a consumer killed while copying holds no
+// claim: its message stays in the queue for the next consumer.
+func (q *Queue) takeGet(s unsafe.Pointer, pos uint64, w uint64) bool {
+	// Publishes the slot as free for position pos+C, after the copy.
+	if !atomic.CompareAndSwapUint64(qSlotWord(s), w, qWord(uint32(pos)+uint32(q.capacity), 0)) {
+		return false
+	}
+	qStoreHint(q.head, pos+1) // a hint: may land after a later taker's
+	if q.joinable {
+		atomic.AddUint64(q.join, 1<<32) // one more task taken and not yet done
+	}
+	if atomic.LoadUint32(&q.notFull.waiters) != 0 {
+		q.wake(q.notFull, 1)
+	}
+	return true
+}
+
+// finishGet ends a Get that claimGet(limit, !qOptimisticGet) found: it
+// takes the message (optimistic) or releases the claim. It reports false
+// when another consumer took the message first (optimistic: look again)
+// or the claim was reclaimed (this process was judged dead).
+func (q *Queue) finishGet(s unsafe.Pointer, pos uint64, w uint64) bool {
+	if qOptimisticGet {
+		return q.takeGet(s, pos, w)
+	}
+	return q.releaseGet(s, pos)
 }
 
 func (q *Queue) wake(e *qEvent, n int) {

@@ -736,3 +736,32 @@ func TestQueueReclaimZombieAndReusedPid(t *testing.T) {
 		}
 	}
 }
+
+// TestQueueTakeLostRace: an optimistic Get found a message and copied it,
+// but another consumer took it first (and a producer refilled the slot on
+// the next lap): the take must fail, leaving the queue as the winner left
+// it, never deliver the message twice or free the refilled slot.
+func TestQueueTakeLostRace(t *testing.T) {
+	q := qNew(t, 2, 8, nil)
+	q.TryPut([]byte("one"))
+	s, pos, n, st, w := q.claimGet(-1, false)
+	if st != qOK || n != 3 || pos != 0 {
+		t.Fatalf("peek: st %d n %d pos %d", st, n, pos)
+	}
+	if m, err := q.TryGet(); err != nil || string(m) != "one" {
+		t.Fatalf("winner: %q %v", m, err)
+	}
+	q.TryPut([]byte("two"))
+	q.TryPut([]byte("three")) // lands in the slot the loser peeked at
+	if q.takeGet(s, pos, w) {
+		t.Fatal("take succeeded after another consumer took the message")
+	}
+	for _, want := range []string{"two", "three"} {
+		if m, err := q.TryGet(); err != nil || string(m) != want {
+			t.Fatalf("after the lost race: %q %v, want %q", m, err, want)
+		}
+	}
+	if _, err := q.TryGet(); !errors.Is(err, ErrEmpty) {
+		t.Fatalf("queue not empty: %v", err)
+	}
+}

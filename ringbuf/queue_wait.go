@@ -262,18 +262,20 @@ func (q *Queue) PutTimeout(msg []byte, d time.Duration) error {
 // TryPut puts msg if there is room now, and returns ErrFull otherwise.
 func (q *Queue) TryPut(msg []byte) error { return q.put(nil, msg, 0, true) }
 
-// getClaim claims the next message. limit < 0 accepts any length; a
-// longer message gives ErrShortBuffer. Its fast path is one claimGet.
-func (q *Queue) getClaim(ctx context.Context, limit int, d time.Duration, try bool) (unsafe.Pointer, uint64, int, error) {
-	s, pos, n, st, blk := q.claimGet(limit)
+// getClaim finds the next message, claimed (claim) or only found, for
+// finishGet (w is then the word it was found under). limit < 0 accepts
+// any length; a longer message gives ErrShortBuffer. Its fast path is one
+// claimGet.
+func (q *Queue) getClaim(ctx context.Context, limit int, d time.Duration, try, claim bool) (unsafe.Pointer, uint64, int, uint64, error) {
+	s, pos, n, st, blk := q.claimGet(limit, claim)
 	if st == qOK {
-		return s, pos, n, nil
+		return s, pos, n, blk, nil
 	}
-	return q.getClaimSlow(ctx, limit, d, try, s, pos, n, st, blk)
+	return q.getClaimSlow(ctx, limit, d, try, claim, s, pos, n, st, blk)
 }
 
-// getClaimSlow goes on after a first attempt that did not claim (st).
-func (q *Queue) getClaimSlow(ctx context.Context, limit int, d time.Duration, try bool, s unsafe.Pointer, pos uint64, n int, st qStatus, blk uint64) (unsafe.Pointer, uint64, int, error) {
+// getClaimSlow goes on after a first attempt that did not succeed (st).
+func (q *Queue) getClaimSlow(ctx context.Context, limit int, d time.Duration, try, claim bool, s unsafe.Pointer, pos uint64, n int, st qStatus, blk uint64) (unsafe.Pointer, uint64, int, uint64, error) {
 	var w qWaiter
 	waiting := false
 	for {
@@ -282,25 +284,25 @@ func (q *Queue) getClaimSlow(ctx context.Context, limit int, d time.Duration, tr
 			if waiting {
 				w.done()
 			}
-			return s, pos, n, nil
+			return s, pos, n, blk, nil
 		case qCorrupt:
 			if waiting {
 				w.done()
 			}
-			return nil, 0, 0, qCorruptErr(s, pos, blk)
+			return nil, 0, 0, 0, qCorruptErr(s, pos, blk)
 		case qClosed:
 			if waiting {
 				w.done()
 			}
-			return nil, 0, 0, ErrClosed
+			return nil, 0, 0, 0, ErrClosed
 		case qShort:
 			if waiting {
 				w.done()
 			}
-			return nil, 0, n, ErrShortBuffer
+			return nil, 0, n, 0, ErrShortBuffer
 		}
 		if try {
-			return nil, 0, 0, ErrEmpty
+			return nil, 0, 0, 0, ErrEmpty
 		}
 		if !waiting {
 			var deadline time.Time
@@ -313,37 +315,46 @@ func (q *Queue) getClaimSlow(ctx context.Context, limit int, d time.Duration, tr
 		if err := w.pause(st, s, blk); err != nil {
 			w.giveUp(!q.Empty())
 			if err == futex.ErrTimeout {
-				return nil, 0, 0, ErrEmpty
+				return nil, 0, 0, 0, ErrEmpty
 			}
-			return nil, 0, 0, err
+			return nil, 0, 0, 0, err
 		}
-		s, pos, n, st, blk = q.claimGet(limit)
+		s, pos, n, st, blk = q.claimGet(limit, claim)
 	}
 }
 
 func (q *Queue) getInto(ctx context.Context, buf []byte, d time.Duration, try bool) (int, error) {
-	s, pos, n, err := q.getClaim(ctx, len(buf), d, try)
-	if err != nil {
-		return n, err
+	for {
+		s, pos, n, w, err := q.getClaim(ctx, len(buf), d, try, !qOptimisticGet)
+		if err != nil {
+			return n, err
+		}
+		copy(buf[:n], q.payload(s, n))
+		if q.finishGet(s, pos, w) {
+			return n, nil
+		}
+		if !qOptimisticGet {
+			return 0, errReclaimed
+		}
+		// Another consumer took it while we copied: look again.
 	}
-	copy(buf[:n], q.payload(s, n))
-	if !q.releaseGet(s, pos) {
-		return 0, errReclaimed
-	}
-	return n, nil
 }
 
 func (q *Queue) getAlloc(ctx context.Context, d time.Duration, try bool) ([]byte, error) {
-	s, pos, n, err := q.getClaim(ctx, -1, d, try)
-	if err != nil {
-		return nil, err
+	for {
+		s, pos, n, w, err := q.getClaim(ctx, -1, d, try, !qOptimisticGet)
+		if err != nil {
+			return nil, err
+		}
+		msg := make([]byte, n)
+		copy(msg, q.payload(s, n))
+		if q.finishGet(s, pos, w) {
+			return msg, nil
+		}
+		if !qOptimisticGet {
+			return nil, errReclaimed
+		}
 	}
-	msg := make([]byte, n)
-	copy(msg, q.payload(s, n))
-	if !q.releaseGet(s, pos) {
-		return nil, errReclaimed
-	}
-	return msg, nil
 }
 
 // GetInto removes the next message from the queue and copies it into buf,

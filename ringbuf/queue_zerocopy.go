@@ -104,7 +104,7 @@ func (q *Queue) BorrowTimeout(d time.Duration) (Borrowed, error) {
 func (q *Queue) TryBorrow() (Borrowed, error) { return q.borrow(nil, 0, true) }
 
 func (q *Queue) borrow(ctx context.Context, d time.Duration, try bool) (Borrowed, error) {
-	s, pos, n, err := q.getClaim(ctx, -1, d, try)
+	s, pos, n, _, err := q.getClaim(ctx, -1, d, try, true)
 	if err != nil {
 		return Borrowed{}, err
 	}

@@ -140,20 +140,26 @@ func (t *Typed[T]) TryPut(v T) error { return t.put(nil, v, 0, true) }
 
 func (t *Typed[T]) get(ctx context.Context, d time.Duration, try bool) (v T, err error) {
 	q := t.Queue
-	s, pos, n, err := q.getClaim(ctx, -1, d, try)
-	if err != nil {
-		return v, err
+	for {
+		s, pos, n, w, err := q.getClaim(ctx, -1, d, try, !qOptimisticGet)
+		if err != nil {
+			return v, err
+		}
+		if n != q.maxMsg {
+			if !q.finishGet(s, pos, w) && qOptimisticGet {
+				continue
+			}
+			return v, fmt.Errorf("ringbuf: typed message of %d bytes, want %d: %w", n, q.maxMsg, shm.ErrCorrupt)
+		}
+		v = *(*T)(unsafe.Add(s, qSlotHeader))
+		if q.finishGet(s, pos, w) {
+			return v, nil
+		}
+		if !qOptimisticGet {
+			var zero T
+			return zero, errReclaimed
+		}
 	}
-	if n != q.maxMsg {
-		q.releaseGet(s, pos)
-		return v, fmt.Errorf("ringbuf: typed message of %d bytes, want %d: %w", n, q.maxMsg, shm.ErrCorrupt)
-	}
-	v = *(*T)(unsafe.Add(s, qSlotHeader))
-	if !q.releaseGet(s, pos) {
-		var zero T
-		return zero, errReclaimed
-	}
-	return v, nil
 }
 
 // Get removes and returns the next value, waiting while the queue is
