@@ -77,9 +77,14 @@ import (
 // the tail hint (one MOV on amd64), a load and, only when another process
 // claimed this slot last, a plain store of the owner word, the payload
 // copy, and one plain load of the sleeper count (the CAS before it is a
-// full barrier). A Get is the same with head, the consumer's claim and its
-// release. No syscall, clock read or allocation on either path; the spin
-// and the futex start only after an attempt found the queue full or empty.
+// full barrier). A Get is one locked instruction: it finds the full slot,
+// copies the message out, and swaps the exact full word it found straight
+// to "free for the next lap" (takeGet: the copy is validated by the swap,
+// as a seqlock reader's by its sequence check; a consumer killed while
+// copying holds nothing). Borrow, which hands out the slot itself, claims
+// and releases it (two), as race builds do for every Get. No syscall,
+// clock read or allocation on either path; the spin and the futex start
+// only after an attempt found the queue full or empty.
 //
 // # The hints
 //
