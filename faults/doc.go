@@ -2,24 +2,32 @@
 // what DESIGN.md's failure model promises, for every object kind, with real
 // processes:
 //
-//   - The crash suite (crash_test.go) runs each primitive, the Queue and the
-//     Pipe in several child processes and SIGKILLs participants at random
-//     moments, including inside slow paths, then checks that the survivors
-//     never hang (every trial is bounded), recover by the documented
-//     semantics (ErrOwnerDead and Consistent for Lock, RLock and a
-//     Condition's lock; ErrBrokenBarrier for a Barrier; at-most-once and
-//     never wedged for the Queue; end of stream for the Pipe) and that every
-//     count is conserved. The default run does a few trials per primitive;
-//     -faults.trials=N runs N.
+//   - The crash suite (harness_test.go, crash_*_test.go) runs Lock, RLock,
+//     Semaphore, Condition (own RLock, and bound to a Lock), Event, Barrier,
+//     Value, Array, Queue, JoinableQueue and Pipe in several child processes
+//     and SIGKILLs one participant per trial at a random moment — half of
+//     the time one that is inside a call that may sleep — then checks that
+//     the survivors never hang (every trial is bounded; a hang fails with
+//     the stuck child's goroutine dump), recover by the documented semantics
+//     (ErrOwnerDead and Consistent for Lock, RLock and a Condition's lock;
+//     ErrBrokenBarrier for a Barrier; at-most-once, never wedged, losses at
+//     most one per kill for the queues; end of stream and ErrPeerGone for
+//     the Pipe) and that every count is conserved. Children live across
+//     trials; only the killed one is replaced. The default run does a few
+//     trials per kind; -faults.trials=N runs N.
 //   - The hostile-peer test (hostile_test.go) has one process scribble
-//     random values into every shared word of an object while others use it:
-//     operations succeed or fail with shm.ErrCorrupt, never crash, never
-//     touch memory outside the mapping, never spin without end.
-//   - Fuzz targets (fuzz_test.go) for the Attach paths of Lock, RLock,
-//     Condition, Value and Array: arbitrary bytes give an error or a
-//     handle whose first operations return promptly. (Semaphore, Event,
-//     Barrier, shm.Open, the Queue and the Pipe have theirs in their own
-//     packages.)
+//     random values into every 32-bit word of an object (or of the segment
+//     header and directory) while two others use it: operations succeed or
+//     fail with shm.ErrCorrupt or a documented error, never crash, never
+//     write outside the object (guard pages around it are checked), never
+//     run longer than a watchdog allows. -faults.hostile=D scribbles for D
+//     per kind (default 1 s).
+//   - Fuzz targets (fuzz_test.go, fuzz_more_test.go) for the Attach paths
+//     of Lock, RLock, Condition, Value, Array, Queue, JoinableQueue and
+//     Typed, and the blocking first operations of Semaphore, Event and
+//     Barrier handles on arbitrary bytes: an error or a handle whose first
+//     operations return promptly, never a crash (a watchdog turns a hang
+//     into one). shm.Open and the Pipe have theirs in their own packages.
 //   - SIGBUS (sigbus_test.go), the thread budget (threads_test.go) and
 //     leaks of files, descriptors and mappings (leak_test.go, TestMain).
 //
