@@ -140,22 +140,24 @@ func BenchmarkPipeCrossProcess(b *testing.B) {
 			atomic.StoreUint32(start, 1)
 			futex.WakeAll(start)
 			var t0, t1 [2]int64
-			var allocs [2]uint64
+			var allocs, wakes [2]uint64
 			for i, ch := range []*proctest.Child{cons, prod} {
 				lines := strings.Split(strings.TrimSpace(ch.WaitOK()), "\n")
 				out := strings.Fields(lines[len(lines)-1])
-				if len(out) != 4 || out[0] != "done" {
+				if len(out) != 5 || out[0] != "done" {
 					b.Fatalf("child output %q", out)
 				}
 				t0[i], _ = strconv.ParseInt(out[1], 10, 64)
 				t1[i], _ = strconv.ParseInt(out[2], 10, 64)
 				allocs[i], _ = strconv.ParseUint(out[3], 10, 64)
+				wakes[i], _ = strconv.ParseUint(out[4], 10, 64)
 			}
 			elapsed := float64(max(t1[0], t1[1]) - min(t0[0], t0[1]))
 			b.ReportMetric(elapsed/float64(b.N), "ns/op")
 			b.ReportMetric(float64(b.N)/elapsed*1e9, "msgs/s")
 			b.ReportMetric(float64(b.N)*float64(sz.size)/elapsed*1e3, "MB/s")
 			b.ReportMetric(float64(allocs[0]+allocs[1])/float64(b.N), "child-allocs/op")
+			b.ReportMetric(float64(wakes[0]+wakes[1])/float64(b.N), "wakes/op")
 		})
 	}
 }
@@ -168,7 +170,7 @@ func pipeMonoNow() int64 {
 
 // pipeRoleBench: PATH send|recv N SIZE — one side of BenchmarkPipeCrossProcess.
 // It prints "ready", waits for the start word, and prints
-// "done START END MALLOCS".
+// "done START END MALLOCS WAKES" (futex wake calls this side made).
 func pipeRoleBench(args []string) error {
 	mem, err := pipeMapFile(args[0])
 	if err != nil {
@@ -214,6 +216,6 @@ func pipeRoleBench(args []string) error {
 	}
 	t1 := pipeMonoNow()
 	runtime.ReadMemStats(&ms1)
-	fmt.Println("done", t0, t1, ms1.Mallocs-ms0.Mallocs)
+	fmt.Println("done", t0, t1, ms1.Mallocs-ms0.Mallocs, c.State().Wakes)
 	return c.Close()
 }
