@@ -94,6 +94,18 @@
 // drains what was sent and then reports io.EOF, as a kernel pipe does.
 // See [Conn].
 //
+// [CreatePipe] and [InitPipe] make a pipe and return end 0; the other
+// process claims end 1 with [OpenPipe] or [AttachPipe] (a one-way pipe,
+// OneWay in [PipeOptions]: end 0 receives, end 1 sends). A pipe with rings
+// of C bytes takes PipeSizeOf = 192 + (256+C) bytes per direction. Each end
+// records its process's identity; a Recv or Send that waits checks every
+// CheckInterval (default 100 ms) whether the peer still lives, so a peer
+// killed mid-stream gives io.EOF (Recv, after draining) or [ErrPeerGone]
+// (Send) within about that long. A message takes 8 bytes of header plus
+// its length rounded up to 8; the receiver gives the space back as soon
+// as Recv returns. Indices and record headers written by the peer are
+// validated before use (shm.ErrCorrupt).
+//
 // # Caveats
 //
 //   - Liveness of a claimant is read from /proc; a zombie counts as dead.
@@ -116,4 +128,9 @@
 //     Python's Queue.close); it does not free the memory.
 //   - Fairness: Vyukov's ring is not FIFO between waiting producers; a
 //     woken sleeper may lose to a spinning one.
+//   - A Pipe end is single-producer, single-consumer: one goroutine may
+//     send while another receives, but Sends (and Recvs) must not overlap.
+//     A Send that finds room in the ring to a peer that died succeeds (the
+//     message is lost with the peer); only a Send that waits notices.
+//     A peer end never claimed counts as alive: Recv waits for it.
 package ringbuf
