@@ -82,6 +82,8 @@ type crashKind struct {
 	// beforeFinish runs after the stop flag is set, to wake workers that
 	// the flag alone cannot reach.
 	beforeFinish func(h *harness)
+	// maxObjects is the directory capacity of the segment (0: default).
+	maxObjects int
 	// first lists the roles that finish waits for before it sets
 	// gFirstDone (producers before consumers drain).
 	first []string
@@ -202,7 +204,7 @@ func runCrash(t *testing.T, kind string) {
 	if k.extra != nil {
 		size += k.extra(n)
 	}
-	seg, err := shm.Create(h.name, &shm.Options{Size: int64(size)})
+	seg, err := shm.Create(h.name, &shm.Options{Size: int64(size), MaxObjects: k.maxObjects})
 	if err != nil {
 		t.Fatal(err)
 	}
