@@ -2,6 +2,7 @@ package faults_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"strings"
 	"testing"
@@ -241,6 +242,9 @@ func FuzzArrayAttach(f *testing.F) {
 			}
 		}()
 		mem := alignedCopy(b, 0)
+		if !*known && arrayZeroLengthDefect(mem) {
+			return // see TestRegressionArrayZeroLengthPanics
+		}
 		opts := &array.Options{CheckInterval: time.Millisecond}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
 		defer cancel()
@@ -292,3 +296,14 @@ func FuzzArrayAttach(f *testing.F) {
 		}
 	})
 }
+
+// arrayZeroLengthDefect reports whether mem is an Array header of length 0
+// with no room past the header: the shape that makes array's Attach
+// (Init, Create) index one past the memory. Known defect, see
+// TestRegressionArrayZeroLengthPanics; the fuzz target passes over it unless
+// -faults.known.
+func arrayZeroLengthDefect(mem []byte) bool {
+	return len(mem) == arrayHeaderSize && binary.LittleEndian.Uint64(mem[8:]) == 0
+}
+
+const arrayHeaderSize = 128 // array's header: elements start here

@@ -1,11 +1,14 @@
 package faults_test
 
 import (
+	"encoding/binary"
 	"sync/atomic"
 	"testing"
 	"unsafe"
 
 	"github.com/mpipc/mpipc/array"
+	"github.com/mpipc/mpipc/internal/proctest"
+	"github.com/mpipc/mpipc/shm"
 	"github.com/mpipc/mpipc/value"
 )
 
@@ -117,5 +120,49 @@ func TestRegressionArrayUpdatePanicsWhenLockClearedUnderIt(t *testing.T) {
 	})
 	if r != nil {
 		t.Errorf("Update whose lock was cleared by a peer panicked: %v", r)
+	}
+}
+
+// TestRegressionArrayZeroLengthPanics: an Array of length 0 (Python's
+// Array('i', 0)) in exactly SizeOf(0) = 128 bytes panics with "index out of
+// range [128] with length 128" in Init, Create and Attach: array/array.go
+// core.setup takes &mem[headerSize] to build the element slice, one past
+// the memory when there are no elements. Attach on hostile bytes (length
+// word 0) panics the same way. Found by FuzzArrayAttach (input below).
+func TestRegressionArrayZeroLengthPanics(t *testing.T) {
+	knownDefect(t)
+	n, err := array.SizeOf[int64](0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := panicOf(func() { array.Init[int64](alignedCopy(nil, n), 0, nil, nil) }); r != nil {
+		t.Errorf("Init of a zero-length Array panicked: %v", r)
+	}
+	seg, err := shm.Create(proctest.TempName(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer seg.Close()
+	if r := panicOf(func() { array.Create[int64](seg, "a", 0, nil, nil) }); r != nil {
+		t.Errorf("Create of a zero-length Array panicked: %v", r)
+	}
+	// The fuzzer's input: magic "mpar", version 1, length 0, element size
+	// 8, the fingerprint of int64, flags 1 (own lock), then '0' bytes to
+	// 128 in all.
+	in := make([]byte, n)
+	for i := range in {
+		in[i] = '0'
+	}
+	copy(in, "mpar")
+	binary.LittleEndian.PutUint32(in[4:], 1)
+	binary.LittleEndian.PutUint64(in[8:], 0)
+	binary.LittleEndian.PutUint64(in[16:], 8)
+	copy(in[24:], "\xad!\xe8W\xac\xce\xcdB")
+	binary.LittleEndian.PutUint32(in[32:], 1)
+	if r := panicOf(func() { array.Attach[int64](alignedCopy(in, 0), nil) }); r != nil {
+		t.Errorf("Attach on a zero-length Array panicked: %v", r)
+	}
+	if r := panicOf(func() { array.AttachRaw[int64](alignedCopy(in, 0)) }); r != nil {
+		t.Errorf("AttachRaw on a zero-length Array panicked: %v", r)
 	}
 }
