@@ -5,11 +5,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -129,12 +131,16 @@ func runDemo(c *cli, args []string) int {
 	}
 	defer killAll() // on every early return; a no-op for exited workers
 	exited := make(chan int, *workers)
+	// Workers write their diagnostics into one stream: serialize them, since
+	// exec copies each worker's output from its own goroutine when the
+	// stream is not a file.
+	workerOut := &lockedWriter{w: c.stderr}
 	for i := range children {
 		cmd := exec.Command(exe)
 		cmd.Env = append(os.Environ(), envDemo+"="+path, "MPIPC_DEMO_IDX="+strconv.Itoa(i),
 			"MPIPC_DEMO_WORKERS="+strconv.Itoa(*workers), "MPIPC_DEMO_TASKS="+strconv.Itoa(*tasks),
 			"MPIPC_DEMO_DELAY="+delay.String())
-		cmd.Stdout, cmd.Stderr = c.stderr, c.stderr
+		cmd.Stdout, cmd.Stderr = workerOut, workerOut
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		if err := cmd.Start(); err != nil {
 			return c.fail("demo: starting worker %d (%s): %v", i, exe, err)
@@ -319,4 +325,16 @@ func demoWorker(path string) error {
 			return err
 		}
 	}
+}
+
+// lockedWriter serializes writes from several goroutines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
