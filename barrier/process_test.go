@@ -188,6 +188,11 @@ func testKillParty(t *testing.T, arrived bool) {
 			t.Fatalf("waiter broke out %v after the kill, want < 1 s", el)
 		}
 		t.Logf("waiter broke out %v after the kill", el)
+	}
+	// Reap only after every waiter has reported: a race-instrumented child
+	// sleeps a second at exit (GORACE atexit_sleep_ms), which must not be
+	// counted against the next waiter's latency.
+	for _, c := range waiters {
 		c.WaitOK()
 	}
 	if !b.Broken() {
