@@ -77,8 +77,9 @@ func qRoleKillProducer(args []string) error {
 	return nil
 }
 
-// q-kill-consumer PATH: gets until the queue is closed and drained,
-// marking each message in the bitmap and counting anomalies.
+// q-kill-consumer PATH: gets (GetInto and Borrow, alternately) until the
+// queue is closed and drained, marking each message in the bitmap and
+// counting anomalies.
 func qRoleKillConsumer(args []string) error {
 	mem, err := qChildMap(args[0])
 	if err != nil {
@@ -94,8 +95,19 @@ func qRoleKillConsumer(args []string) error {
 		last[i] = -1
 	}
 	var buf, want [qkMaxMsg]byte
-	for {
-		n, err := q.GetInto(nil, buf[:])
+	for i := 0; ; i++ {
+		// Every other message is borrowed: GetInto holds no claim while
+		// it copies, Borrow does, so kills land in both.
+		var n int
+		if i%2 == 0 {
+			n, err = q.GetInto(nil, buf[:])
+		} else {
+			var b Borrowed
+			if b, err = q.Borrow(nil); err == nil {
+				n = copy(buf[:], b.Bytes())
+				err = b.Release()
+			}
+		}
 		if errors.Is(err, ErrClosed) {
 			return nil
 		}
