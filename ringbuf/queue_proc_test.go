@@ -40,11 +40,19 @@ func atoi(s string) int {
 	return n
 }
 
-func qMonoNow() int64 {
+// qMonoNow returns CLOCK_MONOTONIC in ns, comparable across processes.
+// It reads the clock through time.Now's vDSO call, as the C anchors'
+// clock_gettime does: unix.ClockGettime is a real syscall, a few hundred
+// ns on this VM, which W8 counted twice per round trip. The offset to the
+// absolute clock is read once, off by at most one syscall's duration.
+func qMonoNow() int64 { return qMonoBase + int64(time.Since(qMonoEpoch)) }
+
+var qMonoEpoch, qMonoBase = func() (time.Time, int64) {
+	e := time.Now()
 	var ts unix.Timespec
 	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return ts.Nano()
-}
+	return e, ts.Nano()
+}()
 
 // mix64 is splitmix64's finalizer: an order-independent checksum of ids.
 func mix64(x uint64) uint64 {
