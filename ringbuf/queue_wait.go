@@ -14,6 +14,11 @@ import (
 
 var qFutexWake = futex.Wake
 
+// qMinSpin is the number of spin iterations (about 60 ns each) a waiting
+// Put or Get makes before it sleeps, however low the process's adaptive
+// spin budget has fallen.
+const qMinSpin = 100
+
 // qWaiter is the state of one blocking call between attempts: it spins
 // first, then registers as a sleeper on an event count, re-attempts, and
 // sleeps. While the call stays blocked behind the same claimed slot for a
@@ -54,7 +59,9 @@ func (w *qWaiter) done() {
 // futex.ErrTimeout at the deadline, or ctx.Err().
 func (w *qWaiter) pause(st qStatus, s unsafe.Pointer, blk uint64) error {
 	if w.spinning {
-		if futex.Spin(w.spin) {
+		// The first qMinSpin iterations are active whatever the adaptive
+		// budget says (Spin(0) always pauses on a multicore machine).
+		if w.spin < qMinSpin && futex.Spin(0) || futex.Spin(w.spin) {
 			w.spin++
 			return nil
 		}
