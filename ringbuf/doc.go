@@ -23,8 +23,9 @@
 // GetInto and Typed.Get copy the message out, then take it with one
 // compare-and-swap; Borrow claims and releases: two); no syscall, clock
 // read or allocation (GetInto). A Put into a full queue or a
-// Get from an empty one spins briefly, then sleeps on a futex event count;
-// the other side wakes it only when a sleeper is registered.
+// Get from an empty one spins (at least about 6 µs, as the C rings it is
+// measured against), then sleeps on a futex event count; the other side
+// wakes it only when a sleeper is registered.
 //
 // Messages put by one goroutine are received in the order it put them
 // (by whichever consumers take them). Close closes the queue for every
