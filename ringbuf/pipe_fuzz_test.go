@@ -36,7 +36,7 @@ func pipeFuzzErrOK(err error) bool {
 //	3 N            end 0 TryRecvs into 2N bytes; 4 N: end 1 does
 //	5              Poll(0) then RecvBytes on end 1, State of both ends
 //	6              AttachPipe on a copy of the memory, then try it
-//	7              end 1 RecvTimeout(1 ms); 8: end 0 SendTimeout(1 ms)
+//	7              end 1 RecvTimeout(100 µs); 8: end 0 SendTimeout(100 µs)
 func FuzzPipeCorrupt(f *testing.F) {
 	f.Add([]byte{1, 10, 4, 20, 2, 30, 3, 40})
 	f.Add([]byte{1, 100, 0, 192, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 4, 128})
@@ -108,10 +108,10 @@ func FuzzPipeCorrupt(f *testing.F) {
 					}
 				}
 			case 7:
-				n, err := b.RecvTimeout(buf, time.Millisecond)
+				n, err := b.RecvTimeout(buf, 100*time.Microsecond)
 				check("RecvTimeout", n, err, len(buf))
 			case 8:
-				check("SendTimeout", 0, a.SendTimeout(msg[:40], time.Millisecond), 0)
+				check("SendTimeout", 0, a.SendTimeout(msg[:40], 100*time.Microsecond), 0)
 			}
 		}
 	})
