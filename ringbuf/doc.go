@@ -59,11 +59,12 @@
 //     taken and not yet returned to its caller). A Get killed while it
 //     copies a message out loses nothing: it takes the message only after
 //     the copy, so the message stays for the next consumer.
-//   - A sleeper killed while registered leaves the waiter count one too
-//     high; that costs the other side a futex wake syscall per operation
-//     afterwards, nothing else. Sleepers also wake every check interval,
-//     so a producer killed between its commit and its wake delays a
-//     sleeping consumer by at most that long.
+//   - A sleeper killed while registered costs the next notification on
+//     its side one futex wake syscall that finds nobody, nothing else: a
+//     notification consumes every registration made before it (see
+//     qEvent in queue.go). Sleepers also wake every check interval, so a
+//     producer killed between its commit and its wake delays a sleeping
+//     consumer by at most that long.
 //
 // For a JoinableQueue, a consumer killed between Get and TaskDone leaves
 // its task unfinished forever, as in Python: use JoinTimeout or a context.
@@ -115,11 +116,6 @@
 //     of its start tag (kept in the slot word): if that pid has been
 //     reused meanwhile by a process whose start tag agrees in those bits
 //     (1 reuse in 512), the slot stays blocked while that process lives.
-//   - A getter or putter killed while registered as a sleeper leaves the
-//     sleeper count one too high for good: every later operation on the
-//     other side then makes a futex wake syscall (about a microsecond),
-//     though nobody sleeps. A queue that has seen many such kills is
-//     slower, never wrong; the State method shows the counts.
 //   - Sequence words are 32 bits: a producer or consumer stalled between
 //     reading a slot and its compare-and-swap for 2^32 operations of the
 //     others could be fooled (ABA). That is hours at full speed.

@@ -2,6 +2,7 @@ package ringbuf
 
 import (
 	"fmt"
+	"math"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -24,8 +25,8 @@ import (
 //	offset 32   uint32  closed: 0, then 1 forever after Close
 //	offset 64   uint64  tail: producers' position hint
 //	offset 128  uint64  head: consumers' position hint
-//	offset 192  uint32  not-empty event count; uint32 sleeping getters
-//	offset 256  uint32  not-full event count;  uint32 sleeping putters
+//	offset 192  uint32  not-empty epoch (futex word); uint32 getters asleep in it
+//	offset 256  uint32  not-full epoch (futex word);  uint32 putters asleep in it
 //	offset 320  uint64  joinable: unfinished tasks (low half, a futex word)
 //	                    and taken-but-not-done tasks (high half)
 //	offset 328  uint32  joinable: sleeping joiners
@@ -105,11 +106,13 @@ import (
 // hint, well inside the attempt budget (4C + 65536) that bounds every
 // scan against garbage.
 const (
-	// QueueVersion is the layout version of a Queue. Version 2 keeps
-	// version 1's words but stores the head and tail hints instead of
-	// compare-and-swapping them (so they may move back): a version 1
-	// process could not share it.
-	QueueVersion = 2
+	// QueueVersion is the layout version of a Queue. Versions 2 and 3
+	// keep version 1's words but change how they are used, so processes
+	// of different versions cannot share a queue: since 2 the head and
+	// tail hints are stored, not compared-and-swapped (they may move
+	// back); since 3 the sleeper counts are per epoch, zeroed by the
+	// notifier (qEvent).
+	QueueVersion = 3
 	// MaxCapacity is the largest capacity a Queue accepts.
 	MaxCapacity = 1 << 24
 	// MaxMsgLimit is the largest maximum message size a Queue accepts.
@@ -182,13 +185,49 @@ func (o *Options) check() time.Duration {
 	return o.CheckInterval
 }
 
-// qEvent is an event count: a futex word bumped by every notification, and
-// the number of sleepers (so a notifier makes no syscall when it is zero).
-// A sleeper that dies leaves the count one too high, which costs later
-// notifiers a wake syscall each, nothing else.
+// qEvent is an event count, one 64-bit word: an epoch (the low half, the
+// futex word) and the number of sleepers registered in that epoch (the
+// high half).
+//
+// A sleeper registers with one atomic add to the high half, which also
+// tells it the epoch; then it looks at the queue once more, and sleeps on
+// the epoch. A notifier that finds sleepers (a plain load after its
+// publishing CAS) starts a new epoch with none, by one compare-and-swap,
+// and wakes them all: every registration made so far is consumed by that
+// one notification, so the notifiers after it make no syscall until
+// someone registers again, even while the woken sleepers are still on
+// their way out of the kernel. A sleeper that leaves (woken, timed out,
+// cancelled) takes its registration back only if its epoch is still
+// current; otherwise a notification already consumed it. A sleeper killed
+// while registered so costs the next notification one wake, nothing
+// more, and a garbage count heals at the next notification.
 type qEvent struct {
-	seq     uint32 // futex word; bumped by the notifier (any process)
-	waiters uint32 // incremented by a sleeper before it re-checks and sleeps
+	seq     uint32 // futex word: the epoch, bumped by each notification that finds sleepers, and by Close
+	waiters uint32 // sleepers registered in this epoch: added by sleepers, zeroed by notifiers
+}
+
+func (e *qEvent) word() *uint64 { return (*uint64)(unsafe.Pointer(e)) }
+
+// sleepers returns the sleepers registered in the current epoch.
+func (e *qEvent) sleepers() uint32 { return uint32(atomic.LoadUint64(e.word()) >> 32) }
+
+// register announces a sleeper and returns the epoch it sleeps in.
+func (e *qEvent) register() uint32 {
+	return uint32(atomic.AddUint64(e.word(), 1<<32)) // announces a sleeper to notifiers
+}
+
+// leave takes back a registration made in epoch, unless a notification
+// already consumed it.
+func (e *qEvent) leave(epoch uint32) {
+	for {
+		w := atomic.LoadUint64(e.word())
+		if uint32(w) != epoch || w>>32 == 0 {
+			return
+		}
+		if atomic.CompareAndSwapUint64(e.word(), w, w-1<<32) {
+			return
+		}
+	}
 }
 
 // Queue is a bounded multi-producer multi-consumer queue of byte messages
@@ -535,8 +574,8 @@ func (q *Queue) commitPut(s unsafe.Pointer, pos uint64, n int) bool {
 	if !atomic.CompareAndSwapUint64(qSlotWord(s), qWord(uint32(pos), qSelfClaim), qWord(uint32(pos)+1, qClaimFull|uint32(n))) {
 		return false
 	}
-	if atomic.LoadUint32(&q.notEmpty.waiters) != 0 {
-		q.wake(q.notEmpty, 1)
+	if q.notEmpty.sleepers() != 0 {
+		q.wake(q.notEmpty)
 	}
 	return true
 }
@@ -548,8 +587,8 @@ func (q *Queue) commitPutJoinable(s unsafe.Pointer, pos uint64, n int) bool {
 		atomic.AddUint64(q.join, ^uint64(0))
 		return false
 	}
-	if atomic.LoadUint32(&q.notEmpty.waiters) != 0 {
-		q.wake(q.notEmpty, 1)
+	if q.notEmpty.sleepers() != 0 {
+		q.wake(q.notEmpty)
 	}
 	return true
 }
@@ -558,8 +597,8 @@ func (q *Queue) commitPutJoinable(s unsafe.Pointer, pos uint64, n int) bool {
 func (q *Queue) skipPut(s unsafe.Pointer, pos uint64) {
 	// Publishes "nothing here" for pos; consumers move past it.
 	if atomic.CompareAndSwapUint64(qSlotWord(s), qWord(uint32(pos), qSelfClaim), qWord(uint32(pos)+1, qClaimFull|qClaimSkip)) {
-		if atomic.LoadUint32(&q.notEmpty.waiters) != 0 {
-			q.wake(q.notEmpty, 1)
+		if q.notEmpty.sleepers() != 0 {
+			q.wake(q.notEmpty)
 		}
 	}
 }
@@ -588,8 +627,8 @@ func (q *Queue) claimGet(limit int, claimSlot bool) (s unsafe.Pointer, pos uint6
 				// Frees the skipped slot for the next lap.
 				if atomic.CompareAndSwapUint64(qSlotWord(s), w, qWord(uint32(h)+uint32(q.capacity), 0)) {
 					qStoreHint(q.head, h+1)
-					if atomic.LoadUint32(&q.notFull.waiters) != 0 {
-						q.wake(q.notFull, 1)
+					if q.notFull.sleepers() != 0 {
+						q.wake(q.notFull)
 					}
 					h++
 				}
@@ -663,8 +702,8 @@ func (q *Queue) releaseGet(s unsafe.Pointer, pos uint64) bool {
 	if q.joinable {
 		atomic.AddUint64(q.join, 1<<32) // one more task taken and not yet done
 	}
-	if atomic.LoadUint32(&q.notFull.waiters) != 0 {
-		q.wake(q.notFull, 1)
+	if q.notFull.sleepers() != 0 {
+		q.wake(q.notFull)
 	}
 	return true
 }
@@ -688,8 +727,8 @@ func (q *Queue) takeGet(s unsafe.Pointer, pos uint64, w uint64) bool {
 	if q.joinable {
 		atomic.AddUint64(q.join, 1<<32) // one more task taken and not yet done
 	}
-	if atomic.LoadUint32(&q.notFull.waiters) != 0 {
-		q.wake(q.notFull, 1)
+	if q.notFull.sleepers() != 0 {
+		q.wake(q.notFull)
 	}
 	return true
 }
@@ -705,9 +744,22 @@ func (q *Queue) finishGet(s unsafe.Pointer, pos uint64, w uint64) bool {
 	return q.releaseGet(s, pos)
 }
 
-func (q *Queue) wake(e *qEvent, n int) {
-	atomic.AddUint32(&e.seq, 1) // tells sleepers that the queue changed
-	qFutexWake(&e.seq, n)
+// wake starts a new epoch of e with no sleepers and wakes every sleeper of
+// the old one, if it had any (all: Close, whatever the count says).
+func (q *Queue) wake(e *qEvent) { q.wakeEpoch(e, false) }
+
+func (q *Queue) wakeEpoch(e *qEvent, all bool) {
+	for {
+		w := atomic.LoadUint64(e.word())
+		if w>>32 == 0 && !all {
+			return // another notifier consumed the registrations
+		}
+		// Publishes a new epoch without sleepers: they are all woken.
+		if atomic.CompareAndSwapUint64(e.word(), w, uint64(uint32(w)+1)) {
+			qFutexWake(&e.seq, math.MaxInt32)
+			return
+		}
+	}
 }
 
 // Cap returns the capacity: how many messages the queue holds at most.
@@ -786,8 +838,8 @@ func (q *Queue) Close() error {
 	if atomic.SwapUint32(q.closed, 1) != 0 { // publishes the closed state
 		return nil
 	}
-	q.wake(q.notEmpty, 1<<30)
-	q.wake(q.notFull, 1<<30)
+	q.wakeEpoch(q.notEmpty, true)
+	q.wakeEpoch(q.notFull, true)
 	return nil
 }
 
@@ -797,8 +849,8 @@ type State struct {
 	Cap         int  // capacity
 	MaxMsgSize  int  // largest message accepted
 	Closed      bool // Close was called
-	GetWaiters  int  // getters registered as sleeping (may include dead ones)
-	PutWaiters  int  // putters registered as sleeping (may include dead ones)
+	GetWaiters  int  // getters registered as sleeping since the last notification (may include dead ones)
+	PutWaiters  int  // putters registered as sleeping since the last notification (may include dead ones)
 	Unfinished  int  // joinable queues: tasks put and not yet done
 	Taken       int  // joinable queues: tasks taken and not yet done
 	JoinWaiters int  // joinable queues: joiners registered as sleeping
@@ -813,8 +865,8 @@ func (q *Queue) State() State {
 		Cap:         int(q.capacity),
 		MaxMsgSize:  q.maxMsg,
 		Closed:      q.Closed(),
-		GetWaiters:  int(atomic.LoadUint32(&q.notEmpty.waiters)),
-		PutWaiters:  int(atomic.LoadUint32(&q.notFull.waiters)),
+		GetWaiters:  int(q.notEmpty.sleepers()),
+		PutWaiters:  int(q.notFull.sleepers()),
 		Unfinished:  int(uint32(j)),
 		Taken:       int(uint32(j >> 32)),
 		JoinWaiters: int(atomic.LoadUint32(q.joinWaiters)),

@@ -8,9 +8,11 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/mpipc/mpipc/futex"
 	"github.com/mpipc/mpipc/internal/proctest"
 	"golang.org/x/sys/unix"
 )
@@ -362,5 +364,48 @@ func TestQueueCloseWakesProcesses(t *testing.T) {
 	t.Logf("Close to wake across processes: median %v, max %v over %d sleepers", med, lat[len(lat)-1], len(lat))
 	if med > 10*time.Millisecond {
 		t.Fatalf("median wake latency after Close %v, want <= 10ms (all: %v)", med, lat)
+	}
+}
+
+// TestQueueDeadSleeperCostsOneWake: a getter killed while asleep leaves
+// its registration behind. The next Put's notification consumes it (one
+// wake syscall); the Puts after it make none.
+func TestQueueDeadSleeperCostsOneWake(t *testing.T) {
+	mem, path := qTestMap(t, SizeOf(4, 8))
+	q, err := Init(mem, 4, 8, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := proctest.Start(t, "q-blocker", path, "get")
+	deadline := time.Now().Add(30 * time.Second)
+	for q.State().GetWaiters < 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("child did not block: %+v", q.State())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond) // let it reach the kernel
+	c.Kill()
+	<-c.Done()
+	if st := q.State(); st.GetWaiters != 1 {
+		t.Fatalf("after the kill: %+v, want the dead getter still registered", st)
+	}
+	var wakes atomic.Int32
+	qFutexWake = func(addr *uint32, n int) int { wakes.Add(1); return futex.Wake(addr, n) }
+	t.Cleanup(func() { qFutexWake = futex.Wake })
+	buf := make([]byte, 8)
+	for i := range 100 {
+		if err := q.TryPut([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := q.TryGetInto(buf); err != nil {
+			t.Fatalf("get %d: %v", i, err)
+		}
+	}
+	if n := wakes.Load(); n != 1 {
+		t.Errorf("%d wake syscalls for 100 Puts after a sleeper died, want 1", n)
+	}
+	if st := q.State(); st.GetWaiters != 0 {
+		t.Errorf("registrations left: %+v", st)
 	}
 }

@@ -32,7 +32,7 @@ type qWaiter struct {
 	spin       int
 	spinning   bool
 	registered bool
-	seq        uint32 // event count seen before the last re-attempt
+	seq        uint32 // the epoch this waiter registered in
 	blkSlot    unsafe.Pointer
 	blkWord    uint64
 	blkSince   time.Time
@@ -45,7 +45,7 @@ func (q *Queue) newWaiter(ev *qEvent, ctx context.Context, deadline time.Time) q
 // done ends the wait after a successful (or final) attempt.
 func (w *qWaiter) done() {
 	if w.registered {
-		atomic.AddUint32(&w.ev.waiters, ^uint32(0))
+		w.ev.leave(w.seq)
 		w.registered = false
 	}
 	if w.spinning && w.spin > 0 {
@@ -71,8 +71,7 @@ func (w *qWaiter) pause(st qStatus, s unsafe.Pointer, blk uint64) error {
 	if !w.registered {
 		// Register, then attempt once more: a notifier that changes the
 		// queue after our attempt sees the registration and wakes us.
-		w.seq = atomic.LoadUint32(&w.ev.seq)
-		atomic.AddUint32(&w.ev.waiters, 1) // announces a sleeper to notifiers
+		w.seq = w.ev.register()
 		w.registered = true
 		return nil
 	}
@@ -94,7 +93,7 @@ func (w *qWaiter) pause(st qStatus, s unsafe.Pointer, blk uint64) error {
 		wake = w.deadline
 	}
 	err := futex.Wait(w.ctx, &w.ev.seq, w.seq, wake)
-	atomic.AddUint32(&w.ev.waiters, ^uint32(0))
+	w.ev.leave(w.seq)
 	w.registered = false
 	if err == nil {
 		return nil
@@ -111,8 +110,8 @@ func (w *qWaiter) pause(st qStatus, s unsafe.Pointer, blk uint64) error {
 // what it was woken for, so that another sleeper gets it.
 func (w *qWaiter) giveUp(ready bool) {
 	w.done()
-	if ready && atomic.LoadUint32(&w.ev.waiters) != 0 {
-		w.q.wake(w.ev, 1)
+	if ready && w.ev.sleepers() != 0 {
+		w.q.wake(w.ev)
 	}
 }
 
@@ -134,13 +133,13 @@ func (q *Queue) reclaim(s unsafe.Pointer, w uint64) {
 	if prodClaim {
 		// Publishes "nothing here": the dead producer's message is lost.
 		if atomic.CompareAndSwapUint64(qSlotWord(s), w, qWord(seq+1, qClaimFull|qClaimSkip)) {
-			q.wake(q.notEmpty, 1)
+			q.wake(q.notEmpty)
 		}
 		return
 	}
 	// Frees the slot for the next lap: the dead consumer's message is lost.
 	if atomic.CompareAndSwapUint64(qSlotWord(s), w, qWord(seq-1+q.capacity, 0)) {
-		q.wake(q.notFull, 1)
+		q.wake(q.notFull)
 	}
 }
 
