@@ -219,7 +219,9 @@ func (e *qEvent) register() uint32 {
 // leave takes back a registration made in epoch, unless a notification
 // already consumed it.
 func (e *qEvent) leave(epoch uint32) {
-	for {
+	// Bounded against a peer that rewrites the word without end: a
+	// registration left behind costs the next notification one wake.
+	for range qEventTries {
 		w := atomic.LoadUint64(e.word())
 		if uint32(w) != epoch || w>>32 == 0 {
 			return
@@ -749,7 +751,7 @@ func (q *Queue) finishGet(s unsafe.Pointer, pos uint64, w uint64) bool {
 func (q *Queue) wake(e *qEvent) { q.wakeEpoch(e, false) }
 
 func (q *Queue) wakeEpoch(e *qEvent, all bool) {
-	for {
+	for range qEventTries {
 		w := atomic.LoadUint64(e.word())
 		if w>>32 == 0 && !all {
 			return // another notifier consumed the registrations
@@ -760,7 +762,13 @@ func (q *Queue) wakeEpoch(e *qEvent, all bool) {
 			return
 		}
 	}
+	// The word never held still (a peer rewrites it): wake whoever sleeps
+	// anyway; they re-check the queue and their deadlines.
+	qFutexWake(&e.seq, math.MaxInt32)
 }
+
+// qEventTries bounds the compare-and-swap loops on an event word.
+const qEventTries = 1 << 10
 
 // Cap returns the capacity: how many messages the queue holds at most.
 func (q *Queue) Cap() int { return int(q.capacity) }
