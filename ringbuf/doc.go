@@ -12,7 +12,7 @@
 // least 2) and maximum message size are fixed at creation; a message is
 // any []byte up to that size, and a longer one is refused with
 // [ErrTooLarge]. A queue of capacity C and maximum message size M takes
-// SizeOf(C, M) = 384 + C × roundup(24+M, 64) bytes: 131,456 bytes for
+// SizeOf(C, M) = 384 + C × roundup(64+M, 64) bytes: 131,456 bytes for
 // 1024 slots of 64 bytes, about 1 MiB for 256 slots of 4 KiB.
 //
 // Put and Get come in three forms (context, timeout, try), as every

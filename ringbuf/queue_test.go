@@ -60,15 +60,16 @@ func TestQueueLayout(t *testing.T) {
 		t.Errorf("qEvent is %d bytes", unsafe.Sizeof(qEvent{}))
 	}
 	for _, c := range []struct{ cap, max, want int }{
-		{1024, 64, 384 + 1024*128}, {256, 4096, 384 + 256*4160}, {2, 0, 384 + 2*64}, {2, 40, 384 + 2*64}, {2, 41, 384 + 2*128},
+		{1024, 64, 384 + 1024*128}, {256, 4096, 384 + 256*4160}, {2, 0, 384 + 2*64}, {2, 1, 384 + 2*128}, {2, 64, 384 + 2*128}, {2, 65, 384 + 2*192},
 	} {
 		if got := SizeOf(c.cap, c.max); got != c.want {
 			t.Errorf("SizeOf(%d, %d) = %d, want %d", c.cap, c.max, got, c.want)
 		}
 	}
-	// Slots start on a cache line and each is a whole number of lines.
-	if qStride(64)%64 != 0 || qHeaderSize%64 != 0 {
-		t.Error("slots not cache-line aligned")
+	// Slots start on a cache line and each is a whole number of lines;
+	// the payload starts on the line after the slot word.
+	if qStride(64)%64 != 0 || qHeaderSize%64 != 0 || qSlotHeader != 64 {
+		t.Error("slots or payload not cache-line aligned")
 	}
 }
 
