@@ -135,7 +135,8 @@ func checkMem(mem []byte) error {
 func (c *core[T]) setup(mem []byte, info typeinfo.Info, n int, need uintptr) {
 	c.mem = mem[:need:need]
 	c.info = info
-	c.s = unsafe.Slice((*T)(unsafe.Pointer(&mem[headerSize])), n)
+	// unsafe.Add, not &mem[headerSize]: a zero-length Array ends at the header.
+	c.s = unsafe.Slice((*T)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(mem)), headerSize)), n)
 	k := reflect.TypeFor[T]().Kind()
 	c.bytes = k == reflect.Uint8 || k == reflect.Int8
 }
@@ -390,15 +391,19 @@ func (a *Array[T]) acquire(ctx context.Context) error {
 	return err
 }
 
-func (a *Array[T]) lock() {
-	if err := a.acquire(nil); err != nil {
-		panic("array: acquiring lock: " + err.Error())
-	}
-}
+// lock acquires the lock for an element method, which has no error to
+// return. If the lock cannot be acquired (not recoverable, or a word a
+// corrupting peer wrote), the method goes ahead without it: the access is
+// bounds-checked and stays inside the object, so the worst outcome is an
+// unsynchronized read or write, never a crash. Use Update, which returns
+// the error, when that matters.
+func (a *Array[T]) lock() bool { return a.acquire(nil) == nil }
 
-func (a *Array[T]) unlock() {
-	if err := a.lk.Release(); err != nil {
-		panic("array: releasing lock: " + err.Error())
+// unlock releases what lock took. An error (a peer cleared the word under
+// us) changes nothing for the caller: the access is done.
+func (a *Array[T]) unlock(held bool) {
+	if held {
+		a.lk.Release()
 	}
 }
 
@@ -408,18 +413,18 @@ func (a *Array[T]) Len() int { return len(a.c.s) }
 // At returns element i. It panics if i is out of range.
 func (a *Array[T]) At(i int) T {
 	_ = a.c.s[i]
-	a.lock()
+	held := a.lock()
 	x := a.c.s[i]
-	a.unlock()
+	a.unlock(held)
 	return x
 }
 
 // Set sets element i to x. It panics if i is out of range.
 func (a *Array[T]) Set(i int, x T) {
 	_ = a.c.s[i]
-	a.lock()
+	held := a.lock()
 	a.c.s[i] = x
-	a.unlock()
+	a.unlock(held)
 }
 
 // CopyOut copies elements from index from on into dst, as
@@ -427,9 +432,9 @@ func (a *Array[T]) Set(i int, x T) {
 // if from > Len.
 func (a *Array[T]) CopyOut(dst []T, from int) int {
 	_ = a.c.s[from:]
-	a.lock()
+	held := a.lock()
 	n := a.c.copyOut(dst, from)
-	a.unlock()
+	a.unlock(held)
 	return n
 }
 
@@ -438,9 +443,9 @@ func (a *Array[T]) CopyOut(dst []T, from int) int {
 // at > Len.
 func (a *Array[T]) CopyIn(src []T, at int) int {
 	_ = a.c.s[at:]
-	a.lock()
+	held := a.lock()
 	n := a.c.copyIn(src, at)
-	a.unlock()
+	a.unlock(held)
 	return n
 }
 
@@ -449,9 +454,9 @@ func (a *Array[T]) CopyIn(src []T, at int) int {
 func (a *Array[T]) Slice(i, j int) []T {
 	_ = a.c.s[i:j]
 	out := make([]T, j-i)
-	a.lock()
+	held := a.lock()
 	copy(out, a.c.s[i:j])
-	a.unlock()
+	a.unlock(held)
 	return out
 }
 
@@ -465,9 +470,9 @@ func (a *Array[T]) All() iter.Seq2[int, T] {
 	return func(yield func(int, T) bool) {
 		var buf [chunk]T
 		for base := 0; base < len(a.c.s); base += chunk {
-			a.lock()
+			held := a.lock()
 			n := copy(buf[:], a.c.s[base:])
-			a.unlock()
+			a.unlock(held)
 			for k := range n {
 				if !yield(base+k, buf[k]) {
 					return
@@ -491,7 +496,7 @@ func (a *Array[T]) UpdateContext(ctx context.Context, i, j int, fn func([]T)) er
 	if err := a.acquire(ctx); err != nil {
 		return err
 	}
-	defer a.unlock()
+	defer a.unlock(true)
 	fn(s)
 	return nil
 }
@@ -506,8 +511,8 @@ func (a *Array[T]) Lock() value.Locker { return a.lk }
 // one-byte integer type (byte, uint8, int8).
 func (a *Array[T]) Value() []byte {
 	a.c.byteView("Value")
-	a.lock()
-	defer a.unlock()
+	held := a.lock()
+	defer a.unlock(held)
 	return a.c.value()
 }
 
@@ -517,8 +522,8 @@ func (a *Array[T]) Value() []byte {
 // one-byte integer type.
 func (a *Array[T]) SetValue(v []byte) error {
 	a.c.byteView("SetValue")
-	a.lock()
-	defer a.unlock()
+	held := a.lock()
+	defer a.unlock(held)
 	return a.c.setValue(v)
 }
 
@@ -526,8 +531,8 @@ func (a *Array[T]) SetValue(v []byte) error {
 // unless T is a one-byte integer type.
 func (a *Array[T]) Raw() []byte {
 	a.c.byteView("Raw")
-	a.lock()
-	defer a.unlock()
+	held := a.lock()
+	defer a.unlock(held)
 	return a.c.raw()
 }
 

@@ -70,9 +70,11 @@
 //     returns.
 //   - All copies 64 elements per lock hold: each chunk is consistent, the
 //     whole iteration is not a snapshot (use Slice for one).
-//   - Element methods panic with an "array:" message if the lock cannot
-//     be acquired (not recoverable); a lock whose holder died is marked
-//     consistent and used.
+//   - Element methods (At, Set, CopyIn, CopyOut, Slice, All) have no error
+//     to return: a lock whose holder died is marked consistent and used;
+//     a lock that cannot be acquired at all (not recoverable, or a word a
+//     corrupting peer wrote) is skipped, so the access is unsynchronized
+//     but still bounds-checked. Update returns the lock's error instead.
 //   - A Go loop is not vectorized: a bulk sum reads shared memory at
 //     about two thirds of the speed of gcc's vectorized C loop (W9).
 package array

@@ -479,7 +479,7 @@ func hostileUser(args []string) error {
 func runOp(op func(*rand.Rand) error, rng *rand.Rand) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			if documentedPanic(r) || isUnlockPanic(r) {
+			if documentedPanic(r) {
 				err = &panicErr{fmt.Sprint(r)}
 				return
 			}
@@ -493,30 +493,12 @@ type panicErr struct{ msg string }
 
 func (p *panicErr) Error() string { return "panic: " + p.msg }
 
-// isUnlockPanic matches the panics of value and array when a peer wrote
-// their lock word: "array: acquiring lock: ...", "array: releasing lock:
-// ...", "value: writer lock: ...".
-func isUnlockPanic(r any) bool {
-	s, ok := r.(string)
-	return ok && (strings.HasPrefix(s, "array: acquiring lock: ") || strings.HasPrefix(s, "array: releasing lock: ") ||
-		strings.HasPrefix(s, "value: writer lock: "))
-}
-
 func classify(k *hostileKind, err error) string {
 	if err == nil {
 		return "ok"
 	}
 	var pe *panicErr
 	if errors.As(err, &pe) {
-		if isUnlockPanic(pe.msg) {
-			// value's and array's lock panics (the not-recoverable ones are
-			// documented in their caveats), against DESIGN.md's trust
-			// boundary: see TestRegressionValueStorePanicsOnScribbledWriterLock,
-			// TestRegressionValueUpdatePanicsWhenWriterLockClearedUnderIt,
-			// TestRegressionArrayAtPanicsOnScribbledLock and
-			// TestRegressionArrayUpdatePanicsWhenLockClearedUnderIt.
-			return "KNOWN-DEFECT-PANIC(" + strings.ReplaceAll(pe.msg, " ", "_") + ")"
-		}
 		return "PANIC(" + strings.ReplaceAll(pe.msg, " ", "_") + ")"
 	}
 	if errors.Is(err, shm.ErrCorrupt) {

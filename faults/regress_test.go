@@ -12,9 +12,9 @@ import (
 	"github.com/mpipc/mpipc/value"
 )
 
-// Regression tests of defects the campaign found in other packages. They
-// fail until the owning package is fixed, so they run only with
-// -faults.known (see knownDefect); the report gives file, line and a fix.
+// Regression tests of defects the campaign found in other packages, each
+// named after what it caught. All are fixed and run by default; a new
+// defect whose fix is pending goes behind knownDefect (-faults.known).
 
 // notRecoverableWord is a robust lock word (internal/robust layout) that is
 // free and not recoverable: bit 29, no holder. mpipc writes it only when a
@@ -36,7 +36,6 @@ func panicOf(f func()) (r any) {
 // unlockWriter panic. DESIGN.md: shared memory written by a hostile peer
 // must never make this process panic. Found by TestHostilePeer/value.
 func TestRegressionValueStorePanicsOnScribbledWriterLock(t *testing.T) {
-	knownDefect(t)
 	n, _ := value.SizeOf[quad]()
 	mem := alignedCopy(nil, n)
 	v, err := value.Init(mem, quad{1, 1, 1, 1}, nil)
@@ -59,7 +58,6 @@ func TestRegressionValueStorePanicsOnScribbledWriterLock(t *testing.T) {
 // (offset 64) makes every element access of every process panic. Found by
 // TestHostilePeer/array.
 func TestRegressionArrayAtPanicsOnScribbledLock(t *testing.T) {
-	knownDefect(t)
 	n, _ := array.SizeOf[int64](4)
 	mem := alignedCopy(nil, n)
 	a, err := array.Init[int64](mem, 4, []int64{1, 2, 3, 4}, nil)
@@ -81,7 +79,6 @@ func TestRegressionArrayAtPanicsOnScribbledLock(t *testing.T) {
 // lock: mpipc: release of unlocked lock", value/cell.go unlockWriter).
 // Found by TestHostilePeer/value.
 func TestRegressionValueUpdatePanicsWhenWriterLockClearedUnderIt(t *testing.T) {
-	knownDefect(t)
 	n, _ := value.SizeOf[quad]()
 	mem := alignedCopy(nil, n)
 	v, err := value.Init(mem, quad{}, nil)
@@ -105,7 +102,6 @@ func TestRegressionValueUpdatePanicsWhenWriterLockClearedUnderIt(t *testing.T) {
 // array/array.go, func (a *Array[T]) unlock). Found by
 // TestHostilePeer/array.
 func TestRegressionArrayUpdatePanicsWhenLockClearedUnderIt(t *testing.T) {
-	knownDefect(t)
 	n, _ := array.SizeOf[int64](4)
 	mem := alignedCopy(nil, n)
 	a, err := array.Init[int64](mem, 4, nil, nil)
@@ -130,7 +126,6 @@ func TestRegressionArrayUpdatePanicsWhenLockClearedUnderIt(t *testing.T) {
 // the memory when there are no elements. Attach on hostile bytes (length
 // word 0) panics the same way. Found by FuzzArrayAttach (input below).
 func TestRegressionArrayZeroLengthPanics(t *testing.T) {
-	knownDefect(t)
 	n, err := array.SizeOf[int64](0)
 	if err != nil {
 		t.Fatal(err)

@@ -321,24 +321,30 @@ func (c *cell[T]) slotAt(seq uint64) unsafe.Pointer { return unsafe.Add(c.data, 
 
 // lockWriter takes the writer lock. A writer that died holding it wrote at
 // most the slot that was not yet published, so the data is intact and the
-// lock is simply marked consistent.
+// lock is simply marked consistent. The lock is private to the cell and
+// always marked consistent, so a not-recoverable or malformed word can only
+// be a corrupting peer's: it is seized rather than refused forever, which
+// the double buffer makes safe.
 func (c *cell[T]) lockWriter() {
-	err := c.wr.Lock(nil, time.Time{})
-	switch {
-	case err == nil:
-	case errors.Is(err, robust.ErrOwnerDead):
-		if err := c.wr.Consistent(); err != nil {
-			panic("value: writer lock: " + err.Error())
+	for {
+		err := c.wr.Lock(nil, time.Time{})
+		switch {
+		case err == nil:
+			return
+		case errors.Is(err, robust.ErrOwnerDead):
+			c.wr.Consistent() // fails only if a peer rewrote the word meanwhile
+			return
 		}
-	default:
-		panic("value: writer lock: " + err.Error())
+		if c.wr.Seize() {
+			return
+		}
 	}
 }
 
+// unlockWriter releases the writer lock. The write is already published, so
+// a word a peer cleared or rewrote under us is no reason to fail.
 func (c *cell[T]) unlockWriter() {
-	if err := c.wr.Unlock(); err != nil {
-		panic("value: writer lock: " + err.Error())
-	}
+	c.wr.Unlock()
 }
 
 func (c *cell[T]) loadWide() (x T) {

@@ -84,6 +84,8 @@
 //   - Update marks a lock whose holder died consistent and proceeds; to
 //     repair state kept across several objects, acquire the lock yourself
 //     and handle lock.ErrOwnerDead.
-//   - A writer lock word made not recoverable by a corrupting peer makes
-//     Store panic with a "value:" message.
+//   - The private writer lock of a T wider than 8 bytes is always marked
+//     consistent, so a not-recoverable or malformed word there can only be
+//     a corrupting peer's: the next writer seizes it (the double buffer
+//     keeps the published value intact) instead of refusing forever.
 package value

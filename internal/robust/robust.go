@@ -248,6 +248,19 @@ func (m Mutex) Consistent() error {
 	}
 }
 
+// Seize takes the lock if its word is not recoverable or is not a word
+// this package could have written, and reports whether it did. It is for
+// private locks whose data stays intact whatever a writer did (a
+// double-buffered value, say), where such a word can only come from a
+// corrupting peer: there, repairing beats refusing forever.
+func (m Mutex) Seize() bool {
+	old := atomic.LoadUint64(m.w)
+	if old&notRecoverable == 0 && Valid(old) {
+		return false
+	}
+	return atomic.CompareAndSwapUint64(m.w, old, proc.SelfPacked())
+}
+
 // State is a snapshot of the lock word, for inspection.
 type State struct {
 	Held           bool
