@@ -31,9 +31,10 @@
 //   - SIGBUS (sigbus_test.go), the thread budget (threads_test.go) and
 //     leaks of files, descriptors and mappings (leak_test.go, TestMain).
 //
-// Regression tests of defects found in other packages and not yet fixed
-// there are named after what they caught (TestRegression...) and run only
-// with -faults.known; without it they are reported as skipped.
+// Regression tests of defects found in other packages are named after what
+// they caught (TestRegression...) and run by default once fixed; one whose
+// fix is pending (none at present) runs only with -faults.known and is
+// reported as skipped without it.
 //
 // # A named segment truncated behind our back
 //
