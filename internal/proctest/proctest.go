@@ -33,6 +33,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 const envRole = "MPIPC_PROCTEST_ROLE"
@@ -306,3 +308,41 @@ const Ready = "ready"
 
 // SignalReady prints Ready on stdout (child side).
 func SignalReady() { fmt.Println(Ready) }
+
+// SharedFile creates a file of size bytes in /dev/shm, maps it MAP_SHARED,
+// and returns its path (to pass to children) and the mapping; both go away
+// when the test ends. It is for tests of objects placed with Init/Attach in
+// memory the test owns.
+func SharedFile(tb testing.TB, size int) (string, []byte) {
+	tb.Helper()
+	path := filepath.Join("/dev/shm", TempName(tb))
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(int64(size)); err != nil {
+		tb.Fatal(err)
+	}
+	mem, err := unix.Mmap(int(f.Fd()), 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { unix.Munmap(mem) })
+	return path, mem
+}
+
+// MapFile maps the whole file at path MAP_SHARED (the child side of
+// SharedFile).
+func MapFile(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	return unix.Mmap(int(f.Fd()), 0, int(fi.Size()), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+}
