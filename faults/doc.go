@@ -41,7 +41,11 @@
 // A named segment is a file that any process allowed to write it can
 // ftruncate while others have it mapped (a sealed memfd from
 // shm.CreateAnonymous cannot shrink). An access to a page past the new end
-// of the file raises SIGBUS. The Go runtime turns a SIGBUS in Go code into
+// of the file usually raises SIGBUS; not always: tmpfs may back the file
+// with a large folio that the kernel cannot split on a partial truncation,
+// and then the bytes past the new end read as zeros and stay writable
+// (seen on Linux 6.18), so the objects silently lose their state. The Go
+// runtime turns a SIGBUS in Go code into
 // a fatal error, "unexpected fault address" followed by "fatal error:
 // fault" and "[signal SIGBUS: bus error ...]", and the process exits with
 // status 2; recover cannot catch it. A goroutine that has called
