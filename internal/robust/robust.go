@@ -52,6 +52,10 @@ const (
 	waiters        = 1 << 31 // a waiter may sleep in the kernel
 )
 
+// lockSpinStride is how many spin iterations pass between two looks at a
+// held lock word while spinning.
+const lockSpinStride = 8
+
 // DefaultCheckInterval is how often a sleeping waiter checks whether the
 // holder is alive, when the caller does not say.
 const DefaultCheckInterval = 100 * time.Millisecond
@@ -135,9 +139,15 @@ func (m Mutex) Lock(ctx context.Context, deadline time.Time) error {
 
 func (m Mutex) lockSlow(ctx context.Context, deadline time.Time) error {
 	self := proc.SelfPacked()
-	// Spin while the holder is running and nobody sleeps. Check first,
-	// pause after: the release we wait for may already have happened.
-	for i := 0; ; i++ {
+	// Spin while the holder is running and nobody sleeps, looking at the
+	// word only every lockSpinStride iterations (~0.5 µs): a waiter that
+	// pounced on every release would pull the lock's cache line across on
+	// every operation of a holder that re-acquires in a loop (two processes
+	// on one counter ran at 14 M ops/s looking every ~60 ns).
+	for i := 0; futex.Spin(i); i++ {
+		if i%lockSpinStride != lockSpinStride-1 {
+			continue
+		}
 		old := atomic.LoadUint64(m.w)
 		if old == 0 {
 			if atomic.CompareAndSwapUint64(m.w, 0, self) {
@@ -146,7 +156,7 @@ func (m Mutex) lockSlow(ctx context.Context, deadline time.Time) error {
 			}
 			continue
 		}
-		if old&(waiters|notRecoverable) != 0 || !futex.Spin(i) {
+		if old&(waiters|notRecoverable) != 0 {
 			break
 		}
 	}
