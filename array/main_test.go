@@ -2,11 +2,8 @@ package array
 
 import (
 	"fmt"
-	"os"
 	"strconv"
 	"testing"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/mpipc/mpipc/internal/proctest"
 	"github.com/mpipc/mpipc/value"
@@ -19,40 +16,15 @@ func TestMain(m *testing.M) {
 	proctest.Main(m)
 }
 
-// mapFile creates a file in /dev/shm of size bytes, maps it shared and
-// returns the mapping and the path, both cleaned up with the test.
+// mapFile maps a fresh /dev/shm file of size bytes; see proctest.SharedFile.
 func mapFile(tb testing.TB, size int) ([]byte, string) {
 	tb.Helper()
-	f, err := os.CreateTemp("/dev/shm", "mpipc-array-test-")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	path := f.Name()
-	tb.Cleanup(func() { os.Remove(path) })
-	defer f.Close()
-	if err := f.Truncate(int64(size)); err != nil {
-		tb.Fatal(err)
-	}
-	mem, err := unix.Mmap(int(f.Fd()), 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { unix.Munmap(mem) })
+	path, mem := proctest.SharedFile(tb, size)
 	return mem, path
 }
 
-func mapPath(path string) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	return unix.Mmap(int(f.Fd()), 0, int(st.Size()), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-}
+// mapPath maps the file at path (child side); see proctest.MapFile.
+func mapPath(path string) ([]byte, error) { return proctest.MapFile(path) }
 
 // Python's documentation example, the child's half:
 //

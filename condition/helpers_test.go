@@ -4,14 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
 	"unsafe"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/mpipc/mpipc/condition"
 	"github.com/mpipc/mpipc/internal/proctest"
@@ -35,34 +32,15 @@ const checkEvery = 20 * time.Millisecond
 
 var testOpts = &condition.Options{CheckInterval: checkEvery}
 
+// sharedMem maps a fresh /dev/shm file of memSize bytes; see proctest.SharedFile.
 func sharedMem(tb testing.TB) ([]byte, string) {
 	tb.Helper()
-	f, err := os.CreateTemp("/dev/shm", "mpipc-cond-test-*")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	path := f.Name()
-	tb.Cleanup(func() { os.Remove(path) })
-	defer f.Close()
-	if err := f.Truncate(memSize); err != nil {
-		tb.Fatal(err)
-	}
-	mem, err := unix.Mmap(int(f.Fd()), 0, memSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { unix.Munmap(mem) })
+	path, mem := proctest.SharedFile(tb, memSize)
 	return mem, path
 }
 
-func mapFile(path string) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return unix.Mmap(int(f.Fd()), 0, memSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-}
+// mapFile maps the file at path (child side); see proctest.MapFile.
+func mapFile(path string) ([]byte, error) { return proctest.MapFile(path) }
 
 func word(mem []byte, i int) *uint64 { return (*uint64)(unsafe.Pointer(&mem[offWords+8*i])) }
 

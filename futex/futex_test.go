@@ -3,8 +3,8 @@ package futex_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 	"unsafe"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/mpipc/mpipc/futex"
 	"github.com/mpipc/mpipc/internal/proctest"
@@ -26,33 +24,19 @@ func TestMain(m *testing.M) {
 	proctest.Main(m)
 }
 
-// mapShared maps a fresh file of n bytes MAP_SHARED and returns its path and bytes.
+// mapShared maps a fresh /dev/shm file of n bytes; see proctest.SharedFile.
 func mapShared(tb testing.TB, n int) (string, []byte) {
 	tb.Helper()
-	path := filepath.Join("/dev/shm", proctest.TempName(tb))
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer f.Close()
-	if err := f.Truncate(int64(n)); err != nil {
-		tb.Fatal(err)
-	}
-	mem, err := mapFile(path, n)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { unix.Munmap(mem) })
-	return path, mem
+	return proctest.SharedFile(tb, n)
 }
 
+// mapFile maps the file at path, of n bytes (child side).
 func mapFile(path string, n int) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return nil, err
+	mem, err := proctest.MapFile(path)
+	if err == nil && len(mem) != n {
+		return nil, fmt.Errorf("mapped %d bytes, want %d", len(mem), n)
 	}
-	defer f.Close()
-	return unix.Mmap(int(f.Fd()), 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	return mem, err
 }
 
 func word(mem []byte) *uint32 { return (*uint32)(unsafe.Pointer(&mem[0])) }

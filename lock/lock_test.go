@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime"
 	"sort"
 	"strconv"
@@ -15,8 +14,6 @@ import (
 	"testing"
 	"time"
 	"unsafe"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/mpipc/mpipc/internal/proc"
 	"github.com/mpipc/mpipc/internal/proctest"
@@ -39,27 +36,12 @@ func TestMain(m *testing.M) {
 // it guards at 64.
 const memSize = 4096
 
-func mapFile(path string) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return unix.Mmap(int(f.Fd()), 0, memSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-}
+func mapFile(path string) ([]byte, error) { return proctest.MapFile(path) }
 
 // newShared creates a mapped file holding an initialized Lock.
 func newShared(tb testing.TB, opts *lock.Options) (string, []byte, *lock.Lock) {
 	tb.Helper()
-	path := filepath.Join("/dev/shm", proctest.TempName(tb))
-	if err := os.WriteFile(path, make([]byte, memSize), 0o600); err != nil {
-		tb.Fatal(err)
-	}
-	mem, err := mapFile(path)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { unix.Munmap(mem) })
+	path, mem := proctest.SharedFile(tb, memSize)
 	l, err := lock.Init(mem[:lock.Size], opts)
 	if err != nil {
 		tb.Fatal(err)

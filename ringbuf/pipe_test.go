@@ -16,8 +16,6 @@ import (
 	"time"
 	"unsafe"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/mpipc/mpipc/internal/proctest"
 	"github.com/mpipc/mpipc/shm"
 )
@@ -53,41 +51,15 @@ func pipeTestPair(tb testing.TB, opts *PipeOptions) (a, b *Conn, mem []byte) {
 	return a, b, mem
 }
 
-// pipeTestFile creates a /dev/shm file of n bytes, maps it MAP_SHARED and
-// returns the mapping and the path; both go away at cleanup.
+// pipeTestFile maps a fresh /dev/shm file of n bytes; see proctest.SharedFile.
 func pipeTestFile(tb testing.TB, n int) ([]byte, string) {
 	tb.Helper()
-	f, err := os.CreateTemp("/dev/shm", "mpipc-pipe-test-*")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	path := f.Name()
-	tb.Cleanup(func() { os.Remove(path) })
-	defer f.Close()
-	if err := f.Truncate(int64(n)); err != nil {
-		tb.Fatal(err)
-	}
-	mem, err := unix.Mmap(int(f.Fd()), 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { unix.Munmap(mem) })
+	path, mem := proctest.SharedFile(tb, n)
 	return mem, path
 }
 
-// pipeMapFile maps a file made by pipeTestFile, in a child.
-func pipeMapFile(path string) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	return unix.Mmap(int(f.Fd()), 0, int(st.Size()), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-}
+// pipeMapFile maps the file at path (child side); see proctest.MapFile.
+func pipeMapFile(path string) ([]byte, error) { return proctest.MapFile(path) }
 
 // Test messages: message i has a size derived from i, its index in the
 // first 8 bytes, filler derived from i, and a CRC-32 of the rest in the

@@ -4,14 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
 	"unsafe"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/mpipc/mpipc/internal/proctest"
 	"github.com/mpipc/mpipc/rlock"
@@ -22,36 +19,15 @@ import (
 // test words from offset 64 on.
 const memSize = 4096
 
-// sharedMem creates a file in /dev/shm, maps it, and returns the mapping
-// and its path. Children map the same file with mapFile.
+// sharedMem maps a fresh /dev/shm file of memSize bytes; see proctest.SharedFile.
 func sharedMem(tb testing.TB) ([]byte, string) {
 	tb.Helper()
-	f, err := os.CreateTemp("/dev/shm", "mpipc-rlock-test-*")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	path := f.Name()
-	tb.Cleanup(func() { os.Remove(path) })
-	defer f.Close()
-	if err := f.Truncate(memSize); err != nil {
-		tb.Fatal(err)
-	}
-	mem, err := unix.Mmap(int(f.Fd()), 0, memSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { unix.Munmap(mem) })
+	path, mem := proctest.SharedFile(tb, memSize)
 	return mem, path
 }
 
-func mapFile(path string) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return unix.Mmap(int(f.Fd()), 0, memSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-}
+// mapFile maps the file at path (child side); see proctest.MapFile.
+func mapFile(path string) ([]byte, error) { return proctest.MapFile(path) }
 
 // word returns the i-th test word (after the RLock).
 func word(mem []byte, i int) *uint64 { return (*uint64)(unsafe.Pointer(&mem[64+8*i])) }
