@@ -158,37 +158,50 @@ func spec[T any](name string) (shm.Spec, typeinfo.Info, error) {
 		Fingerprint: info.Fingerprint, Size: int64(size)}, info, nil
 }
 
+// create allocates the object named name in seg and initializes it with init.
+func create[T, H any](seg *shm.Segment, name string, init func([]byte) (H, error)) (H, error) {
+	var h H
+	sp, _, err := spec[T](name)
+	if err != nil {
+		return h, err
+	}
+	_, err = seg.Alloc(sp, func(mem []byte) (err error) {
+		h, err = init(mem)
+		return err
+	})
+	if err != nil {
+		return h, fmt.Errorf("value: creating %q: %w", name, err)
+	}
+	return h, nil
+}
+
+// open finds the object named name in seg (kind and type checked) and
+// attaches to it with attach.
+func open[T, H any](seg *shm.Segment, name string, attach func([]byte) (H, error)) (H, error) {
+	sp, _, err := spec[T](name)
+	if err != nil {
+		var h H
+		return h, err
+	}
+	mem, err := seg.Lookup(sp)
+	if err != nil {
+		var h H
+		return h, fmt.Errorf("value: opening %q: %w", name, err)
+	}
+	return attach(mem)
+}
+
 // Create places a new Value named name holding initial in seg. It fails
 // with shm.ErrExist if the name is taken, and with an error wrapping
 // typeinfo.ErrUnsupportedType if T cannot be shared.
 func Create[T any](seg *shm.Segment, name string, initial T, opts *Options) (*Value[T], error) {
-	sp, _, err := spec[T](name)
-	if err != nil {
-		return nil, err
-	}
-	var v *Value[T]
-	_, err = seg.Alloc(sp, func(mem []byte) (err error) {
-		v, err = Init(mem, initial, opts)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("value: creating %q: %w", name, err)
-	}
-	return v, nil
+	return create[T](seg, name, func(mem []byte) (*Value[T], error) { return Init(mem, initial, opts) })
 }
 
 // Open attaches to the Value[T] named name in seg. It fails with
 // shm.ErrTypeMismatch if the Value holds another type.
 func Open[T any](seg *shm.Segment, name string, opts *Options) (*Value[T], error) {
-	sp, _, err := spec[T](name)
-	if err != nil {
-		return nil, err
-	}
-	mem, err := seg.Lookup(sp)
-	if err != nil {
-		return nil, fmt.Errorf("value: opening %q: %w", name, err)
-	}
-	return Attach[T](mem, opts)
+	return open[T](seg, name, func(mem []byte) (*Value[T], error) { return Attach[T](mem, opts) })
 }
 
 // Load returns the value. It never blocks on the lock or on a writer.
@@ -342,32 +355,12 @@ func AttachRaw[T any](mem []byte, opts *Options) (*RawValue[T], error) {
 
 // CreateRaw places a new RawValue named name in seg.
 func CreateRaw[T any](seg *shm.Segment, name string, initial T, opts *Options) (*RawValue[T], error) {
-	sp, _, err := spec[T](name)
-	if err != nil {
-		return nil, err
-	}
-	var v *RawValue[T]
-	_, err = seg.Alloc(sp, func(mem []byte) (err error) {
-		v, err = InitRaw(mem, initial, opts)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("value: creating %q: %w", name, err)
-	}
-	return v, nil
+	return create[T](seg, name, func(mem []byte) (*RawValue[T], error) { return InitRaw(mem, initial, opts) })
 }
 
 // OpenRaw attaches to the RawValue[T] (or Value[T]) named name in seg.
 func OpenRaw[T any](seg *shm.Segment, name string, opts *Options) (*RawValue[T], error) {
-	sp, _, err := spec[T](name)
-	if err != nil {
-		return nil, err
-	}
-	mem, err := seg.Lookup(sp)
-	if err != nil {
-		return nil, fmt.Errorf("value: opening %q: %w", name, err)
-	}
-	return AttachRaw[T](mem, opts)
+	return open[T](seg, name, func(mem []byte) (*RawValue[T], error) { return AttachRaw[T](mem, opts) })
 }
 
 // Load returns the value. It never blocks on a writer.
