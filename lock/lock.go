@@ -167,7 +167,7 @@ func (l *Lock) AcquireTimeout(d time.Duration) (bool, error) {
 	if d <= 0 {
 		return l.m.TryLock()
 	}
-	err := l.m.Lock(nil, time.Now().Add(d))
+	err := l.m.LockTimeout(d)
 	switch err {
 	case nil:
 		return true, nil

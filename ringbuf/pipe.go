@@ -376,8 +376,9 @@ func (c *Conn) Send(ctx context.Context, msg []byte) error {
 // SendTimeout is Send waiting at most d for room; it returns ErrFull when
 // the ring stays full. A d of zero or less tries once, like TrySend.
 func (c *Conn) SendTimeout(msg []byte, d time.Duration) error {
-	if d <= 0 {
-		return c.send(nil, msg, time.Time{}, true)
+	// Try first: the clock is read only when the call has to wait.
+	if err := c.send(nil, msg, time.Time{}, true); err != ErrFull || d <= 0 {
+		return err
 	}
 	return c.send(nil, msg, time.Now().Add(d), false)
 }
@@ -522,8 +523,9 @@ func (c *Conn) Recv(ctx context.Context, buf []byte) (int, error) {
 // RecvTimeout is Recv waiting at most d; it returns ErrEmpty when no
 // message arrives in time. A d of zero or less tries once, like TryRecv.
 func (c *Conn) RecvTimeout(buf []byte, d time.Duration) (int, error) {
-	if d <= 0 {
-		return c.recv(nil, buf, time.Time{}, true)
+	// Try first: the clock is read only when the call has to wait.
+	if n, err := c.recv(nil, buf, time.Time{}, true); err != ErrEmpty || d <= 0 {
+		return n, err
 	}
 	return c.recv(nil, buf, time.Now().Add(d), false)
 }

@@ -298,7 +298,11 @@ func (r *RLock) acquireTimeout(d time.Duration, n int) (bool, error) {
 		}
 		return ok, err
 	}
-	switch err := r.lock(nil, time.Now().Add(d), g, n); err {
+	err := r.m.LockTimeout(d)
+	if err == nil || err == ErrOwnerDead {
+		r.took(g, n, err)
+	}
+	switch err {
 	case nil:
 		return true, nil
 	case futex.ErrTimeout:

@@ -137,6 +137,16 @@ func (m Mutex) Lock(ctx context.Context, deadline time.Time) error {
 	return m.lockSlow(ctx, deadline)
 }
 
+// LockTimeout is Lock with a deadline d from now. The clock is read only
+// when the lock is not free at once, so an uncontended timed acquire costs
+// what Lock does.
+func (m Mutex) LockTimeout(d time.Duration) error {
+	if atomic.CompareAndSwapUint64(m.w, 0, proc.SelfPacked()) {
+		return nil
+	}
+	return m.lockSlow(nil, time.Now().Add(d))
+}
+
 func (m Mutex) lockSlow(ctx context.Context, deadline time.Time) error {
 	self := proc.SelfPacked()
 	// Spin while the holder is running and nobody sleeps, looking at the
