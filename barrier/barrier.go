@@ -82,11 +82,6 @@ const (
 	genShift   = countShift + countBits // generation from here
 )
 
-// pollSpins is how many times a waiter polls the state word, without a
-// pause, before it spins with futex.Spin, whose iterations pause for
-// 0.7-1.5 µs each. 1024 loads of a cached line take about 1-3 µs.
-const pollSpins = 1 << 10
-
 // DefaultCheckInterval is how often a sleeping waiter checks whether every
 // registered process is alive, when Options.CheckInterval is zero.
 const DefaultCheckInterval = 100 * time.Millisecond
@@ -400,13 +395,9 @@ func (b *Barrier) wait(ctx context.Context, deadline time.Time) (int, error) {
 			// Filling: wait for the release.
 		}
 
-		// Wait for the word to change: poll, spin, then sleep.
+		// Wait for the word to change: spin, then sleep.
 		if !slept {
-			if spins < pollSpins {
-				spins++
-				continue
-			}
-			if futex.Spin(spins - pollSpins) {
+			if futex.Spin(spins) {
 				spins++
 				continue
 			}

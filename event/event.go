@@ -54,11 +54,6 @@ const (
 	genShift = iota      // the generation counts from here
 )
 
-// pollSpins is how many times a waiter polls the state word, without a
-// pause, before it spins with futex.Spin, whose iterations pause for
-// 0.7-1.5 µs each. 1024 loads of a cached line take about 1-3 µs.
-const pollSpins = 1 << 10
-
 // errNoEvent is what Attach reports, wrapped with shm.ErrCorrupt, for
 // memory without an Event.
 var errNoEvent = errors.New("event: no event in memory")
@@ -227,12 +222,6 @@ func released(w, start uint32) bool {
 }
 
 func (e *Event) waitSlow(ctx context.Context, deadline time.Time, start uint32) error {
-	for i := 0; i < pollSpins; i++ {
-		if released(atomic.LoadUint32(e.w), start) {
-			futex.SpinDone(true)
-			return nil
-		}
-	}
 	for i := 0; futex.Spin(i); i++ {
 		if released(atomic.LoadUint32(e.w), start) {
 			futex.SpinDone(true)

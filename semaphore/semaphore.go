@@ -61,14 +61,6 @@ const (
 	valueShift = iota      // the value counts from here
 )
 
-// pollSpins is how many times a waiter polls the state word, without a
-// pause, before it spins with futex.Spin. Each futex.Spin iteration pauses
-// for 30 PAUSE instructions, 0.7-1.5 µs depending on the CPU, which caps a
-// ping-pong between two running processes at one handoff per iteration;
-// polling first catches a handoff within one cache-line transfer. 1024
-// loads of a cached line take about 1-3 µs.
-const pollSpins = 1 << 10
-
 // Errors.
 var (
 	// ErrNegative is returned by the constructors for a negative initial
@@ -203,15 +195,7 @@ func (s *sem) acquireCtx(ctx context.Context) error { return s.acquireSlow(ctx, 
 // ctx.Err(); on error the value is unchanged (nothing was taken).
 func (s *sem) acquireSlow(ctx context.Context, deadline time.Time) error {
 	// Spin before registering as a waiter, so that a releaser running on
-	// another CPU hands over without a system call on either side. First
-	// poll the word without pausing (see pollSpins), then spin with
-	// futex.Spin.
-	for i := 0; i < pollSpins; i++ {
-		if atomic.LoadUint32(s.w)>>valueShift != 0 && s.tryAcquire() {
-			futex.SpinDone(true)
-			return nil
-		}
-	}
+	// another CPU hands over without a system call on either side.
 	for i := 0; futex.Spin(i); i++ {
 		if s.tryAcquire() {
 			futex.SpinDone(true)
