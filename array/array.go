@@ -20,7 +20,8 @@ import (
 // Binary layout: see the package documentation.
 const (
 	// Version is the layout version of an Array.
-	Version = 1
+	// Version 2: owner records name process registry slots, not pids.
+	Version = 2
 	// Align is the alignment an Array needs (a cache line).
 	Align = 64
 
@@ -64,6 +65,30 @@ type Options struct {
 	// CheckInterval is how often a waiter for the own lock checks whether
 	// its holder is alive. Default 100 ms.
 	CheckInterval time.Duration
+	// Registry names the processes that may hold the own lock, so that a
+	// dead holder can be told from a live one. Create and Open use the
+	// segment's when nil. For Init and Attach, nil means no registry: a
+	// dead holder's lock is then never taken over (see shm.Registry).
+	Registry *shm.Registry
+}
+
+func (o *Options) registry() *shm.Registry {
+	if o == nil {
+		return nil
+	}
+	return o.Registry
+}
+
+// in returns o with seg's registry where o names none.
+func (o *Options) in(seg *shm.Segment) *Options {
+	var c Options
+	if o != nil {
+		c = *o
+	}
+	if c.Registry == nil {
+		c.Registry = seg.Registry()
+	}
+	return &c
 }
 
 func (o *Options) lock() value.Locker {
@@ -306,7 +331,7 @@ func Init[T any](mem []byte, n int, init []T, opts *Options) (*Array[T], error) 
 		return nil, err
 	}
 	if a.lk == nil {
-		own, err := lock.Init(mem[ownLockOff:headerSize], &lock.Options{CheckInterval: opts.check()})
+		own, err := lock.Init(mem[ownLockOff:headerSize], &lock.Options{CheckInterval: opts.check(), Registry: opts.registry()})
 		if err != nil {
 			return nil, fmt.Errorf("array: own lock: %w", err)
 		}
@@ -330,7 +355,7 @@ func Attach[T any](mem []byte, opts *Options) (*Array[T], error) {
 		if flags&flagOwn == 0 {
 			return nil, ErrNoLock
 		}
-		own, err := lock.Attach(mem[ownLockOff:headerSize], &lock.Options{CheckInterval: opts.check()})
+		own, err := lock.Attach(mem[ownLockOff:headerSize], &lock.Options{CheckInterval: opts.check(), Registry: opts.registry()})
 		if err != nil {
 			return nil, fmt.Errorf("array: own lock: %w", err)
 		}
@@ -352,7 +377,7 @@ func Create[T any](seg *shm.Segment, name string, n int, init []T, opts *Options
 	}
 	var a *Array[T]
 	_, err = seg.Alloc(spec(name, info, sz), func(mem []byte) (err error) {
-		a, err = Init(mem, n, init, opts)
+		a, err = Init(mem, n, init, opts.in(seg))
 		return err
 	})
 	if err != nil {
@@ -371,7 +396,7 @@ func Open[T any](seg *shm.Segment, name string, opts *Options) (*Array[T], error
 	if err != nil {
 		return nil, fmt.Errorf("array: opening %q: %w", name, err)
 	}
-	return Attach[T](mem, opts)
+	return Attach[T](mem, opts.in(seg))
 }
 
 func (a *Array[T]) acquire(ctx context.Context) error {

@@ -24,13 +24,14 @@ import (
 //	offset 20  uint32  reserved, 0
 //	offset 24  uint64  rounds completed, for inspection
 //	offset 32  padding to 64 bytes
-//	offset 64  [handles]uint64  slots: a registered process, proc.ID.Pack(),
-//	                            or 0 for a free slot
+//	offset 64  [handles]uint64  slots: a registered process, its registry
+//	                            identity (proc.ID.Pack), or 0 for a free slot
 const (
 	// Align is the alignment a Barrier needs (a cache line).
 	Align = 64
 	// Version is the layout version of a Barrier.
-	Version = 1
+	// Version 2: owner records name process registry slots, not pids.
+	Version = 2
 	// MaxParties is the largest number of parties a Barrier supports.
 	MaxParties = 1<<countBits - 1
 	// MaxHandles is the largest number of registration slots.
@@ -132,6 +133,12 @@ type Options struct {
 	// how many handles may be open at once, over all processes. Default
 	// max(2*parties, 8). Ignored by Attach and Open.
 	Handles int
+	// Registry names the registered processes, so that a dead party can be
+	// told from a live one. Create and Open use the segment's when nil.
+	// For Init and Attach, nil means no registry: a party's death then
+	// never breaks the barrier (waits time out instead), and its slot is
+	// never reclaimed (see shm.Registry).
+	Registry *shm.Registry
 }
 
 // Barrier is a barrier for a fixed number of parties, shared between
@@ -152,6 +159,7 @@ type Barrier struct {
 	parties uint32
 	slot    atomic.Int32 // this handle's slot, or -1 once closed
 	self    uint64
+	reg     *proc.Registry
 	action  func() error
 	timeout time.Duration
 	check   time.Duration
@@ -180,6 +188,15 @@ func (o *Options) get() Options {
 		return Options{}
 	}
 	return *o
+}
+
+// in returns o with seg's registry where o names none.
+func (o *Options) in(seg *shm.Segment) *Options {
+	c := o.get()
+	if c.Registry == nil {
+		c.Registry = seg.Registry()
+	}
+	return &c
 }
 
 // Init initializes a Barrier for parties parties in mem (at least
@@ -252,11 +269,12 @@ func newHandle(mem []byte, parties uint32, handles int, o Options) (*Barrier, er
 		rounds:  (*uint64)(unsafe.Pointer(&mem[offRounds])),
 		slots:   unsafe.Slice((*uint64)(unsafe.Pointer(&mem[offSlots])), handles),
 		parties: parties,
-		self:    proc.Self().Pack(),
+		reg:     proc.Or(o.Registry),
 		action:  o.Action,
 		timeout: o.Timeout,
 		check:   o.CheckInterval,
 	}
+	b.self = b.reg.SelfPacked()
 	if b.check <= 0 {
 		b.check = DefaultCheckInterval
 	}
@@ -264,10 +282,17 @@ func newHandle(mem []byte, parties uint32, handles int, o Options) (*Barrier, er
 	if o.Observe {
 		return b, nil
 	}
-	for i := range b.slots {
-		if atomic.CompareAndSwapUint64(&b.slots[i], 0, b.self) {
-			b.slot.Store(int32(i))
-			return b, nil
+	for range 2 {
+		for i := range b.slots {
+			if atomic.CompareAndSwapUint64(&b.slots[i], 0, b.self) {
+				b.slot.Store(int32(i))
+				return b, nil
+			}
+		}
+		// Every slot is taken: free those of dead processes (parties
+		// killed while nobody waited leave theirs behind) and try again.
+		if !b.reclaimDead() {
+			break
 		}
 	}
 	return nil, ErrTooManyHandles
@@ -281,6 +306,7 @@ func spec(name string, size int) shm.Spec {
 // registers the calling process in it. It fails with shm.ErrExist if the
 // name is taken.
 func Create(seg *shm.Segment, name string, parties int, opts *Options) (*Barrier, error) {
+	opts = opts.in(seg)
 	o := opts.get()
 	if parties < 1 || parties > MaxParties || o.Handles < 0 || o.Handles > MaxHandles {
 		return nil, ErrInvalidParties
@@ -303,7 +329,7 @@ func Open(seg *shm.Segment, name string, opts *Options) (*Barrier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("barrier: opening %q: %w", name, err)
 	}
-	return Attach(mem, opts)
+	return Attach(mem, opts.in(seg))
 }
 
 // Close deregisters this handle: from now on the death of this process no
@@ -569,19 +595,25 @@ func always(uint32) bool { return true }
 // checkParties breaks the barrier if a registered process is dead, after
 // freeing its slot.
 func (b *Barrier) checkParties() {
+	if b.reclaimDead() {
+		b.breakIf(always)
+	}
+}
+
+// reclaimDead frees the registration slots of dead processes and reports
+// whether it freed any.
+func (b *Barrier) reclaimDead() bool {
 	dead := false
 	for i := range b.slots {
 		v := atomic.LoadUint64(&b.slots[i])
 		if v == 0 || v == b.self {
 			continue
 		}
-		if !proc.Alive(proc.Unpack(v)) && atomic.CompareAndSwapUint64(&b.slots[i], v, 0) {
+		if !b.reg.Alive(proc.Unpack(v)) && atomic.CompareAndSwapUint64(&b.slots[i], v, 0) {
 			dead = true
 		}
 	}
-	if dead {
-		b.breakIf(always)
-	}
+	return dead
 }
 
 // Abort breaks the barrier: every Wait in progress and every later Wait
@@ -593,6 +625,7 @@ func (b *Barrier) Abort() { b.breakIf(always) }
 // round does nothing (as in Python): the released waiters keep their
 // indices and the next round opens when they have left.
 func (b *Barrier) Reset() {
+	b.reclaimDead() // a reset barrier starts without the dead
 	for {
 		w := atomic.LoadUint32(b.w)
 		if w&draining != 0 && w&broken == 0 {
@@ -639,12 +672,13 @@ type State struct {
 
 // Registered is a process registered in a Barrier's slot.
 type Registered struct {
-	Pid   int
-	Alive bool
+	Slot  int  // its slot in the process registry
+	Pid   int  // its pid, as it saw itself (display only; 0: unknown)
+	Alive bool // whether the registry says it lives
 }
 
-// State returns a snapshot of the barrier. It reads /proc to tell whether
-// each registered process is alive.
+// State returns a snapshot of the barrier. It asks the process registry
+// whether each registered process is alive.
 func (b *Barrier) State() State {
 	w := atomic.LoadUint32(b.w)
 	st := State{
@@ -655,7 +689,7 @@ func (b *Barrier) State() State {
 	for i := range b.slots {
 		if v := atomic.LoadUint64(&b.slots[i]); v != 0 {
 			id := proc.Unpack(v)
-			st.Registered = append(st.Registered, Registered{Pid: int(id.Pid), Alive: proc.Alive(id)})
+			st.Registered = append(st.Registered, Registered{Slot: int(id.Slot), Pid: b.reg.Pid(id), Alive: b.reg.Alive(id)})
 		}
 	}
 	return st

@@ -10,13 +10,19 @@ import (
 	"time"
 
 	"github.com/mpipc/mpipc/barrier"
+	"github.com/mpipc/mpipc/internal/regtest"
 	"github.com/mpipc/mpipc/shm"
 )
 
 func newBarrier(t testing.TB, parties int, opts *barrier.Options) (string, []byte, *barrier.Barrier) {
 	t.Helper()
 	path, mem := newShared(t, memSize)
-	b, err := barrier.Init(mem[:barrier.SizeOf(parties, 0)], parties, opts)
+	o := barrier.Options{}
+	if opts != nil {
+		o = *opts
+	}
+	o.Registry = regtest.Registry(t, path)
+	b, err := barrier.Init(mem[:barrier.SizeOf(parties, 0)], parties, &o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,16 +39,18 @@
 //
 // # Dead parties
 //
-// Every handle registers its process (pid and start time, see package
-// internal/proc) in one of the barrier's slots when it is made (Create,
+// Every handle registers its process (its identity in the segment's process
+// registry, see shm.Registry) in one of the barrier's slots when it is made (Create,
 // Open, Init, Attach) and deregisters it at Close. The rule: every
 // registered process counts as a party that may still arrive. A waiter
 // that sleeps wakes every Options.CheckInterval (default 100 ms) and checks
-// every registered process; if one is dead (or its pid was reused), the
+// every registered process with the registry; if one is dead, the
 // waiter frees its slot and breaks the barrier. So a party killed while
 // others wait — whether it had arrived or not — breaks the barrier for
-// them within about one check interval (plus the /proc reads), and a
-// Reset makes the barrier usable again for the processes that remain.
+// them within about one check interval, and a Reset makes the barrier
+// usable again for the processes that remain (it frees the slots of dead
+// processes; so does an Open that finds every slot taken). A party in
+// another pid namespace, or stopped with SIGSTOP, is alive.
 //
 // Consequences: close every handle before the process exits normally, or
 // its exit counts as a death. More handles than parties are allowed (a
@@ -71,7 +73,7 @@
 //	offset 12  uint32  parties
 //	offset 16  uint32  handles (registration slots)
 //	offset 24  uint64  rounds released, for inspection
-//	offset 64  [handles]uint64  registered processes (pid | start tag<<32), 0 free
+//	offset 64  [handles]uint64  registered processes (registry slot | generation<<32), 0 free
 //
 // # Cost
 //
@@ -82,8 +84,9 @@
 //
 // # Caveats
 //
-//   - Liveness is read from /proc. Without /proc, a dead party is never
-//     detected, and the others wait until their timeout or context ends.
+//   - Liveness comes from the process registry. A barrier placed with
+//     Init/Attach without Options.Registry cannot tell a dead party: the
+//     others wait until their timeout or context ends.
 //   - Detection needs a sleeping waiter: nobody notices a death while no
 //     one waits. The first Wait after it notices within a check interval.
 //   - A cancelled Wait withdraws its arrival and leaves the barrier as it

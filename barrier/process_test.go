@@ -12,6 +12,7 @@ import (
 
 	"github.com/mpipc/mpipc/barrier"
 	"github.com/mpipc/mpipc/internal/proctest"
+	"github.com/mpipc/mpipc/internal/regtest"
 )
 
 // Layout of the test mapping: the barrier in the first 4 KiB, then one
@@ -41,7 +42,14 @@ func attachChild(path string, opts *barrier.Options) ([]byte, *barrier.Barrier, 
 	if err != nil {
 		return nil, nil, err
 	}
-	b, err := barrier.Attach(mem[:4096], opts)
+	o := barrier.Options{}
+	if opts != nil {
+		o = *opts
+	}
+	if o.Registry, err = regtest.Open(path); err != nil {
+		return nil, nil, err
+	}
+	b, err := barrier.Attach(mem[:4096], &o)
 	return mem, b, err
 }
 

@@ -36,7 +36,7 @@ import (
 //	then        slots, 64 bytes each (one cache line):
 //	  +0  uint32  state: generation<<3 | slot state (the futex word)
 //	  +4  uint32  ticket: FIFO order of waiters                  (lock)
-//	  +8  uint64  owner process (pid | start tag<<32)            (lock)
+//	  +8  uint64  owner process (registry identity, proc.ID.Pack) (lock)
 //	  +16 uint32  notify sequence when the waiter registered     (lock)
 //	  +20 uint32  notify sequence of the Notify that marked it
 //
@@ -50,7 +50,8 @@ const (
 	// Align is the alignment a Condition needs (a cache line).
 	Align = 64
 	// Version is the layout version of a Condition.
-	Version = 1
+	// Version 2: owner records name process registry slots, not pids.
+	Version = 2
 	// DefaultSlots is the waiter table size when Options.Slots is zero.
 	DefaultSlots = 128
 	// MaxSlots is the largest waiter table.
@@ -150,6 +151,31 @@ type Options struct {
 	// waiter), and how often a waiter for the Condition's own RLock checks
 	// its owner. Default 100 ms.
 	CheckInterval time.Duration
+	// Registry names the processes whose goroutines wait and hold the
+	// Condition's own RLock, so that dead ones can be told from live ones.
+	// Create and Open use the segment's when nil. For Init and Attach, nil
+	// means no registry: a dead waiter's slot is then never reclaimed and
+	// a dead owner's lock never taken over (see shm.Registry).
+	Registry *shm.Registry
+}
+
+func (o *Options) registry() *shm.Registry {
+	if o == nil {
+		return nil
+	}
+	return o.Registry
+}
+
+// in returns o with seg's registry where o names none.
+func (o *Options) in(seg *shm.Segment) *Options {
+	var c Options
+	if o != nil {
+		c = *o
+	}
+	if c.Registry == nil {
+		c.Registry = seg.Registry()
+	}
+	return &c
 }
 
 func (o *Options) slots() int {
@@ -199,6 +225,7 @@ type Condition struct {
 	l      *lock.Lock   // one of l and rl is set
 	rl     *rlock.RLock //
 	check  time.Duration
+	reg    *proc.Registry // names the waiters' processes
 }
 
 type noCopy struct{}
@@ -236,6 +263,7 @@ func newHandle(mem []byte, nslots int, opts *Options) *Condition {
 		nslots: nslots,
 		bitmap: unsafe.Slice((*uint64)(unsafe.Pointer(&mem[offBitmap])), bm/8),
 		check:  opts.check(),
+		reg:    proc.Or(opts.registry()),
 	}
 }
 
@@ -243,7 +271,7 @@ func newHandle(mem []byte, nslots int, opts *Options) *Condition {
 func (c *Condition) bind(lk Locker, opts *Options, init bool) (uint32, error) {
 	switch l := lk.(type) {
 	case nil:
-		ro := &rlock.Options{CheckInterval: opts.check()}
+		ro := &rlock.Options{CheckInterval: opts.check(), Registry: opts.registry()}
 		var err error
 		if init {
 			c.rl, err = rlock.Init(c.mem[offRLock:offRLock+rlock.Size], ro)
@@ -358,7 +386,8 @@ func spec(name string, size int) shm.Spec {
 }
 
 // openLock opens the Lock or RLock named name in seg.
-func openLock(seg *shm.Segment, name string, check time.Duration) (Locker, error) {
+func openLock(seg *shm.Segment, name string, opts *Options) (Locker, error) {
+	check := opts.check()
 	l, err := lock.Open(seg, name, &lock.Options{CheckInterval: check})
 	if err == nil {
 		return l, nil
@@ -376,13 +405,14 @@ func openLock(seg *shm.Segment, name string, check time.Duration) (Locker, error
 // with shm.ErrExist if name is taken and shm.ErrNotExist if lockName is
 // not there.
 func Create(seg *shm.Segment, name, lockName string, opts *Options) (*Condition, error) {
+	opts = opts.in(seg)
 	var lk Locker
 	if lockName != "" {
 		if len(lockName) >= nameLen {
 			return nil, fmt.Errorf("condition: lock name %q: %w", lockName, shm.ErrInvalidName)
 		}
 		var err error
-		if lk, err = openLock(seg, lockName, opts.check()); err != nil {
+		if lk, err = openLock(seg, lockName, opts); err != nil {
 			return nil, fmt.Errorf("condition: creating %q: %w", name, err)
 		}
 	}
@@ -407,6 +437,7 @@ func Create(seg *shm.Segment, name, lockName string, opts *Options) (*Condition,
 // Open attaches to the Condition named name in seg, and to the lock it is
 // bound to.
 func Open(seg *shm.Segment, name string, opts *Options) (*Condition, error) {
+	opts = opts.in(seg)
 	mem, err := seg.Lookup(spec(name, 0))
 	if err != nil {
 		return nil, fmt.Errorf("condition: opening %q: %w", name, err)
@@ -425,7 +456,7 @@ func Open(seg *shm.Segment, name string, opts *Options) (*Condition, error) {
 		if n == 0 || n == len(raw) {
 			return nil, fmt.Errorf("condition: opening %q: bad lock name: %w", name, shm.ErrCorrupt)
 		}
-		if lk, err = openLock(seg, string(raw[:n]), opts.check()); err != nil {
+		if lk, err = openLock(seg, string(raw[:n]), opts); err != nil {
 			return nil, fmt.Errorf("condition: opening %q: lock %q: %w", name, raw[:n], err)
 		}
 	}
@@ -543,7 +574,7 @@ func (c *Condition) register() (int, uint32, error) {
 	sw := c.state(i)
 	old := atomic.LoadUint32(sw)
 	s := (old&^stMask + genOne) | stWaiting
-	atomic.StoreUint64(c.owner(i), proc.Self().Pack())
+	atomic.StoreUint64(c.owner(i), c.reg.SelfPacked())
 	tk := c.u32(offTicket)
 	t := atomic.LoadUint32(tk)
 	atomic.StoreUint32(tk, t+1)
@@ -568,14 +599,14 @@ func (c *Condition) free(i int) {
 // Notify that had reached a dead waiter is passed on first. The lock is
 // held.
 func (c *Condition) reclaim() {
-	self := proc.Self()
+	self := c.reg.Self()
 	c.passOrphans(-1, self)
 	for i := 0; i < c.nslots; i++ {
 		if atomic.LoadUint64(&c.bitmap[i/64])&(1<<(i%64)) == 0 {
 			continue
 		}
 		o := proc.Unpack(atomic.LoadUint64(c.owner(i)))
-		if o != self && !proc.Alive(o) {
+		if o != self && !c.reg.Alive(o) {
 			c.free(i)
 		}
 	}
@@ -791,7 +822,7 @@ func (c *Condition) sleep(ctx context.Context, i int, s uint32, deadline time.Ti
 			now := time.Now()
 			if deadline.IsZero() || now.Before(deadline) {
 				if !now.Before(nextCheck) {
-					c.passOrphans(i, proc.Self())
+					c.passOrphans(i, c.reg.Self())
 					nextCheck = now.Add(c.check)
 				}
 				continue
@@ -825,7 +856,7 @@ func (c *Condition) passOrphans(self int, me proc.ID) {
 			continue
 		}
 		o := proc.Unpack(atomic.LoadUint64(c.owner(i)))
-		if o == me || proc.Alive(o) {
+		if o == me || c.reg.Alive(o) {
 			continue
 		}
 		if st == stNotified {
@@ -904,7 +935,8 @@ type State struct {
 }
 
 // State returns a snapshot, reading the fields one by one while others may
-// change them. It reads /proc to tell whether the lock's holder is alive.
+// change them. It asks the process registry whether the lock's holder is
+// alive.
 func (c *Condition) State() State {
 	st := State{Slots: c.nslots}
 	for i := 0; i < c.nslots; i++ {

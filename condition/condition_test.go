@@ -539,7 +539,7 @@ func TestAttach(t *testing.T) {
 	if _, err := condition.Attach(s.mem[offCond:offCond2], nil, nil); !errors.Is(err, condition.ErrLockType) {
 		t.Fatalf("Attach without the lock = %v", err)
 	}
-	l, _ := makeLock(s.mem, "lock", false) // the same bytes seen as a Lock
+	l, _ := makeLock(s.mem, "lock", false, nil) // the same bytes seen as a Lock
 	_ = l
 	type fake struct{ condition.Locker }
 	if _, err := condition.Attach(s.mem[offCond:offCond2], fake{}, nil); !errors.Is(err, condition.ErrLockType) {

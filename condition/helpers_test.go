@@ -12,6 +12,7 @@ import (
 
 	"github.com/mpipc/mpipc/condition"
 	"github.com/mpipc/mpipc/internal/proctest"
+	"github.com/mpipc/mpipc/internal/regtest"
 	"github.com/mpipc/mpipc/lock"
 	"github.com/mpipc/mpipc/rlock"
 	"github.com/mpipc/mpipc/shm"
@@ -54,10 +55,10 @@ type setup struct {
 	lockOf condition.Locker
 }
 
-func makeLock(mem []byte, kind string, init bool) (condition.Locker, error) {
+func makeLock(mem []byte, kind string, init bool, reg *shm.Registry) (condition.Locker, error) {
 	m := mem[offLock : offLock+64]
-	o := &lock.Options{CheckInterval: checkEvery}
-	ro := &rlock.Options{CheckInterval: checkEvery}
+	o := &lock.Options{CheckInterval: checkEvery, Registry: reg}
+	ro := &rlock.Options{CheckInterval: checkEvery, Registry: reg}
 	switch kind {
 	case "own":
 		return nil, nil
@@ -80,11 +81,12 @@ func newSetup(tb testing.TB, kind string, slots int) *setup {
 	tb.Helper()
 	mem, path := sharedMem(tb)
 	s := &setup{mem: mem, path: path, kind: kind}
-	lk, err := makeLock(mem, kind, true)
+	reg := regtest.Registry(tb, path)
+	lk, err := makeLock(mem, kind, true, reg)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	opts := &condition.Options{Slots: slots, CheckInterval: checkEvery}
+	opts := &condition.Options{Slots: slots, CheckInterval: checkEvery, Registry: reg}
 	if s.c, err = condition.Init(mem[offCond:offCond2], lk, opts); err != nil {
 		tb.Fatal(err)
 	}
@@ -104,15 +106,21 @@ func attachSetup(path, kind string) (*setup, error) {
 		return nil, err
 	}
 	s := &setup{mem: mem, path: path, kind: kind}
-	lk, err := makeLock(mem, kind, false)
+	reg, err := regtest.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	if s.c, err = condition.Attach(mem[offCond:offCond2], lk, testOpts); err != nil {
+	lk, err := makeLock(mem, kind, false, reg)
+	if err != nil {
+		return nil, err
+	}
+	opts := *testOpts
+	opts.Registry = reg
+	if s.c, err = condition.Attach(mem[offCond:offCond2], lk, &opts); err != nil {
 		return nil, err
 	}
 	if kind != "own" {
-		if s.c2, err = condition.Attach(mem[offCond2:offLock], lk, testOpts); err != nil {
+		if s.c2, err = condition.Attach(mem[offCond2:offLock], lk, &opts); err != nil {
 			return nil, err
 		}
 	}

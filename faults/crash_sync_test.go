@@ -260,7 +260,9 @@ func pipeKind() *crashKind {
 			if w.role == "r" {
 				end = 0
 			}
-			c, err := ringbuf.AttachPipe(mem, end, po)
+			wpo := *po
+			wpo.Registry = w.seg.Registry()
+			c, err := ringbuf.AttachPipe(mem, end, &wpo)
 			if err != nil {
 				return err
 			}
@@ -312,7 +314,9 @@ func pipeKind() *crashKind {
 			if err != nil {
 				h.t.Fatal(err)
 			}
-			c, err := ringbuf.InitPipe(mem, po)
+			hpo := *po
+			hpo.Registry = h.seg.Registry()
+			c, err := ringbuf.InitPipe(mem, &hpo)
 			if err != nil {
 				h.t.Fatal(err)
 			}

@@ -3,6 +3,7 @@ package faults_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 	"unsafe"
@@ -11,6 +12,7 @@ import (
 	"github.com/mpipc/mpipc/condition"
 	"github.com/mpipc/mpipc/lock"
 	"github.com/mpipc/mpipc/rlock"
+	"github.com/mpipc/mpipc/shm"
 	"github.com/mpipc/mpipc/value"
 )
 
@@ -30,6 +32,17 @@ func alignedCopy(b []byte, n int) []byte {
 	copy(mem, b)
 	return mem
 }
+
+// fuzzRegistry is a process registry for objects in fuzzed memory: with
+// it, an owner word the fuzzer made up names a dead process (without one,
+// nothing can be proven dead and a made-up holder is waited for).
+var fuzzRegistry = sync.OnceValue(func() *shm.Registry {
+	seg, err := shm.CreateAnonymous(0)
+	if err != nil {
+		panic(err)
+	}
+	return seg.Registry()
+})
 
 // watchdog panics, crashing the fuzz worker, if the input is not done
 // within d: a hang becomes a recorded crash.
@@ -180,7 +193,7 @@ func FuzzValueAttach(f *testing.F) {
 			}
 		}()
 		mem := alignedCopy(b, 0)
-		opts := &value.Options{CheckInterval: time.Millisecond}
+		opts := &value.Options{CheckInterval: time.Millisecond, Registry: fuzzRegistry()}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
 		defer cancel()
 		switch which % 4 {

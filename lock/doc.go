@@ -10,10 +10,13 @@
 //
 // # Owner death
 //
-// The lock word records the holder's pid and start time. A waiter checks
-// every Options.CheckInterval (default 100 ms) whether the holder still
-// runs; if the holder died, or its pid now belongs to another process, the
-// waiter takes the lock and gets [ErrOwnerDead]. It must repair what the
+// The lock word records the holder's identity in the segment's process
+// registry (a slot and its generation; see shm.Registry), never a pid. A
+// waiter checks every Options.CheckInterval (default 100 ms) whether the
+// holder still holds its registry slot (one fcntl); a holder in another
+// pid namespace, or stopped with SIGSTOP, is alive, whether or not /proc
+// is mounted. If the holder died, the waiter takes the lock and gets
+// [ErrOwnerDead]. It must repair what the
 // lock guards, call [Lock.Consistent], and release. A lock released without
 // Consistent becomes not recoverable: every later acquire returns
 // [ErrNotRecoverable]. This is the contract of a robust pthread mutex.
@@ -22,8 +25,8 @@
 //
 //   - Any process may release a held Lock (as in Python). The holder
 //     recorded is the acquirer; a release by another process is allowed.
-//   - Liveness is read from /proc. Without /proc, a dead holder is never
-//     detected and waiters wait as on an ordinary lock.
-//   - TryAcquire on a held lock reads /proc once to see whether the holder
-//     is alive.
+//   - A Lock placed with Init/Attach without Options.Registry cannot tell
+//     a dead holder: waiters wait as on an ordinary lock.
+//   - TryAcquire on a held lock asks the registry (one fcntl) whether the
+//     holder is alive.
 package lock

@@ -9,7 +9,6 @@ import (
 	"unsafe"
 
 	"github.com/mpipc/mpipc/futex"
-	"github.com/mpipc/mpipc/internal/proc"
 	"github.com/mpipc/mpipc/internal/robust"
 	"github.com/mpipc/mpipc/shm"
 )
@@ -26,7 +25,8 @@ const (
 	// Align is the alignment a Lock needs (a cache line).
 	Align = 64
 	// Version is the layout version of a Lock.
-	Version = 1
+	// Version 2: owner records name process registry slots, not pids.
+	Version = 2
 
 	magic = 0x6b6c706d // "mplk"
 )
@@ -54,6 +54,11 @@ type Options struct {
 	// still alive. Default 100 ms: a waiter takes a dead holder's lock
 	// within about this long.
 	CheckInterval time.Duration
+	// Registry names the processes that may hold the lock, so that a dead
+	// holder can be told from a live one. Create and Open use the
+	// segment's when nil. For Init and Attach, nil means no registry: a
+	// dead holder's lock is then never taken over (see shm.Registry).
+	Registry *shm.Registry
 }
 
 func (o *Options) check() time.Duration {
@@ -61,6 +66,25 @@ func (o *Options) check() time.Duration {
 		return 0
 	}
 	return o.CheckInterval
+}
+
+func (o *Options) registry() *shm.Registry {
+	if o == nil {
+		return nil
+	}
+	return o.Registry
+}
+
+// in returns o with seg's registry where o names none.
+func (o *Options) in(seg *shm.Segment) *Options {
+	var c Options
+	if o != nil {
+		c = *o
+	}
+	if c.Registry == nil {
+		c.Registry = seg.Registry()
+	}
+	return &c
 }
 
 // Lock is a non-recursive lock shared between processes: Python's
@@ -106,7 +130,7 @@ func Init(mem []byte, opts *Options) (*Lock, error) {
 	atomic.StoreUint64(w, 0)
 	atomic.StoreUint32((*uint32)(unsafe.Pointer(&mem[12])), Version)
 	atomic.StoreUint32((*uint32)(unsafe.Pointer(&mem[8])), magic) // publishes the Lock
-	return &Lock{m: robust.New(w, opts.check())}, nil
+	return &Lock{m: robust.New(w, opts.registry(), opts.check())}, nil
 }
 
 // Attach returns a handle on a Lock that Init set up in mem, possibly in
@@ -123,7 +147,7 @@ func Attach(mem []byte, opts *Options) (*Lock, error) {
 	if !robust.Valid(atomic.LoadUint64(w)) {
 		return nil, fmt.Errorf("lock: invalid lock word: %w", shm.ErrCorrupt)
 	}
-	return &Lock{m: robust.New(w, opts.check())}, nil
+	return &Lock{m: robust.New(w, opts.registry(), opts.check())}, nil
 }
 
 func spec(name string) shm.Spec {
@@ -135,7 +159,7 @@ func spec(name string) shm.Spec {
 func Create(seg *shm.Segment, name string, opts *Options) (*Lock, error) {
 	var l *Lock
 	_, err := seg.Alloc(spec(name), func(mem []byte) (err error) {
-		l, err = Init(mem, opts)
+		l, err = Init(mem, opts.in(seg))
 		return err
 	})
 	if err != nil {
@@ -150,7 +174,7 @@ func Open(seg *shm.Segment, name string, opts *Options) (*Lock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lock: opening %q: %w", name, err)
 	}
-	return Attach(mem, opts)
+	return Attach(mem, opts.in(seg))
 }
 
 // Acquire blocks until the lock is held or ctx is done. It returns nil;
@@ -199,21 +223,26 @@ func (l *Lock) Held() bool { return l.m.Load().Held }
 // State is a snapshot of a Lock, for inspection.
 type State struct {
 	Held           bool
-	HolderPid      int
-	HolderAlive    bool
+	HolderSlot     int  // the holder's slot in the process registry
+	HolderPid      int  // its pid, as it saw itself (display only; 0: unknown)
+	HolderAlive    bool // whether the registry says the holder lives
+	HeldBySelf     bool // held by this process
 	Waiters        bool
 	Inconsistent   bool // held after an owner died; not yet Consistent
 	NotRecoverable bool
 }
 
-// State returns a snapshot of the lock. It reads /proc to tell whether the
-// holder is alive.
+// State returns a snapshot of the lock. It asks the process registry
+// whether the holder is alive (one fcntl).
 func (l *Lock) State() State {
 	s := l.m.Load()
 	st := State{Held: s.Held, Waiters: s.Waiters, Inconsistent: s.Inconsistent, NotRecoverable: s.NotRecoverable}
 	if s.Held {
-		st.HolderPid = int(s.Holder.Pid)
-		st.HolderAlive = proc.Alive(s.Holder)
+		reg := l.m.Registry()
+		st.HolderSlot = int(s.Holder.Slot)
+		st.HolderPid = reg.Pid(s.Holder)
+		st.HolderAlive = reg.Alive(s.Holder)
+		st.HeldBySelf = s.Holder == reg.Self()
 	}
 	return st
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/mpipc/mpipc/internal/proc"
 	"github.com/mpipc/mpipc/internal/proctest"
+	"github.com/mpipc/mpipc/internal/regtest"
 	"github.com/mpipc/mpipc/lock"
 	"github.com/mpipc/mpipc/shm"
 )
@@ -42,7 +43,12 @@ func mapFile(path string) ([]byte, error) { return proctest.MapFile(path) }
 func newShared(tb testing.TB, opts *lock.Options) (string, []byte, *lock.Lock) {
 	tb.Helper()
 	path, mem := proctest.SharedFile(tb, memSize)
-	l, err := lock.Init(mem[:lock.Size], opts)
+	o := lock.Options{}
+	if opts != nil {
+		o = *opts
+	}
+	o.Registry = regtest.Registry(tb, path)
+	l, err := lock.Init(mem[:lock.Size], &o)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -54,7 +60,11 @@ func attach(path string) ([]byte, *lock.Lock, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	l, err := lock.Attach(mem[:lock.Size], &lock.Options{CheckInterval: 50 * time.Millisecond})
+	reg, err := regtest.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	l, err := lock.Attach(mem[:lock.Size], &lock.Options{CheckInterval: 50 * time.Millisecond, Registry: reg})
 	return mem, l, err
 }
 
@@ -247,15 +257,15 @@ func TestOwnerDeathWithoutConsistentIsNotRecoverable(t *testing.T) {
 	}
 }
 
-// A holder whose pid now belongs to another, live process must count as
-// dead: the start tag tells them apart.
-func TestReusedPidCountsAsDead(t *testing.T) {
+// A holder named by a registry slot that no live process holds under that
+// generation must count as dead (the registry's own tests cover a slot
+// claimed again since).
+func TestDeadRegistrySlotCountsAsDead(t *testing.T) {
 	_, mem, l := newShared(t, &lock.Options{CheckInterval: 50 * time.Millisecond})
-	live := proc.ID{Pid: uint32(os.Getppid())} // alive, but not with this tag
-	live.Tag = 12345
-	atomic.StoreUint64((*uint64)(unsafe.Pointer(&mem[0])), live.Pack())
-	if !l.State().Held {
-		t.Fatal("forged holder not seen")
+	gone := proc.ID{Slot: 200, Gen: 7}
+	atomic.StoreUint64((*uint64)(unsafe.Pointer(&mem[0])), gone.Pack())
+	if st := l.State(); !st.Held || st.HolderAlive || st.HolderSlot != 200 {
+		t.Fatalf("forged holder: %+v", st)
 	}
 	start := time.Now()
 	ok, err := l.AcquireTimeout(5 * time.Second)

@@ -110,12 +110,15 @@
 //
 // # Caveats
 //
-//   - Liveness of a claimant is read from /proc; a zombie counts as dead.
-//     A claimant that died in the few instructions between claiming a slot
-//     and recording its full identity is recognised by its pid and 9 bits
-//     of its start tag (kept in the slot word): if that pid has been
-//     reused meanwhile by a process whose start tag agrees in those bits
-//     (1 reuse in 512), the slot stays blocked while that process lives.
+//   - Liveness of a claimant comes from the segment's process registry
+//     (shm.Registry): a claimant in another pid namespace or stopped is
+//     alive, a killed one dead, with or without /proc. A claimant that died
+//     in the few instructions between claiming a slot and recording its
+//     full identity is recognised by its registry slot and 14 bits of the
+//     slot's generation (kept in the slot word): if that registry slot has
+//     been claimed again a multiple of 16,384 times meanwhile, the queue
+//     slot stays blocked while the slot's new holder lives. A queue placed
+//     with Init/Attach without Options.Registry never reclaims a slot.
 //   - Sequence words are 32 bits: a producer or consumer stalled between
 //     reading a slot and its compare-and-swap for 2^32 operations of the
 //     others could be fooled (ABA). That is hours at full speed.

@@ -32,8 +32,9 @@ import (
 // Each ring is a 256-byte header (tail, head, reader-waiting and
 // writer-waiting words, each on its own cache line) and C data bytes.
 const (
-	// PipeVersion is the layout version of a Pipe.
-	PipeVersion = 1
+	// PipeVersion is the layout version of a Pipe. Version 2: end owners
+	// are process registry identities, not pids.
+	PipeVersion = 2
 	// PipeDefaultCapacity is the ring size of each direction unless
 	// PipeOptions.Capacity says otherwise.
 	PipeDefaultCapacity = 64 << 10
@@ -88,6 +89,31 @@ type PipeOptions struct {
 	// CheckInterval is how often a blocked call checks whether the peer's
 	// process is still alive. Default 100 ms.
 	CheckInterval time.Duration
+	// Registry names the ends' processes, so that a dead peer can be told
+	// from a live one. CreatePipe and OpenPipe use the segment's when nil.
+	// For InitPipe and AttachPipe, nil means no registry: a dead peer is
+	// then never noticed (Recv waits until its context is done), and a
+	// dead process's end is never claimed again (see shm.Registry).
+	Registry *shm.Registry
+}
+
+func (o *PipeOptions) registry() *shm.Registry {
+	if o == nil {
+		return nil
+	}
+	return o.Registry
+}
+
+// in returns o with seg's registry where o names none.
+func (o *PipeOptions) in(seg *shm.Segment) *PipeOptions {
+	var c PipeOptions
+	if o != nil {
+		c = *o
+	}
+	if c.Registry == nil {
+		c.Registry = seg.Registry()
+	}
+	return &c
 }
 
 func (o *PipeOptions) capacity() (int, error) {
@@ -147,7 +173,7 @@ type pipeHeader struct {
 
 // pipeEnd is an end's record, on its own cache line.
 type pipeEnd struct {
-	owner  uint64 // proc.ID.Pack of the end's process; 0: not claimed yet
+	owner  uint64 // registry identity (proc.ID.Pack) of the end's process; 0: not claimed yet
 	closed uint32 // pipeEndClosed once the end is closed
 }
 
@@ -176,9 +202,11 @@ type Conn struct {
 	cap    int
 	maxMsg int
 	check  time.Duration
+	reg    *proc.Registry
 	closed atomic.Bool
-	// lastCheck is when a non-blocking call last asked /proc whether the
-	// peer lives (unix nanoseconds), to do so at most every check.
+	// lastCheck is when a non-blocking call last asked the registry
+	// whether the peer lives (unix nanoseconds), to do so at most every
+	// check.
 	lastCheck atomic.Int64
 }
 
@@ -235,7 +263,7 @@ func InitPipe(mem []byte, opts *PipeOptions) (*Conn, error) {
 		atomic.StoreUint64(&e.owner, 0)
 		atomic.StoreUint32(&e.closed, 0)
 	}
-	atomic.StoreUint64(&ends[0].owner, proc.Self().Pack())
+	atomic.StoreUint64(&ends[0].owner, proc.Or(opts.registry()).SelfPacked())
 	for r := range pipeRings(oneWay) {
 		spscInit(mem[pipeRingsOff+r*(spscHeaderSize+capacity):])
 	}
@@ -245,9 +273,11 @@ func InitPipe(mem []byte, opts *PipeOptions) (*Conn, error) {
 
 // AttachPipe claims end (0 or 1) of the pipe that InitPipe set up in mem,
 // possibly in another process, and returns it. End 0 is claimed by
-// InitPipe itself, so it is free only after its owner's Detach. It fails
-// with ErrPipeInUse if the end is already claimed, and with shm.ErrCorrupt
-// if mem does not hold a valid pipe.
+// InitPipe itself, so it is free only after its owner's Detach, or once
+// its process has died: an end whose process the registry reports dead is
+// claimed again (a message its dead owner was receiving is received
+// again). It fails with ErrPipeInUse if the end is held by a live
+// process, and with shm.ErrCorrupt if mem does not hold a valid pipe.
 func AttachPipe(mem []byte, end int, opts *PipeOptions) (*Conn, error) {
 	if end != 0 && end != 1 {
 		return nil, fmt.Errorf("ringbuf: pipe end %d, want 0 or 1", end)
@@ -260,9 +290,16 @@ func AttachPipe(mem []byte, end int, opts *PipeOptions) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !atomic.CompareAndSwapUint64(&c.self.owner, 0, proc.Self().Pack()) {
-		return nil, fmt.Errorf("ringbuf: attaching pipe end %d (owner pid %d): %w",
-			end, proc.Unpack(atomic.LoadUint64(&c.self.owner)).Pid, ErrPipeInUse)
+	me := c.reg.SelfPacked()
+	for {
+		w := atomic.LoadUint64(&c.self.owner)
+		if w != 0 && c.reg.Alive(proc.Unpack(w)) {
+			return nil, fmt.Errorf("ringbuf: attaching pipe end %d (owner pid %d, registry slot %d): %w",
+				end, c.reg.Pid(proc.Unpack(w)), proc.Unpack(w).Slot, ErrPipeInUse)
+		}
+		if atomic.CompareAndSwapUint64(&c.self.owner, w, me) {
+			break
+		}
 	}
 	if atomic.LoadUint32(&c.self.closed) != 0 {
 		atomic.StoreUint64(&c.self.owner, 0)
@@ -296,13 +333,13 @@ func newConn(mem []byte, end int, opts *PipeOptions) (*Conn, error) {
 		if cl := atomic.LoadUint32(&e.closed); cl&^pipeEndClosed != 0 {
 			return nil, fmt.Errorf("ringbuf: pipe end %d state %#x: %w", i, cl, shm.ErrCorrupt)
 		}
-		if id := proc.Unpack(atomic.LoadUint64(&e.owner)); id.Pid > proc.MaxPid {
-			return nil, fmt.Errorf("ringbuf: pipe end %d owner pid %d: %w", i, id.Pid, shm.ErrCorrupt)
+		if w := atomic.LoadUint64(&e.owner); proc.Unpack(w).Pack() != w {
+			return nil, fmt.Errorf("ringbuf: pipe end %d owner %#x: %w", i, w, shm.ErrCorrupt)
 		}
 	}
 	ring := func(r int) []byte { return mem[pipeRingsOff+r*(spscHeaderSize+capacity):] }
 	c := &Conn{self: ends[end], peer: ends[1-end], end: end, oneWay: oneWay,
-		cap: capacity, maxMsg: maxMsg, check: opts.check()}
+		cap: capacity, maxMsg: maxMsg, check: opts.check(), reg: proc.Or(opts.registry())}
 	var err error
 	// Ring r carries messages to end r.
 	if !oneWay || end == 0 {
@@ -337,7 +374,7 @@ func CreatePipe(seg *shm.Segment, name string, opts *PipeOptions) (*Conn, error)
 	}
 	var c *Conn
 	_, err := seg.Alloc(pipeSpec(name, size), func(mem []byte) (err error) {
-		c, err = InitPipe(mem, opts)
+		c, err = InitPipe(mem, opts.in(seg))
 		return err
 	})
 	if err != nil {
@@ -348,13 +385,13 @@ func CreatePipe(seg *shm.Segment, name string, opts *PipeOptions) (*Conn, error)
 
 // OpenPipe claims end (0 or 1) of the pipe named name in seg, as
 // AttachPipe does. The creator holds end 0, so another process normally
-// opens end 1. Only opts.CheckInterval is used.
+// opens end 1. Only opts.CheckInterval and opts.Registry are used.
 func OpenPipe(seg *shm.Segment, name string, end int, opts *PipeOptions) (*Conn, error) {
 	mem, err := seg.Lookup(pipeSpec(name, 0))
 	if err != nil {
 		return nil, fmt.Errorf("ringbuf: opening pipe %q: %w", name, err)
 	}
-	return AttachPipe(mem, end, opts)
+	return AttachPipe(mem, end, opts.in(seg))
 }
 
 // End returns which end of the pipe c is: 0 or 1.
@@ -483,7 +520,7 @@ func (c *Conn) sleep(ctx context.Context, word *uint32, deadline, nextCheck time
 
 // peerAlive reports whether the peer's process may still send or receive:
 // true while the peer end is unclaimed, false once it is closed or its
-// process is gone. It reads /proc.
+// process is gone. It asks the process registry (one fcntl).
 func (c *Conn) peerAlive() bool {
 	if atomic.LoadUint32(&c.peer.closed) != 0 {
 		return false
@@ -492,10 +529,10 @@ func (c *Conn) peerAlive() bool {
 	if w == 0 {
 		return true
 	}
-	return proc.Alive(proc.Unpack(w))
+	return c.reg.Alive(proc.Unpack(w))
 }
 
-// peerAliveRateLimited is peerAlive for non-blocking calls: it asks /proc
+// peerAliveRateLimited is peerAlive for non-blocking calls: it asks the registry
 // at most once per check interval and otherwise assumes the peer lives.
 func (c *Conn) peerAliveRateLimited() bool {
 	if atomic.LoadUint32(&c.peer.closed) != 0 {
@@ -679,7 +716,7 @@ func (c *Conn) Detach() error {
 	if !c.closed.CompareAndSwap(false, true) {
 		return ErrClosed
 	}
-	atomic.CompareAndSwapUint64(&c.self.owner, proc.Self().Pack(), 0)
+	atomic.CompareAndSwapUint64(&c.self.owner, c.reg.SelfPacked(), 0)
 	c.wakeAll()
 	return nil
 }
@@ -710,8 +747,9 @@ type PipeState struct {
 	MaxMsgSize int
 	Closed     bool // this end is closed
 	Pid        int  // this end's process
-	PeerPid    int  // 0 while the peer end is unclaimed
-	PeerAlive  bool // the peer's process runs (from /proc)
+	PeerSlot   int  // the peer's slot in the process registry; 0 while the peer end is unclaimed
+	PeerPid    int  // its pid, as it saw itself (display only; 0: unknown)
+	PeerAlive  bool // the registry says the peer's process lives
 	PeerClosed bool
 	// RecvBytes is the ring space taken by messages waiting for this end
 	// (record headers and padding included); SendBytes the space taken by
@@ -727,16 +765,17 @@ type PipeState struct {
 	Wakes uint64
 }
 
-// State returns a snapshot of the pipe as this end sees it. It reads /proc
-// to tell whether the peer is alive.
+// State returns a snapshot of the pipe as this end sees it. It asks the
+// process registry whether the peer is alive.
 func (c *Conn) State() PipeState {
 	st := PipeState{End: c.end, OneWay: c.oneWay, Capacity: c.cap, MaxMsgSize: c.maxMsg,
 		Closed: c.closed.Load(), PeerClosed: atomic.LoadUint32(&c.peer.closed) != 0}
-	st.Pid = int(proc.Unpack(atomic.LoadUint64(&c.self.owner)).Pid)
+	st.Pid = c.reg.Pid(proc.Unpack(atomic.LoadUint64(&c.self.owner)))
 	if w := atomic.LoadUint64(&c.peer.owner); w != 0 {
 		id := proc.Unpack(w)
-		st.PeerPid = int(id.Pid)
-		st.PeerAlive = proc.Alive(id)
+		st.PeerSlot = int(id.Slot)
+		st.PeerPid = c.reg.Pid(id)
+		st.PeerAlive = c.reg.Alive(id)
 	}
 	used := func(sh *spscShared) int {
 		u := atomic.LoadUint64(&sh.tail) - atomic.LoadUint64(&sh.head)

@@ -124,7 +124,7 @@ func BenchmarkPipeCrossProcess(b *testing.B) {
 		b.Run(sz.name, func(b *testing.B) {
 			opts := &PipeOptions{Capacity: sz.capa, OneWay: true}
 			mem, path := pipeTestFile(b, 64+PipeSizeOf(opts))
-			c, err := InitPipe(mem[64:], opts)
+			c, err := InitPipe(mem[64:], pipeRegOpts(b, opts, path))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -182,7 +182,7 @@ func pipeRoleBench(args []string) error {
 	if args[1] == "recv" {
 		end = 0
 	}
-	c, err := AttachPipe(mem[64:], end, nil)
+	c, err := AttachPipe(mem[64:], end, pipeChildOpts(args[0]))
 	if err != nil {
 		return err
 	}

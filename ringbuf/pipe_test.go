@@ -17,6 +17,7 @@ import (
 	"unsafe"
 
 	"github.com/mpipc/mpipc/internal/proctest"
+	"github.com/mpipc/mpipc/internal/regtest"
 	"github.com/mpipc/mpipc/shm"
 )
 
@@ -56,6 +57,24 @@ func pipeTestFile(tb testing.TB, n int) ([]byte, string) {
 	tb.Helper()
 	path, mem := proctest.SharedFile(tb, n)
 	return mem, path
+}
+
+// pipeRegOpts returns opts with the registry shared by the processes of
+// the test that share the file at path.
+func pipeRegOpts(tb testing.TB, opts *PipeOptions, path string) *PipeOptions {
+	o := *opts
+	o.Registry = regtest.Registry(tb, path)
+	return &o
+}
+
+// pipeChildOpts is pipeRegOpts in a child (no test to fail): nil options
+// when the registry cannot be opened, so that the test sees the failure.
+func pipeChildOpts(path string) *PipeOptions {
+	reg, err := regtest.Open(path)
+	if err != nil {
+		return nil
+	}
+	return &PipeOptions{Registry: reg}
 }
 
 // pipeMapFile maps the file at path (child side); see proctest.MapFile.
@@ -676,7 +695,10 @@ func TestPipeRecvBytesAndState(t *testing.T) {
 		}
 	}
 	st := b.State()
-	want := PipeState{End: 1, Capacity: 4096, MaxMsgSize: 1000, Pid: os.Getpid(), PeerPid: os.Getpid(),
+	if st.PeerSlot == 0 {
+		t.Errorf("PeerSlot 0 for a claimed peer end")
+	}
+	want := PipeState{End: 1, Capacity: 4096, MaxMsgSize: 1000, Pid: os.Getpid(), PeerSlot: st.PeerSlot, PeerPid: os.Getpid(),
 		PeerAlive: true, RecvBytes: 8 + 16 + 1008}
 	if st != want {
 		t.Errorf("State = %+v\nwant    %+v", st, want)
@@ -724,7 +746,7 @@ func pipeRoleSend(args []string) error {
 	}
 	n, _ := strconv.ParseUint(args[1], 10, 64)
 	linger, _ := time.ParseDuration(args[2])
-	c, err := AttachPipe(mem, 1, nil)
+	c, err := AttachPipe(mem, 1, pipeChildOpts(args[0]))
 	if err != nil {
 		return err
 	}
@@ -750,7 +772,7 @@ func pipeRoleEcho(args []string) error {
 	if err != nil {
 		return err
 	}
-	c, err := AttachPipe(mem, 1, nil)
+	c, err := AttachPipe(mem, 1, pipeChildOpts(args[0]))
 	if err != nil {
 		return err
 	}
@@ -781,7 +803,7 @@ func pipeRoleStream(args []string) error {
 	if err != nil {
 		return err
 	}
-	c, err := AttachPipe(mem, 1, nil)
+	c, err := AttachPipe(mem, 1, pipeChildOpts(args[0]))
 	if err != nil {
 		return err
 	}
@@ -800,7 +822,7 @@ func pipeRoleIdle(args []string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := AttachPipe(mem, 1, nil); err != nil {
+	if _, err := AttachPipe(mem, 1, pipeChildOpts(args[0])); err != nil {
 		return err
 	}
 	proctest.SignalReady()
@@ -815,7 +837,7 @@ func pipeRoleIdle(args []string) error {
 func TestPipeAcrossProcesses(t *testing.T) {
 	opts := &PipeOptions{OneWay: true, Capacity: 8192}
 	mem, path := pipeTestFile(t, PipeSizeOf(opts))
-	r, err := InitPipe(mem, opts)
+	r, err := InitPipe(mem, pipeRegOpts(t, opts, path))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -857,7 +879,7 @@ func TestPipeAcrossProcesses(t *testing.T) {
 func TestPipeDuplexAcrossProcesses(t *testing.T) {
 	opts := &PipeOptions{Capacity: 4096}
 	mem, path := pipeTestFile(t, PipeSizeOf(opts))
-	c, err := InitPipe(mem, opts)
+	c, err := InitPipe(mem, pipeRegOpts(t, opts, path))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -897,7 +919,7 @@ func TestPipePeerKilled(t *testing.T) {
 	for trial := range trials {
 		opts := &PipeOptions{OneWay: true, Capacity: 16384}
 		mem, path := pipeTestFile(t, PipeSizeOf(opts))
-		r, err := InitPipe(mem, opts)
+		r, err := InitPipe(mem, pipeRegOpts(t, opts, path))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -941,7 +963,7 @@ func TestPipePeerKilled(t *testing.T) {
 func TestPipeSendToDeadPeer(t *testing.T) {
 	opts := &PipeOptions{Capacity: 4096}
 	mem, path := pipeTestFile(t, PipeSizeOf(opts))
-	c, err := InitPipe(mem, opts)
+	c, err := InitPipe(mem, pipeRegOpts(t, opts, path))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -63,9 +63,10 @@ import (
 //	seq == p+1, claim consumer id         a consumer is reading p
 //	seq == p+C, claim 0                   free for the next lap
 //
-// A claim id is the claimant's pid (bits 0..21) and the low 9 bits of its
-// start tag (bits 22..30), bit 31 clear; the slot's owner word holds the
-// full identity for the liveness check. A waiter stuck behind a claimed
+// A claim id is the claimant's process registry slot (bits 0..16) and the
+// low 14 bits of its slot generation (bits 17..30), bit 31 clear; the
+// slot's owner word holds the full identity (proc.ID.Pack) for the
+// liveness check, which asks the segment's process registry. A waiter stuck behind a claimed
 // slot for longer than the check interval asks whether the claimant is
 // alive; if not, it resolves the slot with a compare-and-swap from the
 // exact claimed word: a dead producer's slot becomes "full of nothing", a
@@ -121,8 +122,9 @@ const (
 	// tail hints are stored, not compared-and-swapped (they may move
 	// back); since 3 the sleeper counts are per epoch, zeroed by the
 	// notifier (qEvent). Version 4 moves the payload to the slot's second
-	// cache line.
-	QueueVersion = 4
+	// cache line. Version 5: claims and owner words name process
+	// registry slots, not pids.
+	QueueVersion = 5
 	// MaxCapacity is the largest capacity a Queue accepts.
 	MaxCapacity = 1 << 24
 	// MaxMsgLimit is the largest maximum message size a Queue accepts.
@@ -153,9 +155,9 @@ const (
 
 // Claim half of a slot word.
 const (
-	qClaimPidMask  = 1<<proc.PidBits - 1 // claimant pid
-	qClaimTagShift = proc.PidBits        // low bits of the claimant's start tag
-	qClaimTagMask  = 1<<9 - 1
+	qClaimSlotMask = 1<<proc.SlotBits - 1 // claimant's registry slot
+	qClaimGenShift = proc.SlotBits        // low bits of the claimant's slot generation
+	qClaimGenMask  = 1<<(31-proc.SlotBits) - 1
 	qClaimFull     = 1 << 31 // the slot holds a message; low bits: its length
 	qClaimSkip     = 1 << 30 // with qClaimFull: the slot holds no message
 	qClaimLenMask  = qClaimSkip - 1
@@ -184,6 +186,31 @@ type Options struct {
 	// alive, and how often a sleeper re-checks. Default 100 ms: a queue
 	// recovers from a killed producer or consumer within about this long.
 	CheckInterval time.Duration
+	// Registry names the producers' and consumers' processes in slot
+	// claims, so that a dead claimant can be told from a live one. Create
+	// and Open use the segment's when nil. For Init and Attach, nil means
+	// no registry: a slot claimed by a process that died is then never
+	// reclaimed, and the queue stalls at it (see shm.Registry).
+	Registry *shm.Registry
+}
+
+func (o *Options) registry() *shm.Registry {
+	if o == nil {
+		return nil
+	}
+	return o.Registry
+}
+
+// in returns o with seg's registry where o names none.
+func (o *Options) in(seg *shm.Segment) *Options {
+	var c Options
+	if o != nil {
+		c = *o
+	}
+	if c.Registry == nil {
+		c.Registry = seg.Registry()
+	}
+	return &c
 }
 
 const qDefaultCheck = 100 * time.Millisecond
@@ -263,6 +290,10 @@ type Queue struct {
 	check    time.Duration
 	budget   int // attempts one try makes before it reports corruption
 
+	reg        *proc.Registry // names claimants
+	selfClaim  uint32         // this process's claim id
+	selfPacked uint64         // this process's full identity, for owner words
+
 	// Header words. The cached parameters above are read once at Attach:
 	// a peer that scribbles on the header later cannot make this handle
 	// index outside mem.
@@ -280,11 +311,10 @@ type qNoCopy struct{}
 func (*qNoCopy) Lock()   {}
 func (*qNoCopy) Unlock() {}
 
-// Identity of this process in slot claims, computed once.
-var (
-	qSelfClaim  = proc.Self().Pid&qClaimPidMask | (proc.Self().Tag&qClaimTagMask)<<qClaimTagShift
-	qSelfPacked = proc.Self().Pack()
-)
+// qClaimOf returns the claim id of a registry identity.
+func qClaimOf(id proc.ID) uint32 {
+	return id.Slot&qClaimSlotMask | (id.Gen&qClaimGenMask)<<qClaimGenShift
+}
 
 func qWord(seq, claim uint32) uint64 { return uint64(claim)<<32 | uint64(seq) }
 
@@ -367,7 +397,11 @@ func qHandle(mem []byte, opts *Options) (*Queue, error) {
 		return nil, err
 	}
 	check := opts.check()
+	reg := proc.Or(opts.registry())
 	q := &Queue{
+		reg:         reg,
+		selfClaim:   qClaimOf(reg.Self()),
+		selfPacked:  reg.SelfPacked(),
 		mem:         mem[:size:size],
 		slots:       unsafe.Pointer(&mem[qHeaderSize]),
 		mask:        uint64(c - 1),
@@ -405,7 +439,7 @@ func qCreate(seg *shm.Segment, name string, kind shm.Kind, capacity, maxMsg int,
 	}
 	var q *Queue
 	_, err := seg.Alloc(qSpec(name, kind, fp, size), func(mem []byte) (err error) {
-		q, err = qInit(mem, capacity, maxMsg, flags, fp, opts)
+		q, err = qInit(mem, capacity, maxMsg, flags, fp, opts.in(seg))
 		return err
 	})
 	if err != nil {
@@ -424,7 +458,7 @@ func qOpen(seg *shm.Segment, name string, kind shm.Kind, fp uint64, opts *Option
 	if err != nil {
 		return nil, fmt.Errorf("ringbuf: opening %q: %w", name, err)
 	}
-	q, err := Attach(mem, opts)
+	q, err := Attach(mem, opts.in(seg))
 	if err != nil {
 		return nil, fmt.Errorf("ringbuf: opening %q: %w", name, err)
 	}
@@ -445,15 +479,15 @@ func (q *Queue) payload(s unsafe.Pointer, n int) []byte {
 	return unsafe.Slice((*byte)(unsafe.Add(s, qSlotHeader)), n)
 }
 
-// qNoteOwner records this process as the slot's claimant, for the
+// noteOwner records this process as the slot's claimant, for the
 // liveness check of a waiter stuck behind it. It stores only when the word
 // names another process, so a steady stream between the same processes
 // writes nothing; when it does store, the store need not be ordered with
-// anything (a reclaimer that reads an older owner falls back to the pid
-// and tag bits of the claim itself), so it is the cheap hint store.
-func qNoteOwner(w *uint64) {
-	if atomic.LoadUint64(w) != qSelfPacked {
-		qStoreHint(w, qSelfPacked) // who holds the claim, for the liveness check
+// anything (a reclaimer that reads an older owner falls back to the slot
+// and generation bits of the claim itself), so it is the cheap hint store.
+func (q *Queue) noteOwner(w *uint64) {
+	if atomic.LoadUint64(w) != q.selfPacked {
+		qStoreHint(w, q.selfPacked) // who holds the claim, for the liveness check
 	}
 }
 
@@ -475,7 +509,7 @@ func qValidClaim(claim uint32, fullPhase bool) bool {
 	if claim&qClaimFull != 0 {
 		return fullPhase && (claim&qClaimSkip != 0 && claim&qClaimLenMask == 0 || claim&qClaimSkip == 0)
 	}
-	return claim == 0 && !fullPhase || claim&qClaimPidMask != 0
+	return claim == 0 && !fullPhase || claim&qClaimSlotMask != 0
 }
 
 // qPutSkipTo returns the position a producer scanning at p may go on at,
@@ -536,9 +570,9 @@ func (q *Queue) claimPut() (s unsafe.Pointer, pos uint64, st qStatus, blk uint64
 		switch {
 		case d == 0 && claim == 0:
 			// Claims position p and records the claimant in the slot word.
-			if atomic.CompareAndSwapUint64(qSlotWord(s), w, qWord(seq, qSelfClaim)) {
+			if atomic.CompareAndSwapUint64(qSlotWord(s), w, qWord(seq, q.selfClaim)) {
 				qStoreHint(q.tail, p+1) // a hint: may land after a later claimant's
-				qNoteOwner(qProdOwner(s))
+				q.noteOwner(qProdOwner(s))
 				return s, p, qOK, 0
 			}
 			continue // lost the race for p: look again
@@ -583,7 +617,7 @@ func (q *Queue) commitPut(s unsafe.Pointer, pos uint64, n int) bool {
 		return q.commitPutJoinable(s, pos, n)
 	}
 	// Publishes the payload and its length: the slot is full for pos.
-	if !atomic.CompareAndSwapUint64(qSlotWord(s), qWord(uint32(pos), qSelfClaim), qWord(uint32(pos)+1, qClaimFull|uint32(n))) {
+	if !atomic.CompareAndSwapUint64(qSlotWord(s), qWord(uint32(pos), q.selfClaim), qWord(uint32(pos)+1, qClaimFull|uint32(n))) {
 		return false
 	}
 	if q.notEmpty.sleepers() != 0 {
@@ -595,7 +629,7 @@ func (q *Queue) commitPut(s unsafe.Pointer, pos uint64, n int) bool {
 func (q *Queue) commitPutJoinable(s unsafe.Pointer, pos uint64, n int) bool {
 	atomic.AddUint64(q.join, 1) // one more unfinished task, before anyone can take it
 	// Publishes the payload and its length: the slot is full for pos.
-	if !atomic.CompareAndSwapUint64(qSlotWord(s), qWord(uint32(pos), qSelfClaim), qWord(uint32(pos)+1, qClaimFull|uint32(n))) {
+	if !atomic.CompareAndSwapUint64(qSlotWord(s), qWord(uint32(pos), q.selfClaim), qWord(uint32(pos)+1, qClaimFull|uint32(n))) {
 		atomic.AddUint64(q.join, ^uint64(0))
 		return false
 	}
@@ -608,7 +642,7 @@ func (q *Queue) commitPutJoinable(s unsafe.Pointer, pos uint64, n int) bool {
 // skipPut gives up claimed slot s: consumers will skip it.
 func (q *Queue) skipPut(s unsafe.Pointer, pos uint64) {
 	// Publishes "nothing here" for pos; consumers move past it.
-	if atomic.CompareAndSwapUint64(qSlotWord(s), qWord(uint32(pos), qSelfClaim), qWord(uint32(pos)+1, qClaimFull|qClaimSkip)) {
+	if atomic.CompareAndSwapUint64(qSlotWord(s), qWord(uint32(pos), q.selfClaim), qWord(uint32(pos)+1, qClaimFull|qClaimSkip)) {
 		if q.notEmpty.sleepers() != 0 {
 			q.wake(q.notEmpty)
 		}
@@ -657,9 +691,9 @@ func (q *Queue) claimGet(limit int, claimSlot bool) (s unsafe.Pointer, pos uint6
 				return s, h, n, qOK, w
 			}
 			// Claims the message at h and records the claimant.
-			if atomic.CompareAndSwapUint64(qSlotWord(s), w, qWord(seq, qSelfClaim)) {
+			if atomic.CompareAndSwapUint64(qSlotWord(s), w, qWord(seq, q.selfClaim)) {
 				qStoreHint(q.head, h+1) // a hint: may land after a later claimant's
-				qNoteOwner(qConsOwner(s))
+				q.noteOwner(qConsOwner(s))
 				return s, h, n, qOK, 0
 			}
 		case d == -1:
@@ -708,7 +742,7 @@ func (q *Queue) claimGet(limit int, claimSlot bool) (s unsafe.Pointer, pos uint6
 func (q *Queue) releaseGet(s unsafe.Pointer, pos uint64) bool {
 	// Publishes the slot as free for position pos+C: a producer may
 	// overwrite the payload from now on.
-	if !atomic.CompareAndSwapUint64(qSlotWord(s), qWord(uint32(pos)+1, qSelfClaim), qWord(uint32(pos)+uint32(q.capacity), 0)) {
+	if !atomic.CompareAndSwapUint64(qSlotWord(s), qWord(uint32(pos)+1, q.selfClaim), qWord(uint32(pos)+uint32(q.capacity), 0)) {
 		return false
 	}
 	if q.joinable {

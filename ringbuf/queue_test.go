@@ -6,9 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -526,8 +523,8 @@ func TestQueueCorruptSlot(t *testing.T) {
 		{"full-phase claim with free-phase sequence", func(q *Queue) {
 			atomic.StoreUint64(qSlotWord(q.slot(0)), qWord(0, qClaimFull|3))
 		}},
-		{"claim with no pid", func(q *Queue) {
-			atomic.StoreUint64(qSlotWord(q.slot(0)), qWord(1, 1<<qClaimTagShift))
+		{"claim with no registry slot", func(q *Queue) {
+			atomic.StoreUint64(qSlotWord(q.slot(0)), qWord(1, 1<<qClaimGenShift))
 		}},
 	}
 	for _, c := range cases {
@@ -665,75 +662,56 @@ func TestJoinableInProcess(t *testing.T) {
 	}
 }
 
-// TestQueueReclaimZombieAndReusedPid: a claim whose owner record was never
-// written is judged by the claim's own pid and 9 start-tag bits. A zombie
-// (exited, not reaped) and a live process whose start tag differs in those
-// bits (a reused pid) both count as dead, so their slots are reclaimed;
-// the same pid with matching bits counts as alive.
-func TestQueueReclaimZombieAndReusedPid(t *testing.T) {
-	claimOf := func(pid, tag uint32) uint32 {
-		return pid&qClaimPidMask | (tag&qClaimTagMask)<<qClaimTagShift
-	}
-	ppid := uint32(os.Getppid())
-	ptag, err := proc.StartTag(int(ppid))
+// testRegistry returns the process registry of a fresh anonymous segment,
+// for queues placed in memory of their own.
+func testRegistry(tb testing.TB) *shm.Registry {
+	tb.Helper()
+	seg, err := shm.CreateAnonymous(0)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	if !qClaimantAlive(claimOf(ppid, ptag), 0) {
-		t.Error("live parent with matching tag bits judged dead")
+	tb.Cleanup(func() { seg.Close() })
+	return seg.Registry()
+}
+
+// TestQueueReclaimByRegistry: a claim is judged by the process registry.
+// A claim whose owner record was never written is judged by the claim's
+// own slot and 14 generation bits: a slot never claimed, or claimed again
+// since (another generation), holds a dead claimant, and the slot is
+// reclaimed; this process's own claim is alive.
+func TestQueueReclaimByRegistry(t *testing.T) {
+	reg := testRegistry(t)
+	q := qNew(t, 4, 8, &Options{CheckInterval: 10 * time.Millisecond, Registry: reg})
+	self := reg.Self()
+	if !q.claimantAlive(qClaimOf(self), 0) || !q.claimantAlive(qClaimOf(self), self.Pack()) {
+		t.Error("own claim judged dead")
 	}
-	if qClaimantAlive(claimOf(ppid, ptag+1), 0) {
-		t.Error("parent's pid with other tag bits (a reused pid) judged alive")
+	never := proc.ID{Slot: uint32(reg.Slots()), Gen: 1}
+	reclaimed := proc.ID{Slot: self.Slot, Gen: self.Gen + 1}
+	for _, id := range []proc.ID{never, reclaimed} {
+		if q.claimantAlive(qClaimOf(id), 0) || q.claimantAlive(qClaimOf(id), id.Pack()) {
+			t.Errorf("claim of %+v judged alive", id)
+		}
+	}
+	// Without a registry nothing can be proven dead.
+	qb := qNew(t, 4, 8, nil)
+	if !qb.claimantAlive(qClaimOf(never), 0) {
+		t.Error("a queue without a registry judged a claim dead")
 	}
 
-	cmd := exec.Command("/bin/true")
-	if err := cmd.Start(); err != nil {
-		t.Skipf("cannot start /bin/true: %v", err)
-	}
-	zpid := uint32(cmd.Process.Pid)
-	ztag, err := proc.StartTag(int(zpid))
-	if err != nil {
-		cmd.Wait()
-		t.Skipf("child exited before its start tag was read: %v", err)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		b, err := os.ReadFile("/proc/" + strconv.Itoa(int(zpid)) + "/stat")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if i := bytes.LastIndexByte(b, ')'); i > 0 && i+2 < len(b) && b[i+2] == 'Z' {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("child never became a zombie: %s", b)
-		}
-		time.Sleep(time.Millisecond)
-	}
-	defer cmd.Wait()
-	if qClaimantAlive(claimOf(zpid, ztag), 0) {
-		t.Error("zombie judged alive")
-	}
-	if qClaimantAlive(claimOf(zpid, ztag), proc.ID{Pid: zpid, Tag: ztag}.Pack()) {
-		t.Error("zombie with its owner record judged alive")
-	}
-
-	// End to end: a producer claim by the reused pid blocks position 0; a
+	// End to end: a producer claim by a dead process blocks position 0; a
 	// getter reclaims it after the check interval and gets the message
 	// behind it.
-	for _, c := range []struct {
-		name  string
-		claim uint32
-	}{{"reused pid", claimOf(ppid, ptag+1)}, {"zombie", claimOf(zpid, ztag)}} {
-		q := qNew(t, 4, 8, &Options{CheckInterval: 10 * time.Millisecond})
-		atomic.StoreUint64(qSlotWord(q.slot(0)), qWord(0, c.claim))
+	for _, id := range []proc.ID{never, reclaimed} {
+		q := qNew(t, 4, 8, &Options{CheckInterval: 10 * time.Millisecond, Registry: reg})
+		atomic.StoreUint64(qSlotWord(q.slot(0)), qWord(0, qClaimOf(id)))
 		atomic.StoreUint64(q.tail, 1)
 		if err := q.TryPut([]byte("behind")); err != nil {
 			t.Fatal(err)
 		}
 		m, err := q.GetTimeout(5 * time.Second)
 		if err != nil || string(m) != "behind" {
-			t.Errorf("%s: got %q, %v; want the message behind the dead claim", c.name, m, err)
+			t.Errorf("%+v: got %q, %v; want the message behind the dead claim", id, m, err)
 		}
 	}
 }

@@ -127,7 +127,7 @@ func (q *Queue) reclaim(s unsafe.Pointer, w uint64) {
 	if prodClaim {
 		owner = qProdOwner(s)
 	}
-	if qClaimantAlive(claim, atomic.LoadUint64(owner)) {
+	if q.claimantAlive(claim, atomic.LoadUint64(owner)) {
 		return
 	}
 	if prodClaim {
@@ -143,21 +143,19 @@ func (q *Queue) reclaim(s unsafe.Pointer, w uint64) {
 	}
 }
 
-// qClaimantAlive reports whether the process named by a slot claim may be
+// claimantAlive reports whether the process named by a slot claim may be
 // alive. owner is the slot's owner word; when it names the claimant (it is
 // written just after the claim), the full identity is checked. Otherwise
 // the claimant died (or stalls) between its claim and that record, and
-// the claim's own pid and 9 tag bits are checked: a zombie, an exited
-// process, or a pid now held by a process whose start tag differs in
-// those bits counts as dead (1 reuse in 512 would look alive).
-func qClaimantAlive(claim uint32, owner uint64) bool {
-	pid := claim & qClaimPidMask
-	tag := claim >> qClaimTagShift & qClaimTagMask
-	o := proc.Unpack(owner)
-	if o.Pid == pid && o.Tag&qClaimTagMask == tag {
-		return proc.Alive(o)
+// the claim's own registry slot and 14 generation bits are checked: the
+// claimant is dead if its slot is unlocked, or was claimed again by a
+// process whose generation differs in those bits (a slot claimed again a
+// multiple of 16,384 times since would look alive until its holder goes).
+func (q *Queue) claimantAlive(claim uint32, owner uint64) bool {
+	if o := proc.Unpack(owner); qClaimOf(o) == claim {
+		return q.reg.Alive(o)
 	}
-	return proc.AliveMatch(pid, tag, qClaimTagMask)
+	return q.reg.AliveBits(proc.ID{Slot: claim & qClaimSlotMask, Gen: claim >> qClaimGenShift & qClaimGenMask}, qClaimGenMask)
 }
 
 func qCorruptErr(s unsafe.Pointer, pos, w uint64) error {

@@ -8,7 +8,7 @@
 // # Ownership
 //
 // The owner is a goroutine in a process: the lock word records the process
-// (pid and start tag, as for lock.Lock) and a second shared word records
+// (its process registry identity, as for lock.Lock) and a second shared word records
 // the goroutine. The owner may acquire the RLock again, raising its level;
 // each Release lowers it, and the release from level 1 frees the lock and
 // wakes one waiter. Any other goroutine — of the same process or of
@@ -63,6 +63,6 @@
 //     because init only trusts an offset that matched in five goroutines.
 //   - The level is a 32-bit counter: acquiring beyond MaxLevel returns
 //     ErrLevel.
-//   - Liveness is read from /proc. Without /proc, a dead owner is never
-//     detected and waiters wait as on an ordinary lock.
+//   - An RLock placed with Init/Attach without Options.Registry cannot
+//     tell a dead owner: waiters wait as on an ordinary lock.
 package rlock

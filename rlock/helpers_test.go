@@ -11,6 +11,7 @@ import (
 	"unsafe"
 
 	"github.com/mpipc/mpipc/internal/proctest"
+	"github.com/mpipc/mpipc/internal/regtest"
 	"github.com/mpipc/mpipc/rlock"
 	"github.com/mpipc/mpipc/shm"
 )
@@ -35,7 +36,7 @@ func word(mem []byte, i int) *uint64 { return (*uint64)(unsafe.Pointer(&mem[64+8
 func newRLock(tb testing.TB) (*rlock.RLock, []byte, string) {
 	tb.Helper()
 	mem, path := sharedMem(tb)
-	r, err := rlock.Init(mem[:rlock.Size], &rlock.Options{CheckInterval: 20 * time.Millisecond})
+	r, err := rlock.Init(mem[:rlock.Size], &rlock.Options{CheckInterval: 20 * time.Millisecond, Registry: regtest.Registry(tb, path)})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -47,7 +48,11 @@ func attachChild(path string) (*rlock.RLock, []byte, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	r, err := rlock.Attach(mem[:rlock.Size], &rlock.Options{CheckInterval: 20 * time.Millisecond})
+	reg, err := regtest.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := rlock.Attach(mem[:rlock.Size], &rlock.Options{CheckInterval: 20 * time.Millisecond, Registry: reg})
 	return r, mem, err
 }
 

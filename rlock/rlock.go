@@ -10,7 +10,6 @@ import (
 	"unsafe"
 
 	"github.com/mpipc/mpipc/futex"
-	"github.com/mpipc/mpipc/internal/proc"
 	"github.com/mpipc/mpipc/internal/robust"
 	"github.com/mpipc/mpipc/shm"
 )
@@ -39,7 +38,8 @@ const (
 	// Align is the alignment an RLock needs (a cache line).
 	Align = 64
 	// Version is the layout version of an RLock.
-	Version = 1
+	// Version 2: owner records name process registry slots, not pids.
+	Version = 2
 
 	// MaxLevel is the highest recursion level an RLock holds.
 	MaxLevel = 1<<32 - 1
@@ -96,6 +96,11 @@ type Options struct {
 	// is still alive. Default 100 ms: a waiter takes a dead owner's lock
 	// within about this long.
 	CheckInterval time.Duration
+	// Registry names the processes that may own the lock, so that a dead
+	// owner can be told from a live one. Create and Open use the
+	// segment's when nil. For Init and Attach, nil means no registry: a
+	// dead owner's lock is then never taken over (see shm.Registry).
+	Registry *shm.Registry
 }
 
 func (o *Options) check() time.Duration {
@@ -103,6 +108,25 @@ func (o *Options) check() time.Duration {
 		return 0
 	}
 	return o.CheckInterval
+}
+
+func (o *Options) registry() *shm.Registry {
+	if o == nil {
+		return nil
+	}
+	return o.Registry
+}
+
+// in returns o with seg's registry where o names none.
+func (o *Options) in(seg *shm.Segment) *Options {
+	var c Options
+	if o != nil {
+		c = *o
+	}
+	if c.Registry == nil {
+		c.Registry = seg.Registry()
+	}
+	return &c
 }
 
 // RLock is a recursive lock shared between processes: Python's
@@ -142,7 +166,7 @@ func check(mem []byte) error {
 
 func handle(mem []byte, opts *Options) *RLock {
 	return &RLock{
-		m:     robust.New((*uint64)(unsafe.Pointer(&mem[offWord])), opts.check()),
+		m:     robust.New((*uint64)(unsafe.Pointer(&mem[offWord])), opts.registry(), opts.check()),
 		owner: (*uint64)(unsafe.Pointer(&mem[offOwner])),
 		extra: (*uint32)(unsafe.Pointer(&mem[offExtra])),
 	}
@@ -189,7 +213,7 @@ func spec(name string) shm.Spec {
 func Create(seg *shm.Segment, name string, opts *Options) (*RLock, error) {
 	var r *RLock
 	_, err := seg.Alloc(spec(name), func(mem []byte) (err error) {
-		r, err = Init(mem, opts)
+		r, err = Init(mem, opts.in(seg))
 		return err
 	})
 	if err != nil {
@@ -205,7 +229,7 @@ func Open(seg *shm.Segment, name string, opts *Options) (*RLock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rlock: opening %q: %w", name, err)
 	}
-	return Attach(mem, opts)
+	return Attach(mem, opts.in(seg))
 }
 
 // owns reports whether goroutine g of this process owns the lock. The
@@ -397,8 +421,9 @@ func (r *RLock) Consistent() error {
 // State is a snapshot of an RLock, for inspection.
 type State struct {
 	Held           bool
-	HolderPid      int
-	HolderAlive    bool
+	HolderSlot     int    // the owner's slot in the process registry
+	HolderPid      int    // its pid, as it saw itself (display only; 0: unknown)
+	HolderAlive    bool   // whether the registry says the owner lives
 	HolderGoid     uint64 // runtime id of the owning goroutine in HolderPid
 	Level          int
 	Waiters        bool
@@ -406,15 +431,17 @@ type State struct {
 	NotRecoverable bool
 }
 
-// State returns a snapshot of the RLock. It reads /proc to tell whether
-// the holder is alive. The fields are read one by one while others may
+// State returns a snapshot of the RLock. It asks the process registry
+// whether the holder is alive (one fcntl). The fields are read one by one while others may
 // change them.
 func (r *RLock) State() State {
 	s := r.m.Load()
 	st := State{Held: s.Held, Waiters: s.Waiters, Inconsistent: s.Inconsistent, NotRecoverable: s.NotRecoverable}
 	if s.Held {
-		st.HolderPid = int(s.Holder.Pid)
-		st.HolderAlive = proc.Alive(s.Holder)
+		reg := r.m.Registry()
+		st.HolderSlot = int(s.Holder.Slot)
+		st.HolderPid = reg.Pid(s.Holder)
+		st.HolderAlive = reg.Alive(s.Holder)
 		st.HolderGoid = atomic.LoadUint64(r.owner)
 		st.Level = int(atomic.LoadUint32(r.extra)) + 1
 	}

@@ -5,6 +5,8 @@ import (
 	"io/fs"
 	"os"
 	"time"
+
+	"github.com/mpipc/mpipc/internal/proc"
 )
 
 // DefaultDir is where named segments live unless Options.Dir says otherwise.
@@ -138,7 +140,42 @@ type Options struct {
 	// MaxMaxObjects. Each entry takes 96 bytes of the header. Ignored by
 	// Open.
 	MaxObjects int
+	// MaxProcs is the size of a new segment's process registry: how many
+	// processes can have it open at once (every handle on one file in one
+	// process counts once). Default DefaultMaxProcs (1024), at most
+	// MaxProcs. Each slot takes 32 bytes of the header. One more process
+	// fails to open the segment with ErrRegistryFull. Ignored by Open.
+	MaxProcs int
 }
+
+// DefaultMaxProcs is the process registry size of a segment when
+// Options.MaxProcs is zero.
+const DefaultMaxProcs = proc.DefaultSlots
+
+// MaxProcs is the largest process registry a segment may have.
+const MaxProcs = proc.MaxSlots
+
+// Registry is a process registry: the table of the processes attached to
+// a segment, each holding a slot through a lock the kernel drops when the
+// process dies, in any pid namespace and without /proc (see the package
+// documentation, "Processes"). Every owner record of every object names a
+// registry slot and its generation, never a pid.
+//
+// A segment provides one (Segment.Registry); objects created or opened in
+// it use it. An object placed in memory you own (Init/Attach) is given
+// one through its Options.Registry: pass the registry of a segment that
+// every process sharing that memory also opens (a small segment of its
+// own will do). Without one, an object uses this process's blind
+// registry, which never declares a process dead: a lock whose holder died
+// is never taken over, and waiters time out or are cancelled instead.
+type Registry = proc.Registry
+
+// Process is one slot of a segment's registry, for display.
+type Process = proc.Slot
+
+// ErrRegistryFull is returned when a segment is opened by more processes
+// than its registry has slots (Options.MaxProcs).
+var ErrRegistryFull = proc.ErrFull
 
 // Spec names and describes an object to place in, or find in, a segment.
 type Spec struct {
@@ -160,5 +197,6 @@ type Object struct {
 	Offset      int64
 	Size        int64
 	Ready       bool
-	Creator     int // pid of the creating process
+	Creator     int     // pid of the creating process, as it saw itself (display only)
+	CreatorID   proc.ID // the creator's registry identity
 }

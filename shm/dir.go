@@ -3,6 +3,7 @@ package shm
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -117,7 +118,7 @@ func (s *Segment) claim(spec Spec) (int, int64, error) {
 			return 0, 0, errors.Join(fmt.Errorf("segment lock: %w", err), s.lock.Unlock())
 		}
 	case futex.ErrTimeout:
-		return 0, 0, fmt.Errorf("segment lock held by pid %d for over %v: %w", s.lock.Load().Holder.Pid, lockTimeout, err)
+		return 0, 0, fmt.Errorf("segment lock held by registry slot %d for over %v: %w", s.lock.Load().Holder.Slot, lockTimeout, err)
 	default:
 		return 0, 0, fmt.Errorf("segment lock: %w", err)
 	}
@@ -146,7 +147,7 @@ func (s *Segment) claimLocked(spec Spec) (int, int64, error) {
 				continue
 			}
 			creator := proc.Unpack(atomic.LoadUint64(u64(e, eCreator)))
-			if st == stateInit && !proc.Alive(creator) {
+			if st == stateInit && !s.reg.Alive(creator) {
 				// Its creator died initializing it: nobody will publish
 				// it. Reclaim the entry; its space stays used.
 				atomic.StoreUint32(u32(e, eState), stateFree)
@@ -156,7 +157,7 @@ func (s *Segment) claimLocked(spec Spec) (int, int64, error) {
 				continue
 			}
 			if st == stateInit {
-				return 0, 0, fmt.Errorf("being created by pid %d: %w", creator.Pid, ErrExist)
+				return 0, 0, fmt.Errorf("being created by pid %d: %w", atomic.LoadUint32(u32(e, eCreatorPid)), ErrExist)
 			}
 			return 0, 0, ErrExist
 		default:
@@ -175,7 +176,8 @@ func (s *Segment) claimLocked(spec Spec) (int, int64, error) {
 	atomic.StoreUint64(u64(e, eFingerprint), spec.Fingerprint)
 	atomic.StoreUint64(u64(e, eOffset), alloc)
 	atomic.StoreUint64(u64(e, eSize), uint64(spec.Size))
-	atomic.StoreUint64(u64(e, eCreator), proc.Self().Pack())
+	atomic.StoreUint64(u64(e, eCreator), s.reg.SelfPacked())
+	atomic.StoreUint32(u32(e, eCreatorPid), uint32(os.Getpid()))
 	clear(e[eName+copy(e[eName:], spec.Name):])
 	atomic.StoreUint64(u64(s.mem, offAlloc), alloc+uint64(need))
 	// Publishes the reservation: from here the name is taken. A process
@@ -198,7 +200,7 @@ func (s *Segment) repair() {
 		if st != stateInit && st != stateReady {
 			continue
 		}
-		if st == stateInit && !proc.Alive(proc.Unpack(atomic.LoadUint64(u64(e, eCreator)))) {
+		if st == stateInit && !s.reg.Alive(proc.Unpack(atomic.LoadUint64(u64(e, eCreator)))) {
 			atomic.StoreUint32(u32(e, eState), stateFree)
 			continue
 		}
@@ -256,10 +258,11 @@ func (s *Segment) lookup(spec Spec) ([]byte, error) {
 			deadline = now.Add(s.ready)
 		} else if now.After(deadline) {
 			creator := proc.Unpack(atomic.LoadUint64(u64(e, eCreator)))
-			if !proc.Alive(creator) {
-				return nil, fmt.Errorf("initializing for over %v; its creator, pid %d, has died: %w", s.ready, creator.Pid, ErrNotReady)
+			pid := atomic.LoadUint32(u32(e, eCreatorPid))
+			if !s.reg.Alive(creator) {
+				return nil, fmt.Errorf("initializing for over %v; its creator, pid %d, has died: %w", s.ready, pid, ErrNotReady)
 			}
-			return nil, fmt.Errorf("initializing by pid %d for over %v: %w", creator.Pid, s.ready, ErrNotReady)
+			return nil, fmt.Errorf("initializing by pid %d for over %v: %w", pid, s.ready, ErrNotReady)
 		}
 		time.Sleep(pause)
 		pause = min(2*pause, 10*time.Millisecond)

@@ -24,19 +24,21 @@
 //
 //	offset  size  field
 //	0       4     magic 0x6773706d ("mpsg" in file order); stored last, atomically: it publishes the header
-//	4       4     layout version (1)
-//	8       4     header size H: the offset of the first object = align64(192 + 96*N)
+//	4       4     layout version (2)
+//	8       4     header size H: the offset of the first object = align64(R + 32*P)
 //	12      4     directory capacity N (1..65536)
 //	16      8     total size S of the segment, header included (the file may be longer)
-//	24      8     creator: pid (low 32 bits) | start tag (high 32 bits, see internal/proc)
+//	24      8     creator's pid, as it saw itself (display only)
 //	32      8     creation time, Unix nanoseconds
 //	40      4     directory entry size (96)
 //	44      4     directory offset (192)
-//	48      8     reserved, zero
+//	48      4     process registry slots P (1..65535)
+//	52      4     process registry offset R = align64(192 + 96*N)
 //	56      8     checksum: FNV-1a 64 over bytes 0..55
 //	64      8     segment lock word (atomic; internal/robust), alone on its cache line
 //	128     8     allocation offset (atomic): the first free byte, in [H, S], 64-aligned
 //	192     96*N  directory entries
+//	R       32*P  process registry: one slot record per process (see below)
 //	H       S-H   objects, each at a 64-aligned offset
 //
 // FNV-1a 64: h = 14695981039346656037; for each byte c: h ^= c; h *= 1099511628211 (mod 2^64).
@@ -50,8 +52,9 @@
 //	8       8     type fingerprint (0 for untyped objects)
 //	16      8     object offset from the start of the segment
 //	24      8     object size in bytes
-//	32      8     creator: pid | start tag<<32
-//	40      8     reserved, zero
+//	32      8     creator's registry identity: slot | generation<<32
+//	40      4     creator's pid, as it saw itself (display only)
+//	44      4     reserved, zero
 //	48      48    name, NUL-padded (at most 47 bytes, so always NUL-terminated)
 //
 // An entry's fields are written before its state; a reader that loads
@@ -59,6 +62,30 @@
 // again. A reader in another language: check magic, version and checksum,
 // then for each entry with state 2 read the fields and check
 // H <= offset, offset+size <= S.
+//
+// # Processes
+//
+// Each segment has a process registry (see [Registry]): P slots of 32
+// bytes after the directory, one per process that has the segment open.
+// A process claims a slot when it first opens the segment — every handle
+// on one file in one process shares it — by taking an open file
+// description lock (fcntl F_OFD_SETLK) on the byte at 2^62 + slot - 1 of
+// the file, through a private, close-on-exec open of the file of its own
+// (the path again for a named segment, /proc/self/fd/N for a memfd, so
+// that a descriptor inherited from a parent is never the one locked). The
+// kernel drops that lock when the process dies, in whatever pid namespace
+// it runs; a stopped process keeps it. Each claim advances the slot's
+// generation, and every owner record of every object names (slot,
+// generation): a dead process is never confused with the next one in its
+// slot, and no pid or /proc is consulted. A slot record holds, for
+// display only: generation, pid as the process saw itself, pid-namespace
+// inode, effective uid and when it attached (mpipc stat lists them).
+// Opening a segment whose registry is full fails with ErrRegistryFull.
+//
+// A child handed an anonymous segment's memfd needs /proc/self/fd to get
+// a description of its own; without /proc, its registry is blind (it can
+// prove nobody dead, and others see its identity as foreign): give such a
+// child a named segment, or mount /proc.
 //
 // # Validation
 //

@@ -17,6 +17,9 @@ import (
 
 var genCorpus = flag.Bool("shm.gencorpus", false, "rewrite the seed corpus in testdata/fuzz/FuzzOpen")
 
+// seedSlots is the registry size of the hand-made segments.
+const seedSlots = 4
+
 // seedObject is a directory entry for segmentBytes.
 type seedObject struct {
 	name      string
@@ -28,8 +31,8 @@ type seedObject struct {
 // segmentBytes builds a segment file image by hand, as a peer in another
 // language would.
 func segmentBytes(capacity int, size int64, objs []seedObject) []byte {
-	h := header{headerSize: headerSizeFor(capacity), capacity: capacity, size: size,
-		creator: proc.ID{Pid: 4242, Tag: 7}, created: 1700000000e9}
+	h := header{headerSize: headerSizeFor(capacity, seedSlots), capacity: capacity, slots: seedSlots, size: size,
+		creator: 4242, created: 1700000000e9}
 	b := make([]byte, size)
 	h.encode(b)
 	alloc := uint64(h.headerSize)
@@ -39,7 +42,7 @@ func segmentBytes(capacity int, size int64, objs []seedObject) []byte {
 		le.PutUint32(e[eKind:], uint32(o.kind)|1<<16)
 		le.PutUint64(e[eOffset:], o.off)
 		le.PutUint64(e[eSize:], o.size)
-		le.PutUint64(e[eCreator:], proc.ID{Pid: proc.MaxPid, Tag: 1}.Pack())
+		le.PutUint64(e[eCreator:], proc.ID{Slot: seedSlots, Gen: 1}.Pack())
 		copy(e[eName:], o.name)
 		alloc = max(alloc, o.off+o.size)
 	}
@@ -54,7 +57,7 @@ type seed struct {
 }
 
 func fuzzSeeds() []seed {
-	hs := uint64(headerSizeFor(2))
+	hs := uint64(headerSizeFor(2, seedSlots))
 	valid := segmentBytes(2, int64(hs)+256, []seedObject{
 		{"a", stateReady, KindBytes, hs, 8},
 		{"b", stateReady, KindLock, hs + 64, 64},
@@ -65,13 +68,13 @@ func fuzzSeeds() []seed {
 		{"b", stateReady, KindBytes, hs, ^uint64(0) - 8},
 	})
 	badState := segmentBytes(2, int64(hs)+128, []seedObject{{"a", 5, KindBytes, hs, 8}})
-	bigDir := segmentBytes(16, headerSizeFor(16)+64, nil)
+	bigDir := segmentBytes(16, headerSizeFor(16, seedSlots)+64, nil)
 	noMagic := append([]byte(nil), valid...)
 	noMagic[0] = 0
 	return []seed{
 		{"valid", valid, false},
 		{"valid-fix", valid, true},
-		{"empty-dir", segmentBytes(1, headerSizeFor(1), nil), false},
+		{"empty-dir", segmentBytes(1, headerSizeFor(1, seedSlots), nil), false},
 		{"big-dir", bigDir, true},
 		{"initializing", init, false},
 		{"huge-offsets", huge, false},

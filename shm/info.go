@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mpipc/mpipc/internal/proc"
 	"github.com/mpipc/mpipc/internal/robust"
 	"golang.org/x/sys/unix"
 )
@@ -18,32 +19,48 @@ type Info struct {
 	Used       int64     // bytes allocated, header included (the allocation offset)
 	MaxObjects int       // directory capacity
 	NumObjects int       // directory entries in use, corrupt ones included
-	CreatorPid int       // pid of the process that created the segment
+	CreatorPid int       // pid of the process that created the segment, as it saw itself
 	Created    time.Time // when the segment was created
 	LockHolder int       // pid holding the segment lock, 0 if free
-	Objects    []Object  // the valid entries in use, in directory order
+	MaxProcs   int       // process registry slots
+	// Processes are the registry slots ever claimed, with whether each is
+	// held now (Alive): the processes attached to the segment, and the
+	// dead or departed ones whose slot nobody has claimed since.
+	Processes []Process
+	Attached  int      // how many processes have the segment open now (as ipcs's nattch)
+	Objects   []Object // the valid entries in use, in directory order
 	// Err is the first problem found in the directory or the mutable
 	// header words (it wraps ErrCorrupt), or nil.
 	Err error
 }
 
-// infoFrom decodes the header bytes b (headerSize bytes at least).
-func infoFrom(path string, h header, b []byte) Info {
+// infoFrom decodes the header bytes b (headerSize bytes at least). procs
+// are the registry's slots as seen by the caller.
+func infoFrom(path string, h header, b []byte, procs []Process) Info {
 	inf := Info{
 		Path:       path,
 		Version:    LayoutVersion,
 		Size:       h.size,
 		HeaderSize: h.headerSize,
 		MaxObjects: h.capacity,
-		CreatorPid: int(h.creator.Pid),
+		MaxProcs:   h.slots,
+		CreatorPid: h.creator,
 		Created:    unixTime(h.created),
+		Processes:  procs,
+	}
+	for _, p := range procs {
+		if p.Alive {
+			inf.Attached++
+		}
 	}
 	inf.Objects, inf.NumObjects, inf.Err = listObjects(b, h)
 	w := atomic.LoadUint64(u64(b, offLock))
 	if !robust.Valid(w) && inf.Err == nil {
 		inf.Err = fmt.Errorf("segment lock word %#x: %w", w, ErrCorrupt)
 	}
-	inf.LockHolder = int(robust.Decode(w).Holder.Pid)
+	if id := robust.Decode(w).Holder; id.Slot >= 1 && int(id.Slot) <= h.slots {
+		inf.LockHolder = int(le.Uint32(b[h.regOffset()+int64(id.Slot-1)*proc.SlotSize+4:]))
+	}
 	a := atomic.LoadUint64(u64(b, offAlloc))
 	if a < uint64(h.headerSize) || a > uint64(h.size) || a%ObjectAlign != 0 {
 		if inf.Err == nil {
@@ -60,9 +77,9 @@ func infoFrom(path string, h header, b []byte) Info {
 func (s *Segment) Info() Info {
 	if s.mem == nil {
 		return Info{Path: s.path, Version: LayoutVersion, Size: s.hdr.size, HeaderSize: s.hdr.headerSize,
-			MaxObjects: s.hdr.capacity, CreatorPid: int(s.hdr.creator.Pid), Created: unixTime(s.hdr.created)}
+			MaxObjects: s.hdr.capacity, MaxProcs: s.hdr.slots, CreatorPid: s.hdr.creator, Created: unixTime(s.hdr.created)}
 	}
-	return infoFrom(s.path, s.hdr, s.mem[:s.hdr.headerSize])
+	return infoFrom(s.path, s.hdr, s.mem[:s.hdr.headerSize], s.Processes())
 }
 
 // Inspect validates the header of the segment file at path exactly as Open
@@ -94,6 +111,8 @@ func inspect(path string) (Info, error) {
 	if _, err := f.ReadAt(b, 0); err != nil {
 		return Info{Path: path}, fmt.Errorf("reading directory: %w", err)
 	}
-	inf := infoFrom(path, h, b)
+	ro := h.regOffset()
+	procs := proc.Inspect(int(f.Fd()), b[ro:ro+int64(h.slots)*proc.SlotSize], h.slots)
+	inf := infoFrom(path, h, b, procs)
 	return inf, inf.Err
 }

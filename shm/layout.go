@@ -18,7 +18,10 @@ import (
 const (
 	// LayoutVersion is the segment layout version this package writes and
 	// reads. Open fails with ErrVersion on any other.
-	LayoutVersion = 1
+	//
+	// Version 2 added the process registry (internal/proc) after the
+	// directory, and owner records name registry slots instead of pids.
+	LayoutVersion = 2
 
 	// Magic is the first word of every segment: "mpsg" in file byte order.
 	// It is stored last, atomically, when the header is complete.
@@ -38,11 +41,12 @@ const (
 	offHeaderSize = 8  // uint32 bytes before the first object
 	offCapacity   = 12 // uint32 directory entries
 	offSize       = 16 // uint64 total segment size
-	offCreator    = 24 // uint64 creator identity: pid | start tag<<32
+	offCreator    = 24 // uint64 creator's pid, as it saw itself (display only)
 	offCreated    = 32 // int64 creation time, Unix nanoseconds
 	offEntrySize  = 40 // uint32 entrySize
 	offDirOffset  = 44 // uint32 dirOffset
-	offReserved   = 48 // uint64 zero
+	offRegSlots   = 48 // uint32 process registry slots
+	offRegOffset  = 52 // uint32 process registry table offset (after the directory)
 	offChecksum   = 56 // uint64 FNV-1a 64 of bytes 0..55
 	fixedLen      = 64
 
@@ -59,7 +63,8 @@ const (
 	eFingerprint = 8  // uint64 type fingerprint
 	eOffset      = 16 // uint64 object offset from the segment start
 	eSize        = 24 // uint64 object size in bytes
-	eCreator     = 32 // uint64 creator identity: pid | start tag<<32
+	eCreator     = 32 // uint64 creator's registry identity (proc.ID.Pack)
+	eCreatorPid  = 40 // uint32 creator's pid, as it saw itself (display only)
 	eName        = 48 // [48]byte name, NUL-padded; at least one NUL
 	nameField    = entrySize - eName
 
@@ -70,10 +75,17 @@ const (
 
 var le = binary.LittleEndian
 
-// headerSizeFor is the size of the header of a segment whose directory
-// holds capacity entries: the offset of the first object.
-func headerSizeFor(capacity int) int64 {
+// regOffsetFor is the offset of the process registry of a segment whose
+// directory holds capacity entries.
+func regOffsetFor(capacity int) int64 {
 	return alignUp(dirOffset+int64(capacity)*entrySize, ObjectAlign)
+}
+
+// headerSizeFor is the size of the header of a segment whose directory
+// holds capacity entries and whose registry has slots slots: the offset of
+// the first object.
+func headerSizeFor(capacity, slots int) int64 {
+	return alignUp(regOffsetFor(capacity)+int64(slots)*proc.SlotSize, ObjectAlign)
 }
 
 // alignUp rounds n up to a multiple of a (a power of two). It returns a
@@ -99,10 +111,13 @@ func checksum(b []byte) uint64 {
 type header struct {
 	headerSize int64
 	capacity   int
+	slots      int // process registry slots
 	size       int64
-	creator    proc.ID
+	creator    int // pid, display only
 	created    int64
 }
+
+func (h *header) regOffset() int64 { return regOffsetFor(h.capacity) }
 
 // encode writes the fixed fields of h, magic and checksum included, into b.
 func (h *header) encode(b []byte) {
@@ -111,11 +126,12 @@ func (h *header) encode(b []byte) {
 	le.PutUint32(b[offHeaderSize:], uint32(h.headerSize))
 	le.PutUint32(b[offCapacity:], uint32(h.capacity))
 	le.PutUint64(b[offSize:], uint64(h.size))
-	le.PutUint64(b[offCreator:], h.creator.Pack())
+	le.PutUint64(b[offCreator:], uint64(uint32(h.creator)))
 	le.PutUint64(b[offCreated:], uint64(h.created))
 	le.PutUint32(b[offEntrySize:], entrySize)
 	le.PutUint32(b[offDirOffset:], dirOffset)
-	le.PutUint64(b[offReserved:], 0)
+	le.PutUint32(b[offRegSlots:], uint32(h.slots))
+	le.PutUint32(b[offRegOffset:], uint32(h.regOffset()))
 	le.PutUint64(b[offChecksum:], checksum(b[:offChecksum]))
 }
 
@@ -139,16 +155,20 @@ func parseHeader(b []byte, fileSize int64) (header, error) {
 	// The checksum catches accidents; a hostile writer can recompute it, so
 	// every field is still checked before it is trusted.
 	capacity := le.Uint32(b[offCapacity:])
+	slots := le.Uint32(b[offRegSlots:])
 	hs := le.Uint32(b[offHeaderSize:])
 	size := le.Uint64(b[offSize:])
 	switch {
-	case le.Uint32(b[offEntrySize:]) != entrySize || le.Uint32(b[offDirOffset:]) != dirOffset ||
-		le.Uint64(b[offReserved:]) != 0:
+	case le.Uint32(b[offEntrySize:]) != entrySize || le.Uint32(b[offDirOffset:]) != dirOffset:
 		return h, fmt.Errorf("directory geometry: %w", ErrCorrupt)
 	case capacity < 1 || capacity > MaxMaxObjects:
 		return h, fmt.Errorf("directory capacity %d: %w", capacity, ErrCorrupt)
-	case int64(hs) != headerSizeFor(int(capacity)):
-		return h, fmt.Errorf("header size %d for %d entries: %w", hs, capacity, ErrCorrupt)
+	case slots < 1 || slots > MaxProcs:
+		return h, fmt.Errorf("process registry of %d slots: %w", slots, ErrCorrupt)
+	case int64(le.Uint32(b[offRegOffset:])) != regOffsetFor(int(capacity)):
+		return h, fmt.Errorf("process registry offset %d: %w", le.Uint32(b[offRegOffset:]), ErrCorrupt)
+	case int64(hs) != headerSizeFor(int(capacity), int(slots)):
+		return h, fmt.Errorf("header size %d for %d entries and %d registry slots: %w", hs, capacity, slots, ErrCorrupt)
 	case size < uint64(hs) || size > math.MaxInt64 || size > uint64(math.MaxInt):
 		return h, fmt.Errorf("segment size %d: %w", size, ErrCorrupt)
 	}
@@ -157,8 +177,9 @@ func parseHeader(b []byte, fileSize int64) (header, error) {
 	}
 	h.headerSize = int64(hs)
 	h.capacity = int(capacity)
+	h.slots = int(slots)
 	h.size = int64(size)
-	h.creator = proc.Unpack(le.Uint64(b[offCreator:]))
+	h.creator = int(uint32(le.Uint64(b[offCreator:])))
 	h.created = int64(le.Uint64(b[offCreated:]))
 	return h, nil
 }
@@ -207,7 +228,8 @@ func decodeEntry(e []byte, st uint32, headerSize, size int64) (Object, error) {
 		Offset:      int64(off),
 		Size:        int64(sz),
 		Ready:       st == stateReady,
-		Creator:     int(uint32(le.Uint64(e[eCreator:]))),
+		Creator:     int(le.Uint32(e[eCreatorPid:])),
+		CreatorID:   proc.Unpack(le.Uint64(e[eCreator:])),
 	}
 	return o, nil
 }

@@ -250,7 +250,7 @@ func TestAllocerKilledHoldingSegmentLock(t *testing.T) {
 	s, path := mustCreate(t, nil)
 	c := proctest.Start(t, "die-locked", path)
 	c.Expect(proctest.Ready, 0)
-	if st := s.lock.Load(); !st.Held || int(st.Holder.Pid) != c.Pid() {
+	if st := s.lock.Load(); !st.Held || s.reg.Pid(st.Holder) != c.Pid() {
 		t.Fatalf("segment lock %+v, want held by the child %d", st, c.Pid())
 	}
 	if objs := mustObjects(t, s); len(objs) != 1 || objs[0].Ready || objs[0].Creator != c.Pid() {

@@ -45,7 +45,8 @@ type Segment struct {
 	mem   []byte
 	hdr   header
 	lock  robust.Mutex
-	ready time.Duration // Lookup's wait for initializing objects
+	reg   *proc.Registry // this process's slot in the segment's registry
+	ready time.Duration  // Lookup's wait for initializing objects
 
 	closeMu sync.Mutex
 }
@@ -86,29 +87,36 @@ func (o *Options) mode() uint32 {
 	return uint32(o.Mode.Perm())
 }
 
-// geometry returns the size and directory capacity of a new segment.
-func (o *Options) geometry() (size int64, capacity int, err error) {
-	size, capacity = defaultSize, DefaultMaxObjects
+// geometry returns the size, directory capacity and registry slots of a
+// new segment.
+func (o *Options) geometry() (size int64, capacity, slots int, err error) {
+	size, capacity, slots = defaultSize, DefaultMaxObjects, DefaultMaxProcs
 	if o != nil {
+		if o.MaxProcs < 0 || o.MaxProcs > MaxProcs {
+			return 0, 0, 0, fmt.Errorf("MaxProcs %d not in [0, %d]: %w", o.MaxProcs, MaxProcs, ErrInvalidSize)
+		}
+		if o.MaxProcs > 0 {
+			slots = o.MaxProcs
+		}
 		if o.Size < 0 {
-			return 0, 0, fmt.Errorf("size %d: %w", o.Size, ErrInvalidSize)
+			return 0, 0, 0, fmt.Errorf("size %d: %w", o.Size, ErrInvalidSize)
 		}
 		if o.Size > 0 {
 			size = o.Size
 		}
 		if o.MaxObjects < 0 || o.MaxObjects > MaxMaxObjects {
-			return 0, 0, fmt.Errorf("MaxObjects %d not in [0, %d]: %w", o.MaxObjects, MaxMaxObjects, ErrInvalidSize)
+			return 0, 0, 0, fmt.Errorf("MaxObjects %d not in [0, %d]: %w", o.MaxObjects, MaxMaxObjects, ErrInvalidSize)
 		}
 		if o.MaxObjects > 0 {
 			capacity = o.MaxObjects
 		}
 	}
-	size = max(size, headerSizeFor(capacity))
+	size = max(size, headerSizeFor(capacity, slots))
 	size = alignUp(size, int64(os.Getpagesize()))
 	if size < 0 || uint64(size) > uint64(maxMapping) {
-		return 0, 0, fmt.Errorf("size too large: %w", ErrInvalidSize)
+		return 0, 0, 0, fmt.Errorf("size too large: %w", ErrInvalidSize)
 	}
-	return size, capacity, nil
+	return size, capacity, slots, nil
 }
 
 // maxMapping is the largest segment this process can map.
@@ -161,7 +169,7 @@ func Create(name string, opts *Options) (*Segment, error) {
 }
 
 func create(path string, opts *Options) (_ *Segment, err error) {
-	size, capacity, err := opts.geometry()
+	size, capacity, slots, err := opts.geometry()
 	if err != nil {
 		return nil, err
 	}
@@ -188,7 +196,7 @@ func create(path string, opts *Options) (_ *Segment, err error) {
 	if err := reserve(f, size); err != nil {
 		return nil, err
 	}
-	return build(f, path, size, capacity, opts.readyTimeout())
+	return build(f, path, size, capacity, slots, opts.readyTimeout())
 }
 
 // reserve allocates size bytes of backing store for f, so that writing the
@@ -214,16 +222,17 @@ func reserve(f *os.File, size int64) error {
 }
 
 // build maps the fresh, zeroed file f, writes the header and publishes it.
-func build(f *os.File, path string, size int64, capacity int, ready time.Duration) (*Segment, error) {
+func build(f *os.File, path string, size int64, capacity, slots int, ready time.Duration) (*Segment, error) {
 	mem, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
 		return nil, fmt.Errorf("mapping %d bytes: %w", size, err)
 	}
 	h := header{
-		headerSize: headerSizeFor(capacity),
+		headerSize: headerSizeFor(capacity, slots),
 		capacity:   capacity,
+		slots:      slots,
 		size:       size,
-		creator:    proc.Self(),
+		creator:    os.Getpid(),
 		created:    time.Now().UnixNano(),
 	}
 	var b [fixedLen]byte
@@ -233,18 +242,48 @@ func build(f *os.File, path string, size int64, capacity int, ready time.Duratio
 	atomic.StoreUint64(u64(mem, offAlloc), uint64(h.headerSize))
 	// Publishes the header: an opener that sees the magic sees the rest.
 	atomic.StoreUint32(u32(mem, offMagic), Magic)
-	return newSegment(f, path, mem, h, ready), nil
+	return newSegment(f, path, mem, h, ready)
 }
 
-func newSegment(f *os.File, path string, mem []byte, h header, ready time.Duration) *Segment {
+// newSegment joins the segment's process registry and returns the handle.
+// On failure it unmaps mem; the caller still owns f.
+func newSegment(f *os.File, path string, mem []byte, h header, ready time.Duration) (*Segment, error) {
+	reg, err := proc.Attach(f, path, h.regOffset(), h.slots)
+	if err != nil {
+		if uerr := unix.Munmap(mem); uerr != nil {
+			err = errors.Join(err, fmt.Errorf("unmapping: %w", uerr))
+		}
+		return nil, err
+	}
 	return &Segment{
 		f:     f,
 		path:  path,
 		mem:   mem,
 		hdr:   h,
-		lock:  robust.New(u64(mem, offLock), 0),
+		lock:  robust.New(u64(mem, offLock), reg, 0),
+		reg:   reg,
 		ready: ready,
+	}, nil
+}
+
+// Registry returns this segment's process registry, in which this process
+// holds a slot while it has the segment open: pass it as
+// Options.Registry to objects placed with Init/Attach in memory that the
+// same processes share. Nil after Close, and for a nil Segment.
+func (s *Segment) Registry() *Registry {
+	if s == nil {
+		return nil
 	}
+	return s.reg
+}
+
+// Processes lists the processes that have claimed a slot in the segment's
+// registry, alive or dead, as this process sees them.
+func (s *Segment) Processes() []Process {
+	if s.reg == nil {
+		return nil
+	}
+	return s.reg.Inspect()
 }
 
 // Open maps an existing named segment after validating its header.
@@ -301,7 +340,7 @@ func attach(f *os.File, path string, ready time.Duration) (*Segment, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mapping %d bytes: %w", h.size, err)
 	}
-	return newSegment(f, path, mem, h, ready), nil
+	return newSegment(f, path, mem, h, ready)
 }
 
 // OpenOrCreate opens the named segment, creating it if it does not exist.
@@ -430,7 +469,7 @@ func CreateAnonymous(size int64) (*Segment, error) {
 }
 
 func createAnonymous(size int64) (_ *Segment, err error) {
-	size, capacity, err := (&Options{Size: size}).geometry()
+	size, capacity, slots, err := (&Options{Size: size}).geometry()
 	if err != nil {
 		return nil, err
 	}
@@ -451,7 +490,7 @@ func createAnonymous(size int64) (_ *Segment, err error) {
 	if _, err := unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, unix.F_SEAL_SHRINK|unix.F_SEAL_GROW|unix.F_SEAL_SEAL); err != nil {
 		return nil, fmt.Errorf("sealing: %w", err)
 	}
-	return build(f, path, size, capacity, DefaultReadyTimeout)
+	return build(f, path, size, capacity, slots, DefaultReadyTimeout)
 }
 
 // OpenFile maps the segment behind an open file, such as an inherited memfd.
@@ -506,6 +545,12 @@ func (s *Segment) Close() error {
 		s.f = nil
 	}
 	s.lock = robust.Mutex{}
+	if s.reg != nil {
+		if err := s.reg.Release(); err != nil {
+			errs = append(errs, fmt.Errorf("leaving process registry: %w", err))
+		}
+		s.reg = nil
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("shm: closing %s: %w", s.path, err)
 	}

@@ -130,8 +130,8 @@ func TestCreateAllocOpenLookup(t *testing.T) {
 		t.Fatalf("Objects: %v %v", objs, err)
 	}
 	o := objs[0]
-	want := Object{Name: "obj", Kind: KindBytes, KindVersion: 1, Offset: headerSizeFor(DefaultMaxObjects),
-		Size: 100, Ready: true, Creator: os.Getpid()}
+	want := Object{Name: "obj", Kind: KindBytes, KindVersion: 1, Offset: headerSizeFor(DefaultMaxObjects, DefaultMaxProcs),
+		Size: 100, Ready: true, Creator: os.Getpid(), CreatorID: s2.Registry().Self()}
 	if o != want {
 		t.Fatalf("object %+v, want %+v", o, want)
 	}
@@ -268,11 +268,15 @@ func TestSizeRounding(t *testing.T) {
 		size, max int64
 		want      int64
 	}{
-		{1, 0, alignUp(headerSizeFor(DefaultMaxObjects), page)},
+		{1, 0, alignUp(headerSizeFor(DefaultMaxObjects, DefaultMaxProcs), page)},
 		{page + 1, 1, 2 * page},
 		{3 * page, 1, 3 * page},
 	} {
-		s, path := mustCreate(t, &Options{Size: c.size, MaxObjects: int(c.max)})
+		procs := 4
+		if c.max == 0 {
+			procs = 0
+		}
+		s, path := mustCreate(t, &Options{Size: c.size, MaxObjects: int(c.max), MaxProcs: procs})
 		fi, err := os.Stat(path)
 		if err != nil {
 			t.Fatal(err)
@@ -315,8 +319,10 @@ func TestOpenBadMagic(t *testing.T) {
 
 func TestOpenVersion(t *testing.T) {
 	_, path := mustCreate(t, nil)
-	patch(t, path, offVersion, []byte{2, 0, 0, 0})
-	// Version is checked before the checksum, which no longer matches.
+	// Version 1, the layout before the process registry, must never be
+	// misread. Version is checked before the checksum, which no longer
+	// matches.
+	patch(t, path, offVersion, []byte{1, 0, 0, 0})
 	_, err := Open(path, nil)
 	wantErr(t, err, ErrVersion)
 	_, err = Inspect(path)
@@ -354,7 +360,8 @@ func TestOpenCorruptHeaderFields(t *testing.T) {
 		{"size below header", offSize, []byte{1, 0, 0, 0, 0, 0, 0, 0}},
 		{"size negative", offSize, []byte{0, 0, 0, 0, 0, 0, 0, 0x80}},
 		{"entry size", offEntrySize, []byte{64, 0, 0, 0}},
-		{"reserved", offReserved, []byte{1}},
+		{"registry slots", offRegSlots, []byte{0, 0, 0, 0}},
+		{"registry offset", offRegOffset, []byte{1}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, path := mustCreate(t, nil)
@@ -607,7 +614,7 @@ func TestCorruptEntries(t *testing.T) {
 		{"huge offset", eOffset, u64b(1 << 63)},
 		{"offset+size overflows", eSize, u64b(^uint64(0) - 100)},
 		{"offset in header", eOffset, u64b(64)},
-		{"offset misaligned", eOffset, u64b(uint64(headerSizeFor(DefaultMaxObjects)) + 8)},
+		{"offset misaligned", eOffset, u64b(uint64(headerSizeFor(DefaultMaxObjects, DefaultMaxProcs)) + 8)},
 		{"past the end", eOffset, u64b(defaultSize - 64)},
 		{"size zero", eSize, u64b(0)},
 		{"bad state", eState, []byte{7, 0, 0, 0}},
@@ -651,7 +658,7 @@ func TestCorruptEntries(t *testing.T) {
 		wantErr(t, err, ErrCorrupt)
 	})
 	t.Run("allocation offset", func(t *testing.T) {
-		for _, v := range []uint64{0, defaultSize + 64, uint64(headerSizeFor(DefaultMaxObjects)) + 1} {
+		for _, v := range []uint64{0, defaultSize + 64, uint64(headerSizeFor(DefaultMaxObjects, DefaultMaxProcs)) + 1} {
 			s, path := mustCreate(t, nil)
 			patch(t, path, offAlloc, u64b(v))
 			_, err := s.Alloc(bytesSpec, nil)
@@ -698,7 +705,7 @@ func TestInfoAndInspect(t *testing.T) {
 		}
 	}
 	inf := s.Info()
-	hs := headerSizeFor(10)
+	hs := headerSizeFor(10, DefaultMaxProcs)
 	if inf.Path != path || inf.Version != LayoutVersion || inf.Size != defaultSize || inf.HeaderSize != hs ||
 		inf.Used != hs+64+128 || inf.MaxObjects != 10 || inf.NumObjects != 2 || len(inf.Objects) != 2 ||
 		inf.CreatorPid != os.Getpid() || inf.LockHolder != 0 || inf.Err != nil ||
@@ -806,11 +813,13 @@ func TestCloseReleasesFdsAndMappings(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := countMaps(t, path); got != maps+3 {
-			t.Fatalf("%d mappings of the segment while open, want %d", got, maps+3)
+		// One mapping and one descriptor per handle, and one of each for
+		// the process registry of each file (shared by its handles).
+		if got := countMaps(t, path); got != maps+4 {
+			t.Fatalf("%d mappings of the segment while open, want %d", got, maps+4)
 		}
-		if got := countFds(t); got != fds+5 {
-			t.Fatalf("%d fds while open, want %d", got, fds+5)
+		if got := countFds(t); got != fds+7 {
+			t.Fatalf("%d fds while open, want %d", got, fds+7)
 		}
 		for _, seg := range []*Segment{s, s2, s3, a, a2} {
 			if err := seg.Close(); err != nil {
@@ -862,7 +871,7 @@ func TestOpenOrCreateWaitsForHeader(t *testing.T) {
 			t.Fatal(err)
 		}
 		time.Sleep(20 * time.Millisecond)
-		creator, err := build(f, path, 1<<16, 4, time.Second)
+		creator, err := build(f, path, 1<<16, 4, 4, time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -923,7 +932,7 @@ func TestRepairAfterOwnerDeath(t *testing.T) {
 	if _, err := s.Alloc(bytesSpec, nil); err != nil {
 		t.Fatal(err)
 	}
-	dead := proc.ID{Pid: proc.MaxPid, Tag: 12345}.Pack()
+	dead := proc.ID{Slot: DefaultMaxProcs, Gen: 12345}.Pack()
 	patch(t, path, offLock, le.AppendUint64(nil, dead))
 	patch(t, path, entryOff(1)+eState, []byte{stateInit})
 	patch(t, path, entryOff(1)+eCreator, le.AppendUint64(nil, dead))

@@ -43,7 +43,8 @@ import (
 // moved on) and the copy is consistent; otherwise it retries.
 const (
 	// Version is the layout version of a Value.
-	Version = 1
+	// Version 2: owner records name process registry slots, not pids.
+	Version = 2
 	// Align is the alignment a Value needs (a cache line).
 	Align = 64
 
@@ -142,7 +143,7 @@ func typeOf[T any]() (typeinfo.Info, error) {
 }
 
 // setup fills c from mem (already validated) for T.
-func (c *cell[T]) setup(mem []byte, info typeinfo.Info, check time.Duration) {
+func (c *cell[T]) setup(mem []byte, info typeinfo.Info, o *Options) {
 	size, slot := layout(info)
 	t := reflect.TypeFor[T]()
 	*c = cell[T]{
@@ -152,7 +153,7 @@ func (c *cell[T]) setup(mem []byte, info typeinfo.Info, check time.Duration) {
 		size: info.Size,
 		num:  numClass(t),
 		seq:  word64(mem, offSeq),
-		wr:   robust.New(word64(mem, offWriter), check),
+		wr:   robust.New(word64(mem, offWriter), o.registry(), o.check()),
 		info: info,
 	}
 	fm := typeinfo.FieldMask(t)
@@ -190,7 +191,7 @@ func check(mem []byte) error {
 
 // initCell writes a new Value header and initial value into mem. The
 // magic is stored last, publishing the Value.
-func (c *cell[T]) init(mem []byte, info typeinfo.Info, initial T, flags uint32, check time.Duration) error {
+func (c *cell[T]) init(mem []byte, info typeinfo.Info, initial T, flags uint32, o *Options) error {
 	if err := checkMem(mem); err != nil {
 		return err
 	}
@@ -204,7 +205,7 @@ func (c *cell[T]) init(mem []byte, info typeinfo.Info, initial T, flags uint32, 
 	atomic.StoreUint64(word64(mem, offFP), info.Fingerprint)
 	atomic.StoreUint32(word32(mem, offFlags), flags)
 	atomic.StoreUint32(word32(mem, offAlign), uint32(info.Align))
-	c.setup(mem, info, check)
+	c.setup(mem, info, o)
 	c.storeInit(initial)
 	return nil
 }
@@ -216,7 +217,7 @@ func publish(mem []byte) { atomic.StoreUint32(word32(mem, offMagic), magic) }
 
 // attach validates a Value header for T in mem and fills c. It returns the
 // header flags.
-func (c *cell[T]) attach(mem []byte, info typeinfo.Info, check time.Duration) (uint32, error) {
+func (c *cell[T]) attach(mem []byte, info typeinfo.Info, o *Options) (uint32, error) {
 	if err := checkMem(mem); err != nil {
 		return 0, err
 	}
@@ -243,7 +244,7 @@ func (c *cell[T]) attach(mem []byte, info typeinfo.Info, check time.Duration) (u
 	if !robust.Valid(atomic.LoadUint64(word64(mem, offWriter))) {
 		return 0, fmt.Errorf("value: invalid writer lock word: %w", shm.ErrCorrupt)
 	}
-	c.setup(mem, info, check)
+	c.setup(mem, info, o)
 	return flags, nil
 }
 

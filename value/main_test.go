@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/mpipc/mpipc/internal/proctest"
+	"github.com/mpipc/mpipc/internal/regtest"
 )
 
 // wide64 is a 64-byte struct: the torn-read test flips it between two
@@ -47,6 +48,16 @@ func mapFile(tb testing.TB, size int) ([]byte, string) {
 	return mem, path
 }
 
+// childOpts returns options naming the registry the test's processes
+// share (see regtest); nil if it cannot be opened.
+func childOpts(path string) *Options {
+	reg, err := regtest.Open(path)
+	if err != nil {
+		return nil
+	}
+	return &Options{Registry: reg}
+}
+
 // mapPath maps the file at path (child side); see proctest.MapFile.
 func mapPath(path string) ([]byte, error) { return proctest.MapFile(path) }
 
@@ -58,7 +69,7 @@ func roleAdder(args []string) error {
 		return err
 	}
 	n, _ := strconv.Atoi(args[2])
-	v, err := Attach[int64](mem, nil)
+	v, err := Attach[int64](mem, childOpts(args[0]))
 	if err != nil {
 		return err
 	}
@@ -95,7 +106,7 @@ func roleFlipper(args []string) error {
 	if err != nil {
 		return err
 	}
-	v, err := Attach[wide64](mem, nil)
+	v, err := Attach[wide64](mem, childOpts(args[0]))
 	if err != nil {
 		return err
 	}
@@ -124,7 +135,7 @@ func roleDieMidWrite(args []string) error {
 	if err != nil {
 		return err
 	}
-	v, err := Attach[wide64](mem, nil)
+	v, err := Attach[wide64](mem, childOpts(args[0]))
 	if err != nil {
 		return err
 	}
@@ -139,7 +150,7 @@ func roleDieHolding(args []string) error {
 	if err != nil {
 		return err
 	}
-	v, err := Attach[int64](mem, nil)
+	v, err := Attach[int64](mem, childOpts(args[0]))
 	if err != nil {
 		return err
 	}

@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/mpipc/mpipc/internal/proc"
 	"github.com/mpipc/mpipc/internal/robust"
 	"github.com/mpipc/mpipc/internal/typeinfo"
 	"github.com/mpipc/mpipc/lock"
@@ -46,6 +45,32 @@ type Options struct {
 	// the Value's own lock, or of the writer lock of a T wider than 8
 	// bytes, is alive. Default 100 ms.
 	CheckInterval time.Duration
+	// Registry names the processes that may hold the Value's own lock and
+	// writer lock, so that a dead holder can be told from a live one.
+	// Create and Open use the segment's when nil. For Init and Attach, nil
+	// means no registry: a dead holder's lock is then never taken over,
+	// and a wide Store waits for it until its context is done (see
+	// shm.Registry).
+	Registry *shm.Registry
+}
+
+func (o *Options) registry() *shm.Registry {
+	if o == nil {
+		return nil
+	}
+	return o.Registry
+}
+
+// in returns o with seg's registry where o names none.
+func (o *Options) in(seg *shm.Segment) *Options {
+	var c Options
+	if o != nil {
+		c = *o
+	}
+	if c.Registry == nil {
+		c.Registry = seg.Registry()
+	}
+	return &c
 }
 
 func (o *Options) lock() Locker {
@@ -107,11 +132,11 @@ func Init[T any](mem []byte, initial T, opts *Options) (*Value[T], error) {
 	if v.lk == nil {
 		flags = flagOwn
 	}
-	if err := v.c.init(mem, info, initial, flags, opts.check()); err != nil {
+	if err := v.c.init(mem, info, initial, flags, opts); err != nil {
 		return nil, err
 	}
 	if v.lk == nil {
-		own, err := lock.Init(mem[ownLockOff:headerSize], &lock.Options{CheckInterval: opts.check()})
+		own, err := lock.Init(mem[ownLockOff:headerSize], &lock.Options{CheckInterval: opts.check(), Registry: opts.registry()})
 		if err != nil {
 			return nil, fmt.Errorf("value: own lock: %w", err)
 		}
@@ -131,7 +156,7 @@ func Attach[T any](mem []byte, opts *Options) (*Value[T], error) {
 		return nil, err
 	}
 	v := &Value[T]{lk: opts.lock()}
-	flags, err := v.c.attach(mem, info, opts.check())
+	flags, err := v.c.attach(mem, info, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -139,7 +164,7 @@ func Attach[T any](mem []byte, opts *Options) (*Value[T], error) {
 		if flags&flagOwn == 0 {
 			return nil, ErrNoLock
 		}
-		own, err := lock.Attach(mem[ownLockOff:headerSize], &lock.Options{CheckInterval: opts.check()})
+		own, err := lock.Attach(mem[ownLockOff:headerSize], &lock.Options{CheckInterval: opts.check(), Registry: opts.registry()})
 		if err != nil {
 			return nil, fmt.Errorf("value: own lock: %w", err)
 		}
@@ -195,12 +220,14 @@ func open[T, H any](seg *shm.Segment, name string, attach func([]byte) (H, error
 // with shm.ErrExist if the name is taken, and with an error wrapping
 // typeinfo.ErrUnsupportedType if T cannot be shared.
 func Create[T any](seg *shm.Segment, name string, initial T, opts *Options) (*Value[T], error) {
+	opts = opts.in(seg)
 	return create[T](seg, name, func(mem []byte) (*Value[T], error) { return Init(mem, initial, opts) })
 }
 
 // Open attaches to the Value[T] named name in seg. It fails with
 // shm.ErrTypeMismatch if the Value holds another type.
 func Open[T any](seg *shm.Segment, name string, opts *Options) (*Value[T], error) {
+	opts = opts.in(seg)
 	return open[T](seg, name, func(mem []byte) (*Value[T], error) { return Attach[T](mem, opts) })
 }
 
@@ -279,13 +306,14 @@ func (v *Value[T]) Lock() Locker { return v.lk }
 
 // State is a snapshot of a Value, for inspection.
 type State struct {
-	Size        int    // bytes of T
-	Fingerprint uint64 // of T
-	Type        string // layout of T
-	Writes      uint64 // completed writes, for T wider than 8 bytes (else 0)
-	WriterHeld  bool   // a writer is between lock and publish (wide T)
-	WriterPid   int
-	WriterAlive bool
+	Size        int         // bytes of T
+	Fingerprint uint64      // of T
+	Type        string      // layout of T
+	Writes      uint64      // completed writes, for T wider than 8 bytes (else 0)
+	WriterHeld  bool        // a writer is between lock and publish (wide T)
+	WriterSlot  int         // the writer's slot in the process registry
+	WriterPid   int         // its pid, as it saw itself (display only)
+	WriterAlive bool        // whether the registry says the writer lives
 	OwnLock     bool        // the lock is the Value's own
 	Lock        *lock.State // the own lock's state, if OwnLock
 }
@@ -297,8 +325,10 @@ func (c *cell[T]) state() State {
 		s := c.wr.Load()
 		st.WriterHeld = s.Held
 		if s.Held {
-			st.WriterPid = int(s.Holder.Pid)
-			st.WriterAlive = proc.Alive(s.Holder)
+			reg := c.wr.Registry()
+			st.WriterSlot = int(s.Holder.Slot)
+			st.WriterPid = reg.Pid(s.Holder)
+			st.WriterAlive = reg.Alive(s.Holder)
 		}
 	}
 	return st
@@ -333,7 +363,7 @@ func InitRaw[T any](mem []byte, initial T, opts *Options) (*RawValue[T], error) 
 		return nil, err
 	}
 	v := &RawValue[T]{}
-	if err := v.c.init(mem, info, initial, 0, opts.check()); err != nil {
+	if err := v.c.init(mem, info, initial, 0, opts); err != nil {
 		return nil, err
 	}
 	publish(mem)
@@ -347,7 +377,7 @@ func AttachRaw[T any](mem []byte, opts *Options) (*RawValue[T], error) {
 		return nil, err
 	}
 	v := &RawValue[T]{}
-	if _, err := v.c.attach(mem, info, opts.check()); err != nil {
+	if _, err := v.c.attach(mem, info, opts); err != nil {
 		return nil, err
 	}
 	return v, nil
@@ -355,11 +385,13 @@ func AttachRaw[T any](mem []byte, opts *Options) (*RawValue[T], error) {
 
 // CreateRaw places a new RawValue named name in seg.
 func CreateRaw[T any](seg *shm.Segment, name string, initial T, opts *Options) (*RawValue[T], error) {
+	opts = opts.in(seg)
 	return create[T](seg, name, func(mem []byte) (*RawValue[T], error) { return InitRaw(mem, initial, opts) })
 }
 
 // OpenRaw attaches to the RawValue[T] (or Value[T]) named name in seg.
 func OpenRaw[T any](seg *shm.Segment, name string, opts *Options) (*RawValue[T], error) {
+	opts = opts.in(seg)
 	return open[T](seg, name, func(mem []byte) (*RawValue[T], error) { return AttachRaw[T](mem, opts) })
 }
 

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mpipc/mpipc/internal/proctest"
+	"github.com/mpipc/mpipc/internal/regtest"
 	"github.com/mpipc/mpipc/internal/typeinfo"
 	"github.com/mpipc/mpipc/lock"
 	"github.com/mpipc/mpipc/shm"
@@ -495,7 +496,7 @@ func TestProcTornReads(t *testing.T) {
 func TestProcWriterDiesMidWrite(t *testing.T) {
 	size, _ := SizeOf[wide64]()
 	mem, path := mapFile(t, size)
-	v, err := Init(mem, pattern(1), nil)
+	v, err := Init(mem, pattern(1), &Options{Registry: regtest.Registry(t, path)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -532,7 +533,7 @@ func TestProcWriterDiesMidWrite(t *testing.T) {
 func TestProcLockHolderDies(t *testing.T) {
 	size, _ := SizeOf[int64]()
 	mem, path := mapFile(t, size)
-	v, err := Init[int64](mem, 41, &Options{CheckInterval: 20 * time.Millisecond})
+	v, err := Init[int64](mem, 41, &Options{CheckInterval: 20 * time.Millisecond, Registry: regtest.Registry(t, path)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,8 +11,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/mpipc/mpipc/barrier"
 	"github.com/mpipc/mpipc/condition"
 	"github.com/mpipc/mpipc/event"
@@ -53,24 +51,14 @@ func problem(err error) string {
 	return err.Error()
 }
 
-// alive reports whether a process with pid exists (it may be a reuse of
-// the pid).
-func alive(pid int) bool {
-	if pid <= 0 {
-		return false
-	}
-	err := unix.Kill(pid, 0)
-	return err == nil || err == unix.EPERM
-}
-
+// pidDesc describes a recorded pid. It says nothing of liveness: a pid
+// may name a process of another pid namespace, or a reused one; liveness
+// comes from the segment's process registry (see "processes" in stat).
 func pidDesc(pid int) string {
 	if pid == 0 {
 		return "-"
 	}
-	if alive(pid) {
-		return fmt.Sprintf("%d (running)", pid)
-	}
-	return fmt.Sprintf("%d (exited)", pid)
+	return fmt.Sprint(pid)
 }
 
 func runLs(c *cli, args []string) int {
@@ -91,7 +79,7 @@ func runLs(c *cli, args []string) int {
 		return c.fail("ls: reading directory %s: %v", dir, err)
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSIZE\tUSED\tOBJECTS\tCREATOR\tCREATED\tPROBLEM")
+	fmt.Fprintln(tw, "NAME\tSIZE\tUSED\tOBJECTS\tATTACHED\tCREATOR\tCREATED\tPROBLEM")
 	n := 0
 	for _, e := range ents {
 		if !e.Type().IsRegular() && !*all {
@@ -103,7 +91,7 @@ func runLs(c *cli, args []string) int {
 			if !*all && (errors.Is(err, shm.ErrNotSegment) || errors.Is(err, iofs.ErrPermission) || !e.Type().IsRegular()) {
 				continue
 			}
-			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t%s\n", e.Name(), problem(err))
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t%s\n", e.Name(), problem(err))
 			n++
 			continue
 		}
@@ -113,8 +101,8 @@ func runLs(c *cli, args []string) int {
 		} else if info.Err != nil {
 			p = problem(info.Err)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\n", e.Name(), bytesize(info.Size), bytesize(info.Used),
-			info.NumObjects, info.MaxObjects, pidDesc(info.CreatorPid), info.Created.Format(time.DateTime), p)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%d\t%s\t%s\t%s\n", e.Name(), bytesize(info.Size), bytesize(info.Used),
+			info.NumObjects, info.MaxObjects, info.Attached, pidDesc(info.CreatorPid), info.Created.Format(time.DateTime), p)
 		n++
 	}
 	if n == 0 {
@@ -159,6 +147,7 @@ func runStat(c *cli, args []string) int {
 	fmt.Fprintf(w, "size      %d bytes, %d used, header %d\n", info.Size, info.Used, info.HeaderSize)
 	fmt.Fprintf(w, "creator   pid %s, %s\n", pidDesc(info.CreatorPid), info.Created.Format(time.RFC3339))
 	fmt.Fprintf(w, "objects   %d of %d\n", info.NumObjects, info.MaxObjects)
+	fmt.Fprintf(w, "attached  %d processes (registry of %d slots)\n", info.Attached, info.MaxProcs)
 	if info.LockHolder != 0 {
 		fmt.Fprintf(w, "seg lock  held by pid %s\n", pidDesc(info.LockHolder))
 	} else {
@@ -177,6 +166,26 @@ func runStat(c *cli, args []string) int {
 		} else {
 			defer seg.Close()
 		}
+	}
+	if len(info.Processes) > 0 {
+		fmt.Fprintln(w)
+		ptw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(ptw, "SLOT\tPID\tPIDNS\tUID\tSTATE\tSINCE")
+		for _, p := range info.Processes {
+			state := "dead"
+			switch {
+			case p.Alive:
+				state = "alive"
+			case p.Pid == 0:
+				state = "left"
+			}
+			ns := "-"
+			if p.PidNS != 0 {
+				ns = fmt.Sprintf("pid:[%d]", p.PidNS)
+			}
+			fmt.Fprintf(ptw, "%d\t%s\t%s\t%d\t%s\t%s\n", p.Slot, pidDesc(p.Pid), ns, p.UID, state, p.Since.Format(time.RFC3339))
+		}
+		ptw.Flush()
 	}
 	var found bool
 	fmt.Fprintln(w)

@@ -159,8 +159,8 @@ func TestLs(t *testing.T) {
 	if rc != exitOK {
 		t.Fatalf("ls: rc %d, stderr %s", rc, e)
 	}
-	if !regexp.MustCompile(`seg1\s+64K\s+\S+\s+7/\d+\s+` + fmt.Sprint(os.Getpid()) + ` \(running\)`).MatchString(out) {
-		t.Errorf("ls does not list seg1 with its size, objects and creator:\n%s", out)
+	if !regexp.MustCompile(`seg1\s+64K\s+\S+\s+7/\d+\s+0\s+` + fmt.Sprint(os.Getpid()) + `\s`).MatchString(out) {
+		t.Errorf("ls does not list seg1 with its size, objects, no attached process and its creator:\n%s", out)
 	}
 	if strings.Contains(out, "notes.txt") {
 		t.Errorf("ls lists a foreign file without -a:\n%s", out)
@@ -204,11 +204,19 @@ func corrupt(t *testing.T, path string) {
 
 func TestStat(t *testing.T) {
 	_, path := newSegment(t)
+	seg, err := shm.Open(path, nil) // one attached process: this one
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer seg.Close()
 	rc, out, e := mpipc(t, "stat", path)
 	if rc != exitOK {
 		t.Fatalf("stat: rc %d, stderr %s", rc, e)
 	}
-	for _, want := range []string{"segment   " + path, "objects   7 of", "jobs-lock", "lock v1", "free", "slots", "semaphore v1", "value 3", "tree", "rlock v1",
+	if !regexp.MustCompile(`\n1\s+` + fmt.Sprint(os.Getpid()) + `\s+pid:\[\d+\]\s+\d+\s+alive\s`).MatchString(out) {
+		t.Errorf("stat does not list this process as attached and alive:\n%s", out)
+	}
+	for _, want := range []string{"segment   " + path, "objects   7 of", "attached  1 processes", "jobs-lock", "lock v2", "free", "slots", "semaphore v1", "value 3", "tree", "rlock v2",
 		"jobs", "joinable-queue", "2/8 messages (max 16 bytes), 2 unfinished tasks", "done", "event", "set, generation 1",
 		"ready", "condition", "lock free, 0 waiting",
 		"phase", "barrier", "3 parties, 0 waiting, round 0"} {

@@ -1,140 +1,497 @@
-// Package proc identifies processes in a way that survives pid reuse, and
-// tells whether a recorded process is still alive.
+// Package proc is mpipc's process registry: who is attached to a shared
+// file, and whether a process named in a shared record is still alive.
 //
-// An identity is the pair (pid, start tag). The start tag is the low 32 bits
-// of the process start time in clock ticks since boot (field 22 of
-// /proc/PID/stat), plus one so that it is never zero. Two processes that
-// share a pid cannot share a start tick in practice: the kernel hands out
-// pids in sequence and only wraps after pid_max (up to 4,194,304) forks.
+// # Why not pids
 //
-// The identity of the calling process is read once, at package init, so
-// that recording an owner costs no syscall.
+// A pid means nothing in another pid namespace (two containers of one pod
+// share memory but not pids), and /proc may be hidden or absent. Neither
+// may ever make a live process look dead, so liveness is not decided from
+// pids at all.
+//
+// # The registry
+//
+// A registry is a table of slots in shared memory (each segment has one,
+// after its directory) plus one kernel lock per slot: an open file
+// description lock (fcntl F_OFD_SETLK, a write lock on the byte at
+// LockBase+i of the shared file). A process claims slot i by taking that
+// lock on a private, close-on-exec open of the file of its own; the kernel
+// drops the lock when the last descriptor of that open file description
+// closes, which is at the latest when the process dies, whatever namespace
+// it runs in. A process stopped with SIGSTOP keeps its lock: it is alive.
+//
+// Each slot has a generation that advances with every claim, so a record
+// names a process as (slot, generation): an ID. The process named by an ID
+// is alive while the slot's generation is still the ID's and the slot's
+// byte is locked (F_OFD_GETLK from any other description). A later process
+// in the same slot has another generation: there is no reuse question.
+//
+// The lock must be taken on a description nobody else shares. An inherited
+// descriptor (a memfd passed through exec.Cmd.ExtraFiles) shares its
+// parent's description, and with it the parent's locks, so Attach never
+// locks through the descriptor it is given: it opens the file again — the
+// path for a named file, /proc/self/fd/N for any file — and checks that it
+// got the same file (device and inode). Where that is impossible (a memfd
+// without /proc), the registry is blind: see Blind.
+//
+// # Slot record
+//
+// Every slot is SlotSize bytes in the table, little-endian:
+//
+//	+0   uint32  generation: advanced (atomically) by every claim
+//	+4   uint32  pid, as the process sees itself; 0 after a clean release
+//	+8   uint64  inode of the process's pid namespace (0: unknown)
+//	+16  uint32  effective uid
+//	+20  uint32  reserved
+//	+24  int64   claimed at, Unix nanoseconds
+//
+// Only the generation decides anything; the rest is for display
+// (mpipc stat).
 package proc
 
 import (
-	"bytes"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"strconv"
-	"syscall"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
-// PidBits is the number of bits a Linux pid needs: pid_max is at most 2^22.
-const PidBits = 22
+// SlotBits is the number of low bits of an owner word that name the slot
+// (robust lock words keep it in their futex half).
+const SlotBits = 17
 
-// MaxPid is the largest pid Linux hands out (PID_MAX_LIMIT - 1).
-const MaxPid = 1<<PidBits - 1
+// MaxSlots is the largest number of slots a registry may have.
+const MaxSlots = 1<<16 - 1
 
-// ID is a process identity: a pid and a start tag.
+// DefaultSlots is the registry size of a segment when the caller does not
+// say.
+const DefaultSlots = 1024
+
+// SlotSize is the size of one slot record in the table.
+const SlotSize = 32
+
+// LockBase is the file offset of slot 1's lock byte; slot i locks the byte
+// at LockBase+i-1. Locks beyond the end of a file are fine, and this one
+// is far beyond any segment.
+const LockBase = 1 << 62
+
+// blindBase is where the slot numbers of blind identities start: above any
+// registry's slots, within SlotBits.
+const blindBase = 1 << 16
+
+// ID names a process in a registry: a slot (1-based; 0 means nobody) and
+// the generation of the claim. The zero ID names nobody.
 type ID struct {
-	Pid uint32
-	Tag uint32
+	Slot uint32
+	Gen  uint32
 }
 
+// Pack returns id as one 64-bit word: generation in the high half, slot in
+// the low.
+func (id ID) Pack() uint64 { return uint64(id.Gen)<<32 | uint64(id.Slot) }
+
+// Unpack is the inverse of [ID.Pack] (bits of the low half above SlotBits
+// are dropped).
+func Unpack(w uint64) ID { return ID{Slot: uint32(w) & (1<<SlotBits - 1), Gen: uint32(w >> 32)} }
+
+// Blind reports whether id is a blind identity (see [Blind]).
+func (id ID) Blind() bool { return id.Slot >= blindBase }
+
+// Errors.
 var (
-	self       ID
-	selfPacked uint64
+	// ErrFull is returned by Attach when every slot of the registry is held
+	// by a live process.
+	ErrFull = errors.New("mpipc: process registry full: too many processes attached")
 )
 
-func init() {
-	self.Pid = uint32(os.Getpid())
-	t, err := startTag(int(self.Pid))
-	if err != nil {
-		// /proc is not mounted: fall back to a tag that still tells this
-		// process apart from most others.
-		t = uint32(os.Getpid())*2654435761 | 1
-	}
-	self.Tag = t
-	selfPacked = self.Pack()
+// Registry is one process's handle on a process registry. Obtain one with
+// Attach (a segment does this for you) or Blind. It is safe for
+// concurrent use.
+type Registry struct {
+	table    []byte // n slot records, this handle's own mapping (nil: blind)
+	mapd     []byte // the page-aligned mapping behind table
+	mapStart int64  // file offset of mapd
+	n        uint32
+	fd       int // the private description holding our slot lock; -1 if blind
+	self     ID
+	key      fileKey
+	refs     int // under attached.mu
 }
 
-// Self returns the identity of the calling process. It makes no syscall.
-func Self() ID { return self }
+// Self returns the identity this process holds in the registry.
+func (r *Registry) Self() ID { return r.self }
 
-// SelfPacked returns Self().Pack(), computed once.
-func SelfPacked() uint64 { return selfPacked }
+// SelfPacked returns Self().Pack().
+func (r *Registry) SelfPacked() uint64 { return r.self.Pack() }
 
-// Pack returns id as one 64-bit word: tag in the high half, pid in the low.
-func (id ID) Pack() uint64 { return uint64(id.Tag)<<32 | uint64(id.Pid) }
+// Slots returns the number of slots (0 for a blind registry).
+func (r *Registry) Slots() int { return int(r.n) }
 
-// Unpack is the inverse of [ID.Pack].
-func Unpack(w uint64) ID { return ID{Pid: uint32(w), Tag: uint32(w >> 32)} }
+// IsBlind reports whether the registry cannot tell the living from the dead
+// (see Blind).
+func (r *Registry) IsBlind() bool { return r.fd < 0 }
 
-// Alive reports whether the process id names is still running. A process
-// that has exited but not been reaped (a zombie) is dead. A pid that now
-// belongs to another process (a different start tag) is dead. When the
-// answer cannot be known (no /proc), Alive reports true: waiting longer is
-// safer than stealing a live owner's lock.
-func Alive(id ID) bool {
-	if id.Pid == 0 || id.Pid > MaxPid {
+// Alive reports whether the process id names may be alive. It is exact for
+// ids of this registry: a dead process is reported dead (its slot's lock
+// is gone or the slot was claimed again), a live one — stopped or in
+// another pid namespace — alive. It costs one atomic load and, for a
+// record of another process, one fcntl; it does not allocate.
+//
+// What cannot be proven dead is alive: anyone at all when r is blind. An
+// id outside the registry (a slot number it does not have) is garbage from
+// a corrupting peer and counts as dead, so that what it holds can be
+// recovered; so does a blind identity, which only a process that failed to
+// name the registry everyone else shares could have written: every
+// process sharing an object must name the same registry.
+func (r *Registry) Alive(id ID) bool {
+	switch {
+	case id.Slot == 0:
 		return false
-	}
-	if id == self {
+	case id == r.self:
 		return true
+	case r.fd < 0:
+		return true
+	case id.Slot > r.n:
+		return false // garbage, or a blind process that should have named this registry
 	}
-	st, tag, err := stat(int(id.Pid))
+	if atomic.LoadUint32(r.gen(id.Slot)) != id.Gen {
+		return false // the slot was claimed again: its old holder is gone
+	}
+	held, err := lockedAt(r.fd, id.Slot)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
-			return false
+		return true // cannot tell: waiting is safer than stealing
+	}
+	return held
+}
+
+func (r *Registry) gen(slot uint32) *uint32 {
+	return (*uint32)(unsafe.Pointer(&r.table[int(slot-1)*SlotSize]))
+}
+
+// lockedAt reports whether another open file description holds the lock
+// byte of slot on the file behind fd.
+func lockedAt(fd int, slot uint32) (bool, error) {
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: LockBase + int64(slot) - 1, Len: 1}
+	for {
+		err := unix.FcntlFlock(uintptr(fd), unix.F_OFD_GETLK, &lk)
+		if err == unix.EINTR {
+			continue
 		}
+		if err != nil {
+			return false, err
+		}
+		return lk.Type != unix.F_UNLCK, nil
+	}
+}
+
+func tryLock(fd int, slot uint32) (bool, error) {
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: LockBase + int64(slot) - 1, Len: 1}
+	for {
+		err := unix.FcntlFlock(uintptr(fd), unix.F_OFD_SETLK, &lk)
+		switch err {
+		case nil:
+			return true, nil
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN, unix.EACCES:
+			return false, nil
+		}
+		return false, err
+	}
+}
+
+// Slot is one slot record, for display.
+type Slot struct {
+	Slot  int       // 1-based slot number
+	Gen   uint32    // generation of the latest claim
+	Pid   int       // pid as the process saw itself (0: released cleanly)
+	PidNS uint64    // inode of its pid namespace (0: unknown)
+	UID   int       // effective uid
+	Since time.Time // when it claimed the slot
+	Alive bool      // the slot's lock is held
+}
+
+// Inspect reads the slot records of table (n records) and asks the kernel,
+// through fd (any open description of the shared file that holds no slot
+// lock, or this process's own registry), which are held. Slots never
+// claimed are left out.
+func Inspect(fd int, table []byte, n int) []Slot {
+	var out []Slot
+	for i := 0; i < n && (i+1)*SlotSize <= len(table); i++ {
+		rec := table[i*SlotSize : (i+1)*SlotSize]
+		gen := atomic.LoadUint32((*uint32)(unsafe.Pointer(&rec[0])))
+		if gen == 0 {
+			continue
+		}
+		held, err := lockedAt(fd, uint32(i+1))
+		if err != nil {
+			held = true
+		}
+		out = append(out, Slot{
+			Slot:  i + 1,
+			Gen:   gen,
+			Pid:   int(binary.LittleEndian.Uint32(rec[4:])),
+			PidNS: binary.LittleEndian.Uint64(rec[8:]),
+			UID:   int(binary.LittleEndian.Uint32(rec[16:])),
+			Since: time.Unix(0, int64(binary.LittleEndian.Uint64(rec[24:]))),
+			Alive: held,
+		})
+	}
+	return out
+}
+
+// Inspect is the package function Inspect for this registry: its slots, as
+// this process sees them.
+func (r *Registry) Inspect() []Slot {
+	if r.fd < 0 {
+		return nil
+	}
+	s := Inspect(r.fd, r.table, int(r.n))
+	for i := range s {
+		if uint32(s[i].Slot) == r.self.Slot {
+			s[i].Alive = true // our own lock does not conflict with us
+		}
+	}
+	return s
+}
+
+type fileKey struct{ dev, ino uint64 }
+
+// attached holds the registries this process is attached to, one per
+// file: every handle on one file in this process shares one slot.
+var attached struct {
+	mu sync.Mutex
+	m  map[fileKey]*Registry
+}
+
+// Attach claims a slot in the registry whose n records start at byte off
+// of the file behind f, or joins the claim this process already holds on
+// that file. path, when not empty, is the file's name, tried before
+// /proc/self/fd to open the private description. The returned handle
+// keeps its own mapping of the table and its own descriptor; call Release
+// once for every Attach.
+//
+// When no private description can be had (a memfd without /proc), Attach
+// returns a blind registry (see Blind) and no error.
+func Attach(f *os.File, path string, off int64, n int) (*Registry, error) {
+	if n < 1 || n > MaxSlots {
+		return nil, fmt.Errorf("proc: registry of %d slots: want 1..%d", n, MaxSlots)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return nil, fmt.Errorf("proc: registry: %w", err)
+	}
+	key := fileKey{uint64(st.Dev), st.Ino}
+	attached.mu.Lock()
+	defer attached.mu.Unlock()
+	if r := attached.m[key]; r != nil {
+		r.refs++
+		return r, nil
+	}
+	fd := reopen(f, path, key)
+	if fd < 0 {
+		return Blind(), nil
+	}
+	r, err := claim(fd, off, n)
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	r.key = key
+	r.refs = 1
+	if attached.m == nil {
+		attached.m = make(map[fileKey]*Registry)
+	}
+	attached.m[key] = r
+	return r, nil
+}
+
+// reopen returns a new, private, close-on-exec open file description of
+// the file behind f, or -1.
+func reopen(f *os.File, path string, key fileKey) int {
+	try := func(p string) int {
+		fd, err := unix.Open(p, unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+		if err != nil {
+			return -1
+		}
+		var st unix.Stat_t
+		if unix.Fstat(fd, &st) != nil || (fileKey{uint64(st.Dev), st.Ino}) != key {
+			unix.Close(fd)
+			return -1
+		}
+		return fd
+	}
+	if path != "" && path[0] == '/' {
+		if fd := try(path); fd >= 0 {
+			return fd
+		}
+	}
+	return try("/proc/self/fd/" + strconv.Itoa(int(f.Fd())))
+}
+
+// claim maps the table through fd and takes the first free slot.
+func claim(fd int, off int64, n int) (*Registry, error) {
+	page := int64(os.Getpagesize())
+	start := off &^ (page - 1)
+	length := off - start + int64(n)*SlotSize
+	mapd, err := unix.Mmap(fd, start, int(length), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("proc: mapping registry: %w", err)
+	}
+	r := &Registry{mapd: mapd, mapStart: start, table: mapd[off-start:], n: uint32(n), fd: fd}
+	// Slots released cleanly (pid 0) first, so that a dead process's
+	// records keep their slot, and so their generation, as long as may be.
+	for pass := 0; pass < 2; pass++ {
+		for i := 1; i <= n; i++ {
+			rec := r.table[(i-1)*SlotSize:]
+			pid := atomic.LoadUint32((*uint32)(unsafe.Pointer(&rec[4])))
+			if pass == 0 && pid != 0 {
+				continue
+			}
+			ok, err := tryLock(fd, uint32(i))
+			if err != nil {
+				unix.Munmap(mapd)
+				return nil, fmt.Errorf("proc: locking registry slot %d: %w", i, err)
+			}
+			if !ok {
+				continue
+			}
+			// The slot is ours: the kernel holds it for us until we close
+			// fd or die. A new generation makes every record of the
+			// slot's earlier holders name a dead process.
+			gen := atomic.AddUint32(r.gen(uint32(i)), 1)
+			if gen == 0 {
+				gen = atomic.AddUint32(r.gen(uint32(i)), 1)
+			}
+			r.self = ID{Slot: uint32(i), Gen: gen}
+			writeRecord(rec)
+			return r, nil
+		}
+	}
+	unix.Munmap(mapd)
+	return nil, fmt.Errorf("%w (%d slots)", ErrFull, n)
+}
+
+func writeRecord(rec []byte) {
+	atomic.StoreUint64((*uint64)(unsafe.Pointer(&rec[8])), pidNamespace())
+	atomic.StoreUint32((*uint32)(unsafe.Pointer(&rec[16])), uint32(os.Geteuid()))
+	atomic.StoreUint64((*uint64)(unsafe.Pointer(&rec[24])), uint64(time.Now().UnixNano()))
+	atomic.StoreUint32((*uint32)(unsafe.Pointer(&rec[4])), uint32(os.Getpid()))
+}
+
+// pidNamespace returns the inode of this process's pid namespace, or 0.
+func pidNamespace() uint64 {
+	var st unix.Stat_t
+	if unix.Stat("/proc/self/ns/pid", &st) != nil {
+		return 0
+	}
+	return st.Ino
+}
+
+// Release gives back one Attach. The last one clears the slot's pid (a
+// clean release) and closes the private description, which drops the
+// slot's lock. Releasing a blind registry does nothing.
+func (r *Registry) Release() error {
+	if r == nil || r.fd < 0 {
+		return nil
+	}
+	attached.mu.Lock()
+	defer attached.mu.Unlock()
+	if r.refs <= 0 {
+		return nil
+	}
+	r.refs--
+	if r.refs > 0 {
+		return nil
+	}
+	delete(attached.m, r.key)
+	// A clean release: pid 0. Written through the descriptor, not the
+	// mapping, so that a file truncated under us cannot fault Close.
+	var zero [4]byte
+	off := int64(len(r.mapd)-len(r.table)) + int64(r.self.Slot-1)*SlotSize + 4
+	_, _ = unix.Pwrite(r.fd, zero[:], r.mapStart+off)
+	err := unix.Munmap(r.mapd)
+	r.table, r.mapd = nil, nil
+	if cerr := unix.Close(r.fd); err == nil {
+		err = cerr
+	}
+	r.fd = -1
+	return err
+}
+
+var blind = struct {
+	once sync.Once
+	r    *Registry
+}{}
+
+// Blind returns this process's blind registry: the one used by objects in
+// memory that has no registry (Init/Attach without Options.Registry), and
+// by a segment that could not open a private description of its file. Its
+// identity is random (a slot number above every registry's, so it never
+// names a real slot), and it proves nobody dead: every other identity is
+// alive to it (its own identity counts as dead to a real registry: see
+// Alive). A lock
+// whose holder died is then never taken over — waiters time out or are
+// cancelled instead — which is the only safe answer without a registry.
+func Blind() *Registry {
+	blind.once.Do(func() {
+		var b [8]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			binary.LittleEndian.PutUint64(b[:], uint64(time.Now().UnixNano())^uint64(os.Getpid())<<20)
+		}
+		v := binary.LittleEndian.Uint64(b[:])
+		slot := blindBase + uint32(v)%(1<<SlotBits-blindBase)
+		gen := uint32(v>>32) | 1
+		blind.r = &Registry{fd: -1, self: ID{Slot: slot, Gen: gen}}
+	})
+	return blind.r
+}
+
+// Or returns r, or the blind registry when r is nil.
+func Or(r *Registry) *Registry {
+	if r == nil {
+		return Blind()
+	}
+	return r
+}
+
+// Pid returns the pid recorded for id, for display: 0 when the slot has
+// been claimed by another process since, or id is not of this registry.
+func (r *Registry) Pid(id ID) int {
+	if id == r.self {
+		return os.Getpid()
+	}
+	if r.table == nil || id.Slot == 0 || id.Slot > r.n || atomic.LoadUint32(r.gen(id.Slot)) != id.Gen {
+		return 0
+	}
+	return int(atomic.LoadUint32((*uint32)(unsafe.Pointer(&r.table[int(id.Slot-1)*SlotSize+4]))))
+}
+
+// AliveBits is Alive for a record that keeps only some bits of the
+// generation: id.Gen holds them, and mask says which. The process is
+// taken to be alive when its slot is held and the slot's generation agrees
+// with id.Gen on those bits.
+func (r *Registry) AliveBits(id ID, mask uint32) bool {
+	switch {
+	case id.Slot == 0:
+		return false
+	case id.Slot == r.self.Slot && id.Gen&mask == r.self.Gen&mask:
 		return true
-	}
-	if st == 'Z' || st == 'X' || st == 'x' {
+	case r.fd < 0:
+		return true
+	case id.Slot > r.n:
 		return false
 	}
-	return tag == id.Tag
-}
-
-// AliveMatch is Alive for a record that keeps only some bits of the start
-// tag: the process is alive if it runs, is not a zombie, and its start tag
-// agrees with tag on the bits set in mask. Fewer bits mean a larger (but
-// still tiny) chance that a reused pid is mistaken for the recorded
-// process: with 9 bits, 1 in 512 reuses within the tag's resolution.
-func AliveMatch(pid, tag, mask uint32) bool {
-	if pid == 0 || pid > MaxPid {
+	if atomic.LoadUint32(r.gen(id.Slot))&mask != id.Gen&mask {
 		return false
 	}
-	if pid == self.Pid {
-		return self.Tag&mask == tag&mask
-	}
-	st, t, err := stat(int(pid))
-	if err != nil {
-		return !(errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ESRCH))
-	}
-	if st == 'Z' || st == 'X' || st == 'x' {
-		return false
-	}
-	return t&mask == tag&mask
-}
-
-// StartTag returns the start tag of a running process.
-func StartTag(pid int) (uint32, error) { return startTag(pid) }
-
-func startTag(pid int) (uint32, error) {
-	_, tag, err := stat(pid)
-	return tag, err
-}
-
-// stat reads /proc/PID/stat and returns the state letter and the start tag.
-func stat(pid int) (state byte, tag uint32, err error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, 0, err
-	}
-	// The command name (field 2) may contain spaces and parentheses: the
-	// fields after it start after the last ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 || i+2 >= len(b) {
-		return 0, 0, errors.New("proc: malformed stat")
-	}
-	fields := bytes.Fields(b[i+2:])
-	// fields[0] is field 3 (state); field 22 (starttime) is fields[19].
-	if len(fields) < 20 || len(fields[0]) != 1 {
-		return 0, 0, errors.New("proc: malformed stat")
-	}
-	start, err := strconv.ParseUint(string(fields[19]), 10, 64)
-	if err != nil {
-		return 0, 0, errors.New("proc: malformed stat")
-	}
-	return fields[0][0], uint32(start%0xffffffff) + 1, nil
+	held, err := lockedAt(r.fd, id.Slot)
+	return held || err != nil
 }

@@ -90,6 +90,12 @@ type Options struct {
 	Args  []string   // the role's arguments
 	Files []*os.File // inherited as fd 3, 4, ...
 	Env   []string   // extra environment, KEY=VALUE
+	// Wrap is a command that runs the child, such as
+	// {"unshare", "--pid", "--fork", "--mount-proc", "--kill-child"} for a
+	// child in a pid namespace of its own: the child is started as
+	// Wrap... test-binary args.... Pid, Kill and Signal then address the
+	// wrapper.
+	Wrap []string
 }
 
 // Child is a running child process.
@@ -130,6 +136,9 @@ func StartOpts(tb testing.TB, role string, o Options) *Child {
 		tb.Fatalf("proctest: %v", err)
 	}
 	cmd := exec.Command(exe, o.Args...)
+	if len(o.Wrap) > 0 {
+		cmd = exec.Command(o.Wrap[0], append(append(o.Wrap[1:len(o.Wrap):len(o.Wrap)], exe), o.Args...)...)
+	}
 	cmd.Env = append(append(os.Environ(), envRole+"="+role), o.Env...)
 	cmd.ExtraFiles = o.Files
 	c := &Child{tb: tb, role: role, cmd: cmd, lines: make(chan string, 1024),

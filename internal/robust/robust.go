@@ -8,28 +8,29 @@
 //
 // One 64-bit word, read and written only with sync/atomic. Its low half is
 // the futex word (the platforms we support are little-endian); its high half
-// is the holder's start tag (see package proc), so pid and tag are set and
-// cleared together by one compare-and-swap.
+// is the generation of the holder's registry slot (see package proc), so
+// slot and generation are set and cleared together by one compare-and-swap.
 //
-//	bits  0..21  holder pid (0: unlocked)
+//	bits  0..16  holder's registry slot (0: unlocked)
 //	bit  29      not recoverable: a holder that took the lock over from a
 //	             dead owner released it without marking it consistent
 //	bit  30      inconsistent: held by a process that took it over from a
 //	             dead owner and has not yet called Consistent
 //	bit  31      waiters: someone may sleep in the kernel; Unlock must wake
-//	bits 32..63  holder start tag
+//	bits 32..63  holder's slot generation
 //
 // States, named as in runtime/lock_futex.go:
 //
 //	unlocked   0
-//	locked     self          (pid | tag<<32)
+//	locked     self          (slot | generation<<32)
 //	contended  self|waiters  (Unlock makes a futex wake)
 //
 // # Owner death
 //
-// A waiter that sleeps wakes up every check interval and asks whether the
-// holder (pid, tag) is still alive; a pid that now belongs to another
-// process counts as dead. If the holder is dead, the waiter swaps the word
+// A waiter that sleeps wakes up every check interval and asks the process
+// registry whether the holder (slot, generation) is still alive: one
+// fcntl, never a pid or /proc. A process stopped with SIGSTOP, or running
+// in another pid namespace, is alive. If the holder is dead, the waiter swaps the word
 // from the dead holder's value to its own with the inconsistent bit set, and
 // returns [ErrOwnerDead] holding the lock.
 package robust
@@ -46,7 +47,7 @@ import (
 )
 
 const (
-	pidMask        = 1<<proc.PidBits - 1
+	slotMask       = 1<<proc.SlotBits - 1
 	notRecoverable = 1 << 29 // the lock can never be acquired again
 	inconsistent   = 1 << 30 // held after an owner died; Consistent not called
 	waiters        = 1 << 31 // a waiter may sleep in the kernel
@@ -80,17 +81,25 @@ var (
 // usable; make one with [New].
 type Mutex struct {
 	w     *uint64
+	self  uint64 // reg.SelfPacked(), cached for the fast path
+	reg   *proc.Registry
 	check time.Duration
 }
 
-// New returns a handle on the lock word at w, which must be 8-byte aligned.
-// check is the liveness check interval; zero means DefaultCheckInterval.
-func New(w *uint64, check time.Duration) Mutex {
+// New returns a handle on the lock word at w, which must be 8-byte aligned,
+// whose holders are named in reg (nil: the blind registry, which never
+// takes a lock over). check is the liveness check interval; zero means
+// DefaultCheckInterval.
+func New(w *uint64, reg *proc.Registry, check time.Duration) Mutex {
 	if check <= 0 {
 		check = DefaultCheckInterval
 	}
-	return Mutex{w: w, check: check}
+	reg = proc.Or(reg)
+	return Mutex{w: w, self: reg.SelfPacked(), reg: reg, check: check}
 }
+
+// Registry returns the registry the lock's holders are named in.
+func (m Mutex) Registry() *proc.Registry { return m.reg }
 
 func (m Mutex) futexWord() *uint32 { return (*uint32)(unsafe.Pointer(m.w)) }
 
@@ -98,7 +107,7 @@ func (m Mutex) futexWord() *uint32 { return (*uint32)(unsafe.Pointer(m.w)) }
 // lock is now held by the caller; the error is ErrOwnerDead (held) or
 // ErrNotRecoverable (not held).
 func (m Mutex) TryLock() (bool, error) {
-	if atomic.CompareAndSwapUint64(m.w, 0, proc.SelfPacked()) {
+	if atomic.CompareAndSwapUint64(m.w, 0, m.self) {
 		return true, nil
 	}
 	return m.tryTakeover()
@@ -106,7 +115,7 @@ func (m Mutex) TryLock() (bool, error) {
 
 // tryTakeover handles a failed fast path for a non-waiting caller.
 func (m Mutex) tryTakeover() (bool, error) {
-	self := proc.SelfPacked()
+	self := m.self
 	for {
 		old := atomic.LoadUint64(m.w)
 		switch {
@@ -118,7 +127,7 @@ func (m Mutex) tryTakeover() (bool, error) {
 		case old&notRecoverable != 0:
 			return false, ErrNotRecoverable
 		}
-		if proc.Alive(holder(old)) {
+		if m.reg.Alive(holder(old)) {
 			return false, nil
 		}
 		if atomic.CompareAndSwapUint64(m.w, old, self|inconsistent|old&waiters) {
@@ -131,7 +140,7 @@ func (m Mutex) tryTakeover() (bool, error) {
 // ctx is done (nil: never). It returns nil, ErrOwnerDead (held),
 // ErrNotRecoverable, futex.ErrTimeout or ctx.Err().
 func (m Mutex) Lock(ctx context.Context, deadline time.Time) error {
-	if atomic.CompareAndSwapUint64(m.w, 0, proc.SelfPacked()) {
+	if atomic.CompareAndSwapUint64(m.w, 0, m.self) {
 		return nil
 	}
 	return m.lockSlow(ctx, deadline)
@@ -141,14 +150,14 @@ func (m Mutex) Lock(ctx context.Context, deadline time.Time) error {
 // when the lock is not free at once, so an uncontended timed acquire costs
 // what Lock does.
 func (m Mutex) LockTimeout(d time.Duration) error {
-	if atomic.CompareAndSwapUint64(m.w, 0, proc.SelfPacked()) {
+	if atomic.CompareAndSwapUint64(m.w, 0, m.self) {
 		return nil
 	}
 	return m.lockSlow(nil, time.Now().Add(d))
 }
 
 func (m Mutex) lockSlow(ctx context.Context, deadline time.Time) error {
-	self := proc.SelfPacked()
+	self := m.self
 	// Spin while the holder is running and nobody sleeps, looking at the
 	// word only every lockSpinStride iterations (~0.5 µs): a waiter that
 	// pounced on every release would pull the lock's cache line across on
@@ -211,7 +220,7 @@ func (m Mutex) lockSlow(ctx context.Context, deadline time.Time) error {
 			continue
 		}
 		nextCheck = now.Add(m.check)
-		if atomic.LoadUint64(m.w) == old && !proc.Alive(holder(old)) {
+		if atomic.LoadUint64(m.w) == old && !m.reg.Alive(holder(old)) {
 			if atomic.CompareAndSwapUint64(m.w, old, self|inconsistent|waiters) {
 				return ErrOwnerDead
 			}
@@ -223,7 +232,7 @@ func (m Mutex) lockSlow(ctx context.Context, deadline time.Time) error {
 // allows). Releasing an unlocked lock returns ErrNotLocked; releasing a lock
 // taken over from a dead owner without Consistent makes it not recoverable.
 func (m Mutex) Unlock() error {
-	if atomic.CompareAndSwapUint64(m.w, proc.SelfPacked(), 0) {
+	if atomic.CompareAndSwapUint64(m.w, m.self, 0) {
 		return nil
 	}
 	return m.unlockSlow()
@@ -235,7 +244,7 @@ func (m Mutex) unlockSlow() error {
 		switch {
 		case old&notRecoverable != 0:
 			return ErrNotRecoverable
-		case old&pidMask == 0:
+		case old&slotMask == 0:
 			return ErrNotLocked
 		case old&inconsistent != 0:
 			// Released without repair: nobody may ever trust the data.
@@ -259,7 +268,7 @@ func (m Mutex) unlockSlow() error {
 func (m Mutex) Consistent() error {
 	for {
 		old := atomic.LoadUint64(m.w)
-		if old&inconsistent == 0 || holder(old) != proc.Self() {
+		if old&inconsistent == 0 || holder(old) != m.reg.Self() {
 			return ErrNotInconsistent
 		}
 		if atomic.CompareAndSwapUint64(m.w, old, old&^inconsistent) {
@@ -278,7 +287,7 @@ func (m Mutex) Seize() bool {
 	if old&notRecoverable == 0 && Valid(old) {
 		return false
 	}
-	return atomic.CompareAndSwapUint64(m.w, old, proc.SelfPacked())
+	return atomic.CompareAndSwapUint64(m.w, old, m.self)
 }
 
 // State is a snapshot of the lock word, for inspection.
@@ -296,7 +305,7 @@ func (m Mutex) Load() State { return Decode(atomic.LoadUint64(m.w)) }
 // Decode interprets a lock word.
 func Decode(w uint64) State {
 	return State{
-		Held:           w&pidMask != 0,
+		Held:           w&slotMask != 0,
 		Holder:         holder(w),
 		Waiters:        w&waiters != 0,
 		Inconsistent:   w&inconsistent != 0,
@@ -308,21 +317,21 @@ func Decode(w uint64) State {
 // garbage from a hostile peer fails it.
 func Valid(w uint64) bool {
 	lo := uint32(w)
-	if lo&^(pidMask|notRecoverable|inconsistent|waiters) != 0 {
+	if lo&^(slotMask|notRecoverable|inconsistent|waiters) != 0 {
 		return false
 	}
 	if lo&notRecoverable != 0 {
 		return w == notRecoverable|uint64(lo&waiters)
 	}
-	if lo&pidMask == 0 {
+	if lo&slotMask == 0 {
 		return w == 0 || w == waiters // waiters may linger briefly on 0
 	}
 	return true
 }
 
-func holder(w uint64) proc.ID { return proc.ID{Pid: uint32(w) & pidMask, Tag: uint32(w >> 32)} }
+func holder(w uint64) proc.ID { return proc.Unpack(w) }
 
 // IsSelf reports whether the lock is held by the calling process.
 func (m Mutex) IsSelf() bool {
-	return holder(atomic.LoadUint64(m.w)) == proc.Self()
+	return holder(atomic.LoadUint64(m.w)) == m.reg.Self()
 }

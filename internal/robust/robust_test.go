@@ -3,6 +3,7 @@ package robust
 import (
 	"context"
 	"errors"
+	"os"
 	"testing"
 	"time"
 
@@ -12,7 +13,7 @@ import (
 
 func TestStatesAndValid(t *testing.T) {
 	var w uint64
-	m := New(&w, 0)
+	m := New(&w, nil, 0)
 	if !Valid(w) || m.Load().Held {
 		t.Fatal("zero word")
 	}
@@ -20,7 +21,7 @@ func TestStatesAndValid(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := m.Load()
-	if !s.Held || s.Holder != proc.Self() || s.Waiters || !Valid(w) || !m.IsSelf() {
+	if !s.Held || s.Holder != m.Registry().Self() || s.Waiters || !Valid(w) || !m.IsSelf() {
 		t.Fatalf("locked: %+v", s)
 	}
 	if err := m.Lock(nil, time.Now().Add(30*time.Millisecond)); !errors.Is(err, futex.ErrTimeout) {
@@ -37,17 +38,37 @@ func TestStatesAndValid(t *testing.T) {
 			t.Errorf("Valid(%#x)", bad)
 		}
 	}
-	for _, good := range []uint64{0, notRecoverable, proc.SelfPacked() | waiters | inconsistent} {
+	for _, good := range []uint64{0, notRecoverable, proc.Blind().SelfPacked() | waiters | inconsistent} {
 		if !Valid(good) {
 			t.Errorf("!Valid(%#x)", good)
 		}
 	}
 }
 
+// testRegistry attaches to a registry of 4 slots in a file of its own.
+func testRegistry(t *testing.T) *proc.Registry {
+	t.Helper()
+	f, err := os.CreateTemp("/dev/shm", "mpipc-test-robust-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(f.Name()) })
+	defer f.Close()
+	if err := f.Truncate(4 * proc.SlotSize); err != nil {
+		t.Fatal(err)
+	}
+	r, err := proc.Attach(f, f.Name(), 0, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Release() })
+	return r
+}
+
 func TestTakeoverOfDeadHolder(t *testing.T) {
-	dead := proc.ID{Pid: proc.MaxPid, Tag: 7} // no such process
+	dead := proc.ID{Slot: 4, Gen: 7} // a slot nobody holds
 	w := dead.Pack() | waiters
-	m := New(&w, 10*time.Millisecond)
+	m := New(&w, testRegistry(t), 10*time.Millisecond)
 	start := time.Now()
 	err := m.Lock(nil, time.Now().Add(5*time.Second))
 	if !errors.Is(err, ErrOwnerDead) {
@@ -57,7 +78,7 @@ func TestTakeoverOfDeadHolder(t *testing.T) {
 		t.Fatal("slow takeover")
 	}
 	s := m.Load()
-	if !s.Inconsistent || s.Holder != proc.Self() || !s.Waiters {
+	if !s.Inconsistent || s.Holder != m.Registry().Self() || !s.Waiters {
 		t.Fatalf("after takeover: %+v", s)
 	}
 	if err := m.Consistent(); err != nil {
