@@ -26,9 +26,9 @@
 //
 // As in the anchors: the parent creates a file in /dev/shm, maps it
 // MAP_SHARED and initializes the case's objects in it (Init on memory it
-// owns); it starts the workers by re-executing its own binary with
-// MPIPC_BENCH_WORKER set (a program that runs the suite calls WorkerMain
-// first thing in main and in TestMain); each worker attaches (Attach), counts
+// owns); it starts the workers by re-executing its own binary in a
+// process role (a program that runs the suite calls process.Main, or
+// WorkerMain, first thing in main and in TestMain); each worker attaches (Attach), counts
 // itself ready on a futex word and sleeps until the parent releases them all
 // at once; each stamps CLOCK_MONOTONIC before and after its loop into the
 // file; elapsed = max(end) − min(start). The parent then checks the result
