@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"strconv"
 	"strings"
@@ -19,13 +18,14 @@ import (
 
 	"github.com/mpipc/mpipc/barrier"
 	"github.com/mpipc/mpipc/lock"
+	"github.com/mpipc/mpipc/process"
 	"github.com/mpipc/mpipc/ringbuf"
 	"github.com/mpipc/mpipc/shm"
 	"github.com/mpipc/mpipc/value"
 )
 
-// The demo: a parent and N worker processes (this binary, re-executed with
-// envDemo set) share one segment holding
+// The demo: a parent and N worker processes (this binary, re-executed in
+// demoRole) share one segment holding
 //
 //	"tasks"  a JoinableQueue of task numbers (8-byte messages); 0 marks the
 //	         end of a phase, one marker per worker
@@ -41,8 +41,6 @@ import (
 // At a phase marker it waits for the other workers (meet) before it goes
 // on. The parent puts each phase's tasks, Joins the queue, and at the end
 // checks total == Σ t² and prints what each worker did.
-const envDemo = "MPIPC_DEMO_WORKER" // segment path; worker index in MPIPC_DEMO_IDX
-
 const (
 	boardWorkers = 0 // per worker: done, sum, then one count per phase
 	demoPhases   = 2
@@ -113,41 +111,25 @@ func runDemo(c *cli, args []string) int {
 	}
 	fmt.Fprintf(c.stdout, "segment %s: %d workers, %d tasks in %d phases\n", path, *workers, *tasks, demoPhases)
 
-	exe, err := os.Executable()
-	if err != nil {
-		return c.fail("demo: finding own executable to start workers: %v", err)
-	}
-	type child struct {
-		cmd *exec.Cmd
-		err error
-	}
-	children := make([]*child, *workers)
-	killAll := func() {
-		for _, ch := range children {
-			if ch != nil {
-				ch.cmd.Process.Kill()
-			}
-		}
-	}
-	defer killAll() // on every early return; a no-op for exited workers
-	exited := make(chan int, *workers)
 	// Workers write their diagnostics into one stream: serialize them, since
-	// exec copies each worker's output from its own goroutine when the
+	// each worker's output is copied from its own goroutine when the
 	// stream is not a file.
 	workerOut := &lockedWriter{w: c.stderr}
+	wctx, killAll := context.WithCancel(context.Background())
+	defer killAll() // on every early return; a no-op for exited workers
+	children := make([]*process.Process, *workers)
+	exited := make(chan int, *workers)
 	for i := range children {
-		cmd := exec.Command(exe)
-		cmd.Env = append(os.Environ(), envDemo+"="+path, "MPIPC_DEMO_IDX="+strconv.Itoa(i),
-			"MPIPC_DEMO_WORKERS="+strconv.Itoa(*workers), "MPIPC_DEMO_TASKS="+strconv.Itoa(*tasks),
-			"MPIPC_DEMO_DELAY="+delay.String())
-		cmd.Stdout, cmd.Stderr = workerOut, workerOut
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if err := cmd.Start(); err != nil {
-			return c.fail("demo: starting worker %d (%s): %v", i, exe, err)
+		p, err := process.Start(wctx, demoRole, &process.Options{
+			Args:   []string{path, strconv.Itoa(i), strconv.Itoa(*workers), strconv.Itoa(*tasks), delay.String()},
+			Stdout: workerOut, Stderr: workerOut,
+			Grace: time.Millisecond,
+		})
+		if err != nil {
+			return c.fail("demo: starting worker %d: %v", i, err)
 		}
-		ch := &child{cmd: cmd}
-		children[i] = ch
-		go func() { ch.err = cmd.Wait(); exited <- i }()
+		children[i] = p
+		go func() { <-p.Done(); exited <- i }()
 	}
 	// A worker that fails before the end stops the demo: cancel ctx.
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -157,8 +139,8 @@ func runDemo(c *cli, args []string) int {
 		defer close(watch)
 		for range children {
 			i := <-exited
-			if err := children[i].err; err != nil {
-				cancel(fmt.Errorf("worker %d (pid %d): %v", i, children[i].cmd.Process.Pid, err))
+			if err := children[i].Wait(); err != nil {
+				cancel(fmt.Errorf("worker %d: %v", i, err))
 				return
 			}
 		}
@@ -221,7 +203,7 @@ func runDemo(c *cli, args []string) int {
 		for p := range demoPhases {
 			phases = append(phases, fmt.Sprintf("phase %d: %d", p+1, atomic.LoadInt64(i64(board, workerOff(i, 2+p)))))
 		}
-		fmt.Fprintf(c.stdout, "worker %d (pid %d): %d tasks (%s), results sum %d\n", i, children[i].cmd.Process.Pid, done, strings.Join(phases, ", "), sum)
+		fmt.Fprintf(c.stdout, "worker %d (pid %d): %d tasks (%s), results sum %d\n", i, children[i].Pid(), done, strings.Join(phases, ", "), sum)
 	}
 	got := total.Load()
 	if got != want || sumDone != int64(*tasks) || sumSums != want {
@@ -231,27 +213,23 @@ func runDemo(c *cli, args []string) int {
 	return exitOK
 }
 
-// demoWorkerMain runs the demo's worker role and exits if this process was
-// started as one.
-func demoWorkerMain() {
-	path := os.Getenv(envDemo)
-	if path == "" {
-		return
-	}
-	if err := demoWorker(path); err != nil {
-		fmt.Fprintf(os.Stderr, "mpipc demo worker %s: %v\n", os.Getenv("MPIPC_DEMO_IDX"), err)
-		os.Exit(1)
-	}
-	os.Exit(0)
-}
+// demoRole is the demo's worker role. Arguments: segment path, worker
+// index, workers, tasks, delay.
+const demoRole = "mpipc-demo-worker"
 
-func demoWorker(path string) error {
-	idx, err1 := strconv.Atoi(os.Getenv("MPIPC_DEMO_IDX"))
-	workers, err2 := strconv.Atoi(os.Getenv("MPIPC_DEMO_WORKERS"))
-	delay, err3 := time.ParseDuration(os.Getenv("MPIPC_DEMO_DELAY"))
-	tasks, err4 := strconv.ParseInt(os.Getenv("MPIPC_DEMO_TASKS"), 10, 64)
+func init() { process.Register(demoRole, demoWorker) }
+
+func demoWorker(args []string) error {
+	if len(args) != 5 {
+		return fmt.Errorf("%d arguments, want 5", len(args))
+	}
+	path := args[0]
+	idx, err1 := strconv.Atoi(args[1])
+	workers, err2 := strconv.Atoi(args[2])
+	tasks, err4 := strconv.ParseInt(args[3], 10, 64)
+	delay, err3 := time.ParseDuration(args[4])
 	if err := errors.Join(err1, err2, err3, err4); err != nil {
-		return fmt.Errorf("bad environment: %w", err)
+		return fmt.Errorf("bad arguments: %w", err)
 	}
 	seg, err := shm.Open(path, nil)
 	if err != nil {

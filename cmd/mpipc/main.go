@@ -17,7 +17,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/mpipc/mpipc/bench"
+	"github.com/mpipc/mpipc/process"
 )
 
 // Exit codes.
@@ -51,8 +51,7 @@ type cli struct {
 }
 
 func main() {
-	bench.WorkerMain() // the benchmark re-executes this binary for its workers
-	demoWorkerMain()   // and so does the demo
+	process.Main() // the benchmark (bench) and the demo re-execute this binary for their workers
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/mpipc/mpipc/event"
 	"github.com/mpipc/mpipc/internal/proctest"
 	"github.com/mpipc/mpipc/lock"
+	"github.com/mpipc/mpipc/process"
 	"github.com/mpipc/mpipc/ringbuf"
 	"github.com/mpipc/mpipc/rlock"
 	"github.com/mpipc/mpipc/semaphore"
@@ -33,11 +34,6 @@ import (
 const envMain = "MPIPC_TEST_AS_MPIPC"
 
 func TestMain(m *testing.M) {
-	bench.WorkerMain()
-	demoWorkerMain()
-	if os.Getenv(envMain) != "" {
-		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
-	}
 	proctest.Register("holdlock", func(args []string) error {
 		seg, err := shm.Open(args[0], nil)
 		if err != nil {
@@ -54,6 +50,10 @@ func TestMain(m *testing.M) {
 		time.Sleep(time.Minute) // until killed
 		return nil
 	})
+	process.Main() // the roles first: a demo worker inherits envMain
+	if os.Getenv(envMain) != "" {
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
 	proctest.Main(m)
 }
 
@@ -482,7 +482,7 @@ func TestDemoWorkerKilled(t *testing.T) {
 	if !errors.As(err, &ee) || ee.ExitCode() != exitFail {
 		t.Errorf("demo exited with %v after a worker was killed, want status 1", err)
 	}
-	if !strings.Contains(errOut.String(), fmt.Sprintf("(pid %d): signal: killed", pid)) {
+	if !strings.Contains(errOut.String(), fmt.Sprintf("(pid %d) killed by signal killed", pid)) {
 		t.Errorf("stderr does not name the killed worker %d: %q", pid, errOut.String())
 	}
 	if _, err := os.Stat(m[1]); !errors.Is(err, os.ErrNotExist) {
