@@ -103,7 +103,7 @@ func tasks(n int) []int64 {
 	return ts
 }
 
-func checkSquares(t *testing.T, got []int64, n int) {
+func checkSquares(t testing.TB, got []int64, n int) {
 	t.Helper()
 	if len(got) != n {
 		t.Fatalf("%d results, want %d", len(got), n)
