@@ -72,10 +72,11 @@ type Pool struct {
 	terminated bool
 	broken     error
 
-	slots []*slot
-	wg    sync.WaitGroup
-	once  sync.Once
-	err   error // of the shutdown, for Wait
+	slots   []*slot
+	started int // worker processes started, under mu
+	wg      sync.WaitGroup
+	once    sync.Once
+	err     error // of the shutdown, for Wait
 }
 
 // flight is a chunk dispatched to a worker.
@@ -169,6 +170,15 @@ func (p *Pool) Pids() []int {
 		}
 	}
 	return out
+}
+
+// Started returns how many worker processes the pool has started: Workers
+// at first, one more for each worker replaced (after a death, or after
+// MaxTasksPerChild).
+func (p *Pool) Started() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.started
 }
 
 // submit queues b's chunks for dispatch.
@@ -335,6 +345,7 @@ func (s *slot) start() error {
 	}
 	p.mu.Lock()
 	s.pid = proc.Pid()
+	p.started++
 	p.mu.Unlock()
 	return nil
 }

@@ -244,8 +244,8 @@ func TestMaxTasksPerChild(t *testing.T) {
 			t.Fatalf("worker %d ran %d tasks, limit 5", pid, c)
 		}
 	}
-	if len(per) < 20 {
-		t.Fatalf("%d workers ran 100 tasks with a limit of 5", len(per))
+	if len(per) < 20 || p.Started() < 20 {
+		t.Fatalf("%d workers ran 100 tasks with a limit of 5; %d started", len(per), p.Started())
 	}
 	// A chunk is one task, as in Python.
 	got, err = pool.Map(nil, p, pidOf, tasks(100), &pool.MapOptions{ChunkSize: 10})
