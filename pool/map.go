@@ -43,9 +43,9 @@ type batch struct {
 type job interface {
 	// encode writes tasks lo..hi-1 into dst and returns the bytes used.
 	encode(lo, hi int, dst []byte) int
-	// decode reads the results of tasks lo..lo+fit-1 from src; fail is
-	// called for each task whose function failed.
-	decode(lo, fit int, src []byte, fail func(i int, err error)) error
+	// decode reads the results of tasks lo..lo+fit-1 from src and
+	// records in b (b.mu held) each task whose function failed.
+	decode(lo, fit int, src []byte, b *batch) error
 }
 
 type typedJob[T, R any] struct {
@@ -62,14 +62,14 @@ func (j *typedJob[T, R]) encode(lo, hi int, dst []byte) int {
 	return used
 }
 
-func (j *typedJob[T, R]) decode(lo, fit int, src []byte, fail func(int, error)) error {
+func (j *typedJob[T, R]) decode(lo, fit int, src []byte, b *batch) error {
 	for i := lo; i < lo+fit; i++ {
 		n, isErr, text, err := getItem(src, j.f.rsize, &j.results[i])
 		if err != nil {
 			return err
 		}
 		if isErr {
-			fail(i, remoteError(text))
+			b.taskFailed(i, remoteError(text))
 		}
 		src = src[n:]
 	}
@@ -154,14 +154,17 @@ func (b *batch) deliver(lo, hi int, body []byte, n, fit int) (restLo, restHi int
 		b.failLocked(lo, lo+1, func(int) error { return ErrTooLarge })
 		return lo + 1, hi
 	}
-	if err := b.job.decode(lo, fit, body, func(i int, err error) {
-		b.errs = append(b.errs, &TaskError{Index: i, Err: err})
-	}); err != nil {
+	if err := b.job.decode(lo, fit, body, b); err != nil {
 		b.failLocked(lo, hi, func(int) error { return err })
 		return 0, 0
 	}
 	b.finishLocked(lo, lo+fit)
 	return lo + fit, hi
+}
+
+// taskFailed records that task i's function failed; with b.mu held.
+func (b *batch) taskFailed(i int, err error) {
+	b.errs = append(b.errs, &TaskError{Index: i, Err: err})
 }
 
 // fail fails every task of lo..hi-1 with err(i).
