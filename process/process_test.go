@@ -339,7 +339,9 @@ func TestParentKilledTakesChildren(t *testing.T) {
 	for _, pid := range pids {
 		for alive(pid) {
 			if time.Now().After(deadline) {
-				syscall.Kill(pid, syscall.SIGKILL)
+				for _, p := range pids {
+					syscall.Kill(p, syscall.SIGKILL)
+				}
 				t.Fatalf("grandchild %d outlived its SIGKILLed parent", pid)
 			}
 			time.Sleep(5 * time.Millisecond)
