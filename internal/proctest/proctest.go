@@ -34,7 +34,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/mpipc/mpipc/process"
+	"github.com/mpipc/mpipc/internal/reexec"
 )
 
 // DefaultTimeout bounds how long Wait and Line wait for a child.
@@ -42,16 +42,16 @@ var DefaultTimeout = 60 * time.Second
 
 // Register makes fn runnable as a child role (see process.Register). Call
 // it before Main.
-func Register(name string, fn func(args []string) error) { process.Register(name, fn) }
+func Register(name string, fn func(args []string) error) { reexec.Register(name, fn) }
 
 // IsChild reports whether this process runs as a child role.
-func IsChild() bool { return process.IsChild() }
+func IsChild() bool { return reexec.IsChild() }
 
 // Main runs the child role if this process is a child (process.Main: exit
 // 0 when the role returns nil, 1 with the error on stderr otherwise); else
 // it runs the tests with m.Run and exits.
 func Main(m *testing.M) {
-	process.Main()
+	reexec.Main()
 	os.Exit(m.Run())
 }
 
@@ -70,7 +70,7 @@ type Options struct {
 type Child struct {
 	tb    testing.TB
 	role  string
-	p     *process.Process
+	p     *reexec.Process
 	lines chan string
 	mu    sync.Mutex
 	out   bytes.Buffer
@@ -99,7 +99,7 @@ func Start(tb testing.TB, role string, args ...string) *Child {
 func StartOpts(tb testing.TB, role string, o Options) *Child {
 	tb.Helper()
 	c := &Child{tb: tb, role: role, lines: make(chan string, 1024), done: make(chan struct{})}
-	p, err := process.Start(nil, role, &process.Options{
+	p, err := reexec.Start(nil, role, &reexec.Options{
 		Args: o.Args, Env: o.Env, Files: o.Files,
 		Stdout: stdoutWriter{c}, Stderr: &lockedWriter{mu: &c.mu, b: &c.errb},
 	})
