@@ -47,8 +47,8 @@ type Options struct {
 	// Submit, as in Python) a worker runs before it exits and is
 	// replaced by a new one. 0 (the default): no limit.
 	MaxTasksPerChild int
-	// Stdout and Stderr receive the workers' output. Default: the
-	// parent's.
+	// Stdout and Stderr receive the workers' output, one write at a
+	// time (they may be the same writer). Default: the parent's.
 	Stdout, Stderr io.Writer
 }
 
@@ -122,6 +122,13 @@ func New(ctx context.Context, n int, opts *Options) (*Pool, error) {
 	}
 	if ctx == nil {
 		ctx = context.Background()
+	}
+	var outMu sync.Mutex // the workers' output is copied by one goroutine per stream and worker
+	if o.Stdout != nil {
+		o.Stdout = &lockedWriter{mu: &outMu, w: o.Stdout}
+	}
+	if o.Stderr != nil {
+		o.Stderr = &lockedWriter{mu: &outMu, w: o.Stderr}
 	}
 	p := &Pool{n: n, opts: o, seg: seg, wake: make(chan struct{})}
 	p.ctx, p.cancel = context.WithCancel(ctx)
@@ -629,4 +636,16 @@ func workerMain(args []string) error {
 		}
 	}
 	return nil
+}
+
+// lockedWriter serializes writes to w.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
 }
