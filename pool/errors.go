@@ -21,6 +21,9 @@ var (
 	// (Options.MaxMsg) and for a result that did not fit in the result
 	// message of its chunk (use a smaller chunk size).
 	ErrTooLarge = errors.New("pool: task or result too large for a message")
+	// ErrInvalid is returned by New for a number of workers or Options
+	// out of range.
+	ErrInvalid = errors.New("pool: invalid parameters")
 	// ErrBroken is returned for the work of a pool whose workers keep
 	// dying at start-up, before they finish a task: the pool gave up.
 	ErrBroken = errors.New("pool: workers keep dying at start-up")

@@ -97,7 +97,7 @@ func init() { process.Register(workerRole, workerMain) }
 // terminates the pool, as Terminate.
 func New(ctx context.Context, n int, opts *Options) (*Pool, error) {
 	if n < 1 || n > MaxWorkers {
-		return nil, fmt.Errorf("pool: %d workers, want 1..%d", n, MaxWorkers)
+		return nil, fmt.Errorf("pool: %d workers, want 1..%d: %w", n, MaxWorkers, ErrInvalid)
 	}
 	var o Options
 	if opts != nil {
@@ -110,11 +110,11 @@ func New(ctx context.Context, n int, opts *Options) (*Pool, error) {
 		o.Depth = DefaultDepth
 	}
 	if o.MaxMsg < msgHeader+2*itemHeader || o.Depth < 2 || o.Depth&(o.Depth-1) != 0 || o.Retries < 0 || o.MaxTasksPerChild < 0 {
-		return nil, fmt.Errorf("pool: invalid options %+v", o)
+		return nil, fmt.Errorf("pool: options %+v: %w", o, ErrInvalid)
 	}
 	tqSize, rqSize := ringbuf.SizeOf(o.Depth, o.MaxMsg), ringbuf.SizeOf(2*o.Depth, o.MaxMsg)
 	if tqSize < 0 || rqSize < 0 {
-		return nil, fmt.Errorf("pool: invalid options %+v: %w", o, ringbuf.ErrInvalidParam)
+		return nil, fmt.Errorf("pool: options %+v: %w", o, ErrInvalid)
 	}
 	seg, err := shm.CreateAnonymous(int64(64<<10 + n*(tqSize+rqSize+1024)))
 	if err != nil {

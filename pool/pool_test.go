@@ -405,6 +405,30 @@ func TestCloseWait(t *testing.T) {
 	}
 }
 
+// TestContextEndsPool: cancelling New's context terminates the pool.
+func TestContextEndsPool(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	p, err := pool.New(ctx, 2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fu, err := pool.Submit(p, sleepy, 60_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pids := p.Pids()
+	cancel()
+	if _, err := fu.Get(nil); !errors.Is(err, pool.ErrClosed) {
+		t.Fatalf("task of a pool whose context ended = %v, want ErrClosed", err)
+	}
+	p.Wait()
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+			t.Fatalf("worker %d still there: %v", pid, err)
+		}
+	}
+}
+
 func TestTerminate(t *testing.T) {
 	p := newPool(t, 2, nil)
 	fu, err := pool.Submit(p, sleepy, 60_000)
@@ -453,8 +477,8 @@ func TestNewErrors(t *testing.T) {
 		n int
 		o pool.Options
 	}{{0, pool.Options{}}, {pool.MaxWorkers + 1, pool.Options{}}, {1, pool.Options{Depth: 3}}, {1, pool.Options{Retries: -1}}, {1, pool.Options{MaxMsg: 8}}} {
-		if _, err := pool.New(nil, c.n, &c.o); err == nil {
-			t.Fatalf("New(%d, %+v) succeeded", c.n, c.o)
+		if _, err := pool.New(nil, c.n, &c.o); !errors.Is(err, pool.ErrInvalid) {
+			t.Fatalf("New(%d, %+v) = %v, want ErrInvalid", c.n, c.o, err)
 		}
 	}
 }

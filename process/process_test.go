@@ -363,6 +363,17 @@ func TestOrphanExitsAtStart(t *testing.T) {
 	}
 }
 
+func TestClosedSegment(t *testing.T) {
+	anon, err := shm.CreateAnonymous(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	anon.Close()
+	if _, err := process.Start(nil, "sleep", &process.Options{Segments: []*shm.Segment{anon}}); !errors.Is(err, os.ErrClosed) {
+		t.Fatalf("Start with a closed segment = %v, want os.ErrClosed", err)
+	}
+}
+
 func TestUnknownRole(t *testing.T) {
 	if _, err := process.Start(nil, "no-such-role", nil); !errors.Is(err, process.ErrUnknownRole) {
 		t.Fatalf("Start = %v, want ErrUnknownRole", err)
