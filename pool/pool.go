@@ -366,9 +366,9 @@ func (s *slot) loop() {
 				return
 			}
 			p.mu.Lock()
-			idle := p.closed && !p.hasWorkLocked() && len(s.fl) == 0
+			idle := p.broken != nil || p.closed && !p.hasWorkLocked()
 			p.mu.Unlock()
-			if idle {
+			if idle { // nothing more to do: a broken pool takes no work
 				s.tq.Close()
 				return
 			}
