@@ -451,11 +451,18 @@ func TestTerminate(t *testing.T) {
 	}
 }
 
+var (
+	parentOnlyOnce sync.Once
+	parentOnly     *pool.Func[int64, int64]
+)
+
 // TestWorkerDiesWithStderr: a function the workers' binary does not know
 // (registered in the parent only) makes the worker exit; the task fails
 // with ErrWorkerDied carrying the worker's status and stderr.
 func TestWorkerDiesWithStderr(t *testing.T) {
-	parentOnly := pool.NewFunc("test.parent-only", func(x int64) (int64, error) { return x, nil })
+	parentOnlyOnce.Do(func() { // registered in this process alone, once even with -count
+		parentOnly = pool.NewFunc("test.parent-only", func(x int64) (int64, error) { return x, nil })
+	})
 	p := newPool(t, 1, &pool.Options{Stderr: io.Discard})
 	_, err := pool.Apply(nil, p, parentOnly, 1)
 	var ee *process.ExitError
