@@ -78,6 +78,16 @@ func (j *typedJob[T, R]) decode(lo, fit int, src []byte, b *batch) error {
 
 // newBatch cuts tasks into chunks that fit in a message.
 func newBatch[T, R any](p *Pool, f *Func[T, R], tasks []T, chunk int, unordered bool) (*batch, []R, error) {
+	b, j := new(batch), &typedJob[T, R]{f: f, tasks: tasks, results: make([]R, len(tasks))}
+	if err := initBatch(b, j, p, chunk, unordered); err != nil {
+		return nil, nil, err
+	}
+	return b, j.results, nil
+}
+
+// initBatch sets up b for j's tasks.
+func initBatch[T, R any](b *batch, j *typedJob[T, R], p *Pool, chunk int, unordered bool) error {
+	f, tasks := j.f, j.tasks
 	n := len(tasks)
 	if chunk <= 0 {
 		chunk = (n + 4*p.n - 1) / (4 * p.n)
@@ -87,15 +97,15 @@ func newBatch[T, R any](p *Pool, f *Func[T, R], tasks []T, chunk int, unordered 
 	if f.rsize >= 0 {
 		per := room / (itemHeader + f.rsize)
 		if per < 1 {
-			return nil, nil, fmt.Errorf("pool: %s: a result of %d bytes: %w", f.name, f.rsize, ErrTooLarge)
+			return fmt.Errorf("pool: %s: a result of %d bytes: %w", f.name, f.rsize, ErrTooLarge)
 		}
 		chunk = min(chunk, per)
 	}
-	b := &batch{fn: f.id, n: n, done: make(chan struct{})}
+	b.fn, b.n, b.done = f.id, n, make(chan struct{})
 	if f.tsize >= 0 {
 		per := room / (itemHeader + f.tsize)
 		if per < 1 {
-			return nil, nil, fmt.Errorf("pool: %s: a task of %d bytes: %w", f.name, f.tsize, ErrTooLarge)
+			return fmt.Errorf("pool: %s: a task of %d bytes: %w", f.name, f.tsize, ErrTooLarge)
 		}
 		b.chunk = min(chunk, per)
 		b.nchunks = (n + b.chunk - 1) / b.chunk
@@ -105,7 +115,7 @@ func newBatch[T, R any](p *Pool, f *Func[T, R], tasks []T, chunk int, unordered 
 		for i := range tasks {
 			sz := itemHeader + len(*(*[]byte)(unsafe.Pointer(&tasks[i])))
 			if sz > room {
-				return nil, nil, fmt.Errorf("pool: %s: task %d of %d bytes: %w", f.name, i, sz-itemHeader, ErrTooLarge)
+				return fmt.Errorf("pool: %s: task %d of %d bytes: %w", f.name, i, sz-itemHeader, ErrTooLarge)
 			}
 			if k == chunk || used+sz > room {
 				b.bounds = append(b.bounds, i)
@@ -120,15 +130,14 @@ func newBatch[T, R any](p *Pool, f *Func[T, R], tasks []T, chunk int, unordered 
 		b.nchunks = len(b.bounds) - 1
 	}
 	b.left = n
-	results := make([]R, n)
-	b.job = &typedJob[T, R]{f: f, tasks: tasks, results: results}
+	b.job = j
 	if unordered {
 		b.unordered, b.note = true, make(chan struct{}, 1)
 	}
 	if b.nchunks == 0 {
 		close(b.done)
 	}
-	return b, results, nil
+	return nil
 }
 
 // span returns chunk c's tasks.
@@ -331,11 +340,26 @@ type Future[R any] struct {
 // Submit sends one task to the pool and returns its future at once
 // (Python's apply_async).
 func Submit[T, R any](p *Pool, f *Func[T, R], task T) (*Future[R], error) {
-	b, results, err := start(p, f, []T{task}, &MapOptions{ChunkSize: 1}, false)
-	if err != nil {
+	s := new(submission[T, R]) // one allocation for the call's bookkeeping
+	s.task[0] = task
+	s.job = typedJob[T, R]{f: f, tasks: s.task[:], results: s.result[:]}
+	if err := initBatch(&s.b, &s.job, p, 1, false); err != nil {
 		return nil, err
 	}
-	return &Future[R]{b: b, results: results}, nil
+	if err := p.submit(&s.b); err != nil {
+		return nil, err
+	}
+	s.fu = Future[R]{b: &s.b, results: s.result[:]}
+	return &s.fu, nil
+}
+
+// submission is everything one Submit needs, allocated at once.
+type submission[T, R any] struct {
+	b      batch
+	job    typedJob[T, R]
+	task   [1]T
+	result [1]R
+	fu     Future[R]
 }
 
 // Done is closed when the result is ready.
