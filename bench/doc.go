@@ -1,5 +1,5 @@
 // Package bench is mpipc's cross-process benchmark suite: the workloads of
-// the IPC anchors (W1..W9), run with mpipc's primitives and with peers
+// the IPC anchors (W1..W9, W11), run with mpipc's primitives and with peers
 // measured in the same run, each case in separate processes and each
 // checking its result. `mpipc bench` is its command line.
 //
@@ -15,10 +15,15 @@
 //	W7       MPMC: 2 producers + 2 consumers, 64 bytes              msgs_per_s
 //	W8       request/response over two queues, 64 bytes             median_us, p99_us
 //	W9       8 MiB array: one process writes, the other reads        write_GBps, read_GBps, GBps
+//	W11      pool of 2 workers, tiny tasks f(x) = x·x + 1, in order  tasks_per_s, us_per_task
+//
+// W11 is timed by the parent, which dispatches (see w_pool.go): the
+// pool's start-up and a 4-task warm-up are outside the clock.
 //
 // mpipc systems are named mpipc-lock, mpipc-rlock, mpipc-semaphore,
 // mpipc-value, mpipc-condition, mpipc-event, mpipc-barrier, mpipc-queue,
-// mpipc-pipe, mpipc-array and mpipc-rawarray; peers go-sync-mutex and go-chan
+// mpipc-pipe, mpipc-array, mpipc-rawarray, mpipc-pool-map,
+// mpipc-pool-map-chunk1 and mpipc-pool-submit; peers go-sync-mutex and go-chan
 // (in one process: the floor, not a competitor), go-os-pipe and
 // go-unix-seqpacket (across processes).
 //
@@ -26,9 +31,9 @@
 //
 // As in the anchors: the parent creates a file in /dev/shm, maps it
 // MAP_SHARED and initializes the case's objects in it (Init on memory it
-// owns); it starts the workers by re-executing its own binary with
-// MPIPC_BENCH_WORKER set (a program that runs the suite calls WorkerMain
-// first thing in main and in TestMain); each worker attaches (Attach), counts
+// owns); it starts the workers by re-executing its own binary in a
+// process role (a program that runs the suite calls process.Main, or
+// WorkerMain, first thing in main and in TestMain); each worker attaches (Attach), counts
 // itself ready on a futex word and sleeps until the parent releases them all
 // at once; each stamps CLOCK_MONOTONIC before and after its loop into the
 // file; elapsed = max(end) − min(start). The parent then checks the result

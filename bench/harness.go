@@ -1,21 +1,21 @@
 package bench
 
 import (
-	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
-	"os/exec"
 	"strconv"
 	"sync/atomic"
-	"syscall"
 	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/mpipc/mpipc/futex"
+	"github.com/mpipc/mpipc/process"
 )
 
 // Binary layout of the shared file every multi-process case runs in:
@@ -39,15 +39,12 @@ const (
 	maxWorkers = 16
 )
 
-// Environment of a re-executed worker.
-const (
-	envWorker = "MPIPC_BENCH_WORKER" // case id
-	envFile   = "MPIPC_BENCH_FILE"   // path of the shared file
-	envIdx    = "MPIPC_BENCH_IDX"    // worker index
-	envN      = "MPIPC_BENCH_N"      // iterations
-	envProcs  = "MPIPC_BENCH_PROCS"  // number of workers
-	envFiles  = "MPIPC_BENCH_NFILES" // inherited files, fd 3...
-)
+// workerRole is the process role of a benchmark worker. Its arguments:
+// case id, path of the shared file, worker index, iterations, number of
+// workers; the files the case passes are process.File(0...).
+const workerRole = "mpipc-bench-worker"
+
+func init() { process.Register(workerRole, runWorker) }
 
 // caseTimeout bounds one run of one case, as run.sh's CASE_TIMEOUT does.
 var caseTimeout = 120 * time.Second
@@ -126,7 +123,6 @@ type Worker struct {
 	Idx, Procs int
 	N          int64
 	sh         *shared
-	files      []*os.File
 }
 
 // Objects is the case's shared area.
@@ -139,7 +135,13 @@ func (w *Worker) Result(i int) *uint64 { return w.sh.result(i) }
 func (w *Worker) Turn() *uint32 { return w.sh.u32(offTurn) }
 
 // File is the i-th file the parent passed.
-func (w *Worker) File(i int) *os.File { return w.files[i] }
+func (w *Worker) File(i int) *os.File {
+	f, err := process.File(i)
+	if err != nil {
+		panic("bench: " + err.Error()) // the case asked for a file it did not pass
+	}
+	return f
+}
 
 // A workerFunc attaches to the case's objects (untimed) and returns the
 // timed loop.
@@ -154,48 +156,35 @@ func registerWorker(id string, fn workerFunc) {
 	workers[id] = fn
 }
 
-// IsWorker reports whether this process was started as a benchmark worker.
-func IsWorker() bool { return os.Getenv(envWorker) != "" }
-
 // WorkerMain runs the benchmark worker role and exits if this process was
-// started as one; otherwise it returns at once. Call it first thing in main
-// (and in TestMain) of any program that runs the suite, since the suite
-// re-executes its own binary for its workers.
-func WorkerMain() {
-	id := os.Getenv(envWorker)
-	if id == "" {
-		return
-	}
-	if err := runWorker(id); err != nil {
-		fmt.Fprintf(os.Stderr, "bench worker %s[%s]: %v\n", id, os.Getenv(envIdx), err)
-		os.Exit(1)
-	}
-	os.Exit(0)
-}
+// started as one (it is process.Main); otherwise it returns at once. Call
+// it first thing in main (and in TestMain) of any program that runs the
+// suite, since the suite re-executes its own binary for its workers.
+func WorkerMain() { process.Main() }
 
-func runWorker(id string) error {
+func runWorker(args []string) error {
+	if len(args) != 5 {
+		return fmt.Errorf("bench worker: %d arguments, want 5", len(args))
+	}
+	id := args[0]
 	fn := workers[id]
 	if fn == nil {
 		return fmt.Errorf("unknown case %q (parent and worker binaries differ?)", id)
 	}
-	idx, err1 := strconv.Atoi(os.Getenv(envIdx))
-	procs, err2 := strconv.Atoi(os.Getenv(envProcs))
-	n, err3 := strconv.ParseInt(os.Getenv(envN), 10, 64)
-	nf, err4 := strconv.Atoi(os.Getenv(envFiles))
-	if err := errors.Join(err1, err2, err3, err4); err != nil {
-		return fmt.Errorf("bad worker environment: %w", err)
+	idx, err1 := strconv.Atoi(args[2])
+	n, err2 := strconv.ParseInt(args[3], 10, 64)
+	procs, err3 := strconv.Atoi(args[4])
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return fmt.Errorf("bad worker arguments: %w", err)
 	}
 	if idx < 0 || idx >= maxWorkers {
 		return fmt.Errorf("worker index %d out of range", idx)
 	}
-	sh, err := openShared(os.Getenv(envFile))
+	sh, err := openShared(args[1])
 	if err != nil {
 		return err
 	}
 	w := &Worker{Idx: idx, Procs: procs, N: n, sh: sh}
-	for i := 0; i < nf; i++ {
-		w.files = append(w.files, os.NewFile(uintptr(3+i), "inherited"+strconv.Itoa(i)))
-	}
 	loop, err := fn(w)
 	if err != nil {
 		return err
@@ -224,13 +213,7 @@ type procSpec struct {
 	init  func(mem []byte) error                   // sets up the objects (parent, before workers start)
 	files func() ([]*os.File, error)               // files the workers inherit (fd 3...), closed after
 	check func(sh *shared, el time.Duration) error // checks the outcome after the workers exited
-	self  string                                   // executable to run; default os.Executable()
-	env   []string                                 // extra environment
 }
-
-// Executable is the binary re-executed for workers. Empty means
-// os.Executable().
-var Executable string
 
 // runProcs runs spec.procs workers through the start protocol and returns
 // max(end) − min(start).
@@ -251,46 +234,28 @@ func runProcs(spec procSpec) (time.Duration, error) {
 			return 0, fmt.Errorf("setting up %s: %w", spec.id, err)
 		}
 	}
-	exe := Executable
-	if exe == "" {
-		if exe, err = os.Executable(); err != nil {
-			return 0, fmt.Errorf("finding own executable to start workers: %w", err)
-		}
-	}
-	type child struct {
-		cmd    *exec.Cmd
-		stderr bytes.Buffer
-		done   chan struct{}
-		err    error
-	}
-	children := make([]*child, spec.procs)
-	killAll := func() {
-		for _, c := range children {
-			if c != nil && c.cmd.Process != nil {
-				c.cmd.Process.Kill()
-			}
-		}
-	}
+	// Cancelling ctx kills every worker still running (they are not
+	// asked twice: a benchmark worker has nothing to clean up).
+	ctx, killAll := context.WithCancel(context.Background())
+	defer killAll()
+	children := make([]*process.Process, spec.procs)
 	for i := range children {
-		c := &child{cmd: exec.Command(exe), done: make(chan struct{})}
-		c.cmd.Env = append(os.Environ(),
-			envWorker+"="+spec.id, envFile+"="+sh.path, envIdx+"="+strconv.Itoa(i),
-			envN+"="+strconv.FormatInt(spec.n, 10), envProcs+"="+strconv.Itoa(spec.procs),
-			envFiles+"="+strconv.Itoa(len(files)))
-		c.cmd.Env = append(c.cmd.Env, spec.env...)
-		c.cmd.Stderr = &c.stderr
-		c.cmd.Stdout = &c.stderr
-		c.cmd.ExtraFiles = files
-		c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if err := c.cmd.Start(); err != nil {
+		p, err := process.Start(ctx, workerRole, &process.Options{
+			Args: []string{spec.id, sh.path, strconv.Itoa(i),
+				strconv.FormatInt(spec.n, 10), strconv.Itoa(spec.procs)},
+			Files:  files,
+			Stdout: io.Discard,
+			Stderr: io.Discard, // the tail comes with the error
+			Grace:  time.Millisecond,
+		})
+		if err != nil {
 			killAll()
 			for _, f := range files {
 				f.Close()
 			}
-			return 0, fmt.Errorf("starting worker %d of %s (%s): %w", i, spec.id, exe, err)
+			return 0, fmt.Errorf("starting worker %d of %s: %w", i, spec.id, err)
 		}
-		children[i] = c
-		go func() { c.err = c.cmd.Wait(); close(c.done) }()
+		children[i] = p
 	}
 	for _, f := range files { // the workers have their copies
 		f.Close()
@@ -298,12 +263,11 @@ func runProcs(spec procSpec) (time.Duration, error) {
 	failed := func() error {
 		var errs []error
 		for i, c := range children {
-			select {
-			case <-c.done:
-				if c.err != nil {
-					errs = append(errs, fmt.Errorf("worker %d of %s: %v: %s", i, spec.id, c.err, bytes.TrimSpace(c.stderr.Bytes())))
-				}
-			default:
+			if c.Alive() {
+				continue
+			}
+			if err := c.Wait(); err != nil {
+				errs = append(errs, fmt.Errorf("worker %d of %s: %w", i, spec.id, err))
 			}
 		}
 		return errors.Join(errs...)
@@ -333,14 +297,14 @@ func runProcs(spec procSpec) (time.Duration, error) {
 	var errs []error
 	for i, c := range children {
 		select {
-		case <-c.done:
+		case <-c.Done():
 		case <-timer.C:
 			killAll()
-			<-c.done
+			<-c.Done()
 			errs = append(errs, fmt.Errorf("%s: timed out after %v", spec.id, caseTimeout))
 		}
-		if c.err != nil {
-			errs = append(errs, fmt.Errorf("worker %d of %s: %v: %s", i, spec.id, c.err, bytes.TrimSpace(c.stderr.Bytes())))
+		if err := c.Wait(); err != nil {
+			errs = append(errs, fmt.Errorf("worker %d of %s: %w", i, spec.id, err))
 			killAll()
 		}
 	}

@@ -16,7 +16,7 @@ import (
 // LowerIsBetter reports whether a smaller value of metric is better
 // (times, latencies) rather than a larger one (rates, bandwidths).
 func LowerIsBetter(metric string) bool {
-	return strings.HasPrefix(metric, "ns_") || strings.HasSuffix(metric, "_us")
+	return strings.HasPrefix(metric, "ns_") || strings.HasPrefix(metric, "us_") || strings.HasSuffix(metric, "_us")
 }
 
 // Ratio is how many times better ours is than peer: ours/peer for rates,
@@ -32,24 +32,27 @@ func Ratio(metric string, ours, peer float64) float64 {
 // compared with: the best of each list present in the anchors file (C
 // first, then Python).
 var anchorPeers = map[string][][]string{
-	"W1 mpipc-lock":       {{"c-futex-mutex"}, {"py-mp-lock"}},
-	"W1 mpipc-rlock":      {{"c-futex-mutex"}, {"py-mp-lock"}},
-	"W1 mpipc-semaphore":  {{"c-sem"}, {"py-mp-lock"}},
-	"W2 mpipc-lock":       {{"c-futex-mutex", "c-pthread-mutex", "c-sem"}, {"py-mp-value"}},
-	"W2 mpipc-value":      {{"c-futex-mutex", "c-pthread-mutex", "c-sem"}, {"py-mp-value"}},
-	"W3 mpipc-semaphore":  {{"c-futex-spin", "c-futex", "c-sem"}, {"py-mp-semaphore"}},
-	"W4 mpipc-condition":  {{"c-pthread-cond"}, {"py-mp-condition"}},
-	"W4 mpipc-event":      {{"c-pthread-cond"}, {"py-mp-event"}},
-	"W5 mpipc-barrier":    {{"c-pthread-barrier"}, {"py-mp-barrier"}},
-	"W6 mpipc-queue":      {{"c-mpmc-ring"}, {"py-mp-queue", "py-mp-simplequeue"}},
-	"W6 mpipc-pipe":       {{"c-spsc-ring"}, {"py-mp-pipe"}},
-	"W6-4KiB mpipc-queue": {{"c-mpmc-ring"}},
-	"W6-4KiB mpipc-pipe":  {{"c-spsc-ring"}},
-	"W7 mpipc-queue":      {{"c-mpmc-ring"}, {"py-mp-queue"}},
-	"W8 mpipc-queue":      {{"c-ring-spin-futex"}, {"py-mp-queue"}},
-	"W8 mpipc-pipe":       {{"c-ring-spin-futex"}, {"py-mp-pipe"}},
-	"W9 mpipc-array":      {{"c-plain"}, {"py-mp-array-slice", "py-mp-array-loop"}},
-	"W9 mpipc-rawarray":   {{"c-plain"}, {"py-mp-array-slice", "py-mp-array-loop"}},
+	"W1 mpipc-lock":             {{"c-futex-mutex"}, {"py-mp-lock"}},
+	"W1 mpipc-rlock":            {{"c-futex-mutex"}, {"py-mp-lock"}},
+	"W1 mpipc-semaphore":        {{"c-sem"}, {"py-mp-lock"}},
+	"W2 mpipc-lock":             {{"c-futex-mutex", "c-pthread-mutex", "c-sem"}, {"py-mp-value"}},
+	"W2 mpipc-value":            {{"c-futex-mutex", "c-pthread-mutex", "c-sem"}, {"py-mp-value"}},
+	"W3 mpipc-semaphore":        {{"c-futex-spin", "c-futex", "c-sem"}, {"py-mp-semaphore"}},
+	"W4 mpipc-condition":        {{"c-pthread-cond"}, {"py-mp-condition"}},
+	"W4 mpipc-event":            {{"c-pthread-cond"}, {"py-mp-event"}},
+	"W5 mpipc-barrier":          {{"c-pthread-barrier"}, {"py-mp-barrier"}},
+	"W6 mpipc-queue":            {{"c-mpmc-ring"}, {"py-mp-queue", "py-mp-simplequeue"}},
+	"W6 mpipc-pipe":             {{"c-spsc-ring"}, {"py-mp-pipe"}},
+	"W6-4KiB mpipc-queue":       {{"c-mpmc-ring"}},
+	"W6-4KiB mpipc-pipe":        {{"c-spsc-ring"}},
+	"W7 mpipc-queue":            {{"c-mpmc-ring"}, {"py-mp-queue"}},
+	"W8 mpipc-queue":            {{"c-ring-spin-futex"}, {"py-mp-queue"}},
+	"W8 mpipc-pipe":             {{"c-ring-spin-futex"}, {"py-mp-pipe"}},
+	"W9 mpipc-array":            {{"c-plain"}, {"py-mp-array-slice", "py-mp-array-loop"}},
+	"W9 mpipc-rawarray":         {{"c-plain"}, {"py-mp-array-slice", "py-mp-array-loop"}},
+	"W11 mpipc-pool-map":        {{"c-fork-pool-pipe"}, {"py-mp-pool-map"}},
+	"W11 mpipc-pool-map-chunk1": {{"c-fork-pool-pipe"}, {"py-mp-pool-map-chunk1", "py-cf-process-pool"}},
+	"W11 mpipc-pool-submit":     {{"c-fork-pool-pipe"}, {"py-mp-pool-apply-async"}},
 }
 
 // ReadAnchors reads a results-*.jsonl (or .raw.jsonl) file written by the

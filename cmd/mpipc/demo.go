@@ -2,73 +2,85 @@ package main
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"os/signal"
-	"strconv"
-	"strings"
+	"sort"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
 
-	"github.com/mpipc/mpipc/barrier"
-	"github.com/mpipc/mpipc/lock"
-	"github.com/mpipc/mpipc/ringbuf"
+	"github.com/mpipc/mpipc/pool"
 	"github.com/mpipc/mpipc/shm"
 	"github.com/mpipc/mpipc/value"
 )
 
-// The demo: a parent and N worker processes (this binary, re-executed with
-// envDemo set) share one segment holding
-//
-//	"tasks"  a JoinableQueue of task numbers (8-byte messages); 0 marks the
-//	         end of a phase, one marker per worker
-//	"total"  a Value[int64]: the sum of all results
-//	"lock"   a Lock guarding the board
-//	"phase"  a Barrier of N parties: the workers meet there between phases
-//	"board"  raw bytes: per worker the tasks done, the sum of its results
-//	         and its tasks in each phase (int64s)
-//
-// Each worker takes tasks from the queue, works on one (squares it, after
-// -delay), adds the result to the total (Value.Update, under the Value's
-// lock), records it on the board under the Lock and calls TaskDone.
-// At a phase marker it waits for the other workers (meet) before it goes
-// on. The parent puts each phase's tasks, Joins the queue, and at the end
-// checks total == Σ t² and prints what each worker did.
-const envDemo = "MPIPC_DEMO_WORKER" // segment path; worker index in MPIPC_DEMO_IDX
+// The demo: a pool of N worker processes (this binary, re-executed) squares
+// the tasks 1..T in two phases, the first with Map (results in order), the
+// second with MapUnordered (results as they come). A named segment holds
+// one shared Value, "executed": every worker adds 1 to it for each task it
+// starts, so `mpipc stat` shows the work going on. Midway through phase 2
+// the parent SIGKILLs one worker (-kill): the pool sees the death, starts a
+// new worker in its place and runs the task it was working on again; the
+// demo then checks that every result arrived once and is right, and shows
+// in "executed" that the killed worker's task ran twice.
 
-const (
-	boardWorkers = 0 // per worker: done, sum, then one count per phase
-	demoPhases   = 2
-	workerWords  = 2 + demoPhases
-	maxDemoProcs = 64
+// envDemoSegment tells the workers where "executed" lives: they inherit it.
+const envDemoSegment = "MPIPC_DEMO_SEGMENT"
+
+const demoPhases = 2
+
+// demoResult is what a worker returns for a task.
+type demoResult struct {
+	Square int64
+	Pid    int64
+}
+
+var demoSquare = pool.NewFunc("mpipc.demo.square", func(t [2]int64) (demoResult, error) {
+	x, delay := t[0], time.Duration(t[1])
+	ex, err := demoExecuted()
+	if err != nil {
+		return demoResult{}, err
+	}
+	ex.Add(1)
+	if delay > 0 {
+		time.Sleep(delay)
+	}
+	return demoResult{Square: x * x, Pid: int64(os.Getpid())}, nil
+})
+
+var (
+	demoOnce sync.Once
+	demoVal  *value.Value[int64]
+	demoErr  error
 )
 
-func workerOff(i, word int) int { return boardWorkers + 8*(workerWords*i+word) }
-
-func boardSize(workers int) int64 { return int64(workerOff(workers, 0)) }
-
-func i64(mem []byte, off int) *int64 { return (*int64)(unsafe.Pointer(&mem[off])) }
+// demoExecuted opens the "executed" counter once per worker.
+func demoExecuted() (*value.Value[int64], error) {
+	demoOnce.Do(func() {
+		var seg *shm.Segment
+		if seg, demoErr = shm.Open(os.Getenv(envDemoSegment), nil); demoErr == nil {
+			demoVal, demoErr = value.Open[int64](seg, "executed", nil)
+		}
+	})
+	return demoVal, demoErr
+}
 
 func runDemo(c *cli, args []string) int {
 	fs := c.flags("demo")
 	workers := fs.Int("workers", 3, "worker processes")
 	tasks := fs.Int("tasks", 200, "tasks to hand out, split over the phases")
 	delay := fs.Duration("delay", time.Millisecond, "time each task takes (to watch it, or to interrupt it)")
+	kill := fs.Bool("kill", true, "SIGKILL one worker midway through phase 2, to watch the pool recover")
 	if rc := c.parse(fs, args); rc >= 0 {
 		return rc
 	}
 	if fs.NArg() > 0 {
 		return c.usageErr(fs, "unexpected argument %q", fs.Arg(0))
 	}
-	if *workers < 1 || *workers > maxDemoProcs {
-		return c.usageErr(fs, "-workers must be in 1..%d, not %d", maxDemoProcs, *workers)
+	if *workers < 1 || *workers > pool.MaxWorkers {
+		return c.usageErr(fs, "-workers must be in 1..%d, not %d", pool.MaxWorkers, *workers)
 	}
 	if *tasks < 0 {
 		return c.usageErr(fs, "-tasks must not be negative")
@@ -86,255 +98,113 @@ func runDemo(c *cli, args []string) int {
 			fmt.Fprintf(c.stderr, "mpipc: demo: removing %s: %v (remove it with 'mpipc rm %s')\n", path, err, name)
 		}
 	}()
+	executed, err := value.Create[int64](seg, "executed", 0, nil)
+	if err != nil {
+		return c.fail("demo: %v", err)
+	}
 
 	// Remove the segment on SIGINT/SIGTERM too: a signal cancels ctx, which
 	// stops the parent wherever it waits.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	q, err := ringbuf.CreateJoinable(seg, "tasks", 64, 8, nil)
+	os.Setenv(envDemoSegment, path) // the workers inherit it
+	p, err := pool.New(ctx, *workers, &pool.Options{Retries: 2, Stdout: c.stderr, Stderr: c.stderr})
 	if err != nil {
 		return c.fail("demo: %v", err)
 	}
-	total, err := value.Create[int64](seg, "total", 0, nil)
-	if err != nil {
-		return c.fail("demo: %v", err)
-	}
-	if _, err := lock.Create(seg, "lock", nil); err != nil {
-		return c.fail("demo: %v", err)
-	}
-	b, err := barrier.Create(seg, "phase", *workers, nil)
-	if err != nil {
-		return c.fail("demo: %v", err)
-	}
-	b.Close() // the parent does not meet the workers there
-	if _, err := seg.Alloc(shm.Spec{Name: "board", Kind: shm.KindBytes, KindVersion: 1, Size: boardSize(*workers)}, func([]byte) error { return nil }); err != nil {
-		return c.fail("demo: creating the board in %s: %v", path, err)
-	}
-	fmt.Fprintf(c.stdout, "segment %s: %d workers, %d tasks in %d phases\n", path, *workers, *tasks, demoPhases)
-
-	exe, err := os.Executable()
-	if err != nil {
-		return c.fail("demo: finding own executable to start workers: %v", err)
-	}
-	type child struct {
-		cmd *exec.Cmd
-		err error
-	}
-	children := make([]*child, *workers)
-	killAll := func() {
-		for _, ch := range children {
-			if ch != nil {
-				ch.cmd.Process.Kill()
-			}
-		}
-	}
-	defer killAll() // on every early return; a no-op for exited workers
-	exited := make(chan int, *workers)
-	// Workers write their diagnostics into one stream: serialize them, since
-	// exec copies each worker's output from its own goroutine when the
-	// stream is not a file.
-	workerOut := &lockedWriter{w: c.stderr}
-	for i := range children {
-		cmd := exec.Command(exe)
-		cmd.Env = append(os.Environ(), envDemo+"="+path, "MPIPC_DEMO_IDX="+strconv.Itoa(i),
-			"MPIPC_DEMO_WORKERS="+strconv.Itoa(*workers), "MPIPC_DEMO_TASKS="+strconv.Itoa(*tasks),
-			"MPIPC_DEMO_DELAY="+delay.String())
-		cmd.Stdout, cmd.Stderr = workerOut, workerOut
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if err := cmd.Start(); err != nil {
-			return c.fail("demo: starting worker %d (%s): %v", i, exe, err)
-		}
-		ch := &child{cmd: cmd}
-		children[i] = ch
-		go func() { ch.err = cmd.Wait(); exited <- i }()
-	}
-	// A worker that fails before the end stops the demo: cancel ctx.
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	watch := make(chan struct{})
-	go func() {
-		defer close(watch)
-		for range children {
-			i := <-exited
-			if err := children[i].err; err != nil {
-				cancel(fmt.Errorf("worker %d (pid %d): %v", i, children[i].cmd.Process.Pid, err))
-				return
-			}
-		}
-	}()
+	defer p.Terminate()
+	fmt.Fprintf(c.stdout, "segment %s: %d workers %v, %d tasks in %d phases\n", path, *workers, p.Pids(), *tasks, demoPhases)
 	interrupted := func() int {
-		killAll()
-		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
-			return c.fail("demo: %v; segment %s removed", cause, path)
-		}
+		p.Terminate()
 		fmt.Fprintf(c.stderr, "mpipc: demo: interrupted: workers stopped, segment %s removed\n", path)
 		return exitFail
 	}
 
-	var msg [8]byte
-	next := int64(1)
-	for phase := 1; phase <= demoPhases; phase++ {
-		last := int64(*tasks) * int64(phase) / demoPhases
-		for ; next <= last; next++ {
-			binary.LittleEndian.PutUint64(msg[:], uint64(next))
-			if err := q.Put(ctx, msg[:]); err != nil {
-				return interrupted()
-			}
+	perPid := map[int64]*[demoPhases]int{}
+	var sum int64
+	record := func(phase int, r demoResult) {
+		if perPid[r.Pid] == nil {
+			perPid[r.Pid] = new([demoPhases]int)
 		}
-		binary.LittleEndian.PutUint64(msg[:], 0) // one end-of-phase marker per worker
-		for range *workers {
-			if err := q.Put(ctx, msg[:]); err != nil {
-				return interrupted()
-			}
-		}
-		if err := q.Join(ctx); err != nil {
-			return interrupted()
-		}
-		fmt.Fprintf(c.stdout, "phase %d: tasks up to %d done (the queue joined)\n", phase, last)
+		perPid[r.Pid][phase]++
+		sum += r.Square
 	}
-	if err := q.Close(); err != nil { // workers' Gets now end with ErrClosed
-		return c.fail("demo: closing the queue: %v", err)
+	task := func(x int) [2]int64 { return [2]int64{int64(x), int64(*delay)} }
+	half := *tasks / 2
+
+	// Phase 1: Map, results in task order.
+	var in [][2]int64
+	for x := 1; x <= half; x++ {
+		in = append(in, task(x))
 	}
-	select {
-	case <-watch:
-	case <-ctx.Done():
-	}
+	out, err := pool.Map(ctx, p, demoSquare, in, &pool.MapOptions{ChunkSize: 1})
 	if ctx.Err() != nil {
 		return interrupted()
 	}
-
-	board, err := seg.Lookup(shm.Spec{Name: "board", Kind: shm.KindBytes, KindVersion: 1})
 	if err != nil {
+		return c.fail("demo: phase 1: %v", err)
+	}
+	for _, r := range out {
+		record(0, r)
+	}
+	fmt.Fprintf(c.stdout, "phase 1: tasks up to %d done (Map: results in task order)\n", half)
+
+	// Phase 2: MapUnordered; a worker is killed when half the results are in.
+	in = in[:0]
+	for x := half + 1; x <= *tasks; x++ {
+		in = append(in, task(x))
+	}
+	var killed int
+	got := 0
+	for r := range pool.MapUnordered(ctx, p, demoSquare, in, &pool.MapOptions{ChunkSize: 1}) {
+		if r.Err != nil {
+			if ctx.Err() != nil {
+				return interrupted()
+			}
+			return c.fail("demo: phase 2: %v", r.Err)
+		}
+		record(1, r.Value)
+		if got++; *kill && killed == 0 && got >= len(in)/2 {
+			killed = int(r.Value.Pid) // busy with its next task by now
+			if err := syscall.Kill(killed, syscall.SIGKILL); err != nil {
+				return c.fail("demo: killing worker %d: %v", killed, err)
+			}
+			fmt.Fprintf(c.stdout, "phase 2: killed worker pid %d with SIGKILL after %d of %d results\n", killed, got, len(in))
+		}
+	}
+	fmt.Fprintf(c.stdout, "phase 2: tasks up to %d done (MapUnordered: results as they came)\n", *tasks)
+
+	pids := make([]int64, 0, len(perPid))
+	for pid := range perPid {
+		pids = append(pids, pid)
+	}
+	sort.Slice(pids, func(i, j int) bool { return pids[i] < pids[j] })
+	var tasksDone int
+	for _, pid := range pids {
+		n := perPid[pid]
+		tasksDone += n[0] + n[1]
+		note := ""
+		if pid == int64(killed) {
+			note = " (killed)"
+		}
+		fmt.Fprintf(c.stdout, "worker (pid %d): %d tasks (phase 1: %d, phase 2: %d)%s\n", pid, n[0]+n[1], n[0], n[1], note)
+	}
+	fmt.Fprintf(c.stdout, "worker processes started: %d (%d replaced)\n", p.Started(), p.Started()-*workers)
+	fmt.Fprintf(c.stdout, "tasks started: %d for %d tasks (a task cut short by a worker's death runs again)\n", executed.Load(), *tasks)
+	if err := p.Close(); err != nil {
 		return c.fail("demo: %v", err)
 	}
-	var want, sumDone, sumSums int64
+	if err := p.Wait(); err != nil {
+		return c.fail("demo: %v", err)
+	}
+	var want int64
 	for t := int64(1); t <= int64(*tasks); t++ {
 		want += t * t
 	}
-	for i := range children {
-		done := atomic.LoadInt64(i64(board, workerOff(i, 0)))
-		sum := atomic.LoadInt64(i64(board, workerOff(i, 1)))
-		sumDone += done
-		sumSums += sum
-		var phases []string
-		for p := range demoPhases {
-			phases = append(phases, fmt.Sprintf("phase %d: %d", p+1, atomic.LoadInt64(i64(board, workerOff(i, 2+p)))))
-		}
-		fmt.Fprintf(c.stdout, "worker %d (pid %d): %d tasks (%s), results sum %d\n", i, children[i].cmd.Process.Pid, done, strings.Join(phases, ", "), sum)
+	if sum != want || tasksDone != *tasks || executed.Load() < int64(*tasks) {
+		return c.fail("demo: CHECK FAILED: sum %d, want %d; results %d of %d; executed %d", sum, want, tasksDone, *tasks, executed.Load())
 	}
-	got := total.Load()
-	if got != want || sumDone != int64(*tasks) || sumSums != want {
-		return c.fail("demo: CHECK FAILED: total %d, want %d; tasks done %d of %d; workers' sums add to %d", got, want, sumDone, *tasks, sumSums)
-	}
-	fmt.Fprintf(c.stdout, "total %d = sum of t² for t = 1..%d: checked\n", got, *tasks)
+	fmt.Fprintf(c.stdout, "total %d = sum of t² for t = 1..%d: checked\n", sum, *tasks)
 	return exitOK
-}
-
-// demoWorkerMain runs the demo's worker role and exits if this process was
-// started as one.
-func demoWorkerMain() {
-	path := os.Getenv(envDemo)
-	if path == "" {
-		return
-	}
-	if err := demoWorker(path); err != nil {
-		fmt.Fprintf(os.Stderr, "mpipc demo worker %s: %v\n", os.Getenv("MPIPC_DEMO_IDX"), err)
-		os.Exit(1)
-	}
-	os.Exit(0)
-}
-
-func demoWorker(path string) error {
-	idx, err1 := strconv.Atoi(os.Getenv("MPIPC_DEMO_IDX"))
-	workers, err2 := strconv.Atoi(os.Getenv("MPIPC_DEMO_WORKERS"))
-	delay, err3 := time.ParseDuration(os.Getenv("MPIPC_DEMO_DELAY"))
-	tasks, err4 := strconv.ParseInt(os.Getenv("MPIPC_DEMO_TASKS"), 10, 64)
-	if err := errors.Join(err1, err2, err3, err4); err != nil {
-		return fmt.Errorf("bad environment: %w", err)
-	}
-	seg, err := shm.Open(path, nil)
-	if err != nil {
-		return err
-	}
-	defer seg.Close()
-	q, err := ringbuf.OpenJoinable(seg, "tasks", nil)
-	if err != nil {
-		return err
-	}
-	total, err := value.Open[int64](seg, "total", nil)
-	if err != nil {
-		return err
-	}
-	l, err := lock.Open(seg, "lock", nil)
-	if err != nil {
-		return err
-	}
-	board, err := seg.Lookup(shm.Spec{Name: "board", Kind: shm.KindBytes, KindVersion: 1})
-	if err != nil {
-		return err
-	}
-	if idx < 0 || idx >= workers || len(board) < int(boardSize(workers)) {
-		return fmt.Errorf("board of %d bytes has no room for worker %d of %d", len(board), idx, workers)
-	}
-	done, sum := i64(board, workerOff(idx, 0)), i64(board, workerOff(idx, 1))
-	b, err := barrier.Open(seg, "phase", nil)
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	meet := func() error { _, err := b.Wait(nil); return err }
-	mu := l.Locker()
-	var buf [8]byte
-	for {
-		n, err := q.GetInto(nil, buf[:])
-		if errors.Is(err, ringbuf.ErrClosed) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if n != 8 {
-			return fmt.Errorf("task message of %d bytes", n)
-		}
-		t := int64(binary.LittleEndian.Uint64(buf[:]))
-		if t == 0 { // end of a phase: wait for the others
-			if err := q.TaskDone(); err != nil {
-				return err
-			}
-			if err := meet(); err != nil {
-				return err
-			}
-			continue
-		}
-		if delay > 0 {
-			time.Sleep(delay)
-		}
-		r := t * t
-		if _, err := total.Update(func(v *int64) { *v += r }); err != nil {
-			return err
-		}
-		mu.Lock()
-		*done++
-		*sum += r
-		if p := (t - 1) * demoPhases / max(tasks, 1); p >= 0 && p < demoPhases {
-			*i64(board, workerOff(idx, 2+int(p)))++
-		}
-		mu.Unlock()
-		if err := q.TaskDone(); err != nil {
-			return err
-		}
-	}
-}
-
-// lockedWriter serializes writes from several goroutines.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }

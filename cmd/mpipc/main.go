@@ -1,6 +1,6 @@
 // Command mpipc shows, measures and inspects mpipc's shared-memory IPC:
 //
-//	mpipc demo                       worker processes sharing a queue, a value, a lock and a barrier
+//	mpipc demo                       a pool of worker processes, one of them killed mid-run
 //	mpipc bench [-w W1,W6] [-n runs] [-json] [-scale f] [-anchors file]
 //	mpipc ls [-a] [dir]              the segments in a directory (default /dev/shm)
 //	mpipc stat SEGMENT [OBJECT]      a segment's header and objects, with their live state
@@ -17,7 +17,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/mpipc/mpipc/bench"
+	"github.com/mpipc/mpipc/process"
 )
 
 // Exit codes.
@@ -36,7 +36,7 @@ var verbs []verb
 
 func init() {
 	verbs = []verb{
-		{"demo", "[-workers n] [-tasks n]", "run worker processes that share a queue, a value, a lock and a barrier", runDemo},
+		{"demo", "[-workers n] [-tasks n] [-kill=false]", "run a pool of worker processes, kill one mid-run and watch the pool recover", runDemo},
 		{"bench", "[-w W1,W6] [-n runs] [-json] [-scale f] [-anchors file]", "run the cross-process benchmark suite with its peers", runBench},
 		{"ls", "[-a] [dir]", "list the mpipc segments in a directory (default /dev/shm)", runLs},
 		{"stat", "SEGMENT [OBJECT]", "show a segment's header and objects with their live state", runStat},
@@ -51,8 +51,7 @@ type cli struct {
 }
 
 func main() {
-	bench.WorkerMain() // the benchmark re-executes this binary for its workers
-	demoWorkerMain()   // and so does the demo
+	process.Main() // the benchmark (bench) and the demo re-execute this binary for their workers
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -153,10 +152,13 @@ func upperFirst(s string) string {
 
 var verbHelp = map[string]string{
 	"demo": `
-Starts worker processes (this binary, re-executed). They take tasks from a
-shared queue, add their results to a shared value under a lock, and meet at a
-barrier between phases; the parent prints what each worker did and checks the
-total. The segment is removed at the end, also on SIGINT or SIGTERM.`,
+Starts a pool of worker processes (this binary, re-executed) and has them
+square the tasks in two phases: Map (results in order), then MapUnordered
+(results as they come). Each worker counts the tasks it starts in a shared
+value. Midway through phase 2 one worker is SIGKILLed (-kill=false: not);
+the pool replaces it and runs its task again. The parent prints what each
+worker did and checks every result. The segment is removed at the end, also
+on SIGINT or SIGTERM.`,
 	"bench": `
 Runs workloads W1..W9 (see bench/README or /work/shared/anchors/README.md)
 with mpipc and with peers measured in the same run (sync.Mutex and channels in

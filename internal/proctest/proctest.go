@@ -20,12 +20,10 @@
 package proctest
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -35,49 +33,25 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-)
 
-const envRole = "MPIPC_PROCTEST_ROLE"
+	"github.com/mpipc/mpipc/internal/reexec"
+)
 
 // DefaultTimeout bounds how long Wait and Line wait for a child.
 var DefaultTimeout = 60 * time.Second
 
-var (
-	rolesMu sync.Mutex
-	roles   = map[string]func(args []string) error{}
-)
-
-// Register makes fn runnable as a child role. Call it before Main.
-func Register(name string, fn func(args []string) error) {
-	rolesMu.Lock()
-	defer rolesMu.Unlock()
-	if _, dup := roles[name]; dup {
-		panic("proctest: role registered twice: " + name)
-	}
-	roles[name] = fn
-}
+// Register makes fn runnable as a child role (see process.Register). Call
+// it before Main.
+func Register(name string, fn func(args []string) error) { reexec.Register(name, fn) }
 
 // IsChild reports whether this process runs as a child role.
-func IsChild() bool { return os.Getenv(envRole) != "" }
+func IsChild() bool { return reexec.IsChild() }
 
-// Main runs the child role if this process is a child, exiting with 0 when
-// the role returns nil and 1 (the error on stderr) otherwise; else it runs
-// the tests with m.Run and exits.
+// Main runs the child role if this process is a child (process.Main: exit
+// 0 when the role returns nil, 1 with the error on stderr otherwise); else
+// it runs the tests with m.Run and exits.
 func Main(m *testing.M) {
-	if role := os.Getenv(envRole); role != "" {
-		rolesMu.Lock()
-		fn := roles[role]
-		rolesMu.Unlock()
-		if fn == nil {
-			fmt.Fprintf(os.Stderr, "proctest: unknown role %q\n", role)
-			os.Exit(2)
-		}
-		if err := fn(os.Args[1:]); err != nil {
-			fmt.Fprintf(os.Stderr, "%s: %v\n", role, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	reexec.Main()
 	os.Exit(m.Run())
 }
 
@@ -102,14 +76,13 @@ type Options struct {
 type Child struct {
 	tb    testing.TB
 	role  string
-	cmd   *exec.Cmd
+	p     *reexec.Process
 	lines chan string
 	mu    sync.Mutex
 	out   bytes.Buffer
+	part  []byte // stdout after its last newline
 	errb  bytes.Buffer
-	rdone chan struct{}
 	done  chan struct{}
-	err   error // from cmd.Wait
 	ended atomic.Bool
 }
 
@@ -131,46 +104,24 @@ func Start(tb testing.TB, role string, args ...string) *Child {
 // StartOpts runs role in a new process.
 func StartOpts(tb testing.TB, role string, o Options) *Child {
 	tb.Helper()
-	exe, err := os.Executable()
+	c := &Child{tb: tb, role: role, lines: make(chan string, 1024), done: make(chan struct{})}
+	p, err := reexec.Start(nil, role, &reexec.Options{
+		Args: o.Args, Env: o.Env, Files: o.Files, Wrap: o.Wrap,
+		Stdout: stdoutWriter{c}, Stderr: &lockedWriter{mu: &c.mu, b: &c.errb},
+	})
 	if err != nil {
 		tb.Fatalf("proctest: %v", err)
 	}
-	cmd := exec.Command(exe, o.Args...)
-	if len(o.Wrap) > 0 {
-		cmd = exec.Command(o.Wrap[0], append(append(o.Wrap[1:len(o.Wrap):len(o.Wrap)], exe), o.Args...)...)
-	}
-	cmd.Env = append(append(os.Environ(), envRole+"="+role), o.Env...)
-	cmd.ExtraFiles = o.Files
-	c := &Child{tb: tb, role: role, cmd: cmd, lines: make(chan string, 1024),
-		rdone: make(chan struct{}), done: make(chan struct{})}
-	cmd.Stderr = &lockedWriter{mu: &c.mu, b: &c.errb}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		tb.Fatalf("proctest: %v", err)
-	}
-	if err := cmd.Start(); err != nil {
-		tb.Fatalf("proctest: starting %s: %v", role, err)
-	}
+	c.p = p
 	go func() {
-		defer close(c.rdone)
-		defer close(c.lines)
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 64<<10), 16<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			c.mu.Lock()
-			c.out.WriteString(line)
-			c.out.WriteByte('\n')
-			c.mu.Unlock()
-			select {
-			case c.lines <- line:
-			default: // nobody reads lines: they stay in out
-			}
+		<-p.Done() // the child's stdout is all written by now
+		c.mu.Lock()
+		if len(c.part) > 0 {
+			c.line(string(c.part))
+			c.part = nil
 		}
-	}()
-	go func() {
-		<-c.rdone
-		c.err = cmd.Wait()
+		c.mu.Unlock()
+		close(c.lines)
 		c.ended.Store(true)
 		close(c.done)
 	}()
@@ -181,6 +132,35 @@ func StartOpts(tb testing.TB, role string, o Options) *Child {
 		}
 	})
 	return c
+}
+
+// stdoutWriter splits the child's stdout into lines.
+type stdoutWriter struct{ c *Child }
+
+func (w stdoutWriter) Write(p []byte) (int, error) {
+	c, n := w.c, len(p)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.out.Write(p)
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			c.part = append(c.part, p...)
+			break
+		}
+		c.line(string(append(c.part, p[:i]...)))
+		c.part = c.part[:0]
+		p = p[i+1:]
+	}
+	return n, nil
+}
+
+// line hands one line to Line; with c.mu held.
+func (c *Child) line(l string) {
+	select {
+	case c.lines <- l:
+	default: // nobody reads lines: they stay in out
+	}
 }
 
 type lockedWriter struct {
@@ -195,13 +175,13 @@ func (w *lockedWriter) Write(p []byte) (int, error) {
 }
 
 // Pid returns the child's process id.
-func (c *Child) Pid() int { return c.cmd.Process.Pid }
+func (c *Child) Pid() int { return c.p.Pid() }
 
 // Kill sends SIGKILL to the child.
-func (c *Child) Kill() { c.cmd.Process.Signal(syscall.SIGKILL) }
+func (c *Child) Kill() { c.p.Kill() }
 
 // Signal sends sig to the child.
-func (c *Child) Signal(sig os.Signal) error { return c.cmd.Process.Signal(sig) }
+func (c *Child) Signal(sig os.Signal) error { return c.p.Signal(sig) }
 
 // Done is closed when the child has exited and been reaped.
 func (c *Child) Done() <-chan struct{} { return c.done }
@@ -259,8 +239,9 @@ func (c *Child) Wait(timeout time.Duration) Result {
 	c.mu.Lock()
 	r.Stdout, r.Stderr = c.out.String(), c.errb.String()
 	c.mu.Unlock()
-	r.Code = c.cmd.ProcessState.ExitCode()
-	if ws, ok := c.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+	st := c.p.State()
+	r.Code = st.ExitCode()
+	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		r.Signal = ws.Signal()
 	}
 	return r
