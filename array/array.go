@@ -48,9 +48,19 @@ var (
 	// ErrLength is returned for a negative length, or one whose size
 	// overflows.
 	ErrLength = errors.New("array: invalid length")
-	// ErrTooLong is returned when an initializer or a SetValue argument is
-	// longer than the array.
+	// ErrTooLong is returned when an initializer, or a SetValue or SetRaw
+	// argument, is longer than the array.
 	ErrTooLong = errors.New("array: value longer than the array")
+	// ErrRange is returned by SetSlice for indices outside the array, or
+	// i > j.
+	ErrRange = errors.New("array: index out of range")
+	// ErrSliceLength is returned by SetSlice for a source whose length is
+	// not j-i (Python's "can only assign ... of the same size").
+	ErrSliceLength = errors.New("array: source length differs from the slice")
+	// ErrUnsupportedType is returned (wrapped) for an element type another
+	// process cannot read (pointers, slices, maps, strings, interfaces,
+	// channels, functions); the same value as value.ErrUnsupportedType.
+	ErrUnsupportedType = typeinfo.ErrUnsupportedType
 )
 
 // Options configure an Array or RawArray. The zero value (or nil) means the
@@ -285,6 +295,28 @@ func (c *core[T]) setValue(v []byte) error {
 }
 
 func (c *core[T]) raw() []byte { return append([]byte(nil), c.byteView("Raw")...) }
+
+// setRaw copies v over the first len(v) bytes, leaving the rest as it was.
+func (c *core[T]) setRaw(v []byte) error {
+	b := c.byteView("SetRaw")
+	if len(v) > len(b) {
+		return fmt.Errorf("array: %d bytes for %d: %w", len(v), len(b), ErrTooLong)
+	}
+	copy(b, v)
+	return nil
+}
+
+// checkSlice validates the target [i, j) and the source length of a
+// slice assignment.
+func (c *core[T]) checkSlice(i, j, n int) error {
+	if i < 0 || j > len(c.s) || i > j {
+		return fmt.Errorf("array: slice [%d:%d] of an array of %d: %w", i, j, len(c.s), ErrRange)
+	}
+	if n != j-i {
+		return fmt.Errorf("array: %d elements for slice [%d:%d]: %w", n, i, j, ErrSliceLength)
+	}
+	return nil
+}
 
 // ---- Array ----
 
@@ -559,6 +591,30 @@ func (a *Array[T]) Raw() []byte {
 	held := a.lock()
 	defer a.unlock(held)
 	return a.c.raw()
+}
+
+// SetRaw copies v over the array's first len(v) bytes, leaving the rest as
+// it was: Python's char-array .raw assignment. It returns ErrTooLong,
+// changing nothing, if v is longer than the array (CopyIn would truncate).
+// It panics unless T is a one-byte integer type.
+func (a *Array[T]) SetRaw(v []byte) error {
+	a.c.byteView("SetRaw")
+	held := a.lock()
+	defer a.unlock(held)
+	return a.c.setRaw(v)
+}
+
+// SetSlice assigns src to elements [i, j): Python's arr[i:j] = src. It
+// returns ErrRange for indices outside the array and ErrSliceLength for a
+// src whose length is not j-i, changing nothing; it never panics.
+func (a *Array[T]) SetSlice(i, j int, src []T) error {
+	if err := a.c.checkSlice(i, j, len(src)); err != nil {
+		return err
+	}
+	held := a.lock()
+	copy(a.c.s[i:j], src)
+	a.unlock(held)
+	return nil
 }
 
 // State is a snapshot of an Array, for inspection.

@@ -423,3 +423,52 @@ func TestProcFourSetters(t *testing.T) {
 		t.Errorf("arr = %v", got)
 	}
 }
+
+// SetRaw refuses a source longer than the array (CopyIn truncates), and
+// SetSlice refuses ranges outside the array and sources of the wrong
+// length with errors, never a panic, changing nothing.
+func TestSetRawAndSetSlice(t *testing.T) {
+	a := newArray[byte](t, 4, []byte("abcd"), nil)
+	if err := a.SetRaw([]byte("toolong")); !errors.Is(err, ErrTooLong) {
+		t.Fatalf("SetRaw too long: %v", err)
+	}
+	if string(a.Raw()) != "abcd" {
+		t.Fatalf("a refused SetRaw changed the array: %q", a.Raw())
+	}
+	if err := a.SetRaw([]byte("xy")); err != nil || string(a.Raw()) != "xycd" {
+		t.Fatalf("SetRaw short: %v %q", err, a.Raw())
+	}
+	b := newArray[int32](t, 5, []int32{1, 2, 3, 4, 5}, nil)
+	for _, c := range []struct {
+		i, j int
+		src  []int32
+		want error
+	}{
+		{-1, 2, []int32{0, 0, 0}, ErrRange},
+		{2, 6, []int32{0, 0, 0, 0}, ErrRange},
+		{3, 2, nil, ErrRange},
+		{1, 3, []int32{9}, ErrSliceLength},
+		{1, 3, []int32{9, 9, 9}, ErrSliceLength},
+	} {
+		if err := b.SetSlice(c.i, c.j, c.src); !errors.Is(err, c.want) {
+			t.Errorf("SetSlice(%d, %d, %v) = %v, want %v", c.i, c.j, c.src, err, c.want)
+		}
+	}
+	if err := b.SetSlice(1, 3, []int32{7, 8}); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.Slice(0, 5); !slices.Equal(got, []int32{1, 7, 8, 4, 5}) {
+		t.Fatalf("after SetSlice: %v", got)
+	}
+	mem := anon(t, 4096)
+	r, err := InitRaw[int32](mem, 3, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.SetSlice(0, 4, []int32{1, 2, 3, 4}); !errors.Is(err, ErrRange) {
+		t.Fatalf("RawArray.SetSlice out of range: %v", err)
+	}
+	if err := r.SetSlice(0, 3, []int32{1, 2, 3}); err != nil || r.At(2) != 3 {
+		t.Fatalf("RawArray.SetSlice: %v", err)
+	}
+}

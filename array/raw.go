@@ -118,5 +118,17 @@ func (a *RawArray[T]) SetValue(v []byte) error { return a.c.setValue(v) }
 // Raw is Array.Raw without the lock.
 func (a *RawArray[T]) Raw() []byte { return a.c.raw() }
 
+// SetRaw is Array.SetRaw without the lock.
+func (a *RawArray[T]) SetRaw(v []byte) error { return a.c.setRaw(v) }
+
+// SetSlice is Array.SetSlice without the lock.
+func (a *RawArray[T]) SetSlice(i, j int, src []T) error {
+	if err := a.c.checkSlice(i, j, len(src)); err != nil {
+		return err
+	}
+	copy(a.c.s[i:j], src)
+	return nil
+}
+
 // State returns a snapshot of the RawArray.
 func (a *RawArray[T]) State() State { return a.c.state() }

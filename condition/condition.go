@@ -493,8 +493,16 @@ func (c *Condition) AcquireTimeout(d time.Duration) (bool, error) {
 // TryAcquire acquires the Condition's lock if that needs no wait.
 func (c *Condition) TryAcquire() (bool, error) { return c.AcquireTimeout(0) }
 
-// Release releases the Condition's lock, as its Release does.
-func (c *Condition) Release() error { return c.Lock().Release() }
+// Release releases the Condition's lock, as its Release does. Releasing a
+// lock the caller does not hold returns an error matching ErrNotOwner (and
+// the lock's own error: lock.ErrNotLocked or rlock.ErrNotOwner).
+func (c *Condition) Release() error {
+	err := c.Lock().Release()
+	if err != nil && (errors.Is(err, lock.ErrNotLocked) || errors.Is(err, rlock.ErrNotOwner)) {
+		return fmt.Errorf("%w (%w)", ErrNotOwner, err)
+	}
+	return err
+}
 
 // owned reports whether the caller holds the lock: for an RLock, whether
 // the calling goroutine owns it; for a Lock, whether anybody holds it (a

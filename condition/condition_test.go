@@ -562,3 +562,15 @@ func TestAttach(t *testing.T) {
 		t.Fatal("ErrTooManyWaiters should point to Options.Slots")
 	}
 }
+
+// Release of a Condition whose lock the caller does not hold is
+// ErrNotOwner, whatever the lock's kind.
+func TestReleaseUnheldIsErrNotOwner(t *testing.T) {
+	for _, kind := range []string{"own", "lock", "rlock"} {
+		s := newSetup(t, kind, 4)
+		err := s.c.Release()
+		if !errors.Is(err, condition.ErrNotOwner) {
+			t.Errorf("%s: Release of an unheld condition: %v, want ErrNotOwner", kind, err)
+		}
+	}
+}

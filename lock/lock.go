@@ -2,6 +2,7 @@ package lock
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -248,21 +249,46 @@ func (l *Lock) State() State {
 }
 
 // Locker returns a sync.Locker whose Lock and Unlock acquire and release l.
-// They panic on any error other than ErrOwnerDead, which Lock treats as an
-// ordinary acquire after marking the lock consistent: use Acquire when the
-// guarded state needs repair.
-func (l *Lock) Locker() sync.Locker { return locker{l} }
+// They panic on any error. A Lock that finds the previous owner died
+// holding the lock (ErrOwnerDead) does not pretend the guarded state is
+// sound: it releases the lock unrepaired, which makes it not recoverable
+// for every process (as a robust pthread mutex released without
+// pthread_mutex_consistent), and panics. Code that can repair the state
+// uses LockerRepair, or Acquire.
+func (l *Lock) Locker() sync.Locker { return locker{l: l} }
 
-type locker struct{ l *Lock }
+// LockerRepair is Locker with a repair step: when Lock finds that the
+// previous owner died holding the lock, it calls repair (holding the
+// lock); if repair returns nil the lock is marked consistent and Lock
+// returns normally, else Lock releases it unrepaired (not recoverable) and
+// panics with repair's error.
+func (l *Lock) LockerRepair(repair func() error) sync.Locker {
+	return locker{l: l, repair: repair}
+}
+
+type locker struct {
+	l      *Lock
+	repair func() error
+}
 
 func (k locker) Lock() {
-	switch err := k.l.Acquire(nil); err {
+	err := k.l.Acquire(context.Background())
+	switch err {
 	case nil:
+		return
 	case ErrOwnerDead:
-		k.l.Consistent()
-	default:
-		panic("lock: " + err.Error())
+		err = errors.New("no repair function (use LockerRepair or Acquire)")
+		if k.repair != nil {
+			if err = k.repair(); err == nil {
+				if err = k.l.Consistent(); err == nil {
+					return
+				}
+			}
+		}
+		k.l.Release() // unrepaired: not recoverable, for everyone
+		panic(fmt.Sprintf("lock: %v, and the state it guards was not repaired: %v", ErrOwnerDead, err))
 	}
+	panic("lock: " + err.Error())
 }
 
 func (k locker) Unlock() {

@@ -579,3 +579,49 @@ func roleSegTry(args []string) error {
 	fmt.Println("busy")
 	return nil
 }
+
+// Locker never hides an owner's death: without a repair function it makes
+// the lock not recoverable and panics; LockerRepair repairs and goes on,
+// or, when the repair fails, makes it not recoverable and panics.
+func TestLockerOnDeadOwner(t *testing.T) {
+	dead := proc.ID{Slot: 200, Gen: 7} // a registry slot nobody holds
+	forge := func(t *testing.T) ([]byte, *lock.Lock) {
+		_, mem, l := newShared(t, &lock.Options{CheckInterval: 10 * time.Millisecond})
+		atomic.StoreUint64((*uint64)(unsafe.Pointer(&mem[0])), dead.Pack())
+		return mem, l
+	}
+	mustPanic := func(t *testing.T, f func()) {
+		t.Helper()
+		defer func() {
+			if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), "not repaired") {
+				t.Fatalf("recovered %v, want a panic saying the state was not repaired", r)
+			}
+		}()
+		f()
+	}
+	t.Run("no repair", func(t *testing.T) {
+		_, l := forge(t)
+		mustPanic(t, l.Locker().Lock)
+		if _, err := l.TryAcquire(); !errors.Is(err, lock.ErrNotRecoverable) {
+			t.Fatalf("after the panic: %v, want ErrNotRecoverable", err)
+		}
+	})
+	t.Run("repaired", func(t *testing.T) {
+		_, l := forge(t)
+		repaired := false
+		mu := l.LockerRepair(func() error { repaired = true; return nil })
+		mu.Lock()
+		mu.Unlock()
+		if ok, err := l.TryAcquire(); !repaired || !ok || err != nil {
+			t.Fatalf("repaired %v; TryAcquire after: %v %v", repaired, ok, err)
+		}
+		l.Release()
+	})
+	t.Run("repair fails", func(t *testing.T) {
+		_, l := forge(t)
+		mustPanic(t, l.LockerRepair(func() error { return errors.New("cannot") }).Lock)
+		if _, err := l.TryAcquire(); !errors.Is(err, lock.ErrNotRecoverable) {
+			t.Fatalf("after the panic: %v, want ErrNotRecoverable", err)
+		}
+	})
+}

@@ -1,6 +1,10 @@
 package ringbuf
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/mpipc/mpipc/internal/typeinfo"
+)
 
 // Errors of the queue, typed queue, joinable queue and pipe. Corrupt shared
 // state is reported with shm.ErrCorrupt.
@@ -32,4 +36,8 @@ var (
 	// than items were taken from the queue (Python's ValueError from
 	// task_done); the call changes nothing.
 	ErrTaskDone = errors.New("ringbuf: task done more times than items taken")
+	// ErrUnsupportedType is returned (wrapped) by the typed queue's
+	// constructors for an element type another process cannot read; the
+	// same value as value.ErrUnsupportedType.
+	ErrUnsupportedType = typeinfo.ErrUnsupportedType
 )

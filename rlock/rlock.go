@@ -449,21 +449,43 @@ func (r *RLock) State() State {
 }
 
 // Locker returns a sync.Locker whose Lock and Unlock acquire and release
-// r. They panic on any error other than ErrOwnerDead, which Lock treats as
-// an ordinary acquire after marking the lock consistent: use Acquire when
-// the guarded state needs repair.
-func (r *RLock) Locker() sync.Locker { return locker{r} }
+// r. They panic on any error. A Lock that finds the previous owner died
+// holding the RLock (ErrOwnerDead) releases it unrepaired, which makes it
+// not recoverable for every process, and panics: code that can repair the
+// guarded state uses LockerRepair, or Acquire.
+func (r *RLock) Locker() sync.Locker { return locker{r: r} }
 
-type locker struct{ r *RLock }
+// LockerRepair is Locker with a repair step, as lock.Lock's LockerRepair:
+// when Lock finds that the previous owner died holding the RLock, it calls
+// repair; nil marks the RLock consistent, an error releases it unrepaired
+// (not recoverable) and panics.
+func (r *RLock) LockerRepair(repair func() error) sync.Locker {
+	return locker{r: r, repair: repair}
+}
+
+type locker struct {
+	r      *RLock
+	repair func() error
+}
 
 func (k locker) Lock() {
-	switch err := k.r.Acquire(nil); err {
+	err := k.r.Acquire(context.Background())
+	switch err {
 	case nil:
+		return
 	case ErrOwnerDead:
-		k.r.Consistent()
-	default:
-		panic("rlock: " + err.Error())
+		err = errors.New("no repair function (use LockerRepair or Acquire)")
+		if k.repair != nil {
+			if err = k.repair(); err == nil {
+				if err = k.r.Consistent(); err == nil {
+					return
+				}
+			}
+		}
+		k.r.Release() // unrepaired: not recoverable, for everyone
+		panic(fmt.Sprintf("rlock: %v, and the state it guards was not repaired: %v", ErrOwnerDead, err))
 	}
+	panic("rlock: " + err.Error())
 }
 
 func (k locker) Unlock() {

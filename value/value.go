@@ -19,6 +19,10 @@ var (
 	// without its own lock (with Options.Lock, or as a RawValue) when no
 	// Options.Lock is given: the creator's lock must be shared explicitly.
 	ErrNoLock = errors.New("value: created without its own lock; pass Options.Lock")
+	// ErrUnsupportedType is returned (wrapped) for a T that another process
+	// cannot read: one with pointers, slices, maps, strings, interfaces,
+	// channels or functions in it.
+	ErrUnsupportedType = typeinfo.ErrUnsupportedType
 )
 
 // Locker is the lock a Value exposes (Python's get_lock()) and that Update
