@@ -431,6 +431,14 @@ func Open[T any](seg *shm.Segment, name string, opts *Options) (*Array[T], error
 	return Attach[T](mem, opts.in(seg))
 }
 
+// OpenOrCreate opens the Array[T] (of n elements from init if it creates it) named name in seg, creating it if it does
+// not exist, in one race-free call: of several processes calling it at
+// once one creates the object and the others open it (see shm.OrOpen).
+func OpenOrCreate[T any](seg *shm.Segment, name string, n int, init []T, opts *Options) (*Array[T], error) {
+	return shm.OrOpen(func() (*Array[T], error) { return Create(seg, name, n, init, opts) },
+		func() (*Array[T], error) { return Open[T](seg, name, opts) })
+}
+
 func (a *Array[T]) acquire(ctx context.Context) error {
 	err := a.lk.Acquire(ctx)
 	if err == nil {

@@ -73,6 +73,14 @@ func OpenRaw[T any](seg *shm.Segment, name string) (*RawArray[T], error) {
 	return AttachRaw[T](mem)
 }
 
+// OpenOrCreateRaw opens the RawArray[T] (of n elements from init if it creates it) named name in seg, creating it if it does
+// not exist, in one race-free call: of several processes calling it at
+// once one creates the object and the others open it (see shm.OrOpen).
+func OpenOrCreateRaw[T any](seg *shm.Segment, name string, n int, init []T) (*RawArray[T], error) {
+	return shm.OrOpen(func() (*RawArray[T], error) { return CreateRaw(seg, name, n, init) },
+		func() (*RawArray[T], error) { return OpenRaw[T](seg, name) })
+}
+
 // View returns the elements themselves: a []T whose backing array is the
 // shared memory (zero copy). Reads and writes through it are
 // unsynchronized. It must not be used after the segment or mapping is

@@ -332,6 +332,14 @@ func Open(seg *shm.Segment, name string, opts *Options) (*Barrier, error) {
 	return Attach(mem, opts.in(seg))
 }
 
+// OpenOrCreate opens the Barrier for parties parties (used only if it creates it), registering the calling process, named name in seg, creating it if it does
+// not exist, in one race-free call: of several processes calling it at
+// once one creates the object and the others open it (see shm.OrOpen).
+func OpenOrCreate(seg *shm.Segment, name string, parties int, opts *Options) (*Barrier, error) {
+	return shm.OrOpen(func() (*Barrier, error) { return Create(seg, name, parties, opts) },
+		func() (*Barrier, error) { return Open(seg, name, opts) })
+}
+
 // Close deregisters this handle: from now on the death of this process no
 // longer breaks the barrier through this handle. The handle must not be
 // used for Wait afterwards. Close does not free the memory; closing twice

@@ -470,6 +470,14 @@ func Open(seg *shm.Segment, name string, opts *Options) (*Condition, error) {
 	return c, nil
 }
 
+// OpenOrCreate opens the Condition (bound to lockName if it creates it) named name in seg, creating it if it does
+// not exist, in one race-free call: of several processes calling it at
+// once one creates the object and the others open it (see shm.OrOpen).
+func OpenOrCreate(seg *shm.Segment, name, lockName string, opts *Options) (*Condition, error) {
+	return shm.OrOpen(func() (*Condition, error) { return Create(seg, name, lockName, opts) },
+		func() (*Condition, error) { return Open(seg, name, opts) })
+}
+
 // Lock returns the lock the Condition is bound to: a *lock.Lock or a
 // *rlock.RLock.
 func (c *Condition) Lock() Locker {

@@ -148,6 +148,14 @@ func Open(seg *shm.Segment, name string, opts *Options) (*Event, error) {
 	return Attach(mem, opts)
 }
 
+// OpenOrCreate opens the Event named name in seg, creating it if it does
+// not exist, in one race-free call: of several processes calling it at
+// once one creates the object and the others open it (see shm.OrOpen).
+func OpenOrCreate(seg *shm.Segment, name string, opts *Options) (*Event, error) {
+	return shm.OrOpen(func() (*Event, error) { return Create(seg, name, opts) },
+		func() (*Event, error) { return Open(seg, name, opts) })
+}
+
 // IsSet reports whether the flag is set, with one atomic load.
 func (e *Event) IsSet() bool { return atomic.LoadUint32(e.w)&flagSet != 0 }
 

@@ -178,6 +178,14 @@ func Open(seg *shm.Segment, name string, opts *Options) (*Lock, error) {
 	return Attach(mem, opts.in(seg))
 }
 
+// OpenOrCreate opens the Lock named name in seg, creating it if it does
+// not exist, in one race-free call: of several processes calling it at
+// once one creates the object and the others open it (see shm.OrOpen).
+func OpenOrCreate(seg *shm.Segment, name string, opts *Options) (*Lock, error) {
+	return shm.OrOpen(func() (*Lock, error) { return Create(seg, name, opts) },
+		func() (*Lock, error) { return Open(seg, name, opts) })
+}
+
 // Acquire blocks until the lock is held or ctx is done. It returns nil;
 // ErrOwnerDead, holding the lock; ErrNotRecoverable; or ctx.Err(), leaving
 // the lock as it was.

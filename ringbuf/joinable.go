@@ -68,6 +68,14 @@ func OpenJoinable(seg *shm.Segment, name string, opts *Options) (*JoinableQueue,
 	return &JoinableQueue{q}, nil
 }
 
+// OpenOrCreateJoinable opens the JoinableQueue (capacity and maxMsg are used only if it creates it) named name in seg, creating it if it does
+// not exist, in one race-free call: of several processes calling it at
+// once one creates the object and the others open it (see shm.OrOpen).
+func OpenOrCreateJoinable(seg *shm.Segment, name string, capacity, maxMsg int, opts *Options) (*JoinableQueue, error) {
+	return shm.OrOpen(func() (*JoinableQueue, error) { return CreateJoinable(seg, name, capacity, maxMsg, opts) },
+		func() (*JoinableQueue, error) { return OpenJoinable(seg, name, opts) })
+}
+
 func (j *JoinableQueue) unfinishedWord() *uint32 { return (*uint32)(unsafe.Pointer(j.Queue.join)) }
 
 // TaskDone marks one task taken from the queue as finished. It returns

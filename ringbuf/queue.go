@@ -453,6 +453,14 @@ func Open(seg *shm.Segment, name string, opts *Options) (*Queue, error) {
 	return qOpen(seg, name, shm.KindQueue, 0, opts)
 }
 
+// OpenOrCreate opens the Queue (capacity and maxMsg are used only if it creates it) named name in seg, creating it if it does
+// not exist, in one race-free call: of several processes calling it at
+// once one creates the object and the others open it (see shm.OrOpen).
+func OpenOrCreate(seg *shm.Segment, name string, capacity, maxMsg int, opts *Options) (*Queue, error) {
+	return shm.OrOpen(func() (*Queue, error) { return Create(seg, name, capacity, maxMsg, opts) },
+		func() (*Queue, error) { return Open(seg, name, opts) })
+}
+
 func qOpen(seg *shm.Segment, name string, kind shm.Kind, fp uint64, opts *Options) (*Queue, error) {
 	mem, err := seg.Lookup(qSpec(name, kind, fp, 0))
 	if err != nil {

@@ -112,6 +112,14 @@ func OpenTyped[T any](seg *shm.Segment, name string, opts *Options) (*Typed[T], 
 	return &Typed[T]{q}, nil
 }
 
+// OpenOrCreateTyped opens the Typed[T] queue (capacity is used only if it creates it) named name in seg, creating it if it does
+// not exist, in one race-free call: of several processes calling it at
+// once one creates the object and the others open it (see shm.OrOpen).
+func OpenOrCreateTyped[T any](seg *shm.Segment, name string, capacity int, opts *Options) (*Typed[T], error) {
+	return shm.OrOpen(func() (*Typed[T], error) { return CreateTyped[T](seg, name, capacity, opts) },
+		func() (*Typed[T], error) { return OpenTyped[T](seg, name, opts) })
+}
+
 func (t *Typed[T]) put(ctx context.Context, v T, d time.Duration, try bool) error {
 	q := t.Queue
 	for {

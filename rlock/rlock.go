@@ -232,6 +232,14 @@ func Open(seg *shm.Segment, name string, opts *Options) (*RLock, error) {
 	return Attach(mem, opts.in(seg))
 }
 
+// OpenOrCreate opens the RLock named name in seg, creating it if it does
+// not exist, in one race-free call: of several processes calling it at
+// once one creates the object and the others open it (see shm.OrOpen).
+func OpenOrCreate(seg *shm.Segment, name string, opts *Options) (*RLock, error) {
+	return shm.OrOpen(func() (*RLock, error) { return Create(seg, name, opts) },
+		func() (*RLock, error) { return Open(seg, name, opts) })
+}
+
 // owns reports whether goroutine g of this process owns the lock. The
 // owner field can equal g only if g wrote it: g clears it before releasing,
 // and another goroutine of this process overwrites it only after acquiring.

@@ -76,6 +76,14 @@ func Open(seg *shm.Segment, name string, opts *Options) (*Semaphore, error) {
 	return Attach(mem, opts)
 }
 
+// OpenOrCreate opens the Semaphore (value is used only if it creates it) named name in seg, creating it if it does
+// not exist, in one race-free call: of several processes calling it at
+// once one creates the object and the others open it (see shm.OrOpen).
+func OpenOrCreate(seg *shm.Segment, name string, value int, opts *Options) (*Semaphore, error) {
+	return shm.OrOpen(func() (*Semaphore, error) { return Create(seg, name, value, opts) },
+		func() (*Semaphore, error) { return Open(seg, name, opts) })
+}
+
 // InitBounded initializes a BoundedSemaphore with the given initial (and
 // maximum) value in mem, as Init does.
 func InitBounded(mem []byte, value int, opts *Options) (*BoundedSemaphore, error) {
@@ -116,6 +124,14 @@ func OpenBounded(seg *shm.Segment, name string, opts *Options) (*BoundedSemaphor
 		return nil, fmt.Errorf("semaphore: opening %q: %w", name, err)
 	}
 	return AttachBounded(mem, opts)
+}
+
+// OpenOrCreateBounded opens the BoundedSemaphore (value is used only if it creates it) named name in seg, creating it if it does
+// not exist, in one race-free call: of several processes calling it at
+// once one creates the object and the others open it (see shm.OrOpen).
+func OpenOrCreateBounded(seg *shm.Segment, name string, value int, opts *Options) (*BoundedSemaphore, error) {
+	return shm.OrOpen(func() (*BoundedSemaphore, error) { return CreateBounded(seg, name, value, opts) },
+		func() (*BoundedSemaphore, error) { return OpenBounded(seg, name, opts) })
 }
 
 // Acquire takes one unit, blocking while the value is zero, until ctx is

@@ -340,3 +340,17 @@ func listObjects(b []byte, h header) ([]Object, int, error) {
 	}
 	return objs, used, first
 }
+
+// OrOpen is the body of every object's OpenOrCreate: it calls create, and
+// if the name is taken (ErrExist), open. Between processes it is
+// race-free: of several creators one wins Alloc and the others get
+// ErrExist and open what it made, waiting (as Lookup does) while it is
+// still initializing. A name that holds another kind of object fails in
+// open with ErrKindMismatch.
+func OrOpen[T any](create, open func() (T, error)) (T, error) {
+	x, err := create()
+	if errors.Is(err, ErrExist) {
+		return open()
+	}
+	return x, err
+}

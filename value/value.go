@@ -235,6 +235,14 @@ func Open[T any](seg *shm.Segment, name string, opts *Options) (*Value[T], error
 	return open[T](seg, name, func(mem []byte) (*Value[T], error) { return Attach[T](mem, opts) })
 }
 
+// OpenOrCreate opens the Value[T] (holding initial if it creates it) named name in seg, creating it if it does
+// not exist, in one race-free call: of several processes calling it at
+// once one creates the object and the others open it (see shm.OrOpen).
+func OpenOrCreate[T any](seg *shm.Segment, name string, initial T, opts *Options) (*Value[T], error) {
+	return shm.OrOpen(func() (*Value[T], error) { return Create(seg, name, initial, opts) },
+		func() (*Value[T], error) { return Open[T](seg, name, opts) })
+}
+
 // Load returns the value. It never blocks on the lock or on a writer.
 func (v *Value[T]) Load() T { return v.c.load() }
 
@@ -397,6 +405,14 @@ func CreateRaw[T any](seg *shm.Segment, name string, initial T, opts *Options) (
 func OpenRaw[T any](seg *shm.Segment, name string, opts *Options) (*RawValue[T], error) {
 	opts = opts.in(seg)
 	return open[T](seg, name, func(mem []byte) (*RawValue[T], error) { return AttachRaw[T](mem, opts) })
+}
+
+// OpenOrCreateRaw opens the RawValue[T] (holding initial if it creates it) named name in seg, creating it if it does
+// not exist, in one race-free call: of several processes calling it at
+// once one creates the object and the others open it (see shm.OrOpen).
+func OpenOrCreateRaw[T any](seg *shm.Segment, name string, initial T, opts *Options) (*RawValue[T], error) {
+	return shm.OrOpen(func() (*RawValue[T], error) { return CreateRaw(seg, name, initial, opts) },
+		func() (*RawValue[T], error) { return OpenRaw[T](seg, name, opts) })
 }
 
 // Load returns the value. It never blocks on a writer.
