@@ -23,7 +23,8 @@ import (
 //	offset 16  uint32  handles: the number of registration slots
 //	offset 20  uint32  reserved, 0
 //	offset 24  uint64  rounds completed, for inspection
-//	offset 32  padding to 64 bytes
+//	offset 32  int64   default Wait timeout in nanoseconds (0: none), set by Init
+//	offset 40  padding to 64 bytes
 //	offset 64  [handles]uint64  slots: a registered process, its registry
 //	                            identity (proc.ID.Pack), or 0 for a free slot
 const (
@@ -43,6 +44,7 @@ const (
 	offParties = 12
 	offHandles = 16
 	offRounds  = 24
+	offTimeout = 32
 	offSlots   = 64
 )
 
@@ -118,7 +120,10 @@ type Options struct {
 	// breaks the barrier.
 	Action func() error
 	// Timeout is the default timeout of Wait, as Python's Barrier
-	// timeout argument. Default 0: none.
+	// timeout argument. It belongs to the barrier, as in Python: Init and
+	// Create store it in the shared object, and every handle (in any
+	// process) that gives none uses it. A handle that gives one overrides
+	// it for itself. Default 0: none.
 	Timeout time.Duration
 	// CheckInterval is how often a sleeping waiter checks whether every
 	// registered process is alive. Default 100 ms.
@@ -161,7 +166,8 @@ type Barrier struct {
 	self    uint64
 	reg     *proc.Registry
 	action  func() error
-	timeout time.Duration
+	timeout time.Duration // this handle's default timeout; 0: the barrier's
+	shared  *int64        // the barrier's default timeout, in nanoseconds
 	check   time.Duration
 }
 
@@ -220,6 +226,7 @@ func Init(mem []byte, parties int, opts *Options) (*Barrier, error) {
 	}
 	atomic.StoreUint32(word32(mem, 0), 0)
 	atomic.StoreUint64((*uint64)(unsafe.Pointer(&mem[offRounds])), 0)
+	atomic.StoreInt64((*int64)(unsafe.Pointer(&mem[offTimeout])), int64(max(o.Timeout, 0)))
 	atomic.StoreUint32(word32(mem, offParties), uint32(parties))
 	atomic.StoreUint32(word32(mem, offHandles), uint32(handles))
 	atomic.StoreUint32(word32(mem, offVersion), Version)
@@ -272,6 +279,7 @@ func newHandle(mem []byte, parties uint32, handles int, o Options) (*Barrier, er
 		reg:     proc.Or(o.Registry),
 		action:  o.Action,
 		timeout: o.Timeout,
+		shared:  (*int64)(unsafe.Pointer(&mem[offTimeout])),
 		check:   o.CheckInterval,
 	}
 	b.self = b.reg.SelfPacked()
@@ -365,8 +373,12 @@ func gen(w uint32) uint32   { return w >> genShift }
 // outcome, which the action's run time bounds.
 func (b *Barrier) Wait(ctx context.Context) (int, error) {
 	var deadline time.Time
-	if b.timeout > 0 {
-		deadline = time.Now().Add(b.timeout)
+	d := b.timeout
+	if d <= 0 {
+		d = time.Duration(atomic.LoadInt64(b.shared)) // a negative one (corrupt) means none
+	}
+	if d > 0 {
+		deadline = time.Now().Add(d)
 	}
 	return b.wait(ctx, deadline)
 }
@@ -413,9 +425,11 @@ func (b *Barrier) wait(ctx context.Context, deadline time.Time) (int, error) {
 			// Draining, or the last party is running the action: wait
 			// for the next round to open.
 		} else {
-			if gen(w) != g || w&broken != 0 {
+			if gen(w) != g {
 				return -1, ErrBrokenBarrier
 			}
+			// A released round is complete even if the barrier broke
+			// while it drains: its parties leave with their indices.
 			if w&draining != 0 {
 				idx, err, ok := b.leave(w)
 				if !ok {
@@ -425,6 +439,9 @@ func (b *Barrier) wait(ctx context.Context, deadline time.Time) (int, error) {
 					futex.SpinDone(true)
 				}
 				return idx, err
+			}
+			if w&broken != 0 {
+				return -1, ErrBrokenBarrier
 			}
 			// Filling: wait for the release.
 		}
@@ -557,7 +574,7 @@ func (b *Barrier) timedOut(arrived bool, g uint32) bool {
 		if !arrived && w&broken != 0 {
 			return true
 		}
-		nw := w&^(draining|waiters) | broken
+		nw := w&^waiters | broken // a draining round still drains
 		if atomic.CompareAndSwapUint32(b.w, w, nw) {
 			if w&waiters != 0 {
 				futex.WakeAll(b.w)
@@ -589,7 +606,9 @@ func (b *Barrier) breakIf(cond func(w uint32) bool) {
 		if w&broken != 0 || !cond(w) {
 			return
 		}
-		if atomic.CompareAndSwapUint32(b.w, w, w&^(draining|waiters)|broken) {
+		// A draining round keeps draining: its released parties leave
+		// with their indices; the break holds for every later Wait.
+		if atomic.CompareAndSwapUint32(b.w, w, w&^waiters|broken) {
 			if w&waiters != 0 {
 				futex.WakeAll(b.w)
 			}
@@ -625,19 +644,28 @@ func (b *Barrier) reclaimDead() bool {
 }
 
 // Abort breaks the barrier: every Wait in progress and every later Wait
-// returns ErrBrokenBarrier until Reset.
+// returns ErrBrokenBarrier until Reset. The parties of a round that has
+// already tripped are not in progress: if Abort comes while they are
+// still leaving, each of them still gets its index.
 func (b *Barrier) Abort() { b.breakIf(always) }
 
 // Reset returns the barrier to its initial, empty state. Waits in progress
 // return ErrBrokenBarrier. A Reset while the barrier drains a released
-// round does nothing (as in Python): the released waiters keep their
-// indices and the next round opens when they have left.
+// round leaves the drain alone (as in Python): the released waiters keep
+// their indices and the next round opens, unbroken, when they have left.
+// Reset also frees the registration slots of dead processes.
 func (b *Barrier) Reset() {
 	b.reclaimDead() // a reset barrier starts without the dead
 	for {
 		w := atomic.LoadUint32(b.w)
-		if w&draining != 0 && w&broken == 0 {
-			return
+		if w&draining != 0 {
+			// The released parties are on their way out and keep their
+			// indices; a break during the drain is undone, so that the
+			// round they open is clean.
+			if w&broken == 0 || atomic.CompareAndSwapUint32(b.w, w, w&^broken) {
+				return
+			}
+			continue
 		}
 		nw := w&^(countMask|draining|broken|waiters) + 1<<genShift
 		if atomic.CompareAndSwapUint32(b.w, w, nw) {

@@ -22,6 +22,7 @@ func newBarrier(t testing.TB, parties int, opts *barrier.Options) (string, []byt
 		o = *opts
 	}
 	o.Registry = regtest.Registry(t, path)
+	registries[&mem[0]] = o.Registry
 	b, err := barrier.Init(mem[:barrier.SizeOf(parties, 0)], parties, &o)
 	if err != nil {
 		t.Fatal(err)
@@ -30,9 +31,21 @@ func newBarrier(t testing.TB, parties int, opts *barrier.Options) (string, []byt
 	return path, mem, b
 }
 
+// registries remembers the registry newBarrier gave each barrier, so that
+// attach names the same one: a handle without it would be a process the
+// registry cannot know, and so dead to the others.
+var registries = map[*byte]*shm.Registry{}
+
 func attach(t testing.TB, mem []byte, opts *barrier.Options) *barrier.Barrier {
 	t.Helper()
-	b, err := barrier.Attach(mem, opts)
+	o := barrier.Options{}
+	if opts != nil {
+		o = *opts
+	}
+	if o.Registry == nil {
+		o.Registry = registries[&mem[0]]
+	}
+	b, err := barrier.Attach(mem, &o)
 	if err != nil {
 		t.Fatal(err)
 	}

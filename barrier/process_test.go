@@ -34,6 +34,8 @@ func TestMain(m *testing.M) {
 	proctest.Register("actor", childActor)
 	proctest.Register("w5", childW5)
 	proctest.Register("observer", childObserver)
+	proctest.Register("drain", childDrain)
+	proctest.Register("timeout", childTimeout)
 	proctest.Main(m)
 }
 
