@@ -94,7 +94,11 @@
 //   - The file size is fixed at creation. A process that can write the
 //     file can still ftruncate a named segment under others' mappings, and
 //     then their accesses fault with SIGBUS. Anonymous segments are sealed
-//     against this; named ones rely on the file's mode (0600 by default).
+//     against this (and OpenFile refuses a memfd without F_SEAL_SHRINK and
+//     F_SEAL_GROW); named ones rely on the file's owner and mode, which
+//     Open and OpenOrCreate check before reading the file: a file owned by
+//     another user (unless Options.AllowOtherUsers) or writable by group
+//     or others beyond Options.Mode is refused with [ErrPermission].
 //   - On a file system without fallocate, Create falls back to a sparse
 //     file, and running out of space later raises SIGBUS.
 //   - A process that dies between creating the file and publishing its

@@ -124,13 +124,18 @@ func pathErr(err error) error {
 		return ErrExist
 	case errors.Is(err, syscall.ELOOP):
 		return fmt.Errorf("is a symbolic link (not followed): %w", err)
+	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
+		return fmt.Errorf("%w: %w", ErrPermission, err)
 	}
 	return err
 }
 
+// openFd opens path with O_NOFOLLOW|O_CLOEXEC|O_NONBLOCK added to flags:
+// O_NONBLOCK so that a FIFO in the place of a segment cannot block the
+// open (trustFile then refuses it before anything is read).
 func openFd(path string, flags int, mode uint32) (*os.File, error) {
 	for {
-		fd, err := unix.Open(path, flags|unix.O_NOFOLLOW|unix.O_CLOEXEC, mode)
+		fd, err := unix.Open(path, flags|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, mode)
 		if err == unix.EINTR {
 			continue
 		}
@@ -249,9 +254,12 @@ func newSegment(f *os.File, path string, mem []byte, h header, ready time.Durati
 
 // Open maps an existing named segment after validating its header.
 //
-// The file is opened with O_NOFOLLOW: a symbolic link in its place is an
-// error. Before anything is mapped, Open checks, in this order, with fstat
-// and pread: the magic (ErrNotSegment), the layout version (ErrVersion),
+// The file is opened with O_NOFOLLOW|O_NONBLOCK: a symbolic link in its
+// place is an error, and a FIFO cannot block it. Before anything is read,
+// fstat checks that it is a regular file (ErrNotSegment), owned by the
+// caller's effective uid unless Options.AllowOtherUsers, and not writable
+// by group or others beyond Options.Mode (ErrPermission). Before anything
+// is mapped, Open checks, in this order, with pread: the magic (ErrNotSegment), the layout version (ErrVersion),
 // the header checksum (ErrChecksum), the header's fields (ErrCorrupt) and
 // the file size against the size in the header (ErrTruncated). A segment
 // whose creator has not yet published its header fails with ErrNotSegment;
@@ -265,6 +273,10 @@ func Open(name string, opts *Options) (*Segment, error) {
 	if err != nil {
 		return nil, fmt.Errorf("shm: opening %s: %w", path, err)
 	}
+	if err := trustFile(f, opts); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("shm: opening %s: %w", path, err)
+	}
 	s, err := attach(f, path, opts.readyTimeout())
 	if err != nil {
 		f.Close()
@@ -275,19 +287,16 @@ func Open(name string, opts *Options) (*Segment, error) {
 
 // readHeader reads and validates the header of f without mapping it.
 func readHeader(f *os.File) (header, []byte, error) {
-	fi, err := f.Stat()
+	st, err := fileStat(f)
 	if err != nil {
 		return header{}, nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return header{}, nil, fmt.Errorf("not a regular file (%v): %w", fi.Mode().Type(), ErrNotSegment)
 	}
 	var b [fixedLen]byte
 	n, err := f.ReadAt(b[:], 0)
 	if err != nil && err != io.EOF {
 		return header{}, nil, fmt.Errorf("reading header: %w", err)
 	}
-	h, err := parseHeader(b[:n], fi.Size())
+	h, err := parseHeader(b[:n], st.Size)
 	return h, b[:n], err
 }
 
@@ -339,6 +348,10 @@ func openOrCreate(path string, opts *Options) (*Segment, error) {
 			continue // removed since: race to create again
 		}
 		if err != nil {
+			return nil, err
+		}
+		if err := trustFile(f, opts); err != nil {
+			f.Close()
 			return nil, err
 		}
 		s, err = attachWait(f, path, opts.readyTimeout(), deadline)
@@ -456,7 +469,12 @@ func createAnonymous(size int64) (_ *Segment, err error) {
 
 // OpenFile maps the segment behind an open file, such as an inherited memfd.
 //
-// The header is validated as by Open. OpenFile duplicates the descriptor:
+// The file must be a regular file. A memfd (any file without a name) must
+// be sealed with F_SEAL_SHRINK and F_SEAL_GROW, as CreateAnonymous seals
+// its own: otherwise whoever holds the descriptor could truncate it under
+// the mapping, and OpenFile refuses it with ErrPermission. A named file is
+// checked as Open checks it with default Options. The header is validated
+// as by Open. OpenFile duplicates the descriptor:
 // the caller still owns f and may close it at once; Close closes only the
 // duplicate. Path reports f.Name().
 func OpenFile(f *os.File) (*Segment, error) {
@@ -468,6 +486,10 @@ func OpenFile(f *os.File) (*Segment, error) {
 		return nil, fmt.Errorf("shm: opening %s: duplicating descriptor: %w", f.Name(), err)
 	}
 	nf := os.NewFile(uintptr(fd), f.Name())
+	if err := trustFile(nf, nil); err != nil {
+		nf.Close()
+		return nil, fmt.Errorf("shm: opening %s: %w", f.Name(), err)
+	}
 	s, err := attach(nf, f.Name(), DefaultReadyTimeout)
 	if err != nil {
 		nf.Close()

@@ -159,7 +159,7 @@ func TestLs(t *testing.T) {
 	if rc != exitOK {
 		t.Fatalf("ls: rc %d, stderr %s", rc, e)
 	}
-	if !regexp.MustCompile(`seg1\s+64K\s+\S+\s+7/\d+\s+` + fmt.Sprint(os.Getpid()) + ` \(running\)`).MatchString(out) {
+	if !regexp.MustCompile(`seg1\s+\S+ -rw-------\s+64K\s+\S+\s+7/\d+\s+` + fmt.Sprint(os.Getpid()) + ` \(running\)`).MatchString(out) {
 		t.Errorf("ls does not list seg1 with its size, objects and creator:\n%s", out)
 	}
 	if strings.Contains(out, "notes.txt") {
