@@ -494,8 +494,11 @@ func (b *Barrier) runAction() (err error) {
 // out opens the next round. ok is false if the CAS lost a race.
 func (b *Barrier) leave(w uint32) (idx int, err error, ok bool) {
 	c := count(w)
-	if c == 0 {
-		return -1, fmt.Errorf("barrier: draining with count 0: %w", shm.ErrCorrupt), true
+	if c == 0 || c >= b.parties {
+		// A round releases parties-1 waiters: any other count was not
+		// written by a Barrier, and the index it would give is out of
+		// 0..parties-1.
+		return -1, fmt.Errorf("barrier: draining with count %d, %d parties: %w", c, b.parties, shm.ErrCorrupt), true
 	}
 	nw := w - 1<<countShift
 	if c == 1 {

@@ -175,7 +175,10 @@ var hostileKinds = []*hostileKind{
 				if b.Broken() || rng.IntN(20) == 0 {
 					b.Reset()
 				}
-				_, err := b.WaitTimeout(time.Duration(rng.IntN(5)) * time.Millisecond)
+				idx, err := b.WaitTimeout(time.Duration(rng.IntN(5)) * time.Millisecond)
+				if err == nil && (idx < 0 || idx >= b.Parties()) {
+					return fmt.Errorf("index %d of a %d-party barrier with a nil error", idx, b.Parties())
+				}
 				return err
 			}, err
 		},
