@@ -242,14 +242,22 @@ func (v *Value[T]) Add(delta T) T { return v.c.add(delta) }
 // lock.
 func (v *Value[T]) Update(fn func(*T)) (T, error) { return v.UpdateContext(nil, fn) }
 
-// UpdateContext is Update that gives up with ctx.Err() when ctx is done
-// before the lock is acquired.
+// UpdateContext is Update that gives up with ctx.Err(), without applying
+// fn, when ctx is done before it holds the lock and, for a wide T, the
+// writer lock (which a Store, Swap or CompareAndSwap holds while it writes,
+// without the lock).
 func (v *Value[T]) UpdateContext(ctx context.Context, fn func(*T)) (T, error) {
 	if err := acquire(ctx, v.lk); err != nil {
 		var zero T
 		return zero, err
 	}
-	x := v.c.update(fn)
+	x, err := v.c.updateBound(fn, bound{ctx: ctx})
+	if err != nil {
+		// ctx ended while a writer (a Store of a wide T, which does not
+		// take the lock) held the writer lock: fn did not run.
+		v.lk.Release()
+		return x, err
+	}
 	if err := v.lk.Release(); err != nil {
 		return x, fmt.Errorf("value: releasing lock: %w", err)
 	}
