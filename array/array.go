@@ -358,6 +358,7 @@ func Create[T any](seg *shm.Segment, name string, n int, init []T, opts *Options
 	if err != nil {
 		return nil, fmt.Errorf("array: creating %q: %w", name, err)
 	}
+	shm.Keep(seg, a)
 	return a, nil
 }
 
@@ -371,7 +372,11 @@ func Open[T any](seg *shm.Segment, name string, opts *Options) (*Array[T], error
 	if err != nil {
 		return nil, fmt.Errorf("array: opening %q: %w", name, err)
 	}
-	return Attach[T](mem, opts)
+	h, err := Attach[T](mem, opts)
+	if err == nil {
+		shm.Keep(seg, h)
+	}
+	return h, err
 }
 
 func (a *Array[T]) acquire(ctx context.Context) error {

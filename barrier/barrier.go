@@ -293,6 +293,7 @@ func Create(seg *shm.Segment, name string, parties int, opts *Options) (*Barrier
 	if err != nil {
 		return nil, fmt.Errorf("barrier: creating %q: %w", name, err)
 	}
+	shm.Keep(seg, b)
 	return b, nil
 }
 
@@ -303,7 +304,11 @@ func Open(seg *shm.Segment, name string, opts *Options) (*Barrier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("barrier: opening %q: %w", name, err)
 	}
-	return Attach(mem, opts)
+	h, err := Attach(mem, opts)
+	if err == nil {
+		shm.Keep(seg, h)
+	}
+	return h, err
 }
 
 // Close deregisters this handle: from now on the death of this process no

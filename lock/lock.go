@@ -141,6 +141,7 @@ func Create(seg *shm.Segment, name string, opts *Options) (*Lock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lock: creating %q: %w", name, err)
 	}
+	shm.Keep(seg, l)
 	return l, nil
 }
 
@@ -150,7 +151,11 @@ func Open(seg *shm.Segment, name string, opts *Options) (*Lock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lock: opening %q: %w", name, err)
 	}
-	return Attach(mem, opts)
+	h, err := Attach(mem, opts)
+	if err == nil {
+		shm.Keep(seg, h)
+	}
+	return h, err
 }
 
 // Acquire blocks until the lock is held or ctx is done. It returns nil;

@@ -195,6 +195,7 @@ func Create(seg *shm.Segment, name string, opts *Options) (*RLock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rlock: creating %q: %w", name, err)
 	}
+	shm.Keep(seg, r)
 	return r, nil
 }
 
@@ -205,7 +206,11 @@ func Open(seg *shm.Segment, name string, opts *Options) (*RLock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rlock: opening %q: %w", name, err)
 	}
-	return Attach(mem, opts)
+	h, err := Attach(mem, opts)
+	if err == nil {
+		shm.Keep(seg, h)
+	}
+	return h, err
 }
 
 // owns reports whether goroutine g of this process owns the lock. The

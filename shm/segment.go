@@ -42,7 +42,8 @@ var lockTimeout = 10 * time.Second
 type Segment struct {
 	f     *os.File
 	path  string
-	mem   []byte
+	mem   []byte   // nil after Close
+	m     *mapping // the mapping's reference count (see Keep); nil after Close
 	hdr   header
 	lock  robust.Mutex
 	ready time.Duration // Lookup's wait for initializing objects
@@ -246,6 +247,7 @@ func newSegment(f *os.File, path string, mem []byte, h header, ready time.Durati
 		f:     f,
 		path:  path,
 		mem:   mem,
+		m:     newMapping(mem),
 		hdr:   h,
 		lock:  robust.New(u64(mem, offLock), 0),
 		ready: ready,
@@ -508,18 +510,24 @@ func (s *Segment) Path() string { return s.path }
 // Size returns the mapped size, zero after Close.
 func (s *Segment) Size() int64 { return int64(len(s.mem)) }
 
-// Close unmaps the segment and closes its file. It does not remove the file.
-// Closing twice returns nil. Objects obtained from the segment must not be
-// used after Close.
+// Close releases this process's handle on the segment: it closes the file
+// and unmaps the segment, unless object handles placed in it (by the
+// Create and Open functions of mpipc's packages) are still reachable: the
+// mapping then stays until the garbage collector has found the last of
+// them unreachable, so that using an object after Close works on the
+// shared memory and never faults (see Keep). Byte slices returned by Alloc
+// and Lookup are not handles: do not use them after Close. Alloc, Lookup
+// and Objects fail with ErrClosed after Close. Close does not remove the
+// file. Closing twice returns nil.
 func (s *Segment) Close() error {
 	s.closeMu.Lock()
 	defer s.closeMu.Unlock()
 	var errs []error
-	if s.mem != nil {
-		if err := unix.Munmap(s.mem); err != nil {
+	if s.m != nil {
+		if err := s.m.release(); err != nil {
 			errs = append(errs, fmt.Errorf("unmapping: %w", err))
 		}
-		s.mem = nil
+		s.m, s.mem = nil, nil
 	}
 	if s.f != nil {
 		if err := s.f.Close(); err != nil {

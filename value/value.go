@@ -158,37 +158,41 @@ func spec[T any](name string) (shm.Spec, typeinfo.Info, error) {
 		Fingerprint: info.Fingerprint, Size: int64(size)}, info, nil
 }
 
-// create allocates the object named name in seg and initializes it with init.
-func create[T, H any](seg *shm.Segment, name string, init func([]byte) (H, error)) (H, error) {
-	var h H
+// create allocates the object named name in seg and initializes it with
+// init; the handle keeps the mapping (shm.Keep).
+func create[T, H any](seg *shm.Segment, name string, init func([]byte) (*H, error)) (*H, error) {
+	var h *H
 	sp, _, err := spec[T](name)
 	if err != nil {
-		return h, err
+		return nil, err
 	}
 	_, err = seg.Alloc(sp, func(mem []byte) (err error) {
 		h, err = init(mem)
 		return err
 	})
 	if err != nil {
-		return h, fmt.Errorf("value: creating %q: %w", name, err)
+		return nil, fmt.Errorf("value: creating %q: %w", name, err)
 	}
+	shm.Keep(seg, h)
 	return h, nil
 }
 
 // open finds the object named name in seg (kind and type checked) and
-// attaches to it with attach.
-func open[T, H any](seg *shm.Segment, name string, attach func([]byte) (H, error)) (H, error) {
+// attaches to it with attach; the handle keeps the mapping (shm.Keep).
+func open[T, H any](seg *shm.Segment, name string, attach func([]byte) (*H, error)) (*H, error) {
 	sp, _, err := spec[T](name)
 	if err != nil {
-		var h H
-		return h, err
+		return nil, err
 	}
 	mem, err := seg.Lookup(sp)
 	if err != nil {
-		var h H
-		return h, fmt.Errorf("value: opening %q: %w", name, err)
+		return nil, fmt.Errorf("value: opening %q: %w", name, err)
 	}
-	return attach(mem)
+	h, err := attach(mem)
+	if err == nil {
+		shm.Keep(seg, h)
+	}
+	return h, err
 }
 
 // Create places a new Value named name holding initial in seg. It fails
