@@ -313,3 +313,20 @@ func TestUnsealedMemfdTruncatedByPeer(t *testing.T) {
 		t.Fatalf("receiver said %q, want it refused with ErrPermission; output %s", line, strings.TrimSpace(r.Stdout))
 	}
 }
+
+// TestUnnamedFileRefused: a file without a name that is not a sealed memfd
+// (here an O_TMPFILE) is refused by OpenFile: whoever holds it could
+// truncate it.
+func TestUnnamedFileRefused(t *testing.T) {
+	for _, dir := range []string{DefaultDir, os.TempDir()} {
+		fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			t.Logf("%s: O_TMPFILE not supported (%v)", dir, err)
+			continue
+		}
+		f := os.NewFile(uintptr(fd), "tmpfile")
+		_, err = OpenFile(f)
+		f.Close()
+		wantPermission(t, "OpenFile of an O_TMPFILE in "+dir, err)
+	}
+}
