@@ -43,6 +43,54 @@ import (
 // peerSlack is how late past its own deadline a call may return.
 const peerSlack = 100 * time.Millisecond
 
+// A stall probe tells the library's lateness from the machine's: on a
+// loaded machine (two cores shared by many test runs) the whole process
+// can go without a CPU for over 100 ms. The probe is a goroutine that
+// wakes every probePeriod and records the longest gap between its
+// wake-ups; a call is late only by what exceeds peerSlack plus the longest
+// stall the probe saw meanwhile. A call that blocks its own thread too
+// long (in a futex wait past its deadline, say) does not stop the probe,
+// which runs on another thread, so such lateness is still caught.
+const probePeriod = 500 * time.Microsecond
+
+type stallProbe struct {
+	last   atomic.Int64 // unix ns of the last wake-up
+	maxGap atomic.Int64 // longest gap since reset, ns
+	stop   atomic.Bool
+	done   chan struct{}
+}
+
+func startProbe() *stallProbe {
+	p := &stallProbe{done: make(chan struct{})}
+	p.last.Store(time.Now().UnixNano())
+	go func() {
+		defer close(p.done)
+		for !p.stop.Load() {
+			time.Sleep(probePeriod)
+			now := time.Now().UnixNano()
+			gap := now - p.last.Swap(now)
+			for {
+				m := p.maxGap.Load()
+				if gap <= m || p.maxGap.CompareAndSwap(m, gap) {
+					break
+				}
+			}
+		}
+	}()
+	return p
+}
+
+func (p *stallProbe) reset() { p.maxGap.Store(0) }
+
+// stall returns the longest time the probe went without running since
+// reset, beyond its period, the gap still open included.
+func (p *stallProbe) stall() time.Duration {
+	open := time.Now().UnixNano() - p.last.Load()
+	return max(time.Duration(max(p.maxGap.Load(), open))-probePeriod, 0)
+}
+
+func (p *stallProbe) close() { p.stop.Store(true); <-p.done }
+
 // peerOp is one operation of the party: it must return within limit (its
 // own timeout) plus peerSlack.
 type peerOp struct {
@@ -157,8 +205,11 @@ func fuzzPeer(f *testing.F, k peerKind) {
 			stop.Store(true)
 			wg.Wait()
 		}()
+		probe := startProbe()
+		defer probe.close()
 		for range peerOpsPerInput {
 			op := ops[rng.IntN(len(ops))]
+			probe.reset()
 			start := time.Now()
 			err := func() (err error) {
 				defer func() {
@@ -169,7 +220,10 @@ func fuzzPeer(f *testing.F, k peerKind) {
 				return op.run()
 			}()
 			if late := time.Since(start) - op.limit; late > peerSlack {
-				t.Fatalf("%s %s returned %v after its deadline (%v)", k.name, op.name, late, op.limit)
+				if stall := probe.stall(); late > peerSlack+stall {
+					t.Fatalf("%s %s returned %v after its deadline (%v); the process stalled %v meanwhile",
+						k.name, op.name, late, op.limit, stall)
+				}
 			}
 			if err != nil {
 				if c := classify(hk, err); c != "ErrCorrupt" && c != "documented" {
