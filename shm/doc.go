@@ -62,8 +62,10 @@
 //
 // # Validation
 //
-// Open, OpenFile and [Inspect] validate without touching a mapping: fstat,
-// then pread of the header, then in this order magic ([ErrNotSegment]),
+// Open, OpenFile and [Inspect] validate without touching a mapping: fstat
+// (a regular file, or [ErrNotSegment]; for Open, OpenOrCreate and
+// OpenFile also its owner and mode, or a memfd's seals, or
+// [ErrPermission]), then pread of the header, then in this order magic ([ErrNotSegment]),
 // version ([ErrVersion]), checksum ([ErrChecksum]), the fields themselves
 // ([ErrCorrupt]: a hostile writer can recompute a checksum), and the file
 // size against S ([ErrTruncated]). Only then is the file mapped. Every

@@ -261,9 +261,10 @@ func newSegment(f *os.File, path string, mem []byte, h header, ready time.Durati
 // fstat checks that it is a regular file (ErrNotSegment), owned by the
 // caller's effective uid unless Options.AllowOtherUsers, and not writable
 // by group or others beyond Options.Mode (ErrPermission). Before anything
-// is mapped, Open checks, in this order, with pread: the magic (ErrNotSegment), the layout version (ErrVersion),
-// the header checksum (ErrChecksum), the header's fields (ErrCorrupt) and
-// the file size against the size in the header (ErrTruncated). A segment
+// is mapped, Open checks, in this order, with pread: the magic
+// (ErrNotSegment), the layout version (ErrVersion), the header checksum
+// (ErrChecksum), the header's fields (ErrCorrupt) and the file size
+// against the size in the header (ErrTruncated). A segment
 // whose creator has not yet published its header fails with ErrNotSegment;
 // OpenOrCreate waits for it instead. Options.Size is ignored.
 func Open(name string, opts *Options) (*Segment, error) {
@@ -476,9 +477,9 @@ func createAnonymous(size int64) (_ *Segment, err error) {
 // its own: otherwise whoever holds the descriptor could truncate it under
 // the mapping, and OpenFile refuses it with ErrPermission. A named file is
 // checked as Open checks it with default Options. The header is validated
-// as by Open. OpenFile duplicates the descriptor:
-// the caller still owns f and may close it at once; Close closes only the
-// duplicate. Path reports f.Name().
+// as by Open. OpenFile duplicates the descriptor: the caller still owns f
+// and may close it at once; Close closes only the duplicate. Path reports
+// f.Name().
 func OpenFile(f *os.File) (*Segment, error) {
 	if f == nil {
 		return nil, fmt.Errorf("shm: opening file: nil *os.File: %w", ErrNotExist)
