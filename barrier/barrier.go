@@ -439,8 +439,14 @@ func (b *Barrier) wait(ctx context.Context, deadline time.Time) (int, error) {
 				b.checkParties()
 			}
 		case ctx != nil && err == ctx.Err():
-			if !arrived || b.withdraw(g) {
+			if !arrived {
 				return -1, err
+			}
+			switch ok, cerr := b.withdraw(g); {
+			case ok:
+				return -1, err
+			case cerr != nil:
+				return -1, cerr
 			}
 			// Released, broken, or the last party arrived: no longer
 			// ours to withdraw; wait for the outcome without ctx.
@@ -448,8 +454,10 @@ func (b *Barrier) wait(ctx context.Context, deadline time.Time) (int, error) {
 		default:
 			// The futex system call failed (it cannot on valid
 			// memory): do not leave the others waiting for us.
-			if arrived && !b.withdraw(g) {
-				b.breakIf(func(w uint32) bool { return gen(w) == g })
+			if arrived {
+				if ok, _ := b.withdraw(g); !ok {
+					b.breakIf(func(w uint32) bool { return gen(w) == g })
+				}
 			}
 			return -1, err
 		}
@@ -542,15 +550,21 @@ func (b *Barrier) timedOut(arrived bool, g uint32) bool {
 }
 
 // withdraw takes back an arrival in generation g that was not released.
-// It reports false if that is no longer possible.
-func (b *Barrier) withdraw(g uint32) bool {
+// It reports false if that is no longer possible. A count of zero while
+// filling generation g, which our own arrival rules out, was written by a
+// peer: then there is no outcome to wait for, and withdraw returns
+// shm.ErrCorrupt.
+func (b *Barrier) withdraw(g uint32) (bool, error) {
 	for {
 		w := atomic.LoadUint32(b.w)
-		if gen(w) != g || w&(broken|draining) != 0 || count(w) == b.parties || count(w) == 0 {
-			return false
+		if gen(w) != g || w&(broken|draining) != 0 || count(w) == b.parties {
+			return false, nil
+		}
+		if count(w) == 0 {
+			return false, fmt.Errorf("barrier: count 0 in the round this party arrived in: %w", shm.ErrCorrupt)
 		}
 		if atomic.CompareAndSwapUint32(b.w, w, w-1<<countShift) {
-			return true
+			return true, nil
 		}
 	}
 }

@@ -1,12 +1,14 @@
 package barrier_test
 
 import (
+	"context"
 	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
 	"unsafe"
 
+	"github.com/mpipc/mpipc/barrier"
 	"github.com/mpipc/mpipc/futex"
 	"github.com/mpipc/mpipc/shm"
 )
@@ -45,5 +47,37 @@ func TestHostileDrainingCount(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatalf("count %d: Wait still blocked", c)
 		}
+	}
+}
+
+// TestHostileCountErasedThenCancelled: a peer erases this party's arrival
+// (count 0 in its round) and the party's context ends. There is no round
+// outcome to wait for: Wait must return shm.ErrCorrupt, not wait forever.
+func TestHostileCountErasedThenCancelled(t *testing.T) {
+	_, mem, b := newBarrier(t, 2, &barrier.Options{CheckInterval: 5 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.Wait(ctx)
+		done <- err
+	}()
+	waitFor(t, "the first party to arrive", func() bool { return b.NWaiting() == 1 })
+	w := (*uint32)(unsafe.Pointer(&mem[0]))
+	const countMask = 1023 << 3
+	for {
+		old := atomic.LoadUint32(w)
+		if atomic.CompareAndSwapUint32(w, old, old&^countMask) {
+			break
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, shm.ErrCorrupt) {
+			t.Fatalf("Wait returned %v, want shm.ErrCorrupt", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Wait still blocked 5 s after its context ended")
 	}
 }

@@ -248,7 +248,7 @@ var hostileKinds = []*hostileKind{
 				return err
 			}, err
 		},
-		allowed: []error{lock.ErrNotRecoverable, lock.ErrNotLocked, context.DeadlineExceeded},
+		allowed: []error{lock.ErrNotRecoverable, lock.ErrNotLocked, lock.ErrNotInconsistent, context.DeadlineExceeded},
 	},
 	{
 		name: "array",
@@ -268,7 +268,9 @@ var hostileKinds = []*hostileKind{
 				return a.UpdateContext(ctx, 0, 8, func(s []int64) { s[0]++ })
 			}, err
 		},
-		allowed: []error{lock.ErrNotRecoverable, lock.ErrNotLocked, context.DeadlineExceeded},
+		// ErrNotInconsistent: a peer rewrote the lock word between the
+		// takeover of a dead owner's lock and Consistent.
+		allowed: []error{lock.ErrNotRecoverable, lock.ErrNotLocked, lock.ErrNotInconsistent, context.DeadlineExceeded},
 	},
 	{
 		name: "queue",
