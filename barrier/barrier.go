@@ -82,6 +82,11 @@ const (
 	genShift   = countShift + countBits // generation from here
 )
 
+// outcomeGrace is how long a Wait whose timeout passed or whose context
+// ended after the last party arrived waits for the round's outcome (the
+// last party's action) before it breaks the round. A variable for tests.
+var outcomeGrace = 50 * time.Millisecond
+
 // DefaultCheckInterval is how often a sleeping waiter checks whether every
 // registered process is alive, when Options.CheckInterval is zero.
 const DefaultCheckInterval = 100 * time.Millisecond
@@ -333,7 +338,9 @@ func gen(w uint32) uint32   { return w >> genShift }
 // (or ErrActionPanicked) for the party whose action failed; ctx.Err(),
 // leaving the barrier as it was (the arrival is withdrawn) — unless the
 // last party had already arrived, in which case Wait waits for the round's
-// outcome, which the action's run time bounds.
+// outcome, for at most 50 ms more; if the last party's action takes longer
+// than that, Wait breaks the barrier and returns ctx.Err() (the action's
+// party then gets ErrBrokenBarrier).
 func (b *Barrier) Wait(ctx context.Context) (int, error) {
 	var deadline time.Time
 	if b.timeout > 0 {
@@ -353,6 +360,7 @@ func (b *Barrier) WaitTimeout(d time.Duration) (int, error) {
 func (b *Barrier) wait(ctx context.Context, deadline time.Time) (int, error) {
 	var (
 		g         uint32 // generation of the round we arrived in
+		graceErr  error  // set while waiting out outcomeGrace: what to return after it
 		arrived   bool
 		spins     int // iterations spent waiting without sleeping
 		slept     bool
@@ -427,11 +435,18 @@ func (b *Barrier) wait(ctx context.Context, deadline time.Time) (int, error) {
 		case err == futex.ErrTimeout:
 			now := time.Now()
 			if !deadline.IsZero() && !now.Before(deadline) {
+				if graceErr != nil {
+					// The outcome did not come within outcomeGrace: the
+					// action runs long, or a peer forged "last party
+					// arrived". Break the round rather than wait on.
+					b.breakIf(func(w uint32) bool { return gen(w) == g && w&draining == 0 })
+					return -1, graceErr
+				}
 				if b.timedOut(arrived, g) {
 					return -1, ErrTimedOut
 				}
 				// The last party arrived: the outcome is near.
-				deadline = time.Time{}
+				deadline, graceErr = now.Add(outcomeGrace), ErrTimedOut
 				continue
 			}
 			if !now.Before(nextCheck) {
@@ -449,8 +464,9 @@ func (b *Barrier) wait(ctx context.Context, deadline time.Time) (int, error) {
 				return -1, cerr
 			}
 			// Released, broken, or the last party arrived: no longer
-			// ours to withdraw; wait for the outcome without ctx.
-			ctx = nil
+			// ours to withdraw; wait for the outcome without ctx, for
+			// at most outcomeGrace.
+			ctx, deadline, graceErr = nil, time.Now().Add(outcomeGrace), err
 		default:
 			// The futex system call failed (it cannot on valid
 			// memory): do not leave the others waiting for us.

@@ -81,3 +81,60 @@ func TestHostileCountErasedThenCancelled(t *testing.T) {
 		t.Fatal("Wait still blocked 5 s after its context ended")
 	}
 }
+
+// TestHostileForgedLastArrival: a peer writes "the last party arrived"
+// (count == parties, not draining) into the round a party waits in, and
+// keeps it there. A timed or cancelled Wait waits for the round's outcome
+// only a short grace (50 ms) past its deadline, then breaks the barrier.
+func TestHostileForgedLastArrival(t *testing.T) {
+	for _, how := range []string{"timeout", "context"} {
+		t.Run(how, func(t *testing.T) {
+			_, mem, b := newBarrier(t, 2, &barrier.Options{CheckInterval: 5 * time.Millisecond})
+			const d = 30 * time.Millisecond
+			ctx, cancel := context.WithTimeout(context.Background(), d)
+			defer cancel()
+			type res struct {
+				err     error
+				elapsed time.Duration
+			}
+			done := make(chan res, 1)
+			go func() {
+				start := time.Now()
+				var err error
+				if how == "timeout" {
+					_, err = b.WaitTimeout(d)
+				} else {
+					_, err = b.Wait(ctx)
+				}
+				done <- res{err, time.Since(start)}
+			}()
+			waitFor(t, "the first party to arrive", func() bool { return b.NWaiting() == 1 })
+			w := (*uint32)(unsafe.Pointer(&mem[0]))
+			const countShift, countMask = 3, 1023 << 3
+			for {
+				old := atomic.LoadUint32(w)
+				if atomic.CompareAndSwapUint32(w, old, old&^countMask|2<<countShift) {
+					break
+				}
+			}
+			select {
+			case r := <-done:
+				want := error(barrier.ErrTimedOut)
+				if how == "context" {
+					want = context.DeadlineExceeded
+				}
+				if !errors.Is(r.err, want) {
+					t.Errorf("Wait returned %v, want %v", r.err, want)
+				}
+				if r.elapsed < d || r.elapsed > d+50*time.Millisecond+100*time.Millisecond {
+					t.Errorf("Wait returned after %v, want %v plus the 50 ms grace (+100 ms)", r.elapsed, d)
+				}
+				if !b.Broken() {
+					t.Error("the barrier is not broken after the grace ran out")
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("Wait still blocked 5 s after its deadline")
+			}
+		})
+	}
+}
