@@ -415,6 +415,7 @@ func Create[T any](seg *shm.Segment, name string, n int, init []T, opts *Options
 	if err != nil {
 		return nil, fmt.Errorf("array: creating %q: %w", name, err)
 	}
+	shm.Keep(seg, a)
 	return a, nil
 }
 
@@ -428,7 +429,11 @@ func Open[T any](seg *shm.Segment, name string, opts *Options) (*Array[T], error
 	if err != nil {
 		return nil, fmt.Errorf("array: opening %q: %w", name, err)
 	}
-	return Attach[T](mem, opts.in(seg))
+	h, err := Attach[T](mem, opts.in(seg))
+	if err == nil {
+		shm.Keep(seg, h)
+	}
+	return h, err
 }
 
 // OpenOrCreate opens the Array[T] (of n elements from init if it creates it) named name in seg, creating it if it does

@@ -57,6 +57,7 @@ func CreateRaw[T any](seg *shm.Segment, name string, n int, init []T) (*RawArray
 	if err != nil {
 		return nil, fmt.Errorf("array: creating %q: %w", name, err)
 	}
+	shm.Keep(seg, a)
 	return a, nil
 }
 
@@ -70,7 +71,11 @@ func OpenRaw[T any](seg *shm.Segment, name string) (*RawArray[T], error) {
 	if err != nil {
 		return nil, fmt.Errorf("array: opening %q: %w", name, err)
 	}
-	return AttachRaw[T](mem)
+	h, err := AttachRaw[T](mem)
+	if err == nil {
+		shm.Keep(seg, h)
+	}
+	return h, err
 }
 
 // OpenOrCreateRaw opens the RawArray[T] (of n elements from init if it creates it) named name in seg, creating it if it does

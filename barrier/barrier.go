@@ -85,6 +85,11 @@ const (
 	genShift   = countShift + countBits // generation from here
 )
 
+// outcomeGrace is how long a Wait whose timeout passed or whose context
+// ended after the last party arrived waits for the round's outcome (the
+// last party's action) before it breaks the round. A variable for tests.
+var outcomeGrace = 50 * time.Millisecond
+
 // DefaultCheckInterval is how often a sleeping waiter checks whether every
 // registered process is alive, when Options.CheckInterval is zero.
 const DefaultCheckInterval = 100 * time.Millisecond
@@ -327,6 +332,7 @@ func Create(seg *shm.Segment, name string, parties int, opts *Options) (*Barrier
 	if err != nil {
 		return nil, fmt.Errorf("barrier: creating %q: %w", name, err)
 	}
+	shm.Keep(seg, b)
 	return b, nil
 }
 
@@ -337,12 +343,17 @@ func Open(seg *shm.Segment, name string, opts *Options) (*Barrier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("barrier: opening %q: %w", name, err)
 	}
-	return Attach(mem, opts.in(seg))
+	h, err := Attach(mem, opts.in(seg))
+	if err == nil {
+		shm.Keep(seg, h)
+	}
+	return h, err
 }
 
-// OpenOrCreate opens the Barrier for parties parties (used only if it creates it), registering the calling process, named name in seg, creating it if it does
-// not exist, in one race-free call: of several processes calling it at
-// once one creates the object and the others open it (see shm.OrOpen).
+// OpenOrCreate opens the Barrier named name in seg, creating it for
+// parties parties if it does not exist, and registers the calling process
+// in it, in one race-free call: of several processes calling it at once
+// one creates the object and the others open it (see shm.OrOpen).
 func OpenOrCreate(seg *shm.Segment, name string, parties int, opts *Options) (*Barrier, error) {
 	return shm.OrOpen(func() (*Barrier, error) { return Create(seg, name, parties, opts) },
 		func() (*Barrier, error) { return Open(seg, name, opts) })
@@ -370,7 +381,9 @@ func gen(w uint32) uint32   { return w >> genShift }
 // (or ErrActionPanicked) for the party whose action failed; ctx.Err(),
 // leaving the barrier as it was (the arrival is withdrawn) — unless the
 // last party had already arrived, in which case Wait waits for the round's
-// outcome, which the action's run time bounds.
+// outcome, for at most 50 ms more; if the last party's action takes longer
+// than that, Wait breaks the barrier and returns ctx.Err() (the action's
+// party then gets ErrBrokenBarrier).
 func (b *Barrier) Wait(ctx context.Context) (int, error) {
 	var deadline time.Time
 	d := b.timeout
@@ -394,6 +407,7 @@ func (b *Barrier) WaitTimeout(d time.Duration) (int, error) {
 func (b *Barrier) wait(ctx context.Context, deadline time.Time) (int, error) {
 	var (
 		g         uint32 // generation of the round we arrived in
+		graceErr  error  // set while waiting out outcomeGrace: what to return after it
 		arrived   bool
 		spins     int // iterations spent waiting without sleeping
 		slept     bool
@@ -473,11 +487,18 @@ func (b *Barrier) wait(ctx context.Context, deadline time.Time) (int, error) {
 		case err == futex.ErrTimeout:
 			now := time.Now()
 			if !deadline.IsZero() && !now.Before(deadline) {
+				if graceErr != nil {
+					// The outcome did not come within outcomeGrace: the
+					// action runs long, or a peer forged "last party
+					// arrived". Break the round rather than wait on.
+					b.breakIf(func(w uint32) bool { return gen(w) == g && w&draining == 0 })
+					return -1, graceErr
+				}
 				if b.timedOut(arrived, g) {
 					return -1, ErrTimedOut
 				}
 				// The last party arrived: the outcome is near.
-				deadline = time.Time{}
+				deadline, graceErr = now.Add(outcomeGrace), ErrTimedOut
 				continue
 			}
 			if !now.Before(nextCheck) {
@@ -485,17 +506,26 @@ func (b *Barrier) wait(ctx context.Context, deadline time.Time) (int, error) {
 				b.checkParties()
 			}
 		case ctx != nil && err == ctx.Err():
-			if !arrived || b.withdraw(g) {
+			if !arrived {
 				return -1, err
 			}
+			switch ok, cerr := b.withdraw(g); {
+			case ok:
+				return -1, err
+			case cerr != nil:
+				return -1, cerr
+			}
 			// Released, broken, or the last party arrived: no longer
-			// ours to withdraw; wait for the outcome without ctx.
-			ctx = nil
+			// ours to withdraw; wait for the outcome without ctx, for
+			// at most outcomeGrace.
+			ctx, deadline, graceErr = nil, time.Now().Add(outcomeGrace), err
 		default:
 			// The futex system call failed (it cannot on valid
 			// memory): do not leave the others waiting for us.
-			if arrived && !b.withdraw(g) {
-				b.breakIf(func(w uint32) bool { return gen(w) == g })
+			if arrived {
+				if ok, _ := b.withdraw(g); !ok {
+					b.breakIf(func(w uint32) bool { return gen(w) == g })
+				}
 			}
 			return -1, err
 		}
@@ -545,8 +575,11 @@ func (b *Barrier) runAction() (err error) {
 // out opens the next round. ok is false if the CAS lost a race.
 func (b *Barrier) leave(w uint32) (idx int, err error, ok bool) {
 	c := count(w)
-	if c == 0 {
-		return -1, fmt.Errorf("barrier: draining with count 0: %w", shm.ErrCorrupt), true
+	if c == 0 || c >= b.parties {
+		// A round releases parties-1 waiters: any other count was not
+		// written by a Barrier, and the index it would give is out of
+		// 0..parties-1.
+		return -1, fmt.Errorf("barrier: draining with count %d, %d parties: %w", c, b.parties, shm.ErrCorrupt), true
 	}
 	nw := w - 1<<countShift
 	if c == 1 {
@@ -585,15 +618,21 @@ func (b *Barrier) timedOut(arrived bool, g uint32) bool {
 }
 
 // withdraw takes back an arrival in generation g that was not released.
-// It reports false if that is no longer possible.
-func (b *Barrier) withdraw(g uint32) bool {
+// It reports false if that is no longer possible. A count of zero while
+// filling generation g, which our own arrival rules out, was written by a
+// peer: then there is no outcome to wait for, and withdraw returns
+// shm.ErrCorrupt.
+func (b *Barrier) withdraw(g uint32) (bool, error) {
 	for {
 		w := atomic.LoadUint32(b.w)
-		if gen(w) != g || w&(broken|draining) != 0 || count(w) == b.parties || count(w) == 0 {
-			return false
+		if gen(w) != g || w&(broken|draining) != 0 || count(w) == b.parties {
+			return false, nil
+		}
+		if count(w) == 0 {
+			return false, fmt.Errorf("barrier: count 0 in the round this party arrived in: %w", shm.ErrCorrupt)
 		}
 		if atomic.CompareAndSwapUint32(b.w, w, w-1<<countShift) {
-			return true
+			return true, nil
 		}
 	}
 }
@@ -651,22 +690,22 @@ func (b *Barrier) Abort() { b.breakIf(always) }
 
 // Reset returns the barrier to its initial, empty state. Waits in progress
 // return ErrBrokenBarrier. A Reset while the barrier drains a released
-// round leaves the drain alone (as in Python): the released waiters keep
-// their indices and the next round opens, unbroken, when they have left.
-// Reset also frees the registration slots of dead processes.
+// round does nothing (as in Python): the released waiters keep their
+// indices and the next round opens when they have left. If the barrier
+// also broke during that drain (an Abort, or a released party that died
+// and will never leave), Reset cuts the drain short: released parties that
+// have not left yet get ErrBrokenBarrier. Reset also frees the
+// registration slots of dead processes.
 func (b *Barrier) Reset() {
 	b.reclaimDead() // a reset barrier starts without the dead
 	for {
 		w := atomic.LoadUint32(b.w)
-		if w&draining != 0 {
-			// The released parties are on their way out and keep their
-			// indices; a break during the drain is undone, so that the
-			// round they open is clean.
-			if w&broken == 0 || atomic.CompareAndSwapUint32(b.w, w, w&^broken) {
-				return
-			}
-			continue
+		if w&draining != 0 && w&broken == 0 {
+			return // the released parties are on their way out
 		}
+		// Broken while draining: a released party may be dead and never
+		// leave, so the drain is cut short; released parties that have not
+		// left yet get ErrBrokenBarrier.
 		nw := w&^(countMask|draining|broken|waiters) + 1<<genShift
 		if atomic.CompareAndSwapUint32(b.w, w, nw) {
 			if w&waiters != 0 {

@@ -94,7 +94,11 @@
 //     is at most an action away, and Wait waits for it and returns it.
 //   - A Wait whose timeout passes after the last party arrived waits for
 //     the action to finish too, as in Python (whose action runs under the
-//     barrier's lock).
+//     barrier's lock) — but, cancelled or timed out, for at most 50 ms
+//     more: then it breaks the barrier (the action's party gets
+//     ErrBrokenBarrier). An action that outlasts the others' timeouts by
+//     more than that breaks its round; and a state word a peer forged to
+//     look like an action in progress cannot hold a timed Wait longer.
 //   - Wakeups are broadcast: a release wakes every sleeper of every
 //     process; with many parties asleep, that is O(parties) wakeups.
 //   - The generation has 19 bits. A waiter that sleeps, without running,

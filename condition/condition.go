@@ -431,6 +431,7 @@ func Create(seg *shm.Segment, name, lockName string, opts *Options) (*Condition,
 	if err != nil {
 		return nil, fmt.Errorf("condition: creating %q: %w", name, err)
 	}
+	shm.Keep(seg, c)
 	return c, nil
 }
 
@@ -467,6 +468,7 @@ func Open(seg *shm.Segment, name string, opts *Options) (*Condition, error) {
 	if k != kind {
 		return nil, fmt.Errorf("condition: opening %q: %w", name, ErrLockType)
 	}
+	shm.Keep(seg, c)
 	return c, nil
 }
 

@@ -136,6 +136,7 @@ func Create(seg *shm.Segment, name string, opts *Options) (*Event, error) {
 	if err != nil {
 		return nil, fmt.Errorf("event: creating %q: %w", name, err)
 	}
+	shm.Keep(seg, e)
 	return e, nil
 }
 
@@ -145,7 +146,11 @@ func Open(seg *shm.Segment, name string, opts *Options) (*Event, error) {
 	if err != nil {
 		return nil, fmt.Errorf("event: opening %q: %w", name, err)
 	}
-	return Attach(mem, opts)
+	h, err := Attach(mem, opts)
+	if err == nil {
+		shm.Keep(seg, h)
+	}
+	return h, err
 }
 
 // OpenOrCreate opens the Event named name in seg, creating it if it does

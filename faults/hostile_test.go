@@ -175,7 +175,10 @@ var hostileKinds = []*hostileKind{
 				if b.Broken() || rng.IntN(20) == 0 {
 					b.Reset()
 				}
-				_, err := b.WaitTimeout(time.Duration(rng.IntN(5)) * time.Millisecond)
+				idx, err := b.WaitTimeout(time.Duration(rng.IntN(5)) * time.Millisecond)
+				if err == nil && (idx < 0 || idx >= b.Parties()) {
+					return fmt.Errorf("index %d of a %d-party barrier with a nil error", idx, b.Parties())
+				}
 				return err
 			}, err
 		},
@@ -245,7 +248,7 @@ var hostileKinds = []*hostileKind{
 				return err
 			}, err
 		},
-		allowed: []error{lock.ErrNotRecoverable, lock.ErrNotLocked, context.DeadlineExceeded},
+		allowed: []error{lock.ErrNotRecoverable, lock.ErrNotLocked, lock.ErrNotInconsistent, context.DeadlineExceeded},
 	},
 	{
 		name: "array",
@@ -265,7 +268,9 @@ var hostileKinds = []*hostileKind{
 				return a.UpdateContext(ctx, 0, 8, func(s []int64) { s[0]++ })
 			}, err
 		},
-		allowed: []error{lock.ErrNotRecoverable, lock.ErrNotLocked, context.DeadlineExceeded},
+		// ErrNotInconsistent: a peer rewrote the lock word between the
+		// takeover of a dead owner's lock and Consistent.
+		allowed: []error{lock.ErrNotRecoverable, lock.ErrNotLocked, lock.ErrNotInconsistent, context.DeadlineExceeded},
 	},
 	{
 		name: "queue",

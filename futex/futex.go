@@ -119,12 +119,20 @@ func bucketOf(addr *uint32) *bucket {
 // Wait sleeps while *addr == val until it is woken by [Wake], the deadline
 // passes (zero means none) or ctx is done (nil means never). It returns nil
 // when woken, when *addr no longer equals val, or spuriously; [ErrTimeout]
-// when the deadline passed; ctx.Err() when the context ended. Callers loop,
-// re-checking their condition.
+// when the deadline passed (even if *addr no longer equals val); ctx.Err()
+// when the context ended. Callers loop, re-checking their condition.
 //
 // Goroutines of one process waiting on the same addr share one OS thread
 // in the kernel; see the package documentation.
 func Wait(ctx context.Context, addr *uint32, val uint32, deadline time.Time) error {
+	// The deadline is checked before the word: a peer that keeps changing
+	// the word would otherwise make every Wait return nil at once, and a
+	// caller that looks at its deadline only on ErrTimeout would loop past
+	// it for as long as the peer keeps writing.
+	hasDeadline := !deadline.IsZero()
+	if hasDeadline && !time.Now().Before(deadline) {
+		return ErrTimeout
+	}
 	if atomic.LoadUint32(addr) != val {
 		return nil
 	}
@@ -134,10 +142,6 @@ func Wait(ctx context.Context, addr *uint32, val uint32, deadline time.Time) err
 			return err
 		}
 		cdone = ctx.Done()
-	}
-	hasDeadline := !deadline.IsZero()
-	if hasDeadline && !time.Now().Before(deadline) {
-		return ErrTimeout
 	}
 
 	b := bucketOf(addr)

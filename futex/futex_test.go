@@ -48,6 +48,31 @@ func TestWaitReturnsAtOnceOnMismatch(t *testing.T) {
 	}
 }
 
+// TestWaitMismatchAfterDeadline: a caller whose word keeps changing (a
+// hostile peer rewrites it) loops on Wait, which returns at once on a
+// mismatch; the loop must still end with ErrTimeout at its deadline
+// instead of spinning past it for as long as the peer writes.
+func TestWaitMismatchAfterDeadline(t *testing.T) {
+	var w uint32 = 1
+	deadline := time.Now().Add(20 * time.Millisecond)
+	start := time.Now()
+	for i := 0; ; i++ {
+		err := futex.Wait(nil, &w, 0, deadline) // never equal: the peer "changed" it
+		if errors.Is(err, futex.ErrTimeout) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if time.Since(start) > 2*time.Second {
+			t.Fatalf("Wait kept returning nil on a mismatch %v past its deadline (%d calls)", time.Since(deadline), i)
+		}
+	}
+	if el := time.Since(start); el < 20*time.Millisecond {
+		t.Fatalf("timed out after %v, before the 20ms deadline", el)
+	}
+}
+
 func TestWaitTimeout(t *testing.T) {
 	var w uint32
 	start := time.Now()

@@ -166,6 +166,7 @@ func Create(seg *shm.Segment, name string, opts *Options) (*Lock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lock: creating %q: %w", name, err)
 	}
+	shm.Keep(seg, l)
 	return l, nil
 }
 
@@ -175,7 +176,11 @@ func Open(seg *shm.Segment, name string, opts *Options) (*Lock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lock: opening %q: %w", name, err)
 	}
-	return Attach(mem, opts.in(seg))
+	h, err := Attach(mem, opts.in(seg))
+	if err == nil {
+		shm.Keep(seg, h)
+	}
+	return h, err
 }
 
 // OpenOrCreate opens the Lock named name in seg, creating it if it does

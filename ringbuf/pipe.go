@@ -380,6 +380,7 @@ func CreatePipe(seg *shm.Segment, name string, opts *PipeOptions) (*Conn, error)
 	if err != nil {
 		return nil, fmt.Errorf("ringbuf: creating pipe %q: %w", name, err)
 	}
+	shm.Keep(seg, c)
 	return c, nil
 }
 
@@ -391,7 +392,11 @@ func OpenPipe(seg *shm.Segment, name string, end int, opts *PipeOptions) (*Conn,
 	if err != nil {
 		return nil, fmt.Errorf("ringbuf: opening pipe %q: %w", name, err)
 	}
-	return AttachPipe(mem, end, opts.in(seg))
+	h, err := AttachPipe(mem, end, opts.in(seg))
+	if err == nil {
+		shm.Keep(seg, h)
+	}
+	return h, err
 }
 
 // End returns which end of the pipe c is: 0 or 1.

@@ -445,6 +445,7 @@ func qCreate(seg *shm.Segment, name string, kind shm.Kind, capacity, maxMsg int,
 	if err != nil {
 		return nil, fmt.Errorf("ringbuf: creating %q: %w", name, err)
 	}
+	shm.Keep(seg, q)
 	return q, nil
 }
 
@@ -470,6 +471,7 @@ func qOpen(seg *shm.Segment, name string, kind shm.Kind, fp uint64, opts *Option
 	if err != nil {
 		return nil, fmt.Errorf("ringbuf: opening %q: %w", name, err)
 	}
+	shm.Keep(seg, q)
 	return q, nil
 }
 

@@ -219,6 +219,7 @@ func Create(seg *shm.Segment, name string, opts *Options) (*RLock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rlock: creating %q: %w", name, err)
 	}
+	shm.Keep(seg, r)
 	return r, nil
 }
 
@@ -229,7 +230,11 @@ func Open(seg *shm.Segment, name string, opts *Options) (*RLock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rlock: opening %q: %w", name, err)
 	}
-	return Attach(mem, opts.in(seg))
+	h, err := Attach(mem, opts.in(seg))
+	if err == nil {
+		shm.Keep(seg, h)
+	}
+	return h, err
 }
 
 // OpenOrCreate opens the RLock named name in seg, creating it if it does

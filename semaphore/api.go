@@ -64,6 +64,7 @@ func Create(seg *shm.Segment, name string, value int, opts *Options) (*Semaphore
 	if err != nil {
 		return nil, fmt.Errorf("semaphore: creating %q: %w", name, err)
 	}
+	shm.Keep(seg, s)
 	return s, nil
 }
 
@@ -73,7 +74,11 @@ func Open(seg *shm.Segment, name string, opts *Options) (*Semaphore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("semaphore: opening %q: %w", name, err)
 	}
-	return Attach(mem, opts)
+	h, err := Attach(mem, opts)
+	if err == nil {
+		shm.Keep(seg, h)
+	}
+	return h, err
 }
 
 // OpenOrCreate opens the Semaphore (value is used only if it creates it) named name in seg, creating it if it does
@@ -114,6 +119,7 @@ func CreateBounded(seg *shm.Segment, name string, value int, opts *Options) (*Bo
 	if err != nil {
 		return nil, fmt.Errorf("semaphore: creating %q: %w", name, err)
 	}
+	shm.Keep(seg, s)
 	return s, nil
 }
 
@@ -123,7 +129,11 @@ func OpenBounded(seg *shm.Segment, name string, opts *Options) (*BoundedSemaphor
 	if err != nil {
 		return nil, fmt.Errorf("semaphore: opening %q: %w", name, err)
 	}
-	return AttachBounded(mem, opts)
+	h, err := AttachBounded(mem, opts)
+	if err == nil {
+		shm.Keep(seg, h)
+	}
+	return h, err
 }
 
 // OpenOrCreateBounded opens the BoundedSemaphore (value is used only if it creates it) named name in seg, creating it if it does

@@ -55,6 +55,12 @@ var (
 	ErrNotReady = errors.New("shm: object still initializing")
 	// ErrClosed is returned by operations on a closed segment.
 	ErrClosed = errors.New("shm: segment closed")
+	// ErrPermission is returned when a segment file is not trusted: it is
+	// owned by another user (see Options.AllowOtherUsers), group or others
+	// may write it beyond Options.Mode, or it is a memfd not sealed against
+	// shrinking and growing. It also wraps the kernel's EACCES and EPERM
+	// when opening a file. errors.Is(err, fs.ErrPermission) holds too.
+	ErrPermission error = permission{}
 	// ErrInvalidSize is returned for a negative segment size, an object
 	// size that is not positive, or a directory capacity out of range.
 	ErrInvalidSize = errors.New("shm: invalid size")
@@ -128,8 +134,17 @@ type Options struct {
 	// Size is the total size of a new segment in bytes, header included,
 	// rounded up to a page. Default 1 MiB. Ignored by Open.
 	Size int64
-	// Mode is the permission of a new segment file. Default 0600.
+	// Mode is the permission of a new segment file. Default 0600. Open and
+	// OpenOrCreate refuse, with ErrPermission, an existing file that group
+	// or others may write unless Mode lets them too.
 	Mode os.FileMode
+	// AllowOtherUsers lets Open and OpenOrCreate attach to a segment file
+	// owned by another user. By default such a file is refused with
+	// ErrPermission: its owner can change every word this process reads,
+	// and truncate the file to kill this process with SIGBUS. Set it only
+	// to share segments between users who trust each other (usually with
+	// a Mode such as 0660 and a common group).
+	AllowOtherUsers bool
 	// ReadyTimeout bounds how long Lookup waits for an object another
 	// process is still initializing, and how long OpenOrCreate waits for
 	// another process to publish the header of a segment it is creating.

@@ -2,6 +2,8 @@ package shm
 
 import (
 	"fmt"
+	"io/fs"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -29,6 +31,13 @@ type Info struct {
 	Processes []Process
 	Attached  int      // how many processes have the segment open now (as ipcs's nattch)
 	Objects   []Object // the valid entries in use, in directory order
+	// Owner and Mode are the file's owner uid and permission bits.
+	Owner int
+	Mode  fs.FileMode
+	// Unsafe says why Open with default Options would refuse the file (it
+	// wraps ErrPermission): another owner, group or others may write it,
+	// or a memfd lacks its seals. Nil if the file is safe to map.
+	Unsafe error
 	// Err is the first problem found in the directory or the mutable
 	// header words (it wraps ErrCorrupt), or nil.
 	Err error
@@ -79,13 +88,33 @@ func (s *Segment) Info() Info {
 		return Info{Path: s.path, Version: LayoutVersion, Size: s.hdr.size, HeaderSize: s.hdr.headerSize,
 			MaxObjects: s.hdr.capacity, MaxProcs: s.hdr.slots, CreatorPid: s.hdr.creator, Created: unixTime(s.hdr.created)}
 	}
-	return infoFrom(s.path, s.hdr, s.mem[:s.hdr.headerSize], s.Processes())
+	inf := infoFrom(s.path, s.hdr, s.mem[:s.hdr.headerSize], s.Processes())
+	inf.Owner, inf.Mode, inf.Unsafe = fileTrust(s.f)
+	return inf
+}
+
+// fileTrust returns the owner and mode of f and why Open with default
+// Options would refuse it, or nil.
+func fileTrust(f *os.File) (owner int, mode fs.FileMode, unsafe error) {
+	st, err := fileStat(f)
+	if err != nil {
+		return -1, 0, err
+	}
+	if st.Nlink == 0 {
+		unsafe = checkSeals(f)
+	} else {
+		unsafe = checkOwner(st, nil)
+	}
+	return int(st.Uid), fs.FileMode(st.Mode & 0o777), unsafe
 }
 
 // Inspect validates the header of the segment file at path exactly as Open
 // does, without mapping it, and describes the segment. path is used as
 // given (not resolved against DefaultDir; see Resolve) and opened
-// read-only with O_NOFOLLOW. The header and directory are read with one
+// read-only with O_NOFOLLOW|O_NONBLOCK, and anything but a regular file is
+// refused (ErrNotSegment) before it is read: a FIFO cannot block Inspect.
+// Inspect reads files that Open would refuse as unsafe (it never maps
+// them); Info.Unsafe says why. The header and directory are read with one
 // pread: a snapshot that may be torn if another process allocates at the
 // same moment. If the directory has a corrupt entry, Inspect returns the
 // Info it could read together with an error wrapping ErrCorrupt.
@@ -103,16 +132,20 @@ func inspect(path string) (Info, error) {
 		return Info{Path: path}, err
 	}
 	defer f.Close()
-	h, _, err := readHeader(f)
+	file := Info{Path: path}
+	file.Owner, file.Mode, file.Unsafe = fileTrust(f)
+	h, _, err := readHeader(f) // refuses a FIFO or device before reading
+
 	if err != nil {
-		return Info{Path: path}, err
+		return file, err
 	}
 	b := make([]byte, h.headerSize)
 	if _, err := f.ReadAt(b, 0); err != nil {
-		return Info{Path: path}, fmt.Errorf("reading directory: %w", err)
+		return file, fmt.Errorf("reading directory: %w", err)
 	}
 	ro := h.regOffset()
 	procs := proc.Inspect(int(f.Fd()), b[ro:ro+int64(h.slots)*proc.SlotSize], h.slots)
 	inf := infoFrom(path, h, b, procs)
+	inf.Owner, inf.Mode, inf.Unsafe = file.Owner, file.Mode, file.Unsafe
 	return inf, inf.Err
 }

@@ -22,6 +22,7 @@ func registerRoles() {
 	proctest.Register("anon", roleAnon)
 	proctest.Register("die-locked", roleDieLocked)
 	proctest.Register("die-init", roleDieInit)
+	proctest.Register("unsealed", roleUnsealed)
 }
 
 var raceSpec = Spec{Name: "obj", Kind: KindBytes, KindVersion: 1, Size: 8}

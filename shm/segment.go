@@ -42,7 +42,8 @@ var lockTimeout = 10 * time.Second
 type Segment struct {
 	f     *os.File
 	path  string
-	mem   []byte
+	mem   []byte   // nil after Close
+	m     *mapping // the mapping's reference count (see Keep); nil after Close
 	hdr   header
 	lock  robust.Mutex
 	reg   *proc.Registry // this process's slot in the segment's registry
@@ -132,13 +133,18 @@ func pathErr(err error) error {
 		return ErrExist
 	case errors.Is(err, syscall.ELOOP):
 		return fmt.Errorf("is a symbolic link (not followed): %w", err)
+	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
+		return fmt.Errorf("%w: %w", ErrPermission, err)
 	}
 	return err
 }
 
+// openFd opens path with O_NOFOLLOW|O_CLOEXEC|O_NONBLOCK added to flags:
+// O_NONBLOCK so that a FIFO in the place of a segment cannot block the
+// open (trustFile then refuses it before anything is read).
 func openFd(path string, flags int, mode uint32) (*os.File, error) {
 	for {
-		fd, err := unix.Open(path, flags|unix.O_NOFOLLOW|unix.O_CLOEXEC, mode)
+		fd, err := unix.Open(path, flags|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, mode)
 		if err == unix.EINTR {
 			continue
 		}
@@ -259,6 +265,7 @@ func newSegment(f *os.File, path string, mem []byte, h header, ready time.Durati
 		f:     f,
 		path:  path,
 		mem:   mem,
+		m:     newMapping(mem, reg),
 		hdr:   h,
 		lock:  robust.New(u64(mem, offLock), reg, 0),
 		reg:   reg,
@@ -288,11 +295,15 @@ func (s *Segment) Processes() []Process {
 
 // Open maps an existing named segment after validating its header.
 //
-// The file is opened with O_NOFOLLOW: a symbolic link in its place is an
-// error. Before anything is mapped, Open checks, in this order, with fstat
-// and pread: the magic (ErrNotSegment), the layout version (ErrVersion),
-// the header checksum (ErrChecksum), the header's fields (ErrCorrupt) and
-// the file size against the size in the header (ErrTruncated). A segment
+// The file is opened with O_NOFOLLOW|O_NONBLOCK: a symbolic link in its
+// place is an error, and a FIFO cannot block it. Before anything is read,
+// fstat checks that it is a regular file (ErrNotSegment), owned by the
+// caller's effective uid unless Options.AllowOtherUsers, and not writable
+// by group or others beyond Options.Mode (ErrPermission). Before anything
+// is mapped, Open checks, in this order, with pread: the magic
+// (ErrNotSegment), the layout version (ErrVersion), the header checksum
+// (ErrChecksum), the header's fields (ErrCorrupt) and the file size
+// against the size in the header (ErrTruncated). A segment
 // whose creator has not yet published its header fails with ErrNotSegment;
 // OpenOrCreate waits for it instead. Options.Size is ignored.
 func Open(name string, opts *Options) (*Segment, error) {
@@ -302,6 +313,10 @@ func Open(name string, opts *Options) (*Segment, error) {
 	}
 	f, err := openFd(path, unix.O_RDWR, 0)
 	if err != nil {
+		return nil, fmt.Errorf("shm: opening %s: %w", path, err)
+	}
+	if err := trustFile(f, opts); err != nil {
+		f.Close()
 		return nil, fmt.Errorf("shm: opening %s: %w", path, err)
 	}
 	s, err := attach(f, path, opts.readyTimeout())
@@ -314,19 +329,16 @@ func Open(name string, opts *Options) (*Segment, error) {
 
 // readHeader reads and validates the header of f without mapping it.
 func readHeader(f *os.File) (header, []byte, error) {
-	fi, err := f.Stat()
+	st, err := fileStat(f)
 	if err != nil {
 		return header{}, nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return header{}, nil, fmt.Errorf("not a regular file (%v): %w", fi.Mode().Type(), ErrNotSegment)
 	}
 	var b [fixedLen]byte
 	n, err := f.ReadAt(b[:], 0)
 	if err != nil && err != io.EOF {
 		return header{}, nil, fmt.Errorf("reading header: %w", err)
 	}
-	h, err := parseHeader(b[:n], fi.Size())
+	h, err := parseHeader(b[:n], st.Size)
 	return h, b[:n], err
 }
 
@@ -378,6 +390,10 @@ func openOrCreate(path string, opts *Options) (*Segment, error) {
 			continue // removed since: race to create again
 		}
 		if err != nil {
+			return nil, err
+		}
+		if err := trustFile(f, opts); err != nil {
+			f.Close()
 			return nil, err
 		}
 		s, err = attachWait(f, path, opts.readyTimeout(), deadline)
@@ -495,9 +511,14 @@ func createAnonymous(size int64) (_ *Segment, err error) {
 
 // OpenFile maps the segment behind an open file, such as an inherited memfd.
 //
-// The header is validated as by Open. OpenFile duplicates the descriptor:
-// the caller still owns f and may close it at once; Close closes only the
-// duplicate. Path reports f.Name().
+// The file must be a regular file. A memfd (any file without a name) must
+// be sealed with F_SEAL_SHRINK and F_SEAL_GROW, as CreateAnonymous seals
+// its own: otherwise whoever holds the descriptor could truncate it under
+// the mapping, and OpenFile refuses it with ErrPermission. A named file is
+// checked as Open checks it with default Options. The header is validated
+// as by Open. OpenFile duplicates the descriptor: the caller still owns f
+// and may close it at once; Close closes only the duplicate. Path reports
+// f.Name().
 func OpenFile(f *os.File) (*Segment, error) {
 	if f == nil {
 		return nil, fmt.Errorf("shm: opening file: nil *os.File: %w", ErrNotExist)
@@ -507,6 +528,10 @@ func OpenFile(f *os.File) (*Segment, error) {
 		return nil, fmt.Errorf("shm: opening %s: duplicating descriptor: %w", f.Name(), err)
 	}
 	nf := os.NewFile(uintptr(fd), f.Name())
+	if err := trustFile(nf, nil); err != nil {
+		nf.Close()
+		return nil, fmt.Errorf("shm: opening %s: %w", f.Name(), err)
+	}
 	s, err := attach(nf, f.Name(), DefaultReadyTimeout)
 	if err != nil {
 		nf.Close()
@@ -525,18 +550,24 @@ func (s *Segment) Path() string { return s.path }
 // Size returns the mapped size, zero after Close.
 func (s *Segment) Size() int64 { return int64(len(s.mem)) }
 
-// Close unmaps the segment and closes its file. It does not remove the file.
-// Closing twice returns nil. Objects obtained from the segment must not be
-// used after Close.
+// Close releases this process's handle on the segment: it closes the file
+// and unmaps the segment, unless object handles placed in it (by the
+// Create and Open functions of mpipc's packages) are still reachable: the
+// mapping then stays until the garbage collector has found the last of
+// them unreachable, so that using an object after Close works on the
+// shared memory and never faults (see Keep). Byte slices returned by Alloc
+// and Lookup are not handles: do not use them after Close. Alloc, Lookup
+// and Objects fail with ErrClosed after Close. Close does not remove the
+// file. Closing twice returns nil.
 func (s *Segment) Close() error {
 	s.closeMu.Lock()
 	defer s.closeMu.Unlock()
 	var errs []error
-	if s.mem != nil {
-		if err := unix.Munmap(s.mem); err != nil {
+	if s.m != nil {
+		if err := s.m.release(); err != nil {
 			errs = append(errs, fmt.Errorf("unmapping: %w", err))
 		}
-		s.mem = nil
+		s.m, s.mem = nil, nil
 	}
 	if s.f != nil {
 		if err := s.f.Close(); err != nil {
@@ -545,12 +576,7 @@ func (s *Segment) Close() error {
 		s.f = nil
 	}
 	s.lock = robust.Mutex{}
-	if s.reg != nil {
-		if err := s.reg.Release(); err != nil {
-			errs = append(errs, fmt.Errorf("leaving process registry: %w", err))
-		}
-		s.reg = nil
-	}
+	s.reg = nil // released with the mapping's last reference
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("shm: closing %s: %w", s.path, err)
 	}

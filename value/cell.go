@@ -1,6 +1,7 @@
 package value
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/mpipc/mpipc/futex"
 	"github.com/mpipc/mpipc/internal/robust"
 	"github.com/mpipc/mpipc/internal/typeinfo"
 	"github.com/mpipc/mpipc/shm"
@@ -320,24 +322,65 @@ func bytesOf[T any](x *T, n uintptr) []byte { return unsafe.Slice((*byte)(unsafe
 
 func (c *cell[T]) slotAt(seq uint64) unsafe.Pointer { return unsafe.Add(c.data, uintptr(seq&1)*c.slot) }
 
-// lockWriter takes the writer lock. A writer that died holding it wrote at
+// lockWriter takes the writer lock, waiting as long as it takes.
+func (c *cell[T]) lockWriter() { c.lockWriterBound(forever) }
+
+// bound says how long a wide operation waits for the writer lock: until
+// ctx is done (nil: never) and, if timed, for at most d (d <= 0: not at
+// all).
+type bound struct {
+	ctx   context.Context
+	d     time.Duration
+	timed bool
+}
+
+// forever is the bound of the operations without a context or timeout.
+var forever bound
+
+// errTimedOut is what lockWriterBound returns when a timed bound passed.
+var errTimedOut = errors.New("value: writer lock not acquired in time")
+
+// lockWriterBound takes the writer lock within b: it returns nil (held),
+// errTimedOut or ctx.Err(). A writer that died holding the lock wrote at
 // most the slot that was not yet published, so the data is intact and the
 // lock is simply marked consistent. The lock is private to the cell and
 // always marked consistent, so a not-recoverable or malformed word can only
 // be a corrupting peer's: it is seized rather than refused forever, which
-// the double buffer makes safe.
-func (c *cell[T]) lockWriter() {
+// the double buffer makes safe. The clock is read only if the lock is not
+// free at once. (A timed wait that meets such a word more than once may
+// last up to twice its timeout.)
+func (c *cell[T]) lockWriterBound(b bound) error {
+	var deadline time.Time // for a timed bound, once the first wait failed
 	for {
-		err := c.wr.Lock(nil, time.Time{})
+		var err error
+		switch {
+		case b.timed && b.d <= 0:
+			var ok bool
+			if ok, err = c.wr.TryLock(); !ok && err == nil {
+				return errTimedOut // held by a live process
+			}
+		case b.timed && deadline.IsZero():
+			err = c.wr.LockTimeout(b.d)
+			deadline = time.Now().Add(b.d)
+		default:
+			err = c.wr.Lock(b.ctx, deadline)
+		}
 		switch {
 		case err == nil:
-			return
+			return nil
 		case errors.Is(err, robust.ErrOwnerDead):
 			c.wr.Consistent() // fails only if a peer rewrote the word meanwhile
-			return
+			return nil
+		case err == futex.ErrTimeout:
+			return errTimedOut
+		case b.ctx != nil && err == b.ctx.Err():
+			return err
 		}
 		if c.wr.Seize() {
-			return
+			return nil
+		}
+		if b.timed && b.d <= 0 {
+			return errTimedOut
 		}
 	}
 }
@@ -402,10 +445,27 @@ func (c *cell[T]) store(x T) {
 	case op32:
 		atomic.StoreUint32(c.w32(), c.to32(x))
 	default:
-		c.lockWriter()
-		c.publishWide(atomic.LoadUint64(c.seq), &x)
-		c.unlockWriter()
+		c.storeWide(x, forever)
 	}
+}
+
+// storeWide is store for a wide T, waiting for the writer lock within b.
+func (c *cell[T]) storeWide(x T, b bound) error {
+	if err := c.lockWriterBound(b); err != nil {
+		return err
+	}
+	c.publishWide(atomic.LoadUint64(c.seq), &x)
+	c.unlockWriter()
+	return nil
+}
+
+// storeBound is store within b: it fails only for a wide T.
+func (c *cell[T]) storeBound(x T, b bound) error {
+	if c.op != opWide {
+		c.store(x)
+		return nil
+	}
+	return c.storeWide(x, b)
 }
 
 func (c *cell[T]) swap(x T) T {
@@ -415,13 +475,28 @@ func (c *cell[T]) swap(x T) T {
 	case op32:
 		return from32[T](atomic.SwapUint32(c.w32(), c.to32(x)))
 	}
-	var old T
-	c.lockWriter()
+	old, _ := c.swapWide(x, forever)
+	return old
+}
+
+// swapWide is swap for a wide T, waiting for the writer lock within b.
+func (c *cell[T]) swapWide(x T, b bound) (old T, err error) {
+	if err := c.lockWriterBound(b); err != nil {
+		return old, err
+	}
 	s := atomic.LoadUint64(c.seq)
 	copyOut(bytesOf(&old, c.size), c.slotAt(s))
 	c.publishWide(s, &x)
 	c.unlockWriter()
-	return old
+	return old, nil
+}
+
+// swapBound is swap within b: it fails only for a wide T.
+func (c *cell[T]) swapBound(x T, b bound) (T, error) {
+	if c.op != opWide {
+		return c.swap(x), nil
+	}
+	return c.swapWide(x, b)
 }
 
 func (c *cell[T]) equalMasked(a, b *T) bool {
@@ -444,22 +519,47 @@ func (c *cell[T]) compareAndSwap(old, new T) bool {
 	case op32:
 		return atomic.CompareAndSwapUint32(c.w32(), c.to32(old), c.to32(new))
 	}
-	var cur T
-	c.lockWriter()
+	swapped, _ := c.compareAndSwapWide(old, new, forever)
+	return swapped
+}
+
+// compareAndSwapWide is compareAndSwap for a wide T, waiting for the
+// writer lock within b.
+func (c *cell[T]) compareAndSwapWide(old, new T, b bound) (bool, error) {
+	if err := c.lockWriterBound(b); err != nil {
+		return false, err
+	}
 	defer c.unlockWriter()
+	var cur T
 	s := atomic.LoadUint64(c.seq)
 	copyOut(bytesOf(&cur, c.size), c.slotAt(s))
 	if !c.equalMasked(&cur, &old) {
-		return false
+		return false, nil
 	}
 	c.publishWide(s, &new)
-	return true
+	return true, nil
+}
+
+// compareAndSwapBound is compareAndSwap within b: it fails only for a wide
+// T.
+func (c *cell[T]) compareAndSwapBound(old, new T, b bound) (bool, error) {
+	if c.op != opWide {
+		return c.compareAndSwap(old, new), nil
+	}
+	return c.compareAndSwapWide(old, new, b)
 }
 
 // update applies fn atomically with respect to every other operation and
 // returns the new value. For T of at most 8 bytes, fn runs in a
 // compare-and-swap loop and may run more than once.
 func (c *cell[T]) update(fn func(*T)) T {
+	x, _ := c.updateBound(fn, forever)
+	return x
+}
+
+// updateBound is update within b: it fails (without running fn) only for
+// a wide T whose writer lock it could not take within b.
+func (c *cell[T]) updateBound(fn func(*T), b bound) (T, error) {
 	switch c.op {
 	case op64:
 		for {
@@ -467,7 +567,7 @@ func (c *cell[T]) update(fn func(*T)) T {
 			x := from64[T](ow)
 			fn(&x)
 			if atomic.CompareAndSwapUint64(c.w64(), ow, c.to64(x)) {
-				return x
+				return x, nil
 			}
 		}
 	case op32:
@@ -476,18 +576,20 @@ func (c *cell[T]) update(fn func(*T)) T {
 			x := from32[T](ow)
 			fn(&x)
 			if atomic.CompareAndSwapUint32(c.w32(), ow, c.to32(x)) {
-				return x
+				return x, nil
 			}
 		}
 	}
 	var x T
-	c.lockWriter()
+	if err := c.lockWriterBound(b); err != nil {
+		return x, err
+	}
 	defer c.unlockWriter()
 	s := atomic.LoadUint64(c.seq)
 	copyOut(bytesOf(&x, c.size), c.slotAt(s))
 	fn(&x)
 	c.publishWide(s, &x)
-	return x
+	return x, nil
 }
 
 func (c *cell[T]) add(delta T) T {

@@ -29,7 +29,11 @@
 //     Writers serialize on a robust writer lock inside the Value; a writer
 //     killed mid-write leaves only the unpublished slot half-written, so
 //     readers are not affected at all, and the next writer takes the
-//     writer lock over within Options.CheckInterval.
+//     writer lock over within Options.CheckInterval. A writer that is
+//     stopped (SIGSTOP) holding it is alive, so the next writer waits for
+//     it: Store, Swap and CompareAndSwap have bounded forms (Try...,
+//     ...Timeout, ...Context) for that, and UpdateContext honours its
+//     context while it waits.
 //
 // The lock that Lock returns (Python's get_lock()) is for compound
 // operations: Update takes it, and a process that holds it (directly or

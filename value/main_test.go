@@ -38,6 +38,7 @@ func TestMain(m *testing.M) {
 	proctest.Register("flipper", roleFlipper)
 	proctest.Register("dieMidWrite", roleDieMidWrite)
 	proctest.Register("dieHolding", roleDieHolding)
+	proctest.Register("stopHoldingWriter", roleStopHoldingWriter)
 	proctest.Main(m)
 }
 

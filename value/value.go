@@ -187,37 +187,41 @@ func spec[T any](name string) (shm.Spec, typeinfo.Info, error) {
 		Fingerprint: info.Fingerprint, Size: int64(size)}, info, nil
 }
 
-// create allocates the object named name in seg and initializes it with init.
-func create[T, H any](seg *shm.Segment, name string, init func([]byte) (H, error)) (H, error) {
-	var h H
+// create allocates the object named name in seg and initializes it with
+// init; the handle keeps the mapping (shm.Keep).
+func create[T, H any](seg *shm.Segment, name string, init func([]byte) (*H, error)) (*H, error) {
+	var h *H
 	sp, _, err := spec[T](name)
 	if err != nil {
-		return h, err
+		return nil, err
 	}
 	_, err = seg.Alloc(sp, func(mem []byte) (err error) {
 		h, err = init(mem)
 		return err
 	})
 	if err != nil {
-		return h, fmt.Errorf("value: creating %q: %w", name, err)
+		return nil, fmt.Errorf("value: creating %q: %w", name, err)
 	}
+	shm.Keep(seg, h)
 	return h, nil
 }
 
 // open finds the object named name in seg (kind and type checked) and
-// attaches to it with attach.
-func open[T, H any](seg *shm.Segment, name string, attach func([]byte) (H, error)) (H, error) {
+// attaches to it with attach; the handle keeps the mapping (shm.Keep).
+func open[T, H any](seg *shm.Segment, name string, attach func([]byte) (*H, error)) (*H, error) {
 	sp, _, err := spec[T](name)
 	if err != nil {
-		var h H
-		return h, err
+		return nil, err
 	}
 	mem, err := seg.Lookup(sp)
 	if err != nil {
-		var h H
-		return h, fmt.Errorf("value: opening %q: %w", name, err)
+		return nil, fmt.Errorf("value: opening %q: %w", name, err)
 	}
-	return attach(mem)
+	h, err := attach(mem)
+	if err == nil {
+		shm.Keep(seg, h)
+	}
+	return h, err
 }
 
 // Create places a new Value named name holding initial in seg. It fails
@@ -281,14 +285,22 @@ func (v *Value[T]) Add(delta T) T { return v.c.add(delta) }
 // lock.
 func (v *Value[T]) Update(fn func(*T)) (T, error) { return v.UpdateContext(nil, fn) }
 
-// UpdateContext is Update that gives up with ctx.Err() when ctx is done
-// before the lock is acquired.
+// UpdateContext is Update that gives up with ctx.Err(), without applying
+// fn, when ctx is done before it holds the lock and, for a wide T, the
+// writer lock (which a Store, Swap or CompareAndSwap holds while it writes,
+// without the lock).
 func (v *Value[T]) UpdateContext(ctx context.Context, fn func(*T)) (T, error) {
 	if err := acquire(ctx, v.lk); err != nil {
 		var zero T
 		return zero, err
 	}
-	x := v.c.update(fn)
+	x, err := v.c.updateBound(fn, bound{ctx: ctx})
+	if err != nil {
+		// ctx ended while a writer (a Store of a wide T, which does not
+		// take the lock) held the writer lock: fn did not run.
+		v.lk.Release()
+		return x, err
+	}
 	if err := v.lk.Release(); err != nil {
 		return x, fmt.Errorf("value: releasing lock: %w", err)
 	}

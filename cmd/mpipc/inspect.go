@@ -19,6 +19,7 @@ import (
 	"github.com/mpipc/mpipc/rlock"
 	"github.com/mpipc/mpipc/semaphore"
 	"github.com/mpipc/mpipc/shm"
+	"golang.org/x/sys/unix"
 )
 
 // segPath turns a SEGMENT argument into a file path: a plain name is looked
@@ -35,6 +36,8 @@ func problem(err error) string {
 	switch {
 	case errors.Is(err, iofs.ErrNotExist):
 		return "no such file"
+	case errors.Is(err, shm.ErrPermission) && !errors.Is(err, unix.EACCES) && !errors.Is(err, unix.EPERM):
+		return "unsafe: " + text(err.Error())
 	case errors.Is(err, iofs.ErrPermission):
 		return "permission denied (run as the file's owner)"
 	case errors.Is(err, shm.ErrNotSegment):
@@ -46,9 +49,9 @@ func problem(err error) string {
 	case errors.Is(err, shm.ErrTruncated):
 		return "corrupt: file shorter than its header says (truncated)"
 	case errors.Is(err, shm.ErrCorrupt):
-		return "corrupt: " + err.Error()
+		return "corrupt: " + text(err.Error())
 	}
-	return err.Error()
+	return text(err.Error())
 }
 
 // pidDesc describes a recorded pid. It says nothing of liveness: a pid
@@ -76,10 +79,10 @@ func runLs(c *cli, args []string) int {
 	}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return c.fail("ls: reading directory %s: %v", dir, err)
+		return c.fail("ls: reading directory %s: %s", name(dir), text(err.Error()))
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSIZE\tUSED\tOBJECTS\tATTACHED\tCREATOR\tCREATED\tPROBLEM")
+	fmt.Fprintln(tw, "NAME\tOWNER\tSIZE\tUSED\tOBJECTS\tATTACHED\tCREATOR\tCREATED\tPROBLEM")
 	n := 0
 	for _, e := range ents {
 		if !e.Type().IsRegular() && !*all {
@@ -91,22 +94,26 @@ func runLs(c *cli, args []string) int {
 			if !*all && (errors.Is(err, shm.ErrNotSegment) || errors.Is(err, iofs.ErrPermission) || !e.Type().IsRegular()) {
 				continue
 			}
-			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t%s\n", e.Name(), problem(err))
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t-\t%s\n", name(e.Name()), problem(err))
 			n++
 			continue
 		}
 		p := "-"
-		if err != nil {
+		switch {
+		case err != nil:
 			p = problem(err)
-		} else if info.Err != nil {
+		case info.Err != nil:
 			p = problem(info.Err)
+		case info.Unsafe != nil:
+			p = problem(info.Unsafe)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%d\t%s\t%s\t%s\n", e.Name(), bytesize(info.Size), bytesize(info.Used),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d\t%d\t%s\t%s\t%s\n", name(e.Name()), ownerDesc(info.Owner, info.Mode, info.Unsafe),
+			bytesize(info.Size), bytesize(info.Used),
 			info.NumObjects, info.MaxObjects, info.Attached, pidDesc(info.CreatorPid), info.Created.Format(time.DateTime), p)
 		n++
 	}
 	if n == 0 {
-		fmt.Fprintf(c.stdout, "no mpipc segments in %s\n", dir)
+		fmt.Fprintf(c.stdout, "no mpipc segments in %s\n", name(dir))
 		return exitOK
 	}
 	tw.Flush()
@@ -135,14 +142,19 @@ func runStat(c *cli, args []string) int {
 	}
 	path, err := segPath(fs.Arg(0))
 	if err != nil {
-		return c.fail("stat: %s: %v", fs.Arg(0), err)
+		return c.fail("stat: %s: %s", name(fs.Arg(0)), text(err.Error()))
 	}
 	info, err := shm.Inspect(path)
 	if err != nil && info.Size == 0 {
-		return c.fail("stat: %s: %s\n(%v)", path, problem(err), err)
+		return c.fail("stat: %s: %s\n(%s)", name(path), problem(err), text(err.Error()))
 	}
 	w := c.stdout
-	fmt.Fprintf(w, "segment   %s\n", path)
+	fmt.Fprintf(w, "segment   %s\n", name(path))
+	fmt.Fprintf(w, "owner     %s", ownerDesc(info.Owner, info.Mode, info.Unsafe))
+	if info.Unsafe != nil {
+		fmt.Fprintf(w, ": %s (not mapped)", problem(info.Unsafe))
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "version   %d\n", info.Version)
 	fmt.Fprintf(w, "size      %d bytes, %d used, header %d\n", info.Size, info.Used, info.HeaderSize)
 	fmt.Fprintf(w, "creator   pid %s, %s\n", pidDesc(info.CreatorPid), info.Created.Format(time.RFC3339))
@@ -156,6 +168,9 @@ func runStat(c *cli, args []string) int {
 	bad := err
 	if bad == nil {
 		bad = info.Err
+	}
+	if bad == nil {
+		bad = info.Unsafe // never map a file another user can truncate
 	}
 	// Live state needs the segment mapped; Inspect has validated its header.
 	var seg *shm.Segment
@@ -192,7 +207,7 @@ func runStat(c *cli, args []string) int {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "OBJECT\tKIND\tTYPE\tOFFSET\tSIZE\tCREATOR\tSTATE")
 	for _, o := range info.Objects {
-		if fs.NArg() == 2 && o.Name != fs.Arg(1) {
+		if fs.NArg() == 2 && o.Name != fs.Arg(1) && name(o.Name) != fs.Arg(1) {
 			continue
 		}
 		found = true
@@ -207,14 +222,14 @@ func runStat(c *cli, args []string) int {
 				state = liveState(seg, o)
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s v%d\t%s\t%d\t%d\t%d\t%s\n", o.Name, o.Kind, o.KindVersion, typ, o.Offset, o.Size, o.Creator, state)
+		fmt.Fprintf(tw, "%s\t%s v%d\t%s\t%d\t%d\t%d\t%s\n", name(o.Name), o.Kind, o.KindVersion, typ, o.Offset, o.Size, o.Creator, state)
 	}
 	tw.Flush()
 	if bad != nil {
-		return c.fail("stat: %s: %s\n(%v)", path, problem(bad), bad)
+		return c.fail("stat: %s: %s\n(%s)", name(path), problem(bad), text(bad.Error()))
 	}
 	if fs.NArg() == 2 && !found {
-		return c.fail("stat: %s: no object named %q (run 'mpipc stat %s' to list them)", path, fs.Arg(1), fs.Arg(0))
+		return c.fail("stat: %s: no object named %q (run 'mpipc stat %s' to list them)", name(path), fs.Arg(1), name(fs.Arg(0)))
 	}
 	return exitOK
 }
@@ -227,7 +242,7 @@ func liveState(seg *shm.Segment, o shm.Object) string {
 	}
 	s, err := d(seg, o.Name)
 	if err != nil {
-		return "cannot open: " + err.Error()
+		return "cannot open: " + text(err.Error())
 	}
 	return s
 }
@@ -388,7 +403,7 @@ func runRm(c *cli, args []string) int {
 	rc := exitOK
 	for _, arg := range fs.Args() {
 		if err := rmOne(c.stdout, arg, *force); err != nil {
-			c.fail("rm: %v", err)
+			c.fail("rm: %s", text(err.Error()))
 			rc = exitFail
 		}
 	}
@@ -418,7 +433,7 @@ func rmOne(w io.Writer, arg string, force bool) error {
 		return fmt.Errorf("%s: cannot read it to check that it is a segment: %w", path, err)
 	default:
 		// A damaged mpipc segment: removing it is what one wants.
-		fmt.Fprintf(w, "%s: %s\n", path, problem(err))
+		fmt.Fprintf(w, "%s: %s\n", name(path), problem(err))
 	}
 	if fi.IsDir() {
 		return fmt.Errorf("%s: is a directory; not removed", path)
@@ -426,6 +441,6 @@ func rmOne(w io.Writer, arg string, force bool) error {
 	if err := os.Remove(path); err != nil {
 		return fmt.Errorf("removing %s: %w", path, err)
 	}
-	fmt.Fprintf(w, "removed %s\n", path)
+	fmt.Fprintf(w, "removed %s\n", name(path))
 	return nil
 }

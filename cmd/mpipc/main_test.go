@@ -160,8 +160,8 @@ func TestLs(t *testing.T) {
 	if rc != exitOK {
 		t.Fatalf("ls: rc %d, stderr %s", rc, e)
 	}
-	if !regexp.MustCompile(`seg1\s+64K\s+\S+\s+7/\d+\s+0\s+` + fmt.Sprint(os.Getpid()) + `\s`).MatchString(out) {
-		t.Errorf("ls does not list seg1 with its size, objects, no attached process and its creator:\n%s", out)
+	if !regexp.MustCompile(`seg1\s+\S+ -rw-------\s+64K\s+\S+\s+7/\d+\s+\d+\s+` + fmt.Sprint(os.Getpid()) + `\s`).MatchString(out) {
+		t.Errorf("ls does not list seg1 with its owner, size, objects, attached processes and its creator:\n%s", out)
 	}
 	if strings.Contains(out, "notes.txt") {
 		t.Errorf("ls lists a foreign file without -a:\n%s", out)
