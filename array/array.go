@@ -12,7 +12,7 @@ import (
 
 	"github.com/mpipc/mpipc/internal/robust"
 	"github.com/mpipc/mpipc/internal/typeinfo"
-	"github.com/mpipc/mpipc/lock"
+	"github.com/mpipc/mpipc/rlock"
 	"github.com/mpipc/mpipc/shm"
 	"github.com/mpipc/mpipc/value"
 )
@@ -68,7 +68,7 @@ var (
 type Options struct {
 	// Lock is the lock that Array operations take and Lock returns, for an
 	// Array sharing a lock with other objects (a *lock.Lock, an
-	// *rlock.RLock, a Value's lock). Default: the Array's own lock.Lock,
+	// *rlock.RLock, a Value's lock). Default: the Array's own rlock.RLock,
 	// placed inside the Array. Every process must pass the same lock.
 	// Ignored by RawArray.
 	Lock value.Locker
@@ -345,7 +345,7 @@ type Array[T any] struct {
 	_    noCopy
 	c    core[T]
 	lk   value.Locker
-	own  *lock.Lock
+	own  *rlock.RLock
 	mine bool
 }
 
@@ -363,7 +363,7 @@ func Init[T any](mem []byte, n int, init []T, opts *Options) (*Array[T], error) 
 		return nil, err
 	}
 	if a.lk == nil {
-		own, err := lock.Init(mem[ownLockOff:headerSize], &lock.Options{CheckInterval: opts.check(), Registry: opts.registry()})
+		own, err := rlock.Init(mem[ownLockOff:headerSize], &rlock.Options{CheckInterval: opts.check(), Registry: opts.registry()})
 		if err != nil {
 			return nil, fmt.Errorf("array: own lock: %w", err)
 		}
@@ -387,7 +387,7 @@ func Attach[T any](mem []byte, opts *Options) (*Array[T], error) {
 		if flags&flagOwn == 0 {
 			return nil, ErrNoLock
 		}
-		own, err := lock.Attach(mem[ownLockOff:headerSize], &lock.Options{CheckInterval: opts.check(), Registry: opts.registry()})
+		own, err := rlock.Attach(mem[ownLockOff:headerSize], &rlock.Options{CheckInterval: opts.check(), Registry: opts.registry()})
 		if err != nil {
 			return nil, fmt.Errorf("array: own lock: %w", err)
 		}
@@ -635,9 +635,9 @@ type State struct {
 	Len         int
 	ElemSize    int
 	Fingerprint uint64
-	Type        string      // layout of T
-	OwnLock     bool        // the lock is the Array's own
-	Lock        *lock.State // the own lock's state, if OwnLock
+	Type        string       // layout of T
+	OwnLock     bool         // the lock is the Array's own
+	Lock        *rlock.State // the own lock's state, if OwnLock
 }
 
 func (c *core[T]) state() State {

@@ -14,7 +14,6 @@ import (
 
 	"github.com/mpipc/mpipc/internal/proctest"
 	"github.com/mpipc/mpipc/internal/typeinfo"
-	"github.com/mpipc/mpipc/lock"
 	"github.com/mpipc/mpipc/shm"
 	"github.com/mpipc/mpipc/value"
 )
@@ -129,7 +128,7 @@ func TestOps(t *testing.T) {
 			break
 		}
 	}
-	if a.Lock().(*lock.Lock).Held() {
+	if a.State().Lock.Held {
 		t.Fatal("lock held after the operations")
 	}
 	r, err := AttachRaw[int32](a.c.mem)
@@ -204,7 +203,7 @@ func TestOutOfRange(t *testing.T) {
 	wantPanic(t, "slice bounds out of range [3:2]", func() { a.Slice(3, 2) })
 	wantPanic(t, "slice bounds out of range [::9]", func() { a.Update(0, 9, func([]int64) {}) })
 	// None of them left the lock held or changed anything.
-	if a.Lock().(*lock.Lock).Held() || !slices.Equal(a.Slice(0, 4), []int64{11, 22, 33, 44}) {
+	if a.State().Lock.Held || !slices.Equal(a.Slice(0, 4), []int64{11, 22, 33, 44}) {
 		t.Fatal("a failed call changed the array")
 	}
 	r, _ := AttachRaw[int64](a.c.mem)
@@ -215,7 +214,7 @@ func TestOutOfRange(t *testing.T) {
 	wantPanic(t, "array: SetValue needs a byte array", func() { r.SetValue(nil) })
 	// Update's fn panicking releases the lock.
 	wantPanic(t, "boom", func() { a.Update(0, 1, func([]int64) { panic("boom") }) })
-	if a.Lock().(*lock.Lock).Held() {
+	if a.State().Lock.Held {
 		t.Fatal("lock held after a panicking Update")
 	}
 }

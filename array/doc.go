@@ -34,12 +34,12 @@
 //
 // # The default lock
 //
-// The default is the Array's own non-recursive lock.Lock, placed inside
-// the Array; Python's default is an RLock. Array methods take the lock
-// themselves, so calling them while holding Lock() deadlocks with the
-// default: use Update for compound operations, or pass a recursive
-// *rlock.RLock in Options.Lock. Options.Lock also lets an Array share a
-// lock with other objects (a Value's Lock(), a lock.Lock); every process
+// The default is the Array's own rlock.RLock, placed inside the Array:
+// recursive, as Python's default, so the idiom "with arr.get_lock():
+// arr[i] += 1" — Lock().Acquire, At, Set, Release — works although At and
+// Set take the lock themselves. Options.Lock lets an Array share a lock
+// with other objects (a Value's Lock(), a lock.Lock); with a non-recursive
+// lock, calling Array methods while holding it deadlocks. Every process
 // must pass the same lock.
 //
 // # Binary layout
@@ -55,7 +55,7 @@
 //	offset 32   uint32  flags: bit 0 = own lock at offset 64
 //	offset 36   uint32  element alignment
 //	offset 40   reserved, zero
-//	offset 64   own lock (package lock layout), when flag bit 0
+//	offset 64   own RLock (package rlock layout), when flag bit 0
 //	offset 128  elements: element i at 128 + i*size, in T's natural
 //	            (Go and C) layout
 //

@@ -248,7 +248,7 @@ var hostileKinds = []*hostileKind{
 				return err
 			}, err
 		},
-		allowed: []error{lock.ErrNotRecoverable, lock.ErrNotLocked, lock.ErrNotInconsistent, context.DeadlineExceeded},
+		allowed: []error{lock.ErrNotRecoverable, lock.ErrNotLocked, lock.ErrNotInconsistent, rlock.ErrNotOwner, rlock.ErrLevel, context.DeadlineExceeded},
 	},
 	{
 		name: "array",
@@ -269,8 +269,9 @@ var hostileKinds = []*hostileKind{
 			}, err
 		},
 		// ErrNotInconsistent: a peer rewrote the lock word between the
-		// takeover of a dead owner's lock and Consistent.
-		allowed: []error{lock.ErrNotRecoverable, lock.ErrNotLocked, lock.ErrNotInconsistent, context.DeadlineExceeded},
+		// takeover of a dead owner's lock and Consistent. ErrNotOwner and
+		// ErrLevel: a peer rewrote the own RLock's owner or level words.
+		allowed: []error{lock.ErrNotRecoverable, lock.ErrNotLocked, lock.ErrNotInconsistent, rlock.ErrNotOwner, rlock.ErrLevel, context.DeadlineExceeded},
 	},
 	{
 		name: "queue",

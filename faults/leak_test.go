@@ -52,12 +52,19 @@ func fdsAndMaps(t *testing.T, path string) (fds int, maps []string) {
 // looks again for up to 2 s.
 func mapsAfterGC(t *testing.T, path string) (fds int, maps []string) {
 	t.Helper()
-	for end := time.Now().Add(2 * time.Second); ; time.Sleep(time.Millisecond) {
+	last := -1
+	for end := time.Now().Add(2 * time.Second); ; time.Sleep(2 * time.Millisecond) {
 		runtime.GC()
+		// The last reference unmaps, then leaves the process registry
+		// (closing its descriptor); handles of earlier tests' segments
+		// are collected meanwhile too: wait until nothing points at path
+		// and the count holds still between two collections.
+		open := len(openFDTo(path))
 		fds, maps = fdsAndMaps(t, path)
-		if len(maps) == 0 || time.Now().After(end) {
+		if len(maps) == 0 && open == 0 && fds == last || time.Now().After(end) {
 			return fds, maps
 		}
+		last = fds
 	}
 }
 

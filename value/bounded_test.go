@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mpipc/mpipc/internal/proctest"
+	"github.com/mpipc/mpipc/internal/regtest"
 )
 
 // roleStopHoldingWriter: PATH — takes the writer lock of the Value[wide64]
@@ -21,7 +22,7 @@ func roleStopHoldingWriter(args []string) error {
 	if err != nil {
 		return err
 	}
-	v, err := Attach[wide64](mem, nil)
+	v, err := Attach[wide64](mem, childOpts(args[0]))
 	if err != nil {
 		return err
 	}
@@ -74,11 +75,12 @@ func TestStoppedWideWriter(t *testing.T) {
 	size, _ := SizeOf[wide64]()
 	mem, path := mapFile(t, size)
 	initial := pattern(1)
-	v, err := Init(mem[:size], initial, &Options{CheckInterval: 10 * time.Millisecond})
+	reg := regtest.Registry(t, path)
+	v, err := Init(mem[:size], initial, &Options{CheckInterval: 10 * time.Millisecond, Registry: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := AttachRaw[wide64](mem[:size], nil)
+	raw, err := AttachRaw[wide64](mem[:size], &Options{Registry: reg})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,7 +27,7 @@ import (
 //	offset 32   uint64  sequence: number of completed writes (T wider than 8 bytes)
 //	offset 40   uint64  writer lock word (robust lock word, T wider than 8 bytes)
 //	offset 48   16 bytes reserved, zero
-//	offset 64   64 bytes: the Value's own Lock (package lock layout), if flag bit 0
+//	offset 64   64 bytes: the Value's own RLock (package rlock layout), if flag bit 0
 //	offset 128  data
 //
 // Data, when T is at most 8 bytes: one 8-byte word holding T in its low

@@ -43,12 +43,13 @@
 //
 // # The default lock
 //
-// Python's default is a recursive lock, because its .value getter and
-// setter take the lock and must work inside "with v.get_lock():". Here
-// Load and Store never take the lock, so that reason is gone, and the
-// default is the Value's own non-recursive lock.Lock (64 bytes inside the
-// Value): cheaper, and it can be handed to a Condition. For a recursive
-// lock, pass an *rlock.RLock in Options.Lock; any Locker works, and all
+// The default is the Value's own rlock.RLock (64 bytes inside the Value),
+// recursive as Python's default lock: the tutorial idiom "with
+// v.get_lock(): v.value += 1" — Lock().Acquire, then Load, Store or even
+// Update, then Release — works, and works alike for Array, whose element
+// access takes the lock. Load and Store never take the lock. Lock()
+// returns a Locker with all three blocking forms. Any Locker works in
+// Options.Lock (a lock.Lock is cheaper when nobody re-enters it), and all
 // processes must pass the same one.
 //
 // # Binary layout
@@ -65,7 +66,7 @@
 //	offset 32   uint64  sequence (wide T): completed writes; current slot = sequence & 1
 //	offset 40   uint64  writer lock word (wide T; package internal/robust)
 //	offset 48   reserved, zero
-//	offset 64   own lock (package lock layout), when flag bit 0
+//	offset 64   own RLock (package rlock layout), when flag bit 0
 //	offset 128  T of at most 8 bytes: one 8-byte word, T in its low bytes
 //	            wider T: slot 0 at 128, slot 1 at 128+S
 //
@@ -80,8 +81,8 @@
 //   - Update(fn) on T of at most 8 bytes runs fn in a compare-and-swap
 //     loop: fn may run more than once and must depend only on its
 //     argument. Update allocates once per call (its argument escapes to fn).
-//   - Calling Update while holding the default (non-recursive) lock
-//     deadlocks.
+//   - Calling Update while holding a non-recursive Options.Lock (a
+//     lock.Lock) deadlocks; the default RLock re-enters.
 //   - A wide Load retries while writers keep completing writes during its
 //     copy; after 64 retries it queues on the writer lock once, so it
 //     always finishes, but it may then wait for one writer.

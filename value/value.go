@@ -9,7 +9,7 @@ import (
 
 	"github.com/mpipc/mpipc/internal/robust"
 	"github.com/mpipc/mpipc/internal/typeinfo"
-	"github.com/mpipc/mpipc/lock"
+	"github.com/mpipc/mpipc/rlock"
 	"github.com/mpipc/mpipc/shm"
 )
 
@@ -26,11 +26,15 @@ var (
 )
 
 // Locker is the lock a Value exposes (Python's get_lock()) and that Update
-// takes. *lock.Lock implements it, and so does *rlock.RLock. A Locker that
-// also has a Consistent() error method is marked consistent by Update when
-// its Acquire reports that the previous holder died (see Value.Update).
+// takes, with mpipc's three blocking forms. *rlock.RLock implements it (a
+// Value's and an Array's own lock is one, as Python's default lock is an
+// RLock), and so does *lock.Lock. A Locker that also has a Consistent()
+// error method is marked consistent by Update when its Acquire reports
+// that the previous holder died (see Value.Update).
 type Locker interface {
 	Acquire(ctx context.Context) error
+	AcquireTimeout(d time.Duration) (bool, error)
+	TryAcquire() (bool, error)
 	Release() error
 }
 
@@ -42,7 +46,7 @@ type Options struct {
 	// Lock is the lock that Update takes and Lock returns, for a Value
 	// sharing a lock with other objects (a *lock.Lock, *rlock.RLock, or
 	// any Locker living in the same shared memory). Default: the Value's
-	// own lock.Lock, placed inside the Value. Every process must pass the
+	// own rlock.RLock, placed inside the Value. Every process must pass the
 	// same lock. Ignored by RawValue.
 	Lock Locker
 	// CheckInterval is how often a waiter checks whether the holder of
@@ -118,7 +122,7 @@ type Value[T any] struct {
 	_    noCopy
 	c    cell[T]
 	lk   Locker
-	own  *lock.Lock
+	own  *rlock.RLock
 	mine bool // the lock is the Value's own
 }
 
@@ -140,7 +144,7 @@ func Init[T any](mem []byte, initial T, opts *Options) (*Value[T], error) {
 		return nil, err
 	}
 	if v.lk == nil {
-		own, err := lock.Init(mem[ownLockOff:headerSize], &lock.Options{CheckInterval: opts.check(), Registry: opts.registry()})
+		own, err := rlock.Init(mem[ownLockOff:headerSize], &rlock.Options{CheckInterval: opts.check(), Registry: opts.registry()})
 		if err != nil {
 			return nil, fmt.Errorf("value: own lock: %w", err)
 		}
@@ -168,7 +172,7 @@ func Attach[T any](mem []byte, opts *Options) (*Value[T], error) {
 		if flags&flagOwn == 0 {
 			return nil, ErrNoLock
 		}
-		own, err := lock.Attach(mem[ownLockOff:headerSize], &lock.Options{CheckInterval: opts.check(), Registry: opts.registry()})
+		own, err := rlock.Attach(mem[ownLockOff:headerSize], &rlock.Options{CheckInterval: opts.check(), Registry: opts.registry()})
 		if err != nil {
 			return nil, fmt.Errorf("value: own lock: %w", err)
 		}
@@ -280,9 +284,8 @@ func (v *Value[T]) Add(delta T) T { return v.c.add(delta) }
 // It returns an error, without applying fn, only when the lock cannot be
 // acquired (ErrNotRecoverable, or a Locker's own error).
 //
-// With the default, non-recursive lock, calling Update while holding
-// Lock() deadlocks; pass an rlock.RLock in Options.Lock for a recursive
-// lock.
+// With the default lock, an RLock, Update may be called by the goroutine
+// that holds Lock(); with a non-recursive Options.Lock it deadlocks.
 func (v *Value[T]) Update(fn func(*T)) (T, error) { return v.UpdateContext(nil, fn) }
 
 // UpdateContext is Update that gives up with ctx.Err(), without applying
@@ -330,16 +333,16 @@ func (v *Value[T]) Lock() Locker { return v.lk }
 
 // State is a snapshot of a Value, for inspection.
 type State struct {
-	Size        int         // bytes of T
-	Fingerprint uint64      // of T
-	Type        string      // layout of T
-	Writes      uint64      // completed writes, for T wider than 8 bytes (else 0)
-	WriterHeld  bool        // a writer is between lock and publish (wide T)
-	WriterSlot  int         // the writer's slot in the process registry
-	WriterPid   int         // its pid, as it saw itself (display only)
-	WriterAlive bool        // whether the registry says the writer lives
-	OwnLock     bool        // the lock is the Value's own
-	Lock        *lock.State // the own lock's state, if OwnLock
+	Size        int          // bytes of T
+	Fingerprint uint64       // of T
+	Type        string       // layout of T
+	Writes      uint64       // completed writes, for T wider than 8 bytes (else 0)
+	WriterHeld  bool         // a writer is between lock and publish (wide T)
+	WriterSlot  int          // the writer's slot in the process registry
+	WriterPid   int          // its pid, as it saw itself (display only)
+	WriterAlive bool         // whether the registry says the writer lives
+	OwnLock     bool         // the lock is the Value's own
+	Lock        *rlock.State // the own lock's state, if OwnLock
 }
 
 func (c *cell[T]) state() State {
