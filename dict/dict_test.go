@@ -531,3 +531,42 @@ func TestInvalidSizes(t *testing.T) {
 	}
 }
 
+// TestRebuild: a stripe that fills with tombstones is rebuilt into its
+// other region, with the same contents and no tombstones.
+func TestRebuild(t *testing.T) {
+	d, _ := newDict[uint32, uint32](t, 64, &Options{Stripes: 1})
+	m := map[uint32]uint32{}
+	rng := rand.New(rand.NewPCG(7, 8))
+	for i := range uint32(64) {
+		d.Set(i, i)
+		m[i] = i
+	}
+	next := uint32(64)
+	for range 2000 {
+		var victim uint32
+		for k := range m {
+			victim = k
+			break
+		}
+		if ok, _ := d.Delete(victim); !ok {
+			t.Fatal("Delete")
+		}
+		delete(m, victim)
+		v := rng.Uint32()
+		if err := d.Set(next, v); err != nil {
+			t.Fatal(err)
+		}
+		m[next] = v
+		next++
+	}
+	st := d.State()
+	if st.Stripe[0].Rebuilds == 0 {
+		t.Fatalf("no rebuild in a full stripe's churn: %+v", st)
+	}
+	got := maps.Collect(d.All())
+	if !maps.Equal(got, m) || d.Len() != 64 {
+		t.Fatalf("contents after %d rebuilds differ", st.Stripe[0].Rebuilds)
+	}
+	t.Logf("%d rebuilds; mean probe %.2f, max %d, mean miss probe %.2f, tombstones %d",
+		st.Stripe[0].Rebuilds, float64(st.MeanProbeX100)/100, st.MaxProbe, float64(st.MeanMissProbeX100)/100, st.Tombstones)
+}

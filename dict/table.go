@@ -46,6 +46,12 @@ type table struct {
 	locks    []robust.Mutex
 }
 
+// rebuildAt, when set (by tests), makes a stripe rebuild when an insert
+// into an empty slot would make its live entries and tombstones exceed
+// it, instead of 3/4 of its region: rebuilds then happen often enough to
+// be tested.
+var rebuildAt uint64
+
 // setup fills t from validated memory.
 func (t *table) setup(mem []byte, g geometry, check time.Duration) {
 	s := uint64(1) << g.sbits
@@ -69,6 +75,9 @@ func (t *table) setup(mem []byte, g geometry, check time.Duration) {
 		region:   uintptr(g.slots * g.esz),
 		seed:     atomic.LoadUint64(u64(mem, offSeed)),
 		locks:    make([]robust.Mutex, s),
+	}
+	if rebuildAt > 0 {
+		t.maxUsed = rebuildAt
 	}
 	t.stripes = unsafe.Add(t.base, headerSize)
 	t.regions = unsafe.Add(t.base, headerSize+stripeSize*uintptr(s))
