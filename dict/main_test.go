@@ -16,5 +16,6 @@ func TestMain(m *testing.M) {
 	proctest.Register("updater", roleUpdater)
 	proctest.Register("getter", roleGetter)
 	proctest.Register("churner", roleChurner)
+	proctest.Register("mixer", roleMixer)
 	proctest.Main(m)
 }
