@@ -50,6 +50,8 @@ var anchorPeers = map[string][][]string{
 	"W8 mpipc-pipe":       {{"c-ring-spin-futex"}, {"py-mp-pipe"}},
 	"W9 mpipc-array":      {{"c-plain"}, {"py-mp-array-slice", "py-mp-array-loop"}},
 	"W9 mpipc-rawarray":   {{"c-plain"}, {"py-mp-array-slice", "py-mp-array-loop"}},
+	"W10 mpipc-dict":      {{"c-shm-dict-seqlock", "c-shm-dict-mutex"}, {"py-mp-manager-dict"}},
+	"W10-1p mpipc-dict":   {{"c-shm-dict-seqlock", "c-shm-dict-mutex"}, {"py-mp-manager-dict"}},
 }
 
 // ReadAnchors reads a results-*.jsonl (or .raw.jsonl) file written by the
