@@ -81,14 +81,16 @@ const inlineWords = 16
 // A Dict handle must not be copied after first use; it is safe for
 // concurrent use by many goroutines.
 type Dict[K, V any] struct {
-	_     noCopy
-	t     table
-	kmask []uint64 // K's field mask as words; nil when K has no padding
-	vmask []byte   // V's field mask; nil when V has no padding
-	ksize uintptr
-	vsize uintptr
-	kinfo typeinfo.Info
-	vinfo typeinfo.Info
+	_      noCopy
+	t      table
+	kmask  []uint64 // K's field mask as words; nil when K has no padding
+	vmask  []byte   // V's field mask; nil when V has no padding
+	ksize  uintptr
+	vsize  uintptr
+	word   bool   // K and V of at most 8 bytes each: the one-word paths
+	kmask1 uint64 // K's field mask as one word, for the one-word paths
+	kinfo  typeinfo.Info
+	vinfo  typeinfo.Info
 }
 
 func types[K, V any]() (ki, vi typeinfo.Info, err error) {
@@ -139,6 +141,14 @@ func (d *Dict[K, V]) setup(mem []byte, g geometry, ki, vi typeinfo.Info, check t
 			copyBytesToWords(d.kmask, km)
 			break
 		}
+	}
+	d.word = d.t.kw == 1 && d.t.vw == 1
+	d.kmask1 = ^uint64(0)
+	if d.kmask != nil {
+		d.kmask1 = d.kmask[0]
+	}
+	if d.ksize < 8 {
+		d.kmask1 &= 1<<(8*d.ksize) - 1
 	}
 	vm := typeinfo.FieldMask(reflect.TypeFor[V]())
 	for _, b := range vm {
@@ -268,9 +278,24 @@ func (d *Dict[K, V]) keyWords(k *K, buf *[inlineWords]uint64) []uint64 {
 
 func bytesOf[T any](p *T, n uintptr) []byte { return unsafe.Slice((*byte)(unsafe.Pointer(p)), n) }
 
+// keyWord returns k, of at most 8 bytes, as one masked word.
+func (d *Dict[K, V]) keyWord(k *K) uint64 {
+	if d.ksize == 8 {
+		return *(*uint64)(unsafe.Pointer(k)) & d.kmask1
+	}
+	var w uint64
+	copy(unsafe.Slice((*byte)(unsafe.Pointer(&w)), d.ksize), unsafe.Slice((*byte)(unsafe.Pointer(k)), d.ksize))
+	return w & d.kmask1
+}
+
 // Get returns the value of k and whether k is present. It takes no lock
 // and never waits for a writer.
 func (d *Dict[K, V]) Get(k K) (V, bool) {
+	if d.word {
+		kw := d.keyWord(&k)
+		w, ok := d.t.get1(kw, d.t.hash1(kw))
+		return *(*V)(unsafe.Pointer(&w)), ok
+	}
 	var buf [inlineWords]uint64
 	key := d.keyWords(&k, &buf)
 	var v V
@@ -282,17 +307,29 @@ func (d *Dict[K, V]) Get(k K) (V, bool) {
 // its stripe is full.
 func (d *Dict[K, V]) Set(k K, v V) error {
 	var buf [inlineWords]uint64
-	key := d.keyWords(&k, &buf)
-	h := d.t.hash(key)
+	var key []uint64
+	var h uint64
+	if d.word {
+		buf[0] = d.keyWord(&k)
+		key, h = buf[:1], d.t.hash1(buf[0])
+	} else {
+		key = d.keyWords(&k, &buf)
+		h = d.t.hash(key)
+	}
 	s := d.t.stripeOf(h)
 	if err := d.t.lock(s); err != nil {
 		return err
 	}
 	slot, free, c := d.t.locate(s, key, h)
 	var err error
-	if slot >= 0 {
+	switch {
+	case slot >= 0 && d.word:
+		var w uint64
+		*(*V)(unsafe.Pointer(&w)) = v
+		d.t.replace1(s, slot, c, w)
+	case slot >= 0:
 		d.t.replace(s, slot, c, bytesOf(&v, d.vsize))
-	} else {
+	default:
 		err = d.t.insert(s, key, h, free, bytesOf(&v, d.vsize))
 	}
 	if uerr := d.t.unlock(s); err == nil {

@@ -142,16 +142,26 @@ const (
 func (t *table) hash(key []uint64) uint64 {
 	h := t.seed
 	for _, w := range key {
-		h ^= w
-		h *= m1
-		h ^= h >> 32
+		h = mixWord(h, w)
 	}
+	return finish(h)
+}
+
+// hash1 is hash of a one-word key.
+func (t *table) hash1(w uint64) uint64 { return finish(mixWord(t.seed, w)) }
+
+func mixWord(h, w uint64) uint64 {
+	h ^= w
+	h *= m1
+	return h ^ h>>32
+}
+
+func finish(h uint64) uint64 {
 	h ^= h >> 30
 	h *= m2
 	h ^= h >> 27
 	h *= m3
-	h ^= h >> 31
-	return h
+	return h ^ h>>31
 }
 
 func (t *table) stripeOf(h uint64) uint64 { return h >> t.shift & (t.nstripes - 1) }
@@ -288,6 +298,46 @@ tries:
 		}
 	}
 	return t.getLocked(s, key, h, dst)
+}
+
+// get1 is get for a one-word key and a one-word value (K and V of at
+// most 8 bytes): the same algorithm, without the loops over words.
+func (t *table) get1(key, h uint64) (uint64, bool) {
+	s := t.stripeOf(h)
+	ep := t.word(s, sEpoch)
+tries:
+	for try := 0; try < maxOptimistic; try++ {
+		e := atomic.LoadUint64(ep)
+		reg := t.regionOf(s, e&1)
+		i := h & t.mask
+		for range t.slots {
+			ent := t.entry(reg, i)
+			c := atomic.LoadUint64(ctlOf(ent))
+			switch c & 3 {
+			case stEmpty:
+				if atomic.LoadUint64(ep) == e {
+					return 0, false
+				}
+				continue tries
+			case stLive:
+				if atomic.LoadUint64((*uint64)(unsafe.Add(ent, 8))) == key {
+					v := atomic.LoadUint64((*uint64)(unsafe.Add(ent, 16+8*(c>>2&1))))
+					if atomic.LoadUint64(ctlOf(ent)) == c && atomic.LoadUint64(ep) == e {
+						return v, true
+					}
+					continue tries
+				}
+			}
+			i = (i + 1) & t.mask
+		}
+		if atomic.LoadUint64(ep) == e {
+			return 0, false
+		}
+	}
+	var v uint64
+	k := [1]uint64{key}
+	_, ok := t.getLocked(s, k[:], h, unsafe.Slice((*byte)(unsafe.Pointer(&v)), 8))
+	return v, ok
 }
 
 // lockedReadTimeout bounds how long a Get that keeps losing races waits
@@ -430,6 +480,14 @@ func (t *table) replace(s uint64, slot int64, c uint64, val []byte) {
 	ent := t.entry(t.active(s), uint64(slot))
 	nc := next(c, stLive)
 	t.writeVal(t.valOf(ent, nc), val)
+	atomic.StoreUint64(ctlOf(ent), nc) // publishes the value
+}
+
+// replace1 is replace for a one-word value.
+func (t *table) replace1(s uint64, slot int64, c, val uint64) {
+	ent := t.entry(t.active(s), uint64(slot))
+	nc := next(c, stLive)
+	storeWord(t.valOf(ent, nc), val)
 	atomic.StoreUint64(ctlOf(ent), nc) // publishes the value
 }
 
