@@ -7,6 +7,7 @@ import (
 	iofs "io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/mpipc/mpipc/barrier"
 	"github.com/mpipc/mpipc/condition"
+	"github.com/mpipc/mpipc/dict"
 	"github.com/mpipc/mpipc/event"
 	"github.com/mpipc/mpipc/lock"
 	"github.com/mpipc/mpipc/ringbuf"
@@ -291,6 +293,7 @@ var describers = map[shm.Kind]func(seg *shm.Segment, name string) (string, error
 		}
 		return s, nil
 	},
+	shm.KindDict: dictState,
 	shm.KindQueue: func(seg *shm.Segment, name string) (string, error) {
 		q, err := ringbuf.Open(seg, name, nil)
 		if err != nil {
@@ -305,6 +308,40 @@ var describers = map[shm.Kind]func(seg *shm.Segment, name string) (string, error
 		}
 		return queueState(q.State(), true), nil
 	},
+}
+
+// Bounds on the keys stat shows for a bytes-keyed Dict.
+const (
+	statKeys   = 16
+	statKeyLen = 40
+)
+
+func dictState(seg *shm.Segment, name string) (string, error) {
+	sum, err := dict.Inspect(seg, name, statKeys, statKeyLen)
+	if err != nil {
+		return "", err
+	}
+	form := fmt.Sprintf("%d-byte keys, %d-byte values", sum.KeyBytes, sum.ValueBytes)
+	if sum.Bytes {
+		form = fmt.Sprintf("bytes: keys up to %d, values up to %d bytes", sum.KeyBytes, sum.ValueBytes)
+	}
+	s := fmt.Sprintf("%d entries (capacity %d, %s), %d stripes", sum.Len, sum.Capacity, form, sum.Stripes)
+	for _, h := range sum.Held {
+		s += fmt.Sprintf(", stripe %d held by pid %d", h.Stripe, h.HolderPid)
+		if h.Inconsistent {
+			s += " (repairing)"
+		}
+	}
+	if sum.Bytes {
+		s += ", keys:"
+		for _, k := range sum.Keys {
+			s += " " + strconv.Quote(string(k))
+		}
+		if sum.MoreKeys > 0 {
+			s += fmt.Sprintf(" … (+%d more)", sum.MoreKeys)
+		}
+	}
+	return s, nil
 }
 
 func queueState(st ringbuf.State, joinable bool) string {
