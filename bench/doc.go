@@ -20,9 +20,9 @@
 //
 // mpipc systems are named mpipc-lock, mpipc-rlock, mpipc-semaphore,
 // mpipc-value, mpipc-condition, mpipc-event, mpipc-barrier, mpipc-queue,
-// mpipc-pipe, mpipc-array, mpipc-rawarray and mpipc-dict; peers go-sync-mutex and go-chan
-// and go-rwmutex-map and go-sync-map (in one process: the floor, not a
-// competitor), go-os-pipe and
+// mpipc-pipe, mpipc-array, mpipc-rawarray and mpipc-dict; peers
+// go-sync-mutex, go-chan, go-rwmutex-map and go-sync-map (in one process:
+// the floor, not a competitor), go-os-pipe and
 // go-unix-seqpacket (across processes).
 //
 // # Protocol
