@@ -432,7 +432,7 @@ func (t *table) repair(s uint64) {
 		}
 	}
 	atomic.StoreUint64(t.word(s, sCount), live)
-	atomic.StoreUint64(t.word(s, sTombs), tombs)
+	storeRelease(t.word(s, sTombs), tombs)
 	atomic.AddUint64(t.word(s, sRepairs), 1)
 }
 
@@ -480,7 +480,7 @@ func (t *table) replace(s uint64, slot int64, c uint64, val []byte) {
 	ent := t.entry(t.active(s), uint64(slot))
 	nc := next(c, stLive)
 	t.writeVal(t.valOf(ent, nc), val)
-	atomic.StoreUint64(ctlOf(ent), nc) // publishes the value
+	storeRelease(ctlOf(ent), nc) // publishes the value
 }
 
 // replace1 is replace for a one-word value.
@@ -488,7 +488,7 @@ func (t *table) replace1(s uint64, slot int64, c, val uint64) {
 	ent := t.entry(t.active(s), uint64(slot))
 	nc := next(c, stLive)
 	storeWord(t.valOf(ent, nc), val)
-	atomic.StoreUint64(ctlOf(ent), nc) // publishes the value
+	storeRelease(ctlOf(ent), nc) // publishes the value
 }
 
 // insert adds key (absent from stripe s; free as locate returned it)
@@ -518,10 +518,10 @@ func (t *table) insert(s uint64, key []uint64, h uint64, free int64, val []byte)
 		storeWord(unsafe.Add(kp, 8*i), w)
 	}
 	t.writeVal(t.valOf(ent, nc), val)
-	atomic.StoreUint64(ctlOf(ent), nc) // commits the insert
-	atomic.StoreUint64(t.word(s, sCount), live+1)
+	storeRelease(ctlOf(ent), nc) // commits the insert
+	storeRelease(t.word(s, sCount), live+1)
 	if state(c) == stTomb && tombs > 0 {
-		atomic.StoreUint64(t.word(s, sTombs), tombs-1)
+		storeRelease(t.word(s, sTombs), tombs-1)
 	}
 	return nil
 }
@@ -535,13 +535,13 @@ func (t *table) remove(s uint64, slot int64, c uint64) {
 	i := uint64(slot)
 	ent := t.entry(reg, i)
 	if state(atomic.LoadUint64(ctlOf(t.entry(reg, (i+1)&t.mask)))) != stEmpty {
-		atomic.StoreUint64(ctlOf(ent), next(c, stTomb)) // commits the delete
-		atomic.StoreUint64(t.word(s, sCount), live-min(live, 1))
-		atomic.StoreUint64(t.word(s, sTombs), tombs+1)
+		storeRelease(ctlOf(ent), next(c, stTomb)) // commits the delete
+		storeRelease(t.word(s, sCount), live-min(live, 1))
+		storeRelease(t.word(s, sTombs), tombs+1)
 		return
 	}
-	atomic.StoreUint64(ctlOf(ent), next(c, stEmpty)) // commits the delete
-	atomic.StoreUint64(t.word(s, sCount), live-min(live, 1))
+	storeRelease(ctlOf(ent), next(c, stEmpty)) // commits the delete
+	storeRelease(t.word(s, sCount), live-min(live, 1))
 	for range t.slots - 1 {
 		i = (i - 1) & t.mask
 		e := t.entry(reg, i)
@@ -549,9 +549,9 @@ func (t *table) remove(s uint64, slot int64, c uint64) {
 		if state(pc) != stTomb {
 			break
 		}
-		atomic.StoreUint64(ctlOf(e), next(pc, stEmpty))
+		storeRelease(ctlOf(e), next(pc, stEmpty))
 		tombs -= min(tombs, 1)
-		atomic.StoreUint64(t.word(s, sTombs), tombs)
+		storeRelease(t.word(s, sTombs), tombs)
 	}
 }
 
