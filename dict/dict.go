@@ -307,88 +307,77 @@ func (d *Dict[K, V]) Get(k K) (V, bool) {
 // its stripe is full.
 func (d *Dict[K, V]) Set(k K, v V) error {
 	var buf [inlineWords]uint64
-	var key []uint64
-	var h uint64
-	if d.word {
-		buf[0] = d.keyWord(&k)
-		key, h = buf[:1], d.t.hash1(buf[0])
-	} else {
-		key = d.keyWords(&k, &buf)
-		h = d.t.hash(key)
-	}
-	s := d.t.stripeOf(h)
-	if err := d.t.lock(s); err != nil {
+	l, err := d.lockKey(&k, &buf)
+	if err != nil {
 		return err
 	}
-	slot, free, c := d.t.locate(s, key, h)
-	var err error
-	switch {
-	case slot >= 0 && d.word:
+	if l.slot >= 0 && d.word {
 		var w uint64
 		*(*V)(unsafe.Pointer(&w)) = v
-		d.t.replace1(s, slot, c, w)
-	case slot >= 0:
-		d.t.replace(s, slot, c, bytesOf(&v, d.vsize))
-	default:
-		err = d.t.insert(s, key, h, free, bytesOf(&v, d.vsize))
+		d.t.replace1(l.s, l.slot, l.c, w)
+		return d.t.unlock(l.s)
 	}
-	if uerr := d.t.unlock(s); err == nil {
-		err = uerr
-	}
-	return err
+	return d.unlock(&l, d.store(&l, &v))
 }
 
 // Delete removes k and reports whether it was present.
 func (d *Dict[K, V]) Delete(k K) (bool, error) {
 	var buf [inlineWords]uint64
-	key := d.keyWords(&k, &buf)
-	h := d.t.hash(key)
-	s := d.t.stripeOf(h)
-	if err := d.t.lock(s); err != nil {
+	l, err := d.lockKey(&k, &buf)
+	if err != nil {
 		return false, err
 	}
-	slot, _, c := d.t.locate(s, key, h)
-	if slot >= 0 {
-		d.t.remove(s, slot, c)
+	if l.slot >= 0 {
+		d.t.remove(l.s, l.slot, l.c)
 	}
-	return slot >= 0, d.t.unlock(s)
+	return l.slot >= 0, d.t.unlock(l.s)
 }
 
-// update runs fn on the entry of k with the stripe lock held: fn gets the
-// current value and whether k is present, and returns the new value and
-// whether k shall be present (false deletes it).
-func (d *Dict[K, V]) update(k *K, fn func(old *V, ok bool) (store, keep bool, nv *V)) (err error) {
-	var buf [inlineWords]uint64
-	key := d.keyWords(k, &buf)
-	h := d.t.hash(key)
-	s := d.t.stripeOf(h)
-	if err := d.t.lock(s); err != nil {
-		return err
+// locked is an entry found with its stripe lock held.
+type locked struct {
+	key        []uint64
+	h, s       uint64
+	slot, free int64
+	c          uint64
+}
+
+// lockKey takes the lock of k's stripe and locates k. The caller
+// unlocks with d.t.unlock(l.s).
+func (d *Dict[K, V]) lockKey(k *K, buf *[inlineWords]uint64) (l locked, err error) {
+	if d.word {
+		buf[0] = d.keyWord(k)
+		l.key, l.h = buf[:1], d.t.hash1(buf[0])
+	} else {
+		l.key = d.keyWords(k, buf)
+		l.h = d.t.hash(l.key)
 	}
-	defer func() {
-		if uerr := d.t.unlock(s); err == nil {
-			err = uerr
-		}
-	}()
-	slot, free, c := d.t.locate(s, key, h)
-	var old V
-	if slot >= 0 {
-		d.t.readVal(d.t.valOf(d.t.entry(d.t.active(s), uint64(slot)), c), bytesOf(&old, d.vsize))
+	l.s = d.t.stripeOf(l.h)
+	if err := d.t.lock(l.s); err != nil {
+		return l, err
 	}
-	store, keep, nv := fn(&old, slot >= 0)
-	switch {
-	case !store:
-		return nil
-	case !keep:
-		if slot >= 0 {
-			d.t.remove(s, slot, c)
-		}
-		return nil
-	case slot >= 0:
-		d.t.replace(s, slot, c, bytesOf(nv, d.vsize))
+	l.slot, l.free, l.c = d.t.locate(l.s, l.key, l.h)
+	return l, nil
+}
+
+// old copies the current value of the located entry into v.
+func (d *Dict[K, V]) old(l *locked, v *V) {
+	d.t.readVal(d.t.valOf(d.t.entry(d.t.active(l.s), uint64(l.slot)), l.c), bytesOf(v, d.vsize))
+}
+
+// store sets the located entry to v, inserting it if absent.
+func (d *Dict[K, V]) store(l *locked, v *V) error {
+	if l.slot >= 0 {
+		d.t.replace(l.s, l.slot, l.c, bytesOf(v, d.vsize))
 		return nil
 	}
-	return d.t.insert(s, key, h, free, bytesOf(nv, d.vsize))
+	return d.t.insert(l.s, l.key, l.h, l.free, bytesOf(v, d.vsize))
+}
+
+func (d *Dict[K, V]) unlock(l *locked, err error) error {
+	if uerr := d.t.unlock(l.s); err == nil {
+		err = uerr
+	}
+	return err
 }
 
 // Update is an atomic read-modify-write of k: it calls fn with the
@@ -398,50 +387,67 @@ func (d *Dict[K, V]) update(k *K, fn func(old *V, ok bool) (store, keep bool, nv
 // value and whether k is now present. fn runs exactly once; keep it
 // short, as writers of the stripe wait for it, and do not call the Dict
 // from it. If fn panics, the stripe is unlocked and the Dict unchanged.
-func (d *Dict[K, V]) Update(k K, fn func(old V, ok bool) (V, bool)) (V, bool, error) {
-	var nv V
-	var keep bool
-	err := d.update(&k, func(old *V, ok bool) (bool, bool, *V) {
-		nv, keep = fn(*old, ok)
-		return true, keep, &nv
-	})
+func (d *Dict[K, V]) Update(k K, fn func(old V, ok bool) (V, bool)) (nv V, keep bool, err error) {
+	var buf [inlineWords]uint64
+	l, err := d.lockKey(&k, &buf)
 	if err != nil {
+		return nv, false, err
+	}
+	defer func() { err = d.unlock(&l, err) }()
+	var old V
+	if l.slot >= 0 {
+		d.old(&l, &old)
+	}
+	nv, keep = fn(old, l.slot >= 0)
+	switch {
+	case keep:
+		err = d.store(&l, &nv)
+	case l.slot >= 0:
+		d.t.remove(l.s, l.slot, l.c)
+	}
+	if err != nil || !keep {
 		var zero V
 		return zero, false, err
 	}
-	if !keep {
-		var zero V
-		nv = zero
-	}
-	return nv, keep, nil
+	return nv, true, nil
 }
 
 // LoadOrStore returns the value of k if present (loaded true); otherwise
 // it stores v and returns it.
 func (d *Dict[K, V]) LoadOrStore(k K, v V) (actual V, loaded bool, err error) {
-	err = d.update(&k, func(old *V, ok bool) (bool, bool, *V) {
-		if ok {
-			actual, loaded = *old, true
-			return false, true, nil
-		}
-		actual = v
-		return true, true, &v
-	})
-	return actual, loaded, err
+	var buf [inlineWords]uint64
+	l, err := d.lockKey(&k, &buf)
+	if err != nil {
+		return actual, false, err
+	}
+	if l.slot >= 0 {
+		d.old(&l, &actual)
+		return actual, true, d.unlock(&l, nil)
+	}
+	if err := d.unlock(&l, d.store(&l, &v)); err != nil {
+		return actual, false, err
+	}
+	return v, false, nil
 }
 
 // CompareAndSwap sets k to new if k is present with a value equal to old
 // (bytewise, padding excluded) and reports whether it did.
 func (d *Dict[K, V]) CompareAndSwap(k K, old, new V) (bool, error) {
-	var swapped bool
-	err := d.update(&k, func(cur *V, ok bool) (bool, bool, *V) {
-		if !ok || !d.equal(cur, &old) {
-			return false, true, nil
-		}
-		swapped = true
-		return true, true, &new
-	})
-	return swapped, err
+	var buf [inlineWords]uint64
+	l, err := d.lockKey(&k, &buf)
+	if err != nil {
+		return false, err
+	}
+	if l.slot < 0 {
+		return false, d.unlock(&l, nil)
+	}
+	var cur V
+	d.old(&l, &cur)
+	if !d.equal(&cur, &old) {
+		return false, d.unlock(&l, nil)
+	}
+	d.t.replace(l.s, l.slot, l.c, bytesOf(&new, d.vsize))
+	return true, d.unlock(&l, nil)
 }
 
 func (d *Dict[K, V]) equal(a, b *V) bool {

@@ -570,3 +570,20 @@ func TestRebuild(t *testing.T) {
 	t.Logf("%d rebuilds; mean probe %.2f, max %d, mean miss probe %.2f, tombstones %d",
 		st.Stripe[0].Rebuilds, float64(st.MeanProbeX100)/100, st.MaxProbe, float64(st.MeanMissProbeX100)/100, st.Tombstones)
 }
+
+// TestUpdatePanics: a function that panics inside Update leaves the dict
+// unchanged and its stripe unlocked.
+func TestUpdatePanics(t *testing.T) {
+	d, _ := newDict[int64, int64](t, 8, &Options{Stripes: 1})
+	d.Set(1, 1)
+	func() {
+		defer func() { recover() }()
+		d.Update(1, func(int64, bool) (int64, bool) { panic("boom") })
+	}()
+	if v, _ := d.Get(1); v != 1 || len(d.State().Held) != 0 {
+		t.Fatalf("after a panicking Update: value %d, %+v", v, d.State().Held)
+	}
+	if err := d.Set(1, 2); err != nil {
+		t.Fatal(err)
+	}
+}
