@@ -37,27 +37,24 @@
 // Delete leaves a tombstone, or an empty slot when the next slot is empty
 // (then no probe runs through it, and the tombstones just before it
 // become empty too). An insert reuses the first tombstone on its probe
-// path. When an insert into an empty slot would leave more than 7/8 of
-// the region used by live entries and tombstones, or more than 1/4 of it
-// by tombstones, the writer rebuilds the stripe into its other region,
-// without tombstones, and switches regions with one store of the epoch:
-// readers of the old region notice the epoch and retry. So a long churn
-// of inserts and deletes keeps probes short (TestChurn reports the
-// lengths: after 10× capacity deletes and inserts at 3/4 of capacity, a
-// hit reads 1.5 slots on average and a miss 2.8).
+// path. When an insert would leave more than 3/4 of the region used by
+// live entries and tombstones, the writer rebuilds the stripe into its
+// other region, without tombstones, and switches regions with one store
+// of the epoch: readers of the old region notice the epoch and retry. So
+// a long churn of inserts and deletes keeps probes short (TestChurn
+// reports the lengths).
 //
-// A stripe holds at most its limit of live entries, and its region has
-// ⌈4/3 × limit⌉ slots, so live entries never fill more than 3/4 of it.
-// With one stripe the limit is the capacity, so the capacity is exact:
-// the entry after it is ErrFull. With more, the limit is the mean share
-// plus four standard deviations plus 8, so that keys spread by the hash
-// fill the map to at least its capacity before any stripe is full (at
-// capacity the load factor is then about 0.46 with 16 stripes of 64);
-// ErrFull then means "this key's stripe is full". Size the capacity for
-// the most entries you will hold. Memory is 2 regions × slots × (8 +
-// 8·key words + 16·value words) bytes per stripe (SizeOf says exactly):
-// for int64 to int64 with a capacity of 1,024 (16 stripes of 139 slots),
-// 142 KiB; every entry keeps two copies of its value.
+// A stripe holds at most its limit of live entries, and at most half its
+// region is live (so the load factor stays at or below 0.5 plus
+// tombstones up to 0.75). With one stripe the limit is the capacity, so
+// the capacity is exact: the entry after it is ErrFull. With more, the
+// limit is the mean share plus four standard deviations plus 8, so keys
+// spread by the hash fill the map to at least its capacity before any
+// stripe is full; ErrFull then means "this key's stripe is full". Size
+// the capacity for the most entries you will hold. Memory is about
+// 2 regions × 2 slots per entry of limit × (8 + 8·key words + 16·value
+// words) bytes: for int64 to int64 with a capacity of 1,024 (16 stripes),
+// 256 KiB.
 //
 // # Crash safety
 //

@@ -25,7 +25,7 @@ import (
 //	offset 32   uint64  fingerprint of K (0 for the bytes form)
 //	offset 40   uint64  fingerprint of V (0 for the bytes form)
 //	offset 48   uint64  capacity asked for at Create
-//	offset 56   uint64  R: slots per region, ⌈4/3 × the stripe limit⌉
+//	offset 56   uint64  R: slots per region, a power of two
 //	offset 64   uint64  hash seed
 //	offset 72   56 bytes reserved, zero
 //	offset 128  S stripe headers of 128 bytes
@@ -152,10 +152,6 @@ func defaultStripes(capacity uint64) uint {
 
 func words(n uint64) uint64 { return (n + 7) / 8 }
 
-// slotsFor is the region size for a stripe limit: live entries fill at
-// most 3/4 of it.
-func slotsFor(limit uint64) uint64 { return max(minSlots, (4*limit+2)/3) }
-
 // newGeometry computes the shape of a new Dict.
 func newGeometry(capacity int, keyBytes, valBytes uint64, varKey, varVal bool, stripes int) (geometry, error) {
 	if capacity <= 0 || uint64(capacity) > maxSlots/2 {
@@ -172,7 +168,10 @@ func newGeometry(capacity int, keyBytes, valBytes uint64, varKey, varVal bool, s
 	}
 	g := geometry{sbits: sbits, capacity: uint64(capacity), keyBytes: keyBytes, valBytes: valBytes, varKey: varKey, varVal: varVal}
 	g.limit = stripeLimit(g.capacity, 1<<sbits)
-	g.slots = slotsFor(g.limit)
+	g.slots = minSlots
+	for g.slots < 2*g.limit {
+		g.slots <<= 1
+	}
 	if err := g.finish(); err != nil {
 		return geometry{}, err
 	}
@@ -184,7 +183,7 @@ func (g *geometry) finish() error {
 	if g.sbits > maxSBits {
 		return fmt.Errorf("dict: 2^%d stripes: %w", g.sbits, shm.ErrInvalidSize)
 	}
-	if g.slots < minSlots || g.slots > maxSlots || g.slots != slotsFor(g.limit) {
+	if g.slots < minSlots || g.slots > maxSlots || g.slots&(g.slots-1) != 0 {
 		return fmt.Errorf("dict: %d slots per region: %w", g.slots, shm.ErrInvalidSize)
 	}
 	if g.keyBytes == 0 || g.keyBytes > maxKeyBytes || g.valBytes > maxValBytes || (!g.varVal && g.valBytes == 0) {
@@ -199,7 +198,7 @@ func (g *geometry) finish() error {
 	}
 	g.esz = 8 * (1 + g.kw + 2*g.vw)
 	s := uint64(1) << g.sbits
-	if g.limit == 0 || 4*g.limit > 3*g.slots {
+	if g.limit == 0 || g.limit > g.slots/2 {
 		return fmt.Errorf("dict: %d entries per stripe in %d slots: %w", g.limit, g.slots, shm.ErrInvalidSize)
 	}
 	hi, region := bits.Mul64(g.slots, g.esz)

@@ -31,9 +31,9 @@ type table struct {
 	shift    uint           // 64 - log2 stripes: h>>shift is the stripe
 	nstripes uint64
 	slots    uint64
+	mask     uint64
 	limit    uint64 // live entries per stripe
 	maxUsed  uint64 // live + tombstones per stripe before a rebuild
-	maxTombs uint64 // tombstones per stripe before a rebuild
 	capacity uint64
 	keyBytes uint64
 	valBytes uint64
@@ -47,9 +47,9 @@ type table struct {
 }
 
 // rebuildAt, when set (by tests), makes a stripe rebuild when an insert
-// into an empty slot would make its live entries and tombstones, or its
-// tombstones, exceed it, instead of 7/8 and 1/4 of the region: rebuilds
-// then happen often enough to be tested.
+// into an empty slot would make its live entries and tombstones exceed
+// it, instead of 3/4 of its region: rebuilds then happen often enough to
+// be tested.
 var rebuildAt uint64
 
 // setup fills t from validated memory.
@@ -61,9 +61,9 @@ func (t *table) setup(mem []byte, g geometry, check time.Duration) {
 		shift:    64 - g.sbits,
 		nstripes: s,
 		slots:    g.slots,
+		mask:     g.slots - 1,
 		limit:    g.limit,
-		maxUsed:  g.slots - g.slots/8,
-		maxTombs: g.slots / 4,
+		maxUsed:  g.slots / 4 * 3,
 		capacity: g.capacity,
 		keyBytes: g.keyBytes,
 		valBytes: g.valBytes,
@@ -77,7 +77,7 @@ func (t *table) setup(mem []byte, g geometry, check time.Duration) {
 		locks:    make([]robust.Mutex, s),
 	}
 	if rebuildAt > 0 {
-		t.maxUsed, t.maxTombs = rebuildAt, rebuildAt
+		t.maxUsed = rebuildAt
 	}
 	t.stripes = unsafe.Add(t.base, headerSize)
 	t.regions = unsafe.Add(t.base, headerSize+stripeSize*uintptr(s))
@@ -165,24 +165,6 @@ func finish(h uint64) uint64 {
 }
 
 func (t *table) stripeOf(h uint64) uint64 { return h >> t.shift & (t.nstripes - 1) }
-
-// home is the slot where the probe for a key of hash h starts: the low 32
-// bits of h scaled to the region (the top bits pick the stripe).
-func (t *table) home(h uint64) uint64 { return uint64(uint32(h)) * t.slots >> 32 }
-
-func (t *table) next(i uint64) uint64 {
-	if i++; i == t.slots {
-		return 0
-	}
-	return i
-}
-
-func (t *table) prev(i uint64) uint64 {
-	if i == 0 {
-		return t.slots - 1
-	}
-	return i - 1
-}
 
 // ---- words in shared memory ----
 
@@ -289,7 +271,7 @@ tries:
 	for try := 0; try < maxOptimistic; try++ {
 		e := atomic.LoadUint64(ep)
 		reg := t.regionOf(s, e&1)
-		i := t.home(h)
+		i := h & t.mask
 		for range t.slots {
 			ent := t.entry(reg, i)
 			c := atomic.LoadUint64(ctlOf(ent))
@@ -308,7 +290,7 @@ tries:
 					continue tries
 				}
 			}
-			i = t.next(i)
+			i = (i + 1) & t.mask
 		}
 		// Every slot full: only a corrupting peer leaves no empty slot.
 		if atomic.LoadUint64(ep) == e {
@@ -327,7 +309,7 @@ tries:
 	for try := 0; try < maxOptimistic; try++ {
 		e := atomic.LoadUint64(ep)
 		reg := t.regionOf(s, e&1)
-		i := t.home(h)
+		i := h & t.mask
 		for range t.slots {
 			ent := t.entry(reg, i)
 			c := atomic.LoadUint64(ctlOf(ent))
@@ -346,7 +328,7 @@ tries:
 					continue tries
 				}
 			}
-			i = t.next(i)
+			i = (i + 1) & t.mask
 		}
 		if atomic.LoadUint64(ep) == e {
 			return 0, false
@@ -461,7 +443,7 @@ func (t *table) repair(s uint64) {
 func (t *table) locate(s uint64, key []uint64, h uint64) (slot, free int64, c uint64) {
 	reg := t.active(s)
 	free = -1
-	i := t.home(h)
+	i := h & t.mask
 	for range t.slots {
 		ent := t.entry(reg, i)
 		c := atomic.LoadUint64(ctlOf(ent))
@@ -480,7 +462,7 @@ func (t *table) locate(s uint64, key []uint64, h uint64) (slot, free int64, c ui
 				free = int64(i)
 			}
 		}
-		i = t.next(i)
+		i = (i + 1) & t.mask
 	}
 	return -1, free, 0
 }
@@ -517,7 +499,7 @@ func (t *table) insert(s uint64, key []uint64, h uint64, free int64, val []byte)
 		return ErrFull
 	}
 	reg := t.active(s)
-	if free < 0 || state(atomic.LoadUint64(ctlOf(t.entry(reg, uint64(free))))) == stEmpty && (live+tombs+1 > t.maxUsed || tombs+1 > t.maxTombs) {
+	if free < 0 || state(atomic.LoadUint64(ctlOf(t.entry(reg, uint64(free))))) == stEmpty && live+tombs+1 > t.maxUsed {
 		// Using an empty slot would leave too few: rebuild the stripe
 		// without its tombstones first.
 		t.rebuild(s)
@@ -552,7 +534,7 @@ func (t *table) remove(s uint64, slot int64, c uint64) {
 	live, tombs := t.counts(s)
 	i := uint64(slot)
 	ent := t.entry(reg, i)
-	if state(atomic.LoadUint64(ctlOf(t.entry(reg, t.next(i))))) != stEmpty {
+	if state(atomic.LoadUint64(ctlOf(t.entry(reg, (i+1)&t.mask)))) != stEmpty {
 		storeRelease(ctlOf(ent), next(c, stTomb)) // commits the delete
 		storeRelease(t.word(s, sCount), live-min(live, 1))
 		storeRelease(t.word(s, sTombs), tombs+1)
@@ -561,7 +543,7 @@ func (t *table) remove(s uint64, slot int64, c uint64) {
 	storeRelease(ctlOf(ent), next(c, stEmpty)) // commits the delete
 	storeRelease(t.word(s, sCount), live-min(live, 1))
 	for range t.slots - 1 {
-		i = t.prev(i)
+		i = (i - 1) & t.mask
 		e := t.entry(reg, i)
 		pc := atomic.LoadUint64(ctlOf(e))
 		if state(pc) != stTomb {
@@ -597,12 +579,12 @@ func (t *table) rebuild(s uint64) {
 		for j := range n {
 			kbuf[j] = atomic.LoadUint64((*uint64)(unsafe.Add(t.keyOf(ent), 8*j)))
 		}
-		k := t.home(t.hash(kbuf[:n]))
+		k := t.hash(kbuf[:n]) & t.mask
 		for range t.slots {
 			if atomic.LoadUint64(ctlOf(t.entry(dst, k))) == stEmpty {
 				break
 			}
-			k = t.next(k)
+			k = (k + 1) & t.mask
 		}
 		d := t.entry(dst, k)
 		copyWords(t.keyOf(d), t.keyOf(ent), t.kw)
@@ -740,8 +722,8 @@ func (t *table) state() State {
 				for j := range n {
 					kbuf[j] = atomic.LoadUint64((*uint64)(unsafe.Add(t.keyOf(ent), 8*j)))
 				}
-				home := t.home(t.hash(kbuf[:n]))
-				d := (i+t.slots-home)%t.slots + 1
+				home := t.hash(kbuf[:n]) & t.mask
+				d := (i-home)&t.mask + 1
 				probes += d
 				present++
 				maxp = max(maxp, d)
@@ -761,7 +743,7 @@ func (t *table) state() State {
 // of an absent key starting there reads: up to and including the first
 // empty slot.
 func (t *table) missProbes(reg unsafe.Pointer) uint64 {
-	empty := func(i uint64) bool { return state(atomic.LoadUint64(ctlOf(t.entry(reg, i)))) == stEmpty }
+	empty := func(i uint64) bool { return state(atomic.LoadUint64(ctlOf(t.entry(reg, i&t.mask)))) == stEmpty }
 	e0 := uint64(0)
 	for e0 < t.slots && !empty(e0) {
 		e0++
@@ -771,7 +753,7 @@ func (t *table) missProbes(reg unsafe.Pointer) uint64 {
 	}
 	sum, d := uint64(1), uint64(1)
 	for k := uint64(1); k < t.slots; k++ {
-		i := (e0 + t.slots - k) % t.slots
+		i := (e0 - k) & t.mask
 		if empty(i) {
 			d = 1
 		} else {
