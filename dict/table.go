@@ -2,6 +2,7 @@ package dict
 
 import (
 	"errors"
+	"math/bits"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -136,32 +137,24 @@ const (
 	m3 = 0x94d049bb133111eb
 )
 
-// hash mixes the key words with the Dict's seed (splitmix64's finalizer
-// after every word). The top bits pick the stripe, the low bits the home
-// slot.
+// hash mixes the key words with the Dict's seed: each step multiplies
+// the state, xored with the next word, by an odd constant into 128 bits
+// and folds the halves together (the "mum" step of wyhash). The top bits
+// pick the stripe, the low bits the home slot.
 func (t *table) hash(key []uint64) uint64 {
 	h := t.seed
 	for _, w := range key {
-		h = mixWord(h, w)
+		h = mum(h^w, m1)
 	}
-	return finish(h)
+	return h
 }
 
 // hash1 is hash of a one-word key.
-func (t *table) hash1(w uint64) uint64 { return finish(mixWord(t.seed, w)) }
+func (t *table) hash1(w uint64) uint64 { return mum(t.seed^w, m1) }
 
-func mixWord(h, w uint64) uint64 {
-	h ^= w
-	h *= m1
-	return h ^ h>>32
-}
-
-func finish(h uint64) uint64 {
-	h ^= h >> 30
-	h *= m2
-	h ^= h >> 27
-	h *= m3
-	return h ^ h>>31
+func mum(a, b uint64) uint64 {
+	hi, lo := bits.Mul64(a, b)
+	return hi ^ lo
 }
 
 func (t *table) stripeOf(h uint64) uint64 { return h >> t.shift & (t.nstripes - 1) }
