@@ -2,8 +2,8 @@ package dict
 
 import (
 	"errors"
-	"math/bits"
 	"fmt"
+	"math/bits"
 	"sync/atomic"
 	"time"
 	"unsafe"
