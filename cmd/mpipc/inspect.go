@@ -203,6 +203,13 @@ func runStat(c *cli, args []string) int {
 		fmt.Fprintf(tw, "%s\t%s v%d\t%s\t%d\t%d\t%d\t%s\n", o.Name, o.Kind, o.KindVersion, typ, o.Offset, o.Size, o.Creator, state)
 	}
 	tw.Flush()
+	if seg != nil {
+		for _, o := range info.Objects {
+			if o.Kind == shm.KindDict && o.Ready && (fs.NArg() == 1 || o.Name == fs.Arg(1)) {
+				dictKeys(w, seg, o.Name)
+			}
+		}
+	}
 	if bad != nil {
 		return c.fail("stat: %s: %s\n(%v)", path, problem(bad), bad)
 	}
@@ -332,16 +339,20 @@ func dictState(seg *shm.Segment, name string) (string, error) {
 			s += " (repairing)"
 		}
 	}
-	if sum.Bytes {
-		s += ", keys:"
-		for _, k := range sum.Keys {
-			s += " " + strconv.Quote(string(k))
-		}
-		if sum.MoreKeys > 0 {
-			s += fmt.Sprintf(" … (+%d more)", sum.MoreKeys)
-		}
-	}
 	return s, nil
+}
+
+// dictKeys prints the first keys of a bytes-keyed Dict, quoted, one per
+// line, under the object table.
+func dictKeys(w io.Writer, seg *shm.Segment, name string) {
+	sum, err := dict.Inspect(seg, name, statKeys, statKeyLen)
+	if err != nil || !sum.Bytes {
+		return
+	}
+	fmt.Fprintf(w, "\nKEYS OF %s (%d of %d shown, at most %d bytes each)\n", name, len(sum.Keys), len(sum.Keys)+sum.MoreKeys, statKeyLen)
+	for _, k := range sum.Keys {
+		fmt.Fprintf(w, "  %s\n", strconv.Quote(string(k)))
+	}
 }
 
 func queueState(st ringbuf.State, joinable bool) string {
