@@ -41,20 +41,23 @@
 // live entries and tombstones, the writer rebuilds the stripe into its
 // other region, without tombstones, and switches regions with one store
 // of the epoch: readers of the old region notice the epoch and retry. So
-// a long churn of inserts and deletes keeps probes short (TestChurn
-// reports the lengths).
+// a long churn of inserts and deletes keeps probes short: TestChurn
+// deletes and inserts 10× the capacity at 3/4 of it, after which a hit
+// reads 1.3 slots on average (at most 7) and a miss 1.7.
 //
-// A stripe holds at most its limit of live entries, and at most half its
-// region is live (so the load factor stays at or below 0.5 plus
-// tombstones up to 0.75). With one stripe the limit is the capacity, so
+// A stripe holds at most its limit of live entries, in a region of the
+// smallest power of two of slots at least twice the limit, so at most
+// half of it is live (the load factor stays at or below 0.5, plus
+// tombstones up to 0.75 in all). With one stripe the limit is the capacity, so
 // the capacity is exact: the entry after it is ErrFull. With more, the
 // limit is the mean share plus four standard deviations plus 8, so keys
 // spread by the hash fill the map to at least its capacity before any
 // stripe is full; ErrFull then means "this key's stripe is full". Size
-// the capacity for the most entries you will hold. Memory is about
-// 2 regions × 2 slots per entry of limit × (8 + 8·key words + 16·value
-// words) bytes: for int64 to int64 with a capacity of 1,024 (16 stripes),
-// 256 KiB.
+// the capacity for the most entries you will hold. Memory is 2 regions ×
+// slots × (8 + 8·key words + 16·value words) bytes per stripe (SizeOf
+// says exactly): for int64 to int64 with a capacity of 1,024 (16 stripes
+// of 256 slots), 258 KiB. Denser regions (4/3 of the limit) were
+// measured slower on W10, with one process and with two.
 //
 // # Crash safety
 //
