@@ -9,6 +9,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/mpipc/mpipc/internal/robust"
 	"github.com/mpipc/mpipc/shm"
 )
 
@@ -235,4 +236,24 @@ func FuzzAttach(f *testing.F) {
 			t.Fatalf("AttachBytes: unexpected error %v", err)
 		}
 	})
+}
+
+// TestLockWordClearedUnderWriter: a peer that clears a stripe's lock word
+// while a writer holds it makes that writer's unlock fail with
+// robust.ErrNotLocked (the write itself is done), and the dict goes on.
+func TestLockWordClearedUnderWriter(t *testing.T) {
+	d, _ := newDict[int64, int64](t, 8, &Options{Stripes: 1})
+	_, _, err := d.Update(1, func(int64, bool) (int64, bool) {
+		*d.t.word(0, sLock) = 0
+		return 5, true
+	})
+	if !errors.Is(err, robust.ErrNotLocked) {
+		t.Fatalf("Update: %v", err)
+	}
+	if v, ok := d.Get(1); !ok || v != 5 {
+		t.Fatal("the write before the failed unlock is lost")
+	}
+	if err := d.Set(2, 2); err != nil {
+		t.Fatal(err)
+	}
 }
