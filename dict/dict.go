@@ -283,21 +283,30 @@ func (d *Dict[K, V]) keyWord(k *K) uint64 {
 	if d.ksize == 8 {
 		return *(*uint64)(unsafe.Pointer(k)) & d.kmask1
 	}
+	return shortWord(unsafe.Pointer(k), d.ksize) & d.kmask1
+}
+
+// shortWord reads the n < 8 bytes at p as the low bytes of a word.
+func shortWord(p unsafe.Pointer, n uintptr) uint64 {
 	var w uint64
-	copy(unsafe.Slice((*byte)(unsafe.Pointer(&w)), d.ksize), unsafe.Slice((*byte)(unsafe.Pointer(k)), d.ksize))
-	return w & d.kmask1
+	copy(unsafe.Slice((*byte)(unsafe.Pointer(&w)), n), unsafe.Slice((*byte)(p), n))
+	return w
 }
 
 // Get returns the value of k and whether k is present. It takes no lock
 // and never waits for a writer.
 func (d *Dict[K, V]) Get(k K) (V, bool) {
-	if d.word {
-		kw := d.keyWord(&k)
-		w, ok := d.t.get1(kw, d.t.hash1(kw))
-		return *(*V)(unsafe.Pointer(&w)), ok
+	if !d.word {
+		return d.getWords(&k)
 	}
+	w, ok := d.t.get1(d.keyWord(&k))
+	return *(*V)(unsafe.Pointer(&w)), ok
+}
+
+// getWords is Get for K or V wider than a word.
+func (d *Dict[K, V]) getWords(k *K) (V, bool) {
 	var buf [inlineWords]uint64
-	key := d.keyWords(&k, &buf)
+	key := d.keyWords(k, &buf)
 	var v V
 	_, ok := d.t.get(key, d.t.hash(key), bytesOf(&v, d.vsize))
 	return v, ok

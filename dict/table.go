@@ -295,7 +295,8 @@ tries:
 
 // get1 is get for a one-word key and a one-word value (K and V of at
 // most 8 bytes): the same algorithm, without the loops over words.
-func (t *table) get1(key, h uint64) (uint64, bool) {
+func (t *table) get1(key uint64) (uint64, bool) {
+	h := t.hash1(key)
 	s := t.stripeOf(h)
 	ep := t.word(s, sEpoch)
 tries:
