@@ -134,7 +134,6 @@ func next(c, st uint64) uint64 { return (c>>2+1)<<2 | st }
 const (
 	m1 = 0x9e3779b97f4a7c15
 	m2 = 0xbf58476d1ce4e5b9
-	m3 = 0x94d049bb133111eb
 )
 
 // hash mixes the key words with the Dict's seed: each step multiplies
