@@ -3,6 +3,7 @@ package dict
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -234,7 +235,8 @@ func BenchmarkMix90_10(b *testing.B) {
 		mix(b.N, 0, 2, d.Get, func(k, v int64) { d.Set(k, v) })
 		own := time.Since(t0)
 		var other time.Duration
-		fmt.Sscan(lastLine(c.WaitOK()), &other)
+		out := strings.Fields(c.WaitOK())
+		fmt.Sscan(out[len(out)-1], &other)
 		reportOps(b, 2*b.N, max(own, other))
 	})
 	type peer struct {
@@ -261,32 +263,6 @@ func BenchmarkMix90_10(b *testing.B) {
 			})
 		}
 	}
-}
-
-func lastLine(s string) string {
-	var last string
-	for _, l := range splitLines(s) {
-		if l != "" {
-			last = l
-		}
-	}
-	return last
-}
-
-func splitLines(s string) []string {
-	var out []string
-	for len(s) > 0 {
-		i := 0
-		for i < len(s) && s[i] != '\n' {
-			i++
-		}
-		out = append(out, s[:i])
-		if i < len(s) {
-			i++
-		}
-		s = s[i:]
-	}
-	return out
 }
 
 // roleMixer: SEG N — party 1 of W10's mix on the dict "bench"; prints its
