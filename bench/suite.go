@@ -46,7 +46,7 @@ func (r Result) Key() string { return r.Workload + " " + r.System + " " + r.Metr
 
 // Case is one (workload, system) pair of the suite.
 type Case struct {
-	Workload string // W1 … W9, W6-4KiB, W11
+	Workload string // W1 … W9, W6-4KiB, W10, W10-1p, W11
 	System   string // mpipc-… for the library, go-… for peers
 	BaseN    int64  // iterations of one run at scale 1, chosen for about 0.5–1 s here
 	Procs    int    // processes (or goroutines, for in-process peers)
@@ -63,7 +63,7 @@ var cases []*Case
 
 func addCase(c *Case) { cases = append(cases, c) }
 
-var workloadOrder = []string{"W1", "W2", "W3", "W4", "W5", "W6", "W6-4KiB", "W7", "W8", "W9", "W11"}
+var workloadOrder = []string{"W1", "W2", "W3", "W4", "W5", "W6", "W6-4KiB", "W7", "W8", "W9", "W10", "W10-1p", "W11"}
 
 func workloadRank(w string) int {
 	if i := slices.Index(workloadOrder, w); i >= 0 {

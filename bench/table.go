@@ -53,6 +53,8 @@ var anchorPeers = map[string][][]string{
 	"W11 mpipc-pool-map":        {{"c-fork-pool-pipe"}, {"py-mp-pool-map"}},
 	"W11 mpipc-pool-map-chunk1": {{"c-fork-pool-pipe"}, {"py-mp-pool-map-chunk1", "py-cf-process-pool"}},
 	"W11 mpipc-pool-submit":     {{"c-fork-pool-pipe"}, {"py-mp-pool-apply-async"}},
+	"W10 mpipc-dict":            {{"c-shm-dict-seqlock", "c-shm-dict-mutex"}, {"py-mp-manager-dict"}},
+	"W10-1p mpipc-dict":         {{"c-shm-dict-seqlock", "c-shm-dict-mutex"}, {"py-mp-manager-dict"}},
 }
 
 // ReadAnchors reads a results-*.jsonl (or .raw.jsonl) file written by the

@@ -94,6 +94,7 @@ const (
 	KindJoinableQueue
 	KindPipe
 	KindBytes // raw bytes, for tests and callers that manage their own layout
+	KindDict  // a shared hash map (package dict), typed or bytes-keyed
 )
 
 var kindNames = [...]string{
@@ -101,7 +102,7 @@ var kindNames = [...]string{
 	KindBoundedSemaphore: "bounded-semaphore", KindCondition: "condition",
 	KindEvent: "event", KindBarrier: "barrier", KindValue: "value",
 	KindArray: "array", KindQueue: "queue", KindJoinableQueue: "joinable-queue",
-	KindPipe: "pipe", KindBytes: "bytes",
+	KindPipe: "pipe", KindBytes: "bytes", KindDict: "dict",
 }
 
 func (k Kind) String() string {

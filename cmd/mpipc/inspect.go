@@ -7,12 +7,14 @@ import (
 	iofs "io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/mpipc/mpipc/barrier"
 	"github.com/mpipc/mpipc/condition"
+	"github.com/mpipc/mpipc/dict"
 	"github.com/mpipc/mpipc/event"
 	"github.com/mpipc/mpipc/lock"
 	"github.com/mpipc/mpipc/ringbuf"
@@ -225,6 +227,13 @@ func runStat(c *cli, args []string) int {
 		fmt.Fprintf(tw, "%s\t%s v%d\t%s\t%d\t%d\t%d\t%s\n", name(o.Name), o.Kind, o.KindVersion, typ, o.Offset, o.Size, o.Creator, state)
 	}
 	tw.Flush()
+	if seg != nil {
+		for _, o := range info.Objects {
+			if o.Kind == shm.KindDict && o.Ready && (fs.NArg() == 1 || o.Name == fs.Arg(1)) {
+				dictKeys(w, seg, o.Name)
+			}
+		}
+	}
 	if bad != nil {
 		return c.fail("stat: %s: %s\n(%s)", name(path), problem(bad), text(bad.Error()))
 	}
@@ -315,6 +324,7 @@ var describers = map[shm.Kind]func(seg *shm.Segment, name string) (string, error
 		}
 		return s, nil
 	},
+	shm.KindDict: dictState,
 	shm.KindQueue: func(seg *shm.Segment, name string) (string, error) {
 		q, err := ringbuf.Open(seg, name, nil)
 		if err != nil {
@@ -329,6 +339,44 @@ var describers = map[shm.Kind]func(seg *shm.Segment, name string) (string, error
 		}
 		return queueState(q.State(), true), nil
 	},
+}
+
+// Bounds on the keys stat shows for a bytes-keyed Dict.
+const (
+	statKeys   = 16
+	statKeyLen = 40
+)
+
+func dictState(seg *shm.Segment, name string) (string, error) {
+	sum, err := dict.Inspect(seg, name, statKeys, statKeyLen)
+	if err != nil {
+		return "", err
+	}
+	form := fmt.Sprintf("%d-byte keys, %d-byte values", sum.KeyBytes, sum.ValueBytes)
+	if sum.Bytes {
+		form = fmt.Sprintf("bytes: keys up to %d, values up to %d bytes", sum.KeyBytes, sum.ValueBytes)
+	}
+	s := fmt.Sprintf("%d entries (capacity %d, %s), %d stripes", sum.Len, sum.Capacity, form, sum.Stripes)
+	for _, h := range sum.Held {
+		s += fmt.Sprintf(", stripe %d held by pid %d", h.Stripe, h.HolderPid)
+		if h.Inconsistent {
+			s += " (repairing)"
+		}
+	}
+	return s, nil
+}
+
+// dictKeys prints the first keys of a bytes-keyed Dict, quoted, one per
+// line, under the object table.
+func dictKeys(w io.Writer, seg *shm.Segment, name string) {
+	sum, err := dict.Inspect(seg, name, statKeys, statKeyLen)
+	if err != nil || !sum.Bytes {
+		return
+	}
+	fmt.Fprintf(w, "\nKEYS OF %s (%d of %d shown, at most %d bytes each)\n", name, len(sum.Keys), len(sum.Keys)+sum.MoreKeys, statKeyLen)
+	for _, k := range sum.Keys {
+		fmt.Fprintf(w, "  %s\n", strconv.Quote(string(k)))
+	}
 }
 
 func queueState(st ringbuf.State, joinable bool) string {

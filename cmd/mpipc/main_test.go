@@ -339,7 +339,8 @@ func TestBenchJSON(t *testing.T) {
 	}
 }
 
-var knownPeers = map[string]bool{"go-sync-mutex": true, "go-chan": true, "go-os-pipe": true, "go-unix-seqpacket": true}
+var knownPeers = map[string]bool{"go-sync-mutex": true, "go-chan": true, "go-os-pipe": true, "go-unix-seqpacket": true,
+	"go-rwmutex-map": true, "go-sync-map": true}
 
 func TestBenchTableAndAnchors(t *testing.T) {
 	anchors := filepath.Join(t.TempDir(), "results-x.jsonl")
