@@ -60,17 +60,17 @@ const (
 
 	magic = 0x7663706d // "mpcv"
 
-	offMagic    = 0
-	offVersion  = 4
-	offSlots    = 8
-	offKind     = 12
-	offTicket   = 20
-	offSeq      = 24
-	offName     = 64
-	nameLen     = 48
-	offRLock    = 128
-	offBitmap   = 192
-	slotSize    = 64
+	offMagic   = 0
+	offVersion = 4
+	offSlots   = 8
+	offKind    = 12
+	offTicket  = 20
+	offSeq     = 24
+	offName    = 64
+	nameLen    = 48
+	offRLock   = 128
+	offBitmap  = 192
+	slotSize   = 64
 
 	sOwner    = 8
 	sTicket   = 4
