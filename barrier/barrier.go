@@ -601,7 +601,11 @@ func (b *Barrier) checkParties() {
 }
 
 // reclaimDead frees the registration slots of dead processes and reports
-// whether it freed any.
+// whether it freed any. If it did while a round is in progress (arrivals
+// counted, or released waiters still leaving), it breaks the barrier: the
+// dead process's arrival may be in the count, or it may be a released
+// waiter that will never leave, and once its slot is free no sleeping
+// waiter could find it dead any more (Open and Reset reclaim too).
 func (b *Barrier) reclaimDead() bool {
 	dead := false
 	for i := range b.slots {
@@ -613,6 +617,9 @@ func (b *Barrier) reclaimDead() bool {
 			dead = true
 		}
 	}
+	if dead {
+		b.breakIf(func(w uint32) bool { return count(w) != 0 || w&draining != 0 })
+	}
 	return dead
 }
 
@@ -623,7 +630,9 @@ func (b *Barrier) Abort() { b.breakIf(always) }
 // Reset returns the barrier to its initial, empty state. Waits in progress
 // return ErrBrokenBarrier. A Reset while the barrier drains a released
 // round does nothing (as in Python): the released waiters keep their
-// indices and the next round opens when they have left.
+// indices and the next round opens when they have left — unless a
+// registered process is found dead: then Reset frees its slot, breaks the
+// round (a dead waiter never leaves) and resets.
 func (b *Barrier) Reset() {
 	b.reclaimDead() // a reset barrier starts without the dead
 	for {

@@ -3,6 +3,7 @@ package barrier_test
 import (
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/mpipc/mpipc/barrier"
 	"github.com/mpipc/mpipc/internal/proctest"
@@ -57,5 +58,43 @@ func TestAllSlotsHeldByDead(t *testing.T) {
 			goFlag(t, path)
 			proctest.WaitAll(cs)
 		})
+	}
+}
+
+// TestDeadWaiterNeverLeaves: a party arrives and is killed while it waits;
+// the next party's arrival completes the round, which then drains for
+// ever: the dead waiter never leaves. The Reset that follows frees the
+// dead party's slot; it must also break the round it will never leave
+// (a Reset of a barrier that drains does nothing), or every later Wait
+// times out. Found by the window hunter (faults/windows_test.go).
+func TestDeadWaiterNeverLeaves(t *testing.T) {
+	path, mem, b := newBarrier(t, 2, nil)
+	c := proctest.Start(t, "waitbroken", path)
+	c.Expect(proctest.Ready, 0)
+	waitFor(t, "the child's arrival", func() bool { return b.NWaiting() == 1 })
+	c.Kill()
+	<-c.Done()
+	if idx, err := b.WaitTimeout(5 * time.Second); err != nil || idx != 1 {
+		t.Fatalf("Wait completing the round with the dead party's arrival = %d, %v", idx, err)
+	}
+	b.Reset()
+	b2 := attach(t, mem[:barrier.SizeOf(2, 0)], &barrier.Options{Registry: regtest.Registry(t, path)})
+	res := make(chan error, 1)
+	go func() {
+		for i := 0; i < 10; i++ {
+			if _, err := b2.WaitTimeout(5 * time.Second); err != nil {
+				res <- err
+				return
+			}
+		}
+		res <- nil
+	}()
+	for i := 0; i < 10; i++ {
+		if _, err := b.WaitTimeout(5 * time.Second); err != nil {
+			t.Fatalf("round %d after Reset: %v (%+v)", i, err, b.State())
+		}
+	}
+	if err := <-res; err != nil {
+		t.Fatal(err)
 	}
 }
