@@ -1,0 +1,680 @@
+package faults_test
+
+// The window hunter: a kill at a random moment rarely lands between two
+// related stores a few nanoseconds apart, so the crash suite can pass
+// thousands of trials while such a window stays open. The hunter aims
+// instead. A victim process loops over operations that update more than
+// one shared word; the hunter stops it with SIGSTOP at random moments,
+// reads the shared words while every thread of it is stopped, and sends
+// SIGKILL only when they show the victim inside a declared window (an
+// invariant between the words broken mid-update). Otherwise it sends
+// SIGCONT and tries again. After each kill the survivor (this process)
+// recovers the documented way and then uses the object normally for a
+// fixed number of operations, checking every result.
+//
+// Each kind declares its windows; the hunter reports how often each was
+// hit, and fails when one was never reached: a window it cannot reach is
+// visible, never a silent pass. The short form (the default) wants one hit
+// per window within a few seconds per kind; -faults.windows=N wants N.
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/mpipc/mpipc/barrier"
+	"github.com/mpipc/mpipc/condition"
+	"github.com/mpipc/mpipc/internal/proctest"
+	"github.com/mpipc/mpipc/ringbuf"
+	"github.com/mpipc/mpipc/rlock"
+	"github.com/mpipc/mpipc/shm"
+)
+
+var (
+	windowHits   = flag.Int("faults.windows", 0, "window hunter: hits wanted per declared window (0: short form, 1 each)")
+	windowBudget = flag.Duration("faults.windows.budget", 0, "window hunter: time limit per kind (0: 8 s short form, 30 min long form)")
+)
+
+// wCheck is the CheckInterval of the hunted objects: dead processes are
+// found within about this long.
+const wCheck = 10 * time.Millisecond
+
+// Words the victim shares with the hunter, in the KindBytes object "hunt".
+const (
+	hwSelf  = 0 // the victim's registry identity (proc.ID.Pack)
+	hwIters = 1 // loop iterations completed
+	hwA     = 2 // kind-specific counters from here
+	hwB     = 3
+	hwC     = 4
+	hwWords = 16
+)
+
+var huntSpec = shm.Spec{Name: "hunt", Kind: shm.KindBytes, KindVersion: 1, Size: hwWords * 8}
+
+// windowKind is one object kind under the hunter.
+type windowKind struct {
+	name    string
+	windows []string
+	// setup creates the object in the segment (parent side).
+	setup func(h *hunt)
+	// victim loops over the kind's operations in the child until killed.
+	victim func(seg *shm.Segment, words []uint64) error
+	// inspect reads the shared words while the victim is stopped and
+	// returns the window it is in, -1 for none.
+	inspect func(h *hunt) int
+	// after recovers from a kill in window w and uses the object normally.
+	after func(h *hunt, w int) error
+}
+
+var windowKinds []*windowKind
+
+func addWindowKind(k *windowKind) { windowKinds = append(windowKinds, k) }
+
+func init() { addRole("window-victim", windowVictim) }
+
+// hunt is the hunter's state for one kind.
+type hunt struct {
+	t      *testing.T
+	k      *windowKind
+	name   string
+	seg    *shm.Segment
+	words  []uint64 // shared with the victim
+	victim *proctest.Child
+	obj    any // the kind's parent-side handles
+}
+
+func (h *hunt) w(i int) uint64 { return atomic.LoadUint64(&h.words[i]) }
+
+// lookup returns the bytes of object spec in the segment.
+func (h *hunt) lookup(spec shm.Spec) []byte {
+	mem, err := h.seg.Lookup(spec)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return mem
+}
+
+func windowVictim(args []string) error {
+	var k *windowKind
+	for _, c := range windowKinds {
+		if c.name == args[0] {
+			k = c
+		}
+	}
+	if k == nil {
+		return fmt.Errorf("no window kind %q", args[0])
+	}
+	seg, err := shm.Open(args[1], nil)
+	if err != nil {
+		return err
+	}
+	mem, err := seg.Lookup(huntSpec)
+	if err != nil {
+		return err
+	}
+	words := unsafe.Slice((*uint64)(unsafe.Pointer(&mem[0])), hwWords)
+	for i := range words {
+		atomic.StoreUint64(&words[i], 0)
+	}
+	atomic.StoreUint64(&words[hwSelf], seg.Registry().SelfPacked())
+	return k.victim(seg, words)
+}
+
+// threadsStopped reports whether every thread of pid is stopped (or gone).
+func threadsStopped(pid int) (bool, error) {
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+	if err != nil || len(tasks) == 0 {
+		return false, fmt.Errorf("no threads of %d in /proc", pid)
+	}
+	for _, p := range tasks {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue // the thread exited
+		}
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 || i+2 >= len(b) {
+			return false, fmt.Errorf("%s: %q", p, b)
+		}
+		switch b[i+2] {
+		case 'T', 't', 'Z', 'X':
+		default:
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// stop stops the victim and waits until every thread of it has stopped.
+func (h *hunt) stop() {
+	pid := h.victim.Pid()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		h.t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ok, err := threadsStopped(pid)
+		if err != nil {
+			h.t.Fatalf("victim: %v", err)
+		}
+		if ok {
+			return
+		}
+		select {
+		case <-h.victim.Done():
+			r := h.victim.Wait(time.Second)
+			h.t.Fatalf("victim exited (code %d, signal %v):\n%s", r.Code, r.Signal, r.Stderr)
+		default:
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatal("victim does not stop")
+		}
+		time.Sleep(20 * time.Microsecond)
+	}
+}
+
+func (h *hunt) start() {
+	h.victim = proctest.Start(h.t, "window-victim", h.k.name, h.name)
+	h.victim.Expect(proctest.Ready, 0)
+}
+
+func TestWindows(t *testing.T) {
+	for _, k := range windowKinds {
+		t.Run(k.name, func(t *testing.T) { runHunt(t, k) })
+	}
+}
+
+func runHunt(t *testing.T, k *windowKind) {
+	want, budget := *windowHits, *windowBudget
+	if want <= 0 {
+		want = 1
+	}
+	if budget <= 0 {
+		budget = 8 * time.Second
+		if *windowHits > 0 {
+			budget = 30 * time.Minute
+		}
+	}
+	h := &hunt{t: t, k: k, name: proctest.TempName(t)}
+	seg, err := shm.Create(h.name, &shm.Options{Size: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { seg.Close() })
+	h.seg = seg
+	mem, err := seg.Alloc(huntSpec, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.words = unsafe.Slice((*uint64)(unsafe.Pointer(&mem[0])), hwWords)
+	k.setup(h)
+	h.start()
+	defer func() {
+		if h.victim != nil {
+			h.victim.Kill()
+			<-h.victim.Done()
+		}
+	}()
+
+	hits := make([]int, len(k.windows))
+	stops := 0
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 11))
+	start := time.Now()
+	reached := func() bool {
+		for _, n := range hits {
+			if n < want {
+				return false
+			}
+		}
+		return true
+	}
+	for !reached() && time.Since(start) < budget && !t.Failed() {
+		if n := rng.IntN(4); n > 0 {
+			time.Sleep(time.Duration(rng.IntN(200*n)) * time.Microsecond)
+		}
+		h.stop()
+		stops++
+		w := k.inspect(h)
+		if w < 0 || hits[w] >= want {
+			if err := syscall.Kill(h.victim.Pid(), syscall.SIGCONT); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		h.victim.Kill()
+		<-h.victim.Done()
+		h.victim = nil
+		hits[w]++
+		if err := k.after(h, w); err != nil {
+			t.Fatalf("after a kill in window %q (hit %d): %v", k.windows[w], hits[w], err)
+		}
+		h.start()
+	}
+	el := time.Since(start)
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: %d stops in %v;", k.name, stops, el.Round(time.Millisecond))
+	for i, n := range hits {
+		fmt.Fprintf(&b, " [%s]=%d", k.windows[i], n)
+	}
+	t.Log(b.String())
+	fmt.Fprintln(os.Stderr, "windows:", b.String())
+	for i, n := range hits {
+		if n < want {
+			t.Errorf("%s: window %q hit %d times in %d stops (%v), want %d: not reached", k.name, k.windows[i], n, stops, el.Round(time.Millisecond), want)
+		}
+	}
+}
+
+// ---- Condition ----------------------------------------------------------
+
+// The Condition (own RLock, one waiter slot) in the hunt's segment, at
+// its documented layout: bitmap at 192, slot 0 at 256 (state word, then
+// the owner at +8).
+const (
+	cvBitmap = 192
+	cvSlot0  = 256
+)
+
+var cvSpec = shm.Spec{Name: "cv", Kind: shm.KindCondition, KindVersion: condition.Version}
+
+func init() {
+	addWindowKind(&windowKind{
+		name: "condition",
+		windows: []string{
+			"bit set over a free slot (register before publishing, or free between state and bit)",
+			"registered, lock not yet released",
+			"waiting, lock released",
+			"lock taken back, slot not yet freed",
+		},
+		setup: func(h *hunt) {
+			c, err := condition.Create(h.seg, "cv", "", &condition.Options{Slots: 1, CheckInterval: wCheck})
+			if err != nil {
+				h.t.Fatal(err)
+			}
+			h.obj = c
+		},
+		victim: func(seg *shm.Segment, words []uint64) error {
+			c, err := condition.Open(seg, "cv", &condition.Options{CheckInterval: wCheck})
+			if err != nil {
+				return err
+			}
+			proctest.SignalReady()
+			for {
+				if err := c.Acquire(nil); err != nil {
+					return err
+				}
+				if ok, err := c.WaitTimeout(time.Microsecond); ok || err != nil {
+					return fmt.Errorf("WaitTimeout on an idle condition = %v, %v", ok, err)
+				}
+				if err := c.Release(); err != nil {
+					return err
+				}
+				atomic.AddUint64(&words[hwIters], 1)
+			}
+		},
+		inspect: func(h *hunt) int {
+			c := h.obj.(*condition.Condition)
+			mem := h.lookup(cvSpec)
+			bit := atomic.LoadUint64((*uint64)(unsafe.Pointer(&mem[cvBitmap])))&1 != 0
+			s := atomic.LoadUint32((*uint32)(unsafe.Pointer(&mem[cvSlot0]))) & 7
+			st := c.State()
+			held := st.Held && st.HolderPid == h.victim.Pid()
+			switch {
+			case !bit:
+				return -1
+			case s == 0:
+				return 0
+			case (s == 1 || s == 2) && held:
+				return 1
+			case s == 1 || s == 2:
+				return 2
+			case (s == 3 || s == 4) && held:
+				return 3
+			}
+			return -1
+		},
+		after: func(h *hunt, w int) error {
+			c := h.obj.(*condition.Condition)
+			rl := c.Lock().(*rlock.RLock)
+			// The lock: ErrOwnerDead exactly when the victim held it.
+			ok, err := c.AcquireTimeout(5 * time.Second)
+			heldByVictim := w != 2
+			switch {
+			case !ok:
+				return fmt.Errorf("Acquire: %v, %v", ok, err)
+			case errors.Is(err, condition.ErrOwnerDead) && heldByVictim:
+				if err := rl.Consistent(); err != nil {
+					return fmt.Errorf("Consistent: %w", err)
+				}
+			case err != nil || heldByVictim:
+				return fmt.Errorf("Acquire after a kill with the lock held=%v: %v", heldByVictim, err)
+			}
+			// The only slot is the dead victim's (or free): Wait on the idle
+			// Condition times out cleanly, again and again.
+			for i := 0; i < 5; i++ {
+				if ok, err := c.WaitTimeout(2 * time.Millisecond); ok || err != nil {
+					return fmt.Errorf("WaitTimeout %d on the idle condition = %v, %v", i, ok, err)
+				}
+			}
+			if err := c.Release(); err != nil {
+				return err
+			}
+			// A Notify reaches a waiter, three times.
+			for i := 0; i < 3; i++ {
+				res := make(chan error, 1)
+				go func() {
+					if err := c.Acquire(nil); err != nil {
+						res <- err
+						return
+					}
+					ok, err := c.WaitTimeout(10 * time.Second)
+					c.Release()
+					if !ok || err != nil {
+						err = fmt.Errorf("waiter: notified %v, %v", ok, err)
+					}
+					res <- err
+				}()
+				deadline := time.Now().Add(10 * time.Second)
+				for c.State().Waiters != 1 {
+					if time.Now().After(deadline) {
+						return fmt.Errorf("waiter never waits: %+v", c.State())
+					}
+					time.Sleep(100 * time.Microsecond)
+				}
+				c.Acquire(nil)
+				c.Notify(1)
+				c.Release()
+				if err := <-res; err != nil {
+					return err
+				}
+			}
+			if st := c.State(); st.Waiters != 0 || st.Notified != 0 || st.Held {
+				return fmt.Errorf("State after use: %+v", st)
+			}
+			return nil
+		},
+	})
+}
+
+// ---- JoinableQueue ------------------------------------------------------
+
+// The JoinableQueue(8, 16) at its documented layout: slot i's word at
+// 384 + 128i (sequence low half, claim high half), then 40 taker entries
+// of 16 bytes (claim id and count in the first word).
+const (
+	jqCap    = 8
+	jqStride = 128
+	jqTakers = 384 + jqCap*jqStride
+)
+
+var jqSpec = shm.Spec{Name: "jq", Kind: shm.KindJoinableQueue, KindVersion: ringbuf.QueueVersion}
+
+// claimOf is a queue claim id: registry slot, and 14 generation bits
+// above it (see ringbuf's queue.go).
+func claimOf(packed uint64) uint32 {
+	return uint32(packed)&(1<<17-1) | (uint32(packed>>32)&(1<<14-1))<<17
+}
+
+func init() {
+	addWindowKind(&windowKind{
+		name: "joinable",
+		windows: []string{
+			"put claimed, not committed",
+			"take counted, message still in the ring",
+			"message taken, Get not returned",
+			"task taken, TaskDone not called",
+		},
+		setup: func(h *hunt) {
+			j, err := ringbuf.CreateJoinable(h.seg, "jq", jqCap, 16, &ringbuf.Options{CheckInterval: wCheck})
+			if err != nil {
+				h.t.Fatal(err)
+			}
+			h.obj = j
+		},
+		// Words: hwA puts returned, hwB gets returned, hwC TaskDones
+		// returned.
+		victim: func(seg *shm.Segment, words []uint64) error {
+			j, err := ringbuf.OpenJoinable(seg, "jq", &ringbuf.Options{CheckInterval: wCheck})
+			if err != nil {
+				return err
+			}
+			proctest.SignalReady()
+			for i := uint64(0); ; i++ {
+				if err := j.Put(nil, []byte(strconv.FormatUint(i, 10))); err != nil {
+					return err
+				}
+				atomic.AddUint64(&words[hwA], 1)
+				m, err := j.Get(nil)
+				if err != nil {
+					return err
+				}
+				if string(m) != strconv.FormatUint(i, 10) {
+					return fmt.Errorf("got %q, want %d", m, i)
+				}
+				atomic.AddUint64(&words[hwB], 1)
+				if err := j.TaskDone(); err != nil {
+					return err
+				}
+				atomic.AddUint64(&words[hwC], 1)
+				atomic.AddUint64(&words[hwIters], 1)
+			}
+		},
+		inspect: func(h *hunt) int {
+			mem := h.lookup(jqSpec)
+			me := claimOf(h.w(hwSelf))
+			held := h.w(hwB) - h.w(hwC) // tasks the victim took and has not done
+			var inRing, count uint64
+			putClaimed := false
+			for i := 0; i < jqCap; i++ {
+				w := atomic.LoadUint64((*uint64)(unsafe.Pointer(&mem[384+i*jqStride])))
+				seq, claim := uint32(w), uint32(w>>32)
+				switch {
+				case claim>>30 == 2:
+					inRing++
+				case claim == me && seq%jqCap == uint32(i):
+					putClaimed = true
+				}
+			}
+			for e := 0; e < 40; e++ {
+				w := atomic.LoadUint64((*uint64)(unsafe.Pointer(&mem[jqTakers+16*e])))
+				if uint32(w>>32) == me {
+					count += uint64(uint32(w))
+				}
+			}
+			switch {
+			case putClaimed:
+				return 0
+			case count == held+1 && inRing == 1:
+				return 1
+			case count == held+1 && inRing == 0:
+				return 2
+			case count == 1 && held == 1:
+				return 3
+			}
+			return -1
+		},
+		after: func(h *hunt, w int) error {
+			j := h.obj.(*ringbuf.JoinableQueue)
+			put, got := h.w(hwA), h.w(hwB)
+			// Drain what the victim left; every message is a task.
+			drained := uint64(0)
+			for {
+				_, err := j.TryGet()
+				if errors.Is(err, ringbuf.ErrEmpty) {
+					break
+				}
+				if err != nil {
+					return fmt.Errorf("drain: %w", err)
+				}
+				drained++
+				if err := j.TaskDone(); err != nil {
+					return fmt.Errorf("drain TaskDone: %w", err)
+				}
+			}
+			// The victim's message: not yet a task (0), still in the ring
+			// (1: counted taken before the take, never lost), taken by the
+			// victim (2), or done by nobody but counted done (3).
+			wantDrained := put - got
+			if w == 2 {
+				wantDrained--
+			}
+			if drained != wantDrained {
+				return fmt.Errorf("drained %d messages, want %d (%d puts, %d gets returned)", drained, wantDrained, put, got)
+			}
+			if ok, err := j.JoinTimeout(5 * time.Second); !ok || err != nil {
+				return fmt.Errorf("Join after the drain = %v, %v: %+v", ok, err, j.State())
+			}
+			if n := j.Unfinished(); n != 0 {
+				return fmt.Errorf("Unfinished = %d", n)
+			}
+			for i := 0; i < 20; i++ {
+				msg := []byte(strconv.Itoa(i))
+				if err := j.Put(nil, msg); err != nil {
+					return err
+				}
+				if ok, _ := j.TryJoin(); ok {
+					return fmt.Errorf("TryJoin true with a task in the ring")
+				}
+				m, err := j.GetTimeout(5 * time.Second)
+				if err != nil || string(m) != string(msg) {
+					return fmt.Errorf("Get = %q, %v, want %q", m, err, msg)
+				}
+				if ok, _ := j.TryJoin(); ok {
+					return fmt.Errorf("TryJoin true with a task taken and not done")
+				}
+				if err := j.TaskDone(); err != nil {
+					return err
+				}
+			}
+			if ok, err := j.JoinTimeout(5 * time.Second); !ok || err != nil {
+				return fmt.Errorf("Join after use = %v, %v", ok, err)
+			}
+			if err := j.TaskDone(); !errors.Is(err, ringbuf.ErrTaskDone) {
+				return fmt.Errorf("extra TaskDone = %v", err)
+			}
+			return nil
+		},
+	})
+}
+
+// ---- Barrier ------------------------------------------------------------
+
+// The Barrier(2)'s state word at offset 0: bit 1 draining, bit 2 broken,
+// bits 3..12 count.
+var barSpec = shm.Spec{Name: "bar", Kind: shm.KindBarrier, KindVersion: barrier.Version}
+
+func init() {
+	addWindowKind(&windowKind{
+		name: "barrier",
+		windows: []string{
+			"arrival counted, round not complete",
+			"last arrival counted, round not released (action)",
+			"released, a waiter not yet left",
+		},
+		setup: func(h *hunt) {
+			b, err := barrier.Create(h.seg, "bar", 2, &barrier.Options{Observe: true, CheckInterval: wCheck})
+			if err != nil {
+				h.t.Fatal(err)
+			}
+			h.obj = b
+		},
+		// The victim is both parties: two goroutines, two handles.
+		victim: func(seg *shm.Segment, words []uint64) error {
+			var bs [2]*barrier.Barrier
+			for i := range bs {
+				var err error
+				bs[i], err = barrier.Open(seg, "bar", &barrier.Options{CheckInterval: wCheck, Action: func() error {
+					atomic.AddUint64(&words[hwA], 1)
+					return nil
+				}})
+				if err != nil {
+					return err
+				}
+			}
+			proctest.SignalReady()
+			errc := make(chan error, 2)
+			for _, b := range bs {
+				go func() {
+					for {
+						if _, err := b.Wait(nil); err != nil {
+							errc <- err
+							return
+						}
+						atomic.AddUint64(&words[hwIters], 1)
+					}
+				}()
+			}
+			return <-errc
+		},
+		inspect: func(h *hunt) int {
+			mem := h.lookup(barSpec)
+			s := atomic.LoadUint32((*uint32)(unsafe.Pointer(&mem[0])))
+			cnt := s >> 3 & (1<<10 - 1)
+			switch {
+			case s&4 != 0:
+				return -1
+			case s&2 == 0 && cnt == 1:
+				return 0
+			case s&2 == 0 && cnt == 2:
+				return 1
+			case s&2 != 0 && cnt == 1:
+				return 2
+			}
+			return -1
+		},
+		after: func(h *hunt, w int) error {
+			obs := h.obj.(*barrier.Barrier)
+			var bs [2]*barrier.Barrier
+			for i := range bs {
+				var err error
+				if bs[i], err = barrier.Open(h.seg, "bar", &barrier.Options{CheckInterval: wCheck}); err != nil {
+					return fmt.Errorf("Open after the kill: %w", err)
+				}
+				defer bs[i].Close()
+			}
+			// One Wait: it completes a round with the dead party's arrival,
+			// or finds the dead party and breaks; never hangs.
+			if _, err := bs[0].WaitTimeout(5 * time.Second); err != nil && (!errors.Is(err, barrier.ErrBrokenBarrier) || errors.Is(err, barrier.ErrTimedOut)) {
+				return fmt.Errorf("first Wait after the kill: %w", err)
+			}
+			obs.Reset()
+			var wg sync.WaitGroup
+			var idx [2][20]int
+			var errs [2]error
+			for i := range bs {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for r := range idx[i] {
+						var err error
+						if idx[i][r], err = bs[i].WaitTimeout(10 * time.Second); err != nil {
+							errs[i] = fmt.Errorf("round %d: %w", r, err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			if err := errors.Join(errs[:]...); err != nil {
+				return err
+			}
+			for r := range idx[0] {
+				if idx[0][r]+idx[1][r] != 1 {
+					return fmt.Errorf("round %d: indices %d and %d", r, idx[0][r], idx[1][r])
+				}
+			}
+			return nil
+		},
+	})
+}
+
