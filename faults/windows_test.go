@@ -39,6 +39,7 @@ import (
 	"github.com/mpipc/mpipc/ringbuf"
 	"github.com/mpipc/mpipc/rlock"
 	"github.com/mpipc/mpipc/shm"
+	"github.com/mpipc/mpipc/value"
 )
 
 var (
@@ -671,6 +672,374 @@ func init() {
 			for r := range idx[0] {
 				if idx[0][r]+idx[1][r] != 1 {
 					return fmt.Errorf("round %d: indices %d and %d", r, idx[0][r], idx[1][r])
+				}
+			}
+			return nil
+		},
+	})
+}
+
+// specOf returns the Spec of object name in the hunt's segment, as its
+// directory entry says (for kinds with a type fingerprint).
+func (h *hunt) specOf(name string) shm.Spec {
+	objs, err := h.seg.Objects()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	for _, o := range objs {
+		if o.Name == name {
+			return shm.Spec{Name: name, Kind: o.Kind, KindVersion: o.KindVersion, Fingerprint: o.Fingerprint}
+		}
+	}
+	h.t.Fatalf("no object %q", name)
+	return shm.Spec{}
+}
+
+// heldBy reports whether robust lock word w names the process whose
+// registry identity is packed (slot in bits 0..16, generation in the high
+// half; see internal/robust).
+func heldBy(w, packed uint64) bool {
+	return packed != 0 && w&(1<<17-1) == packed&(1<<17-1) && w>>32 == packed>>32
+}
+
+// ---- RLock --------------------------------------------------------------
+
+// The RLock at its documented layout: lock word at 0, owner goroutine at
+// 16, extra recursion levels at 24.
+var rlSpec = shm.Spec{Name: "rl", Kind: shm.KindRLock, KindVersion: rlock.Version}
+
+func init() {
+	addWindowKind(&windowKind{
+		name: "rlock",
+		windows: []string{
+			"lock word held, owner goroutine not recorded (acquire before, or release after clearing it)",
+			"held at level 1",
+			"held at a level above 1 (extra levels recorded)",
+			"guarded pair torn under the lock",
+		},
+		setup: func(h *hunt) {
+			if _, err := rlock.Create(h.seg, "rl", &rlock.Options{CheckInterval: wCheck}); err != nil {
+				h.t.Fatal(err)
+			}
+			r, err := rlock.Open(h.seg, "rl", &rlock.Options{CheckInterval: wCheck})
+			if err != nil {
+				h.t.Fatal(err)
+			}
+			h.obj = r
+		},
+		// Words hwA and hwB: a pair the lock guards, equal when the lock is
+		// free.
+		victim: func(seg *shm.Segment, words []uint64) error {
+			r, err := rlock.Open(seg, "rl", &rlock.Options{CheckInterval: wCheck})
+			if err != nil {
+				return err
+			}
+			proctest.SignalReady()
+			for {
+				for l := 1; l <= 3; l++ {
+					if err := r.Acquire(nil); err != nil {
+						return err
+					}
+					if r.Level() != l {
+						return fmt.Errorf("level %d, want %d", r.Level(), l)
+					}
+				}
+				atomic.AddUint64(&words[hwA], 1)
+				atomic.AddUint64(&words[hwB], 1)
+				for l := 0; l < 3; l++ {
+					if err := r.Release(); err != nil {
+						return err
+					}
+				}
+				if err := r.Acquire(nil); err != nil {
+					return err
+				}
+				r.Release()
+				atomic.AddUint64(&words[hwIters], 1)
+			}
+		},
+		inspect: func(h *hunt) int {
+			mem := h.lookup(rlSpec)
+			w := atomic.LoadUint64((*uint64)(unsafe.Pointer(&mem[0])))
+			if !heldBy(w, h.w(hwSelf)) {
+				return -1
+			}
+			owner := atomic.LoadUint64((*uint64)(unsafe.Pointer(&mem[16])))
+			extra := atomic.LoadUint32((*uint32)(unsafe.Pointer(&mem[24])))
+			switch {
+			case h.w(hwA) != h.w(hwB):
+				return 3
+			case owner == 0:
+				return 0
+			case extra == 0:
+				return 1
+			default:
+				return 2
+			}
+		},
+		after: func(h *hunt, w int) error {
+			r := h.obj.(*rlock.RLock)
+			ok, err := r.AcquireTimeout(5 * time.Second)
+			if !ok || !errors.Is(err, rlock.ErrOwnerDead) {
+				return fmt.Errorf("AcquireTimeout after the holder died = %v, %v", ok, err)
+			}
+			if l := r.Level(); l != 1 {
+				return fmt.Errorf("level %d after the takeover, want 1", l)
+			}
+			// Repair the guarded pair, then mark the lock consistent.
+			a := atomic.LoadUint64(&h.words[hwA])
+			if b := atomic.LoadUint64(&h.words[hwB]); b != a {
+				if w != 3 {
+					return fmt.Errorf("guarded pair torn (%d, %d) outside its window", a, b)
+				}
+				atomic.StoreUint64(&h.words[hwB], a)
+			}
+			if err := r.Consistent(); err != nil {
+				return err
+			}
+			if err := r.Release(); err != nil {
+				return err
+			}
+			for i := 0; i < 20; i++ {
+				for l := 1; l <= 3; l++ {
+					if ok, err := r.AcquireTimeout(5 * time.Second); !ok || err != nil {
+						return fmt.Errorf("Acquire at level %d: %v, %v", l, ok, err)
+					}
+					if r.Level() != l {
+						return fmt.Errorf("level %d, want %d", r.Level(), l)
+					}
+				}
+				for l := 0; l < 3; l++ {
+					if err := r.Release(); err != nil {
+						return err
+					}
+				}
+			}
+			if st := r.State(); st.Held || st.Inconsistent || st.NotRecoverable {
+				return fmt.Errorf("State after use: %+v", st)
+			}
+			return nil
+		},
+	})
+}
+
+// ---- Value (wider than 8 bytes: seqlock double buffer) -------------------
+
+// The Value[[64]uint64] at its documented layout: sequence at 32, writer
+// lock word at 40, slots of 512 bytes at 128 and 640; the current value
+// is in slot sequence&1. (512 bytes: a copy long enough to be caught in.)
+type wideVal [64]uint64
+
+func wideOf(x uint64) (v wideVal) {
+	for i := range v {
+		v[i] = x
+	}
+	return v
+}
+
+func init() {
+	addWindowKind(&windowKind{
+		name: "value",
+		windows: []string{
+			"writer lock held, unpublished slot torn",
+			"unpublished slot written, sequence not yet advanced",
+			"writer lock held, slots consistent (before writing, or after publishing)",
+		},
+		setup: func(h *hunt) {
+			v, err := value.Create(h.seg, "val", wideVal{}, &value.Options{CheckInterval: wCheck})
+			if err != nil {
+				h.t.Fatal(err)
+			}
+			h.obj = v
+		},
+		// Word hwA: the last value whose Store returned.
+		victim: func(seg *shm.Segment, words []uint64) error {
+			v, err := value.Open[wideVal](seg, "val", &value.Options{CheckInterval: wCheck})
+			if err != nil {
+				return err
+			}
+			proctest.SignalReady()
+			x := v.Load()[0]
+			for {
+				x++
+				v.Store(wideOf(x))
+				atomic.StoreUint64(&words[hwA], x)
+				atomic.AddUint64(&words[hwIters], 1)
+			}
+		},
+		inspect: func(h *hunt) int {
+			mem := h.lookup(h.specOf("val"))
+			lw := atomic.LoadUint64((*uint64)(unsafe.Pointer(&mem[40])))
+			if !heldBy(lw, h.w(hwSelf)) {
+				return -1
+			}
+			seq := atomic.LoadUint64((*uint64)(unsafe.Pointer(&mem[32])))
+			slot := func(i uint64) (v uint64, torn bool) {
+				off := 128 + int(i&1)*512
+				v = atomic.LoadUint64((*uint64)(unsafe.Pointer(&mem[off])))
+				for k := 1; k < 64; k++ {
+					if atomic.LoadUint64((*uint64)(unsafe.Pointer(&mem[off+8*k]))) != v {
+						torn = true
+					}
+				}
+				return v, torn
+			}
+			cur, ctorn := slot(seq)
+			next, ntorn := slot(seq + 1)
+			switch {
+			case ctorn:
+				return -1 // never: the hunter's check below fails on it
+			case ntorn:
+				return 0
+			case next == cur+1:
+				return 1
+			default:
+				return 2
+			}
+		},
+		after: func(h *hunt, w int) error {
+			v := h.obj.(*value.Value[wideVal])
+			x := v.Load()
+			for k := 1; k < 64; k++ {
+				if x[k] != x[0] {
+					return fmt.Errorf("Load after the kill is torn: %v", x)
+				}
+			}
+			if last := h.w(hwA); x[0] != last && x[0] != last+1 {
+				return fmt.Errorf("Load after the kill = %d, last Store returned %d", x[0], last)
+			}
+			// The dead writer's lock is taken over by the next Store.
+			for i := uint64(1); i <= 20; i++ {
+				done := make(chan struct{})
+				go func() {
+					v.Store(wideOf(x[0] + i))
+					close(done)
+				}()
+				select {
+				case <-done:
+				case <-time.After(10 * time.Second):
+					return fmt.Errorf("Store %d hangs", i)
+				}
+				if y := v.Load(); y != wideOf(x[0]+i) {
+					return fmt.Errorf("Load after Store %d = %v", x[0]+i, y)
+				}
+			}
+			return nil
+		},
+	})
+}
+
+// ---- Queue --------------------------------------------------------------
+
+var qSpec = shm.Spec{Name: "q", Kind: shm.KindQueue, KindVersion: ringbuf.QueueVersion}
+
+func init() {
+	addWindowKind(&windowKind{
+		name: "queue",
+		windows: []string{
+			"put claimed, not committed",
+			"message borrowed (claimed by a consumer), not released",
+		},
+		setup: func(h *hunt) {
+			q, err := ringbuf.Create(h.seg, "q", jqCap, 16, &ringbuf.Options{CheckInterval: wCheck})
+			if err != nil {
+				h.t.Fatal(err)
+			}
+			h.obj = q
+		},
+		// Words: hwA puts returned, hwB messages taken (Get returned, or
+		// Release of a Borrow returned).
+		victim: func(seg *shm.Segment, words []uint64) error {
+			q, err := ringbuf.Open(seg, "q", &ringbuf.Options{CheckInterval: wCheck})
+			if err != nil {
+				return err
+			}
+			proctest.SignalReady()
+			buf := make([]byte, 16)
+			for i := uint64(0); ; i++ {
+				want := strconv.FormatUint(i, 10)
+				if err := q.Put(nil, []byte(want)); err != nil {
+					return err
+				}
+				atomic.AddUint64(&words[hwA], 1)
+				if i%2 == 0 {
+					b, err := q.Borrow(nil)
+					if err != nil {
+						return err
+					}
+					if string(b.Bytes()) != want {
+						return fmt.Errorf("borrowed %q, want %s", b.Bytes(), want)
+					}
+					if err := b.Release(); err != nil {
+						return err
+					}
+				} else {
+					n, err := q.GetInto(nil, buf)
+					if err != nil {
+						return err
+					}
+					if string(buf[:n]) != want {
+						return fmt.Errorf("got %q, want %s", buf[:n], want)
+					}
+				}
+				atomic.AddUint64(&words[hwB], 1)
+				atomic.AddUint64(&words[hwIters], 1)
+			}
+		},
+		inspect: func(h *hunt) int {
+			mem := h.lookup(qSpec)
+			me := claimOf(h.w(hwSelf))
+			for i := 0; i < jqCap; i++ {
+				w := atomic.LoadUint64((*uint64)(unsafe.Pointer(&mem[384+i*jqStride])))
+				seq, claim := uint32(w), uint32(w>>32)
+				if claim != me {
+					continue
+				}
+				if seq%jqCap == uint32(i) {
+					return 0
+				}
+				return 1
+			}
+			return -1
+		},
+		after: func(h *hunt, w int) error {
+			q := h.obj.(*ringbuf.Queue)
+			put, got := h.w(hwA), h.w(hwB)
+			// What the victim left in the ring: nothing, its claimed
+			// message lost (0), or the borrowed one lost (1). The next Put
+			// lands behind the dead claim, which consumers resolve after a
+			// check interval.
+			if err := q.Put(nil, []byte("after")); err != nil {
+				return err
+			}
+			drained := uint64(0)
+			for {
+				m, err := q.GetTimeout(5 * time.Second)
+				if err != nil {
+					return fmt.Errorf("drain after %d: %w (%+v)", drained, err, q.State())
+				}
+				if string(m) == "after" {
+					break
+				}
+				drained++
+			}
+			want := put - got
+			if w == 1 {
+				want--
+			}
+			if drained != want {
+				return fmt.Errorf("drained %d messages before ours, want %d (%d puts, %d takes returned)", drained, want, put, got)
+			}
+			if !q.Empty() {
+				return fmt.Errorf("queue not empty after the drain: %+v", q.State())
+			}
+			for i := 0; i < 20; i++ {
+				msg := []byte(strconv.Itoa(i))
+				if err := q.Put(nil, msg); err != nil {
+					return err
+				}
+				if m, err := q.GetTimeout(5 * time.Second); err != nil || string(m) != string(msg) {
+					return fmt.Errorf("Get = %q, %v, want %q", m, err, msg)
 				}
 			}
 			return nil
