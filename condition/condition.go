@@ -598,6 +598,17 @@ func (c *Condition) occupied() int {
 	return n
 }
 
+// anyOccupied reports whether any slot is taken (stops at the first set
+// bit: Notify with nobody waiting reads one word for up to 64 slots).
+func (c *Condition) anyOccupied() bool {
+	for w := range c.bitmap {
+		if atomic.LoadUint64(&c.bitmap[w]) != 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // free returns slot i to the table. The lock is held (or can never be
 // held again). The state goes first, the bit last: a waiter killed in
 // between leaves a set bit over a free slot that names it, which reclaim
@@ -715,7 +726,7 @@ func (c *Condition) Notify(n int) error {
 	if !c.owned() {
 		return ErrNotOwner
 	}
-	if n > 0 && c.occupied() != 0 {
+	if n > 0 && c.anyOccupied() {
 		c.notifyLocked(n)
 	}
 	return nil

@@ -239,7 +239,20 @@ func runHunt(t *testing.T, k *windowKind) {
 		}
 		return true
 	}
+	report := func() string {
+		var b strings.Builder
+		fmt.Fprintf(&b, "%s: %d stops in %v;", k.name, stops, time.Since(start).Round(time.Millisecond))
+		for i, n := range hits {
+			fmt.Fprintf(&b, " [%s]=%d", k.windows[i], n)
+		}
+		return b.String()
+	}
+	lastReport := start
 	for !reached() && time.Since(start) < budget && !t.Failed() {
+		if *windowHits > 0 && time.Since(lastReport) > 30*time.Second {
+			fmt.Fprintln(os.Stderr, "windows (so far):", report())
+			lastReport = time.Now()
+		}
 		if n := rng.IntN(4); n > 0 {
 			time.Sleep(time.Duration(rng.IntN(200*n)) * time.Microsecond)
 		}
@@ -262,13 +275,8 @@ func runHunt(t *testing.T, k *windowKind) {
 		h.start()
 	}
 	el := time.Since(start)
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s: %d stops in %v;", k.name, stops, el.Round(time.Millisecond))
-	for i, n := range hits {
-		fmt.Fprintf(&b, " [%s]=%d", k.windows[i], n)
-	}
-	t.Log(b.String())
-	fmt.Fprintln(os.Stderr, "windows:", b.String())
+	t.Log(report())
+	fmt.Fprintln(os.Stderr, "windows:", report())
 	for i, n := range hits {
 		if n < want {
 			t.Errorf("%s: window %q hit %d times in %d stops (%v), want %d: not reached", k.name, k.windows[i], n, stops, el.Round(time.Millisecond), want)
