@@ -18,6 +18,7 @@ package faults_test
 // per window within a few seconds per kind; -faults.windows=N wants N.
 
 import (
+	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
@@ -1049,6 +1050,179 @@ func init() {
 				if m, err := q.GetTimeout(5 * time.Second); err != nil || string(m) != string(msg) {
 					return fmt.Errorf("Get = %q, %v, want %q", m, err, msg)
 				}
+			}
+			return nil
+		},
+	})
+}
+
+// ---- Pipe ---------------------------------------------------------------
+
+// The Pipe (16 KiB rings) at its documented layout: ring 0 (messages
+// to end 0) at 192, its tail at +0, head at +64, data at +256. Records are
+// an 8-byte header (n, ^n) and n payload bytes padded to 8; the victim's
+// messages are 4000 bytes (seq, ^seq, filler): 4008-byte records, long
+// enough to be caught writing one.
+const (
+	pRing0   = 192
+	pCap     = 16384
+	pMsgSize = 4000
+	pRecSize = 8 + pMsgSize
+)
+
+var pSpec = shm.Spec{Name: "p", Kind: shm.KindPipe, KindVersion: ringbuf.PipeVersion}
+
+func pMsg(seq uint64) []byte {
+	b := make([]byte, pMsgSize)
+	binary.LittleEndian.PutUint64(b, seq)
+	binary.LittleEndian.PutUint64(b[8:], ^seq)
+	for i := 16; i < len(b); i++ {
+		b[i] = byte(i)
+	}
+	return b
+}
+
+func init() {
+	addWindowKind(&windowKind{
+		name: "pipe",
+		windows: []string{
+			"record written, tail not yet published",
+			"record consumed (head published), Recv not returned",
+		},
+		setup: func(h *hunt) {
+			c, err := ringbuf.CreatePipe(h.seg, "p", &ringbuf.PipeOptions{Capacity: pCap, MaxMsgSize: pMsgSize, CheckInterval: wCheck})
+			if err != nil {
+				h.t.Fatal(err)
+			}
+			c.Detach() // the victim holds both ends; the survivor claims them after
+			h.obj = &[2]*ringbuf.Conn{}
+		},
+		// The victim holds both ends: one goroutine sends on end 1, one
+		// receives on end 0. Words: hwA sends returned, hwB receives
+		// returned.
+		victim: func(seg *shm.Segment, words []uint64) error {
+			o := &ringbuf.PipeOptions{CheckInterval: wCheck}
+			rx, err := ringbuf.OpenPipe(seg, "p", 0, o)
+			if err != nil {
+				return err
+			}
+			tx, err := ringbuf.OpenPipe(seg, "p", 1, o)
+			if err != nil {
+				return err
+			}
+			proctest.SignalReady()
+			errc := make(chan error, 2)
+			go func() {
+				msg := pMsg(0)
+				for seq := uint64(0); ; seq++ {
+					binary.LittleEndian.PutUint64(msg, seq)
+					binary.LittleEndian.PutUint64(msg[8:], ^seq)
+					if err := tx.Send(nil, msg); err != nil {
+						errc <- err
+						return
+					}
+					atomic.AddUint64(&words[hwA], 1)
+				}
+			}()
+			go func() {
+				buf := make([]byte, pMsgSize)
+				for {
+					n, err := rx.Recv(nil, buf)
+					if err != nil {
+						errc <- err
+						return
+					}
+					want := atomic.LoadUint64(&words[hwB])
+					if n != pMsgSize || binary.LittleEndian.Uint64(buf) != want || binary.LittleEndian.Uint64(buf[8:]) != ^want || buf[pMsgSize-1] != byte((pMsgSize-1)%256) {
+						errc <- fmt.Errorf("received %x..., want message %d", buf[:16], want)
+						return
+					}
+					atomic.AddUint64(&words[hwB], 1)
+					atomic.AddUint64(&words[hwIters], 1)
+				}
+			}()
+			return <-errc
+		},
+		inspect: func(h *hunt) int {
+			mem := h.lookup(pSpec)
+			ring := mem[pRing0:]
+			tail := atomic.LoadUint64((*uint64)(unsafe.Pointer(&ring[0])))
+			head := atomic.LoadUint64((*uint64)(unsafe.Pointer(&ring[64])))
+			data := ring[256 : 256+pCap]
+			seqAt := func(pos uint64) (uint64, bool) {
+				hd := binary.LittleEndian.Uint64(data[pos%pCap:])
+				if uint32(hd) != pMsgSize || uint32(hd>>32) != ^uint32(pMsgSize) {
+					return 0, false
+				}
+				var p [16]byte
+				for i := range p {
+					p[i] = data[(pos+8+uint64(i))%pCap]
+				}
+				s := binary.LittleEndian.Uint64(p[:])
+				return s, binary.LittleEndian.Uint64(p[8:]) == ^s
+			}
+			sent, got := h.w(hwA), h.w(hwB)
+			if tail-head+pRecSize <= pCap { // room for the next record
+				if s, ok := seqAt(tail); ok && s == sent && s == got+(tail-head)/pRecSize {
+					return 0
+				}
+			}
+			if head >= pRecSize {
+				if s, ok := seqAt(head - pRecSize); ok && s == got {
+					return 1
+				}
+			}
+			return -1
+		},
+		after: func(h *hunt, w int) error {
+			sent, got := h.w(hwA), h.w(hwB)
+			o := &ringbuf.PipeOptions{CheckInterval: wCheck}
+			rx, err := ringbuf.OpenPipe(h.seg, "p", 0, o)
+			if err != nil {
+				return fmt.Errorf("claiming the dead end 0: %w", err)
+			}
+			defer rx.Detach()
+			tx, err := ringbuf.OpenPipe(h.seg, "p", 1, o)
+			if err != nil {
+				return fmt.Errorf("claiming the dead end 1: %w", err)
+			}
+			defer tx.Detach()
+			// Drain: the published records, intact and in order, after the
+			// last one the victim's Recv returned (or the one it consumed).
+			first := got
+			if w == 1 {
+				first++
+			}
+			buf := make([]byte, pMsgSize)
+			next := first
+			for {
+				n, err := rx.TryRecv(buf)
+				if errors.Is(err, ringbuf.ErrEmpty) {
+					break
+				}
+				if err != nil {
+					return fmt.Errorf("drain: %w", err)
+				}
+				if n != pMsgSize || string(buf) != string(pMsg(next)) {
+					return fmt.Errorf("drained %x..., want message %d", buf[:16], next)
+				}
+				next++
+			}
+			// Every Send that returned was received; a record written and
+			// not published (window 0) is lost; in window 1 the sender may
+			// have published one more whose Send had not returned.
+			if next != sent && (w == 0 || next != sent+1) {
+				return fmt.Errorf("drained up to message %d, victim's Sends returned %d (Recvs %d)", next, sent, got)
+			}
+			for i := 0; i < 20; i++ {
+				if err := tx.SendTimeout(pMsg(next), 5*time.Second); err != nil {
+					return err
+				}
+				n, err := rx.RecvTimeout(buf, 5*time.Second)
+				if err != nil || n != pMsgSize || string(buf) != string(pMsg(next)) {
+					return fmt.Errorf("Recv = %x..., %v, want message %d", buf[:16], err, next)
+				}
+				next++
 			}
 			return nil
 		},
