@@ -258,7 +258,7 @@ func (j *JoinableQueue) TaskDone() error {
 			return nil
 		}
 	}
-	for {
+	for range qEventTries { // bounded against a peer that rewrites the word
 		v := atomic.LoadUint32(q.joinLoose)
 		if v == 0 {
 			return ErrTaskDone
@@ -271,12 +271,13 @@ func (j *JoinableQueue) TaskDone() error {
 			return nil
 		}
 	}
+	return fmt.Errorf("ringbuf: loose task count never held still: %w", shm.ErrCorrupt)
 }
 
 // doneIn lowers the count of entry t by one task if it has any and is
 // this process's (mine) or a live other process's (!mine).
 func (q *Queue) doneIn(t *qTaker, mine bool) bool {
-	for {
+	for range qEventTries { // bounded against a peer that rewrites the entry
 		w := atomic.LoadUint64(&t.word)
 		if uint32(w) == 0 || (uint32(w>>32) == q.selfClaim) != mine || !mine && !q.takerAlive(t, w) {
 			return false
@@ -289,6 +290,7 @@ func (q *Queue) doneIn(t *qTaker, mine bool) bool {
 			return true
 		}
 	}
+	return false
 }
 
 // wakeJoiners wakes every sleeping Join, after a count of taken tasks
