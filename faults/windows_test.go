@@ -78,6 +78,11 @@ type windowKind struct {
 	inspect func(h *hunt) int
 	// after recovers from a kill in window w and uses the object normally.
 	after func(h *hunt, w int) error
+	// renew: the victim uses the segment up (space is never reused) and
+	// then exits cleanly; the hunter makes a new segment and goes on.
+	renew bool
+	// segSize is the size of the hunt's segment (0: 1 MiB).
+	segSize int64
 }
 
 var windowKinds []*windowKind
@@ -88,13 +93,14 @@ func init() { addRole("window-victim", windowVictim) }
 
 // hunt is the hunter's state for one kind.
 type hunt struct {
-	t      *testing.T
-	k      *windowKind
-	name   string
-	seg    *shm.Segment
-	words  []uint64 // shared with the victim
-	victim *proctest.Child
-	obj    any // the kind's parent-side handles
+	t        *testing.T
+	k        *windowKind
+	name     string
+	seg      *shm.Segment
+	words    []uint64 // shared with the victim
+	victim   *proctest.Child
+	obj      any // the kind's parent-side handles
+	renewals int // segments used up by victims (renewing kinds)
 }
 
 func (h *hunt) w(i int) uint64 { return atomic.LoadUint64(&h.words[i]) }
@@ -134,56 +140,124 @@ func windowVictim(args []string) error {
 	return k.victim(seg, words)
 }
 
-// threadsStopped reports whether every thread of pid is stopped (or gone).
+// threadsStopped reports whether every thread of pid is stopped (threads
+// that exited are skipped; a zombie is not stopped: exited sees it).
 func threadsStopped(pid int) (bool, error) {
 	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
 	if err != nil || len(tasks) == 0 {
 		return false, fmt.Errorf("no threads of %d in /proc", pid)
 	}
+	seen := 0
 	for _, p := range tasks {
 		b, err := os.ReadFile(p)
 		if err != nil {
 			continue // the thread exited
 		}
+		seen++
 		i := strings.LastIndexByte(string(b), ')')
 		if i < 0 || i+2 >= len(b) {
 			return false, fmt.Errorf("%s: %q", p, b)
 		}
 		switch b[i+2] {
-		case 'T', 't', 'Z', 'X':
+		case 'T', 't':
 		default:
 			return false, nil
 		}
+	}
+	if seen == 0 {
+		return false, fmt.Errorf("every thread of %d is gone", pid)
 	}
 	return true, nil
 }
 
 // stop stops the victim and waits until every thread of it has stopped.
-func (h *hunt) stop() {
+// It reports false when the victim had exited cleanly, having used up a
+// segment of a renewing kind: the hunter then made a new one and started
+// a new victim.
+func (h *hunt) stop() bool {
+	if h.exited() {
+		return false
+	}
 	pid := h.victim.Pid()
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
-		h.t.Fatal(err)
+		if err != syscall.ESRCH {
+			h.t.Fatal(err)
+		}
+		<-h.victim.Done() // reaped: Done is about to say so
+		return !h.exited()
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
+		if h.exited() {
+			return false
+		}
 		ok, err := threadsStopped(pid)
 		if err != nil {
-			h.t.Fatalf("victim: %v", err)
+			// Gone from /proc: reaped, and Done is about to say so.
+			select {
+			case <-h.victim.Done():
+			case <-time.After(5 * time.Second):
+				h.t.Fatalf("victim: %v", err)
+			}
+			if h.exited() {
+				return false
+			}
 		}
 		if ok {
-			return
-		}
-		select {
-		case <-h.victim.Done():
-			r := h.victim.Wait(time.Second)
-			h.t.Fatalf("victim exited (code %d, signal %v):\n%s", r.Code, r.Signal, r.Stderr)
-		default:
+			return true
 		}
 		if time.Now().After(deadline) {
 			h.t.Fatal("victim does not stop")
 		}
 		time.Sleep(20 * time.Microsecond)
 	}
+}
+
+// exited reports whether the victim has exited, which is a failure unless
+// it exited cleanly for a renewing kind: then it renews the segment and
+// starts a new victim.
+func (h *hunt) exited() bool {
+	select {
+	case <-h.victim.Done():
+	default:
+		return false
+	}
+	r := h.victim.Wait(time.Second)
+	if r.Code != 0 || !h.k.renew {
+		h.t.Fatalf("victim exited (code %d, signal %v):\n%s", r.Code, r.Signal, r.Stderr)
+	}
+	h.renewals++
+	h.newSegment()
+	h.start()
+	return true
+}
+
+// newSegment makes the hunt's segment (a new one, removing the old, when
+// the kind renews it) with the shared words and the kind's object.
+func (h *hunt) newSegment() {
+	if h.seg != nil {
+		h.seg.Close()
+		if err := shm.Remove(h.name, nil); err != nil {
+			h.t.Fatal(err)
+		}
+		h.name = proctest.TempName(h.t)
+	}
+	size := h.k.segSize
+	if size == 0 {
+		size = 1 << 20
+	}
+	seg, err := shm.Create(h.name, &shm.Options{Size: size})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(func() { seg.Close() })
+	h.seg = seg
+	mem, err := seg.Alloc(huntSpec, nil)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.words = unsafe.Slice((*uint64)(unsafe.Pointer(&mem[0])), hwWords)
+	h.k.setup(h)
 }
 
 func (h *hunt) start() {
@@ -209,18 +283,7 @@ func runHunt(t *testing.T, k *windowKind) {
 		}
 	}
 	h := &hunt{t: t, k: k, name: proctest.TempName(t)}
-	seg, err := shm.Create(h.name, &shm.Options{Size: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { seg.Close() })
-	h.seg = seg
-	mem, err := seg.Alloc(huntSpec, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.words = unsafe.Slice((*uint64)(unsafe.Pointer(&mem[0])), hwWords)
-	k.setup(h)
+	h.newSegment()
 	h.start()
 	defer func() {
 		if h.victim != nil {
@@ -244,6 +307,9 @@ func runHunt(t *testing.T, k *windowKind) {
 	report := func() string {
 		var b strings.Builder
 		fmt.Fprintf(&b, "%s: %d stops in %v;", k.name, stops, time.Since(start).Round(time.Millisecond))
+		if h.renewals > 0 {
+			fmt.Fprintf(&b, " %d segments used up;", h.renewals)
+		}
 		for i, n := range hits {
 			fmt.Fprintf(&b, " [%s]=%d", k.windows[i], n)
 		}
@@ -258,14 +324,16 @@ func runHunt(t *testing.T, k *windowKind) {
 		if n := rng.IntN(4); n > 0 {
 			time.Sleep(time.Duration(rng.IntN(200*n)) * time.Microsecond)
 		}
-		h.stop()
+		if !h.stop() {
+			continue // a new segment and victim
+		}
 		stops++
 		w := k.inspect(h)
 		if w < 0 || hits[w] >= want {
-			if err := syscall.Kill(h.victim.Pid(), syscall.SIGCONT); err != nil {
+			if err := syscall.Kill(h.victim.Pid(), syscall.SIGCONT); err != nil && err != syscall.ESRCH {
 				t.Fatal(err)
 			}
-			continue
+			continue // (ESRCH: it exited; the next stop finds out)
 		}
 		h.victim.Kill()
 		<-h.victim.Done()
@@ -1224,6 +1292,155 @@ func init() {
 					return fmt.Errorf("Recv = %x..., %v, want message %d", buf[:16], err, next)
 				}
 				next++
+			}
+			return nil
+		},
+	})
+}
+
+// ---- Segment directory --------------------------------------------------
+
+// The segment header at its documented layout (shm/layout.go): directory
+// capacity at 12, segment lock word at 64, allocation offset at 128,
+// directory entries of 96 bytes from 192 (state at +0, object offset at
+// +16, size at +24, creator at +32, name at +48).
+const (
+	sgCapacity = 12
+	sgLock     = 64
+	sgAlloc    = 128
+	sgDir      = 192
+	sgEntry    = 96
+)
+
+var errInitRefused = errors.New("init refused")
+
+// sgName is the object name the victim allocates at iteration k: two
+// names in turn, so that an entry left from the previous iteration never
+// carries the current one.
+func sgName(k uint64) string { return "o" + strconv.FormatUint(k%2, 10) }
+
+func sgHeader(h *hunt) []byte { return h.obj.([]byte) }
+
+// sgEntryOf returns the directory entry named name, nil if none.
+func sgEntryOf(hdr []byte, name string) []byte {
+	n := int(atomic.LoadUint32((*uint32)(unsafe.Pointer(&hdr[sgCapacity]))))
+	for i := 0; i < n && sgDir+(i+1)*sgEntry <= len(hdr); i++ {
+		e := hdr[sgDir+i*sgEntry : sgDir+(i+1)*sgEntry]
+		raw := e[48:]
+		if j := strings.IndexByte(string(raw), 0); j >= 0 && string(raw[:j]) == name {
+			return e
+		}
+	}
+	return nil
+}
+
+func init() {
+	addWindowKind(&windowKind{
+		name: "segment",
+		windows: []string{
+			"entry fields written, allocation offset not yet advanced",
+			"allocation offset advanced, entry not yet reserved",
+			"entry reserved (initializing), segment lock held",
+			"entry initializing, lock released (init running)",
+		},
+		renew:   true,
+		segSize: 4 << 20,
+		setup: func(h *hunt) {
+			if old, ok := h.obj.([]byte); ok {
+				syscall.Munmap(old)
+			}
+			hdr, err := proctest.MapFile(h.seg.Path())
+			if err != nil {
+				h.t.Fatal(err)
+			}
+			h.obj = hdr
+			h.t.Cleanup(func() { syscall.Munmap(hdr) })
+		},
+		// The victim allocates 64-byte objects whose init fails: the entry
+		// is freed, the space stays used (it is never reused), so the
+		// victim uses the segment up and exits. Word hwA: the iteration.
+		victim: func(seg *shm.Segment, words []uint64) error {
+			proctest.SignalReady()
+			for k := uint64(1); ; k++ {
+				atomic.StoreUint64(&words[hwA], k)
+				_, err := seg.Alloc(shm.Spec{Name: sgName(k), Kind: shm.KindBytes, KindVersion: 1, Size: 64}, func([]byte) error { return errInitRefused })
+				switch {
+				case errors.Is(err, errInitRefused):
+				case errors.Is(err, shm.ErrFull):
+					return nil // used up: the hunter makes a new segment
+				default:
+					return fmt.Errorf("Alloc %d: %v", k, err)
+				}
+				atomic.AddUint64(&words[hwIters], 1)
+			}
+		},
+		inspect: func(h *hunt) int {
+			hdr := sgHeader(h)
+			self := h.w(hwSelf)
+			held := heldBy(atomic.LoadUint64((*uint64)(unsafe.Pointer(&hdr[sgLock]))), self)
+			alloc := atomic.LoadUint64((*uint64)(unsafe.Pointer(&hdr[sgAlloc])))
+			e := sgEntryOf(hdr, sgName(h.w(hwA)))
+			if e == nil {
+				return -1
+			}
+			st := atomic.LoadUint32((*uint32)(unsafe.Pointer(&e[0])))
+			off := atomic.LoadUint64((*uint64)(unsafe.Pointer(&e[16])))
+			creator := atomic.LoadUint64((*uint64)(unsafe.Pointer(&e[32])))
+			switch {
+			case creator != self:
+				return -1
+			case st == 0 && held && off == alloc:
+				return 0
+			case st == 0 && held && off+64 == alloc:
+				return 1
+			case st == 1 && held:
+				return 2
+			case st == 1:
+				return 3
+			}
+			return -1
+		},
+		after: func(h *hunt, w int) error {
+			probe := func(name string) error {
+				_, err := h.seg.Alloc(shm.Spec{Name: name, Kind: shm.KindBytes, KindVersion: 1, Size: 64}, func([]byte) error { return errInitRefused })
+				if errors.Is(err, shm.ErrFull) {
+					return nil // the victim used the segment up: nothing to allocate from
+				}
+				if !errors.Is(err, errInitRefused) {
+					return fmt.Errorf("Alloc %q after the kill = %v, want the init's error", name, err)
+				}
+				return nil
+			}
+			// The segment lock (taken over if the victim died holding it,
+			// and the directory repaired), then the victim's name: an
+			// entry its dead creator left initializing is reclaimed.
+			if err := probe("probe"); err != nil {
+				return err
+			}
+			if err := probe(sgName(h.w(hwA))); err != nil {
+				return err
+			}
+			// The directory: only the hunt's words are there, inside the
+			// allocated space.
+			objs, err := h.seg.Objects()
+			if err != nil {
+				return err
+			}
+			hdr := sgHeader(h)
+			alloc := atomic.LoadUint64((*uint64)(unsafe.Pointer(&hdr[sgAlloc])))
+			if len(objs) != 1 || objs[0].Name != "hunt" || !objs[0].Ready || uint64(objs[0].Offset+objs[0].Size) > alloc {
+				return fmt.Errorf("directory after the kill: %+v (allocation offset %d)", objs, alloc)
+			}
+			if st := h.seg.Info(); st.NumObjects != 1 || st.LockHolder != 0 {
+				return fmt.Errorf("Info after the kill: %+v", st)
+			}
+			for i := 0; i < 20; i++ {
+				if err := probe("p" + strconv.Itoa(i)); err != nil {
+					return err
+				}
+			}
+			if _, err := h.seg.Lookup(huntSpec); err != nil {
+				return err
 			}
 			return nil
 		},
