@@ -87,10 +87,17 @@
 //	               before the message left the ring,      counted before its CAS keeps the
 //	               taken and not returned, taken and      message in the ring (never lost to
 //	               not done)                              the count)
+//	Pipe           a record written and its tail not      the survivor drains every published
+//	               published, a record consumed whose     record intact and in order (every
+//	               Recv had not returned (hunted); a      Send that returned arrives), then
+//	               dead process's end                     EOF; a dead end is claimed again
+//	segment        the segment lock held by the dead,     the next Alloc takes the lock over and
+//	directory      an entry written but not reserved,     repairs: entries of dead creators
+//	               the allocation offset advanced         freed, the offset past every object;
+//	               (hunted), an entry left                a name left initializing by a dead
+//	               initializing (hunted)                  creator is reclaimed (its space is not)
 //	Semaphore,     counts and futex words (crash suite    crash suite: no wedge; see the
-//	Event, Array,  only, not hunted)                      package docs
-//	Pipe, segment
-//	directory
+//	Event, Array   only, not hunted)                      package docs
 //
 // # A named segment truncated behind our back
 //
