@@ -35,6 +35,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/mpipc/mpipc/array"
 	"github.com/mpipc/mpipc/barrier"
 	"github.com/mpipc/mpipc/condition"
 	"github.com/mpipc/mpipc/internal/proctest"
@@ -1441,6 +1442,104 @@ func init() {
 			}
 			if _, err := h.seg.Lookup(huntSpec); err != nil {
 				return err
+			}
+			return nil
+		},
+	})
+}
+
+// ---- Array --------------------------------------------------------------
+
+// The Array[uint64] of 512 elements with its own lock, at its documented
+// layout: the lock (package lock layout: lock word first) at 64, elements
+// from 128.
+const arrLen = 512
+
+func init() {
+	addWindowKind(&windowKind{
+		name: "array",
+		windows: []string{
+			"lock held, elements torn (CopyIn in progress)",
+			"lock held, elements whole (before or after the copy)",
+		},
+		setup: func(h *hunt) {
+			a, err := array.Create[uint64](h.seg, "arr", arrLen, nil, nil)
+			if err != nil {
+				h.t.Fatal(err)
+			}
+			h.obj = a
+		},
+		// Word hwA: the value of the last CopyIn that returned.
+		victim: func(seg *shm.Segment, words []uint64) error {
+			a, err := array.Open[uint64](seg, "arr", nil)
+			if err != nil {
+				return err
+			}
+			proctest.SignalReady()
+			buf := make([]uint64, arrLen)
+			for x := a.At(0) + 1; ; x++ {
+				for i := range buf {
+					buf[i] = x
+				}
+				a.CopyIn(buf, 0)
+				atomic.StoreUint64(&words[hwA], x)
+				atomic.AddUint64(&words[hwIters], 1)
+			}
+		},
+		inspect: func(h *hunt) int {
+			mem := h.lookup(h.specOf("arr"))
+			if !heldBy(atomic.LoadUint64((*uint64)(unsafe.Pointer(&mem[64]))), h.w(hwSelf)) {
+				return -1
+			}
+			first := atomic.LoadUint64((*uint64)(unsafe.Pointer(&mem[128])))
+			for i := 1; i < arrLen; i++ {
+				if atomic.LoadUint64((*uint64)(unsafe.Pointer(&mem[128+8*i]))) != first {
+					return 0
+				}
+			}
+			return 1
+		},
+		// A writer killed inside CopyIn leaves the elements it had copied:
+		// the element methods take a dead holder's lock over without a
+		// word (see package array), so the survivor sees the torn range.
+		// What it must see: no hang, elements each either the old or the
+		// new value, and a working Array after it rewrites them.
+		after: func(h *hunt, w int) error {
+			a := h.obj.(*array.Array[uint64])
+			last := h.w(hwA)
+			got := make([]uint64, arrLen)
+			done := make(chan struct{})
+			go func() { a.CopyOut(got, 0); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				return fmt.Errorf("CopyOut after the kill hangs")
+			}
+			torn := false
+			for i, v := range got {
+				if v != last && v != last+1 {
+					return fmt.Errorf("element %d = %d after the kill, last CopyIn returned %d", i, v, last)
+				}
+				torn = torn || v != got[0]
+			}
+			if torn != (w == 0) {
+				return fmt.Errorf("torn %v after a kill in window %d", torn, w)
+			}
+			buf := make([]uint64, arrLen)
+			for x := last + 2; x < last+22; x++ {
+				for i := range buf {
+					buf[i] = x
+				}
+				a.CopyIn(buf, 0)
+				a.CopyOut(got, 0)
+				for i, v := range got {
+					if v != x {
+						return fmt.Errorf("element %d = %d after CopyIn of %d", i, v, x)
+					}
+				}
+			}
+			if st := a.State(); st.Lock == nil || st.Lock.Held {
+				return fmt.Errorf("State after use: %+v", st)
 			}
 			return nil
 		},
