@@ -96,8 +96,14 @@
 //	               the allocation offset advanced         freed, the offset past every object;
 //	               (hunted), an entry left                a name left initializing by a dead
 //	               initializing (hunted)                  creator is reclaimed (its space is not)
-//	Semaphore,     counts and futex words (crash suite    crash suite: no wedge; see the
-//	Event, Array   only, not hunted)                      package docs
+//	Array          the lock held by the dead, elements    the next access takes the lock over
+//	               torn by a CopyIn, Set or Update in     silently (element methods and Update
+//	               progress (hunted)                      mark it consistent): survivors read
+//	                                                      each element old or new, never hang;
+//	                                                      nobody is told the range may be torn
+//	Semaphore,     one state word each: units held by     crash suite: no wedge; a dead holder's
+//	Event          the dead (Semaphore); no two-word      units are lost (see the package docs)
+//	               window to hunt
 //
 // # A named segment truncated behind our back
 //
