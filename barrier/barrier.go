@@ -667,7 +667,11 @@ func (b *Barrier) checkParties() {
 }
 
 // reclaimDead frees the registration slots of dead processes and reports
-// whether it freed any.
+// whether it freed any. If it did while a round is in progress (arrivals
+// counted, or released waiters still leaving), it breaks the barrier: the
+// dead process's arrival may be in the count, or it may be a released
+// waiter that will never leave, and once its slot is free no sleeping
+// waiter could find it dead any more (Open and Reset reclaim too).
 func (b *Barrier) reclaimDead() bool {
 	dead := false
 	for i := range b.slots {
@@ -678,6 +682,9 @@ func (b *Barrier) reclaimDead() bool {
 		if !b.reg.Alive(proc.Unpack(v)) && atomic.CompareAndSwapUint64(&b.slots[i], v, 0) {
 			dead = true
 		}
+	}
+	if dead {
+		b.breakIf(func(w uint32) bool { return count(w) != 0 || w&draining != 0 })
 	}
 	return dead
 }
@@ -692,10 +699,11 @@ func (b *Barrier) Abort() { b.breakIf(always) }
 // return ErrBrokenBarrier. A Reset while the barrier drains a released
 // round does nothing (as in Python): the released waiters keep their
 // indices and the next round opens when they have left. If the barrier
-// also broke during that drain (an Abort, or a released party that died
-// and will never leave), Reset cuts the drain short: released parties that
-// have not left yet get ErrBrokenBarrier. Reset also frees the
-// registration slots of dead processes.
+// broke during that drain (an Abort, or a released party that died and
+// will never leave), Reset cuts the drain short: released parties that
+// have not left yet get ErrBrokenBarrier. Reset first frees the slots of
+// registered processes found dead, which breaks a round in progress (a
+// dead waiter never leaves).
 func (b *Barrier) Reset() {
 	b.reclaimDead() // a reset barrier starts without the dead
 	for {

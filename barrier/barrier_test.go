@@ -155,12 +155,15 @@ func TestConstructorErrors(t *testing.T) {
 // party starts round r+1 before every party finished round r.
 func TestMultipass(t *testing.T) {
 	const n, rounds = 5, 50
-	_, mem, b := newBarrier(t, n, nil)
+	path, mem, b := newBarrier(t, n, nil)
+	// Every handle names the barrier's registry: a handle without one has
+	// an identity the others' registry counts as dead.
+	reg := regtest.Registry(t, path)
 	var phase [rounds]atomic.Int32
 	_, errs := runParties(n, func(i int) (int, error) {
 		h := b
 		if i%2 == 1 {
-			h = attach(t, mem[:barrier.SizeOf(n, 0)], nil)
+			h = attach(t, mem[:barrier.SizeOf(n, 0)], &barrier.Options{Registry: reg})
 		}
 		for r := 0; r < rounds; r++ {
 			phase[r].Add(1)

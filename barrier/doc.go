@@ -49,8 +49,12 @@
 // others wait — whether it had arrived or not — breaks the barrier for
 // them within about one check interval, and a Reset makes the barrier
 // usable again for the processes that remain (it frees the slots of dead
-// processes; so does an Open that finds every slot taken). A party in
-// another pid namespace, or stopped with SIGSTOP, is alive.
+// processes; so does an Open that finds every slot taken). A dead party
+// found at Open or Reset while a round is in progress (arrivals counted,
+// or released waiters still leaving) breaks that round: its arrival or its
+// departure can never come, and once its slot is free no sleeping waiter
+// could find it dead any more. A party in another pid namespace, or
+// stopped with SIGSTOP, is alive.
 //
 // Consequences: close every handle before the process exits normally, or
 // its exit counts as a death. More handles than parties are allowed (a

@@ -25,7 +25,8 @@ import (
 //	offset 4    uint32  layout version
 //	offset 8    uint32  slots: size of the waiter table, 1..MaxSlots
 //	offset 12   uint32  lock kind: 0 own RLock at offset 128, 1 Lock, 2 RLock
-//	offset 16   uint32  occupied slots                       (lock)
+//	offset 16   uint32  reserved (zero; once a count of occupied slots,
+//	                    which a kill could leave out of step with the bitmap)
 //	offset 20   uint32  next waiter ticket                   (lock)
 //	offset 24   uint32  notify sequence: Notify calls so far (lock)
 //	offset 64   [48]byte name of the bound Lock or RLock in the segment,
@@ -59,18 +60,17 @@ const (
 
 	magic = 0x7663706d // "mpcv"
 
-	offMagic    = 0
-	offVersion  = 4
-	offSlots    = 8
-	offKind     = 12
-	offOccupied = 16
-	offTicket   = 20
-	offSeq      = 24
-	offName     = 64
-	nameLen     = 48
-	offRLock    = 128
-	offBitmap   = 192
-	slotSize    = 64
+	offMagic   = 0
+	offVersion = 4
+	offSlots   = 8
+	offKind    = 12
+	offTicket  = 20
+	offSeq     = 24
+	offName    = 64
+	nameLen    = 48
+	offRLock   = 128
+	offBitmap  = 192
+	slotSize   = 64
 
 	sOwner    = 8
 	sTicket   = 4
@@ -339,9 +339,6 @@ func attach(mem []byte, opts *Options) (*Condition, uint32, error) {
 	if kind > kindRLock {
 		return nil, 0, fmt.Errorf("condition: lock kind %d: %w", kind, shm.ErrCorrupt)
 	}
-	if occ := u(offOccupied); occ > uint32(n) {
-		return nil, 0, fmt.Errorf("condition: %d of %d slots occupied: %w", occ, n, shm.ErrCorrupt)
-	}
 	return newHandle(mem, n, opts), kind, nil
 }
 
@@ -568,26 +565,19 @@ func (c *Condition) reacquire(level int) error {
 }
 
 // register takes a free slot for the calling waiter. The lock is held.
+//
+// Occupancy is the bitmap alone: a slot is taken while its bit is set. The
+// slot's owner, ticket and sequence are written before the bit, and the
+// state word, which publishes the slot to Notify, after it; a waiter
+// killed anywhere in between leaves a set bit over a slot whose owner
+// names it, and reclaim frees it when the table is next found full.
 func (c *Condition) register() (int, uint32, error) {
-	occ := c.u32(offOccupied)
-	if int(atomic.LoadUint32(occ)) >= c.nslots {
+	i := c.freeSlot()
+	if i < 0 {
 		c.reclaim()
-		if int(atomic.LoadUint32(occ)) >= c.nslots {
+		if i = c.freeSlot(); i < 0 {
 			return 0, 0, ErrTooManyWaiters
 		}
-	}
-	i := -1
-	for w := range c.bitmap {
-		free := ^atomic.LoadUint64(&c.bitmap[w])
-		if free != 0 {
-			if j := w*64 + bits.TrailingZeros64(free); j < c.nslots {
-				i = j
-			}
-			break
-		}
-	}
-	if i < 0 {
-		return 0, 0, fmt.Errorf("condition: occupied count and bitmap disagree: %w", shm.ErrCorrupt)
 	}
 	sw := c.state(i)
 	old := atomic.LoadUint32(sw)
@@ -598,24 +588,58 @@ func (c *Condition) register() (int, uint32, error) {
 	atomic.StoreUint32(tk, t+1)
 	atomic.StoreUint32(c.slotU32(i, sTicket), t)
 	atomic.StoreUint32(c.slotU32(i, sRegSeq), atomic.LoadUint32(c.u32(offSeq)))
-	atomic.OrUint64(&c.bitmap[i/64], 1<<(i%64))
-	atomic.AddUint32(occ, 1)
-	atomic.StoreUint32(sw, s) // publishes the slot to Notify
+	atomic.OrUint64(&c.bitmap[i/64], 1<<(i%64)) // the slot is taken
+	atomic.StoreUint32(sw, s)                   // publishes the slot to Notify
 	return i, s, nil
 }
 
+// freeSlot returns the first slot whose bitmap bit is clear, -1 if none.
+func (c *Condition) freeSlot() int {
+	for w := range c.bitmap {
+		free := ^atomic.LoadUint64(&c.bitmap[w])
+		if free != 0 {
+			if j := w*64 + bits.TrailingZeros64(free); j < c.nslots {
+				return j
+			}
+			return -1
+		}
+	}
+	return -1
+}
+
+// occupied returns the number of slots taken: the bits set in the bitmap.
+func (c *Condition) occupied() int {
+	n := 0
+	for w := range c.bitmap {
+		n += bits.OnesCount64(atomic.LoadUint64(&c.bitmap[w]))
+	}
+	return n
+}
+
+// anyOccupied reports whether any slot is taken (stops at the first set
+// bit: Notify with nobody waiting reads one word for up to 64 slots).
+func (c *Condition) anyOccupied() bool {
+	for w := range c.bitmap {
+		if atomic.LoadUint64(&c.bitmap[w]) != 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // free returns slot i to the table. The lock is held (or can never be
-// held again).
+// held again). The state goes first, the bit last: a waiter killed in
+// between leaves a set bit over a free slot that names it, which reclaim
+// frees.
 func (c *Condition) free(i int) {
 	sw := c.state(i)
 	atomic.StoreUint32(sw, atomic.LoadUint32(sw)&^stMask|stFree)
-	atomic.AndUint64(&c.bitmap[i/64], ^uint64(1<<(i%64)))
-	atomic.AddUint32(c.u32(offOccupied), ^uint32(0))
+	atomic.AndUint64(&c.bitmap[i/64], ^uint64(1<<(i%64))) // the slot is free
 }
 
-// reclaim frees the slots of dead processes, when the table is full. A
-// Notify that had reached a dead waiter is passed on first. The lock is
-// held.
+// reclaim frees the slots of dead processes; register calls it when the
+// bitmap is full. A Notify that had reached a dead waiter is passed on
+// first. The lock is held.
 func (c *Condition) reclaim() {
 	self := c.reg.Self()
 	c.passOrphans(-1, self)
@@ -679,7 +703,7 @@ func (c *Condition) oldest(filter bool, before uint32) (int, uint32) {
 
 // notifyLocked wakes up to n of the oldest waiters. The lock is held.
 func (c *Condition) notifyLocked(n int) {
-	occ := int(atomic.LoadUint32(c.u32(offOccupied)))
+	occ := c.occupied()
 	if occ == 0 || n <= 0 {
 		return
 	}
@@ -720,7 +744,7 @@ func (c *Condition) Notify(n int) error {
 	if !c.owned() {
 		return ErrNotOwner
 	}
-	if n > 0 && atomic.LoadUint32(c.u32(offOccupied)) != 0 {
+	if n > 0 && c.anyOccupied() {
 		c.notifyLocked(n)
 	}
 	return nil

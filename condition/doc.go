@@ -38,8 +38,8 @@
 //
 // # Binary layout
 //
-// A header (magic "mpcv", version, table size, lock kind, occupied count,
-// next ticket, notify sequence), the bound lock's name (48 bytes), the
+// A header (magic "mpcv", version, table size, lock kind, a reserved
+// word, next ticket, notify sequence), the bound lock's name (48 bytes), the
 // own RLock (64 bytes), an occupancy bitmap, and the slots, 64 bytes each
 // so that a spinning waiter's word has its cache line to itself. The
 // comment at the top of condition.go gives every offset.
@@ -57,6 +57,13 @@
 // Notify(1) that lands on a dead waiter is delayed by at most about one
 // CheckInterval, never lost while a waiter that could take it sleeps.
 // Slots of dead processes are freed when the table fills.
+//
+// Which slots are taken is the bitmap alone (no count beside it that a
+// kill could leave out of step): a waiter writes its slot's owner before
+// it sets its bit, so a waiter killed at any instruction of Wait leaves at
+// most a set bit over a slot that names it, and that slot is freed when
+// the bitmap is next found full. A Wait on an idle Condition after any
+// kill times out cleanly.
 //
 // # Caveats
 //

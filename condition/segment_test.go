@@ -139,7 +139,6 @@ func TestAttachCorrupt(t *testing.T) {
 		{"too many slots", 8, condition.MaxSlots + 1},
 		{"slots beyond memory", 8, 4096},
 		{"lock kind", 12, 7},
-		{"occupied", 16, 1000},
 	} {
 		if _, err := condition.Init(m, nil, nil); err != nil {
 			t.Fatal(err)
@@ -148,6 +147,15 @@ func TestAttachCorrupt(t *testing.T) {
 		if _, err := condition.Attach(m, nil, nil); !errors.Is(err, shm.ErrCorrupt) {
 			t.Errorf("%s: Attach = %v", tc.name, err)
 		}
+	}
+	// The reserved word at 16 (once an occupied count that a kill could
+	// leave out of step with the bitmap) is not trusted: any value attaches.
+	if _, err := condition.Init(m, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	atomic.StoreUint32(u32(16), 1000)
+	if _, err := condition.Attach(m, nil, nil); err != nil {
+		t.Fatalf("Attach with garbage in the reserved word = %v", err)
 	}
 	if _, err := condition.Attach(m[4:], nil, nil); !errors.Is(err, shm.ErrCorrupt) {
 		t.Fatalf("misaligned Attach = %v", err)

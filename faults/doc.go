@@ -30,11 +30,80 @@
 //     into one). shm.Open and the Pipe have theirs in their own packages.
 //   - SIGBUS (sigbus_test.go), the thread budget (threads_test.go) and
 //     leaks of files, descriptors and mappings (leak_test.go, TestMain).
+//   - The window hunter (windows_test.go) aims where random kills rarely
+//     land: a victim process loops over operations that update more than
+//     one shared word; the hunter stops it with SIGSTOP at random moments,
+//     reads the shared words while every thread is stopped, and SIGKILLs
+//     it only inside a declared window (an invariant between the words
+//     broken mid-update). After each kill the survivor recovers the
+//     documented way and uses the object for a fixed number of checked
+//     operations. It reports the hits per window, and fails when a window
+//     was never reached. The default run wants one hit per window;
+//     -faults.windows=N wants N (RESULTS.md has a long run's counts).
 //
 // Regression tests of defects found in other packages are named after what
 // they caught (TestRegression...) and run by default once fixed; one whose
 // fix is pending (none at present) runs only with -faults.known and is
 // reported as skipped without it.
+//
+// # What a kill leaves behind
+//
+// For each kind: what a process SIGKILLed at any instruction can leave in
+// shared memory, and what the survivors see. "Hunted" names the windows
+// windows_test.go aims at; the other rows rest on the crash suite's random
+// kills and on reading the code.
+//
+//	kind           left behind                           survivors see
+//	Lock           lock word naming the dead process     next acquirer: ErrOwnerDead within a
+//	                                                      check interval; repair, Consistent
+//	RLock          lock word, owner goroutine and extra  ErrOwnerDead at level 1 (the dead
+//	               levels in any combination (hunted:     owner's levels are dropped); repair,
+//	               word without goroutine, level 1,       Consistent, Release; then normal
+//	               levels above 1, guarded data torn)
+//	Condition      a waiter slot naming the dead: bit     a Notify that reached the dead waiter
+//	               set over a free slot (hunted: mid-     is passed on; the slot is reclaimed
+//	               register or mid-free), or waiting,     when the bitmap is next full; Wait on
+//	               notified, withdrawn; and the lock as   an idle Condition times out cleanly;
+//	               Lock/RLock (hunted: registered with    the lock as above
+//	               the lock held, lock taken back with
+//	               the slot not freed)
+//	Barrier        an arrival in the count, a released    waiters: ErrBrokenBarrier within a
+//	               waiter that never leaves, the last     check interval; Open and Reset
+//	               arrival with its action unfinished     reclaim dead registrations and break a
+//	               (all hunted), a registration slot      round in progress; after Reset, full
+//	                                                      rounds
+//	Value (wide)   writer lock held, the unpublished      Load never torn (the last published
+//	               slot torn or complete, the sequence    value, or the one the dead writer had
+//	               not advanced (hunted)                  just published); the next writer takes
+//	                                                      the writer lock over
+//	Queue          a producer's claim (hunted: claimed,   consumers resolve the claim after a
+//	               not committed), a consumer's borrow    check interval: a producer's becomes
+//	               (hunted); a Get killed while copying   "skip", a consumer's frees the slot;
+//	               holds nothing                          at most one message lost per kill,
+//	                                                      none twice
+//	JoinableQueue  as Queue, plus the dead taker's        a put not committed is no task; Join
+//	               entry counting the tasks it took and   frees a dead taker's entry (its tasks
+//	               had not done (hunted: take counted     count as done) and returns; a take
+//	               before the message left the ring,      counted before its CAS keeps the
+//	               taken and not returned, taken and      message in the ring (never lost to
+//	               not done)                              the count)
+//	Pipe           a record written and its tail not      the survivor drains every published
+//	               published, a record consumed whose     record intact and in order (every
+//	               Recv had not returned (hunted); a      Send that returned arrives), then
+//	               dead process's end                     EOF; a dead end is claimed again
+//	segment        the segment lock held by the dead,     the next Alloc takes the lock over and
+//	directory      an entry written but not reserved,     repairs: entries of dead creators
+//	               the allocation offset advanced         freed, the offset past every object;
+//	               (hunted), an entry left                a name left initializing by a dead
+//	               initializing (hunted)                  creator is reclaimed (its space is not)
+//	Array          the lock held by the dead, elements    the next access takes the lock over
+//	               torn by a CopyIn, Set or Update in     silently (element methods and Update
+//	               progress (hunted)                      mark it consistent): survivors read
+//	                                                      each element old or new, never hang;
+//	                                                      nobody is told the range may be torn
+//	Semaphore,     one state word each: units held by     crash suite: no wedge; a dead holder's
+//	Event          the dead (Semaphore); no two-word      units are lost (see the package docs)
+//	               window to hunt
 //
 // # A named segment truncated behind our back
 //

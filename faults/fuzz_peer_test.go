@@ -484,7 +484,7 @@ func FuzzPeerArray(f *testing.F) {
 }
 
 func FuzzPeerQueue(f *testing.F) {
-	fuzzPeer(f, peerKind{name: "queue", size: ringbuf.SizeOf(4, 32), ops: func(mem []byte, d func() time.Duration) ([]peerOp, error) {
+	fuzzPeer(f, peerKind{name: "queue", size: ringbuf.SizeOfJoinable(4, 32), ops: func(mem []byte, d func() time.Duration) ([]peerOp, error) {
 		q, err := ringbuf.InitJoinable(mem, 4, 32, &ringbuf.Options{CheckInterval: peerCheck, Registry: fuzzRegistry()})
 		if err != nil {
 			return nil, err

@@ -66,8 +66,20 @@
 //     producer killed between its commit and its wake delays a sleeping
 //     consumer by at most that long.
 //
-// For a JoinableQueue, a consumer killed between Get and TaskDone leaves
-// its task unfinished forever, as in Python: use JoinTimeout or a context.
+// For a JoinableQueue (see [JoinableQueue] for how tasks are counted):
+//
+//   - A put in progress (claimed, not committed) is not yet a task: a
+//     producer killed before its commit leaves no task behind, only the
+//     claimed slot, which is skipped as above.
+//   - A consumer killed between Get (or Borrow) and TaskDone: its
+//     taken-but-not-done tasks count as done. Join finds the dead taker
+//     within a check interval and returns (Python's JoinableQueue hangs
+//     there for ever; this one need not). A task the dead process had
+//     handed to a live one before dying may so be counted done before
+//     its TaskDone, which may then return ErrTaskDone.
+//   - Only with more than 40 taking processes alive at once are takes
+//     counted in one shared "loose" word that no death clears; a process
+//     killed with loose tasks leaves them unfinished, as in Python.
 //
 // # Hostile memory
 //
@@ -83,8 +95,9 @@
 // [Typed] stores a fixed-size, pointer-free T directly in each slot; the
 // element type's fingerprint (internal/typeinfo) is stored at creation and
 // checked at Open and Attach ([shm.ErrTypeMismatch]). [JoinableQueue]
-// counts unfinished tasks: Put adds one, TaskDone removes one, Join waits
-// for zero; TaskDone called more times than messages were taken returns
+// counts unfinished tasks: the messages in the ring plus those taken and
+// not yet done (per taking process); TaskDone removes one, Join waits for
+// zero; TaskDone called more times than messages were taken returns
 // [ErrTaskDone] and changes nothing.
 //
 // # Pipe

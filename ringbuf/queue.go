@@ -27,8 +27,11 @@ import (
 //	offset 128  uint64  head: consumers' position hint
 //	offset 192  uint32  not-empty epoch (futex word); uint32 getters asleep in it
 //	offset 256  uint32  not-full epoch (futex word);  uint32 putters asleep in it
-//	offset 320  uint64  joinable: unfinished tasks (low half, a futex word)
-//	                    and taken-but-not-done tasks (high half)
+//	offset 320  uint32  joinable: join epoch, a futex word: bumped by a
+//	                    TaskDone that brings a count of taken tasks to zero
+//	                    while someone joins
+//	offset 324  uint32  joinable: taken-but-not-done tasks of no taker
+//	                    entry (the table was full of live takers)
 //	offset 328  uint32  joinable: sleeping joiners
 //	offset 384  C slots of `stride` bytes each:
 //	            +0   uint64  slot word: sequence (low half), claim (high half)
@@ -36,6 +39,11 @@ import (
 //	            +16  uint64  identity of the last consumer that claimed it
 //	            +24  unused, to the end of the slot's first cache line
 //	            +64  M bytes of payload
+//	then        joinable queues only: qJoinEntries taker entries of 16 bytes
+//	            (see joinable.go):
+//	            +0   uint64  taker's claim id (high half), tasks it took
+//	                         and has not done (low half)
+//	            +8   uint64  taker's full identity (proc.ID.Pack)
 //
 // The payload starts on the line after the slot word. A waiting consumer
 // polls the slot word; with the payload's first bytes on that line, every
@@ -123,7 +131,8 @@ const (
 	// back); since 3 the sleeper counts are per epoch, zeroed by the
 	// notifier (qEvent). Version 4 moves the payload to the slot's second
 	// cache line. Version 5: claims and owner words name process
-	// registry slots, not pids.
+	// registry slots, not pids; a joinable queue counts no puts and
+	// keeps taker entries after its slots (joinable.go).
 	QueueVersion = 5
 	// MaxCapacity is the largest capacity a Queue accepts.
 	MaxCapacity = 1 << 24
@@ -146,7 +155,8 @@ const (
 	qOffHead        = 128
 	qOffNotEmpty    = 192
 	qOffNotFull     = 256
-	qOffJoin        = 320
+	qOffJoinEpoch   = 320
+	qOffJoinLoose   = 324
 	qOffJoinWaiters = 328
 
 	qFlagJoinable = 1 << 0
@@ -177,6 +187,15 @@ func SizeOf(capacity, maxMsg int) int {
 }
 
 func qStride(maxMsg int) int { return (qSlotHeader + maxMsg + 63) &^ 63 }
+
+// qSize is SizeOf, plus the taker entries for a joinable queue.
+func qSize(capacity, maxMsg int, flags uint32) int {
+	n := SizeOf(capacity, maxMsg)
+	if n >= 0 && flags&qFlagJoinable != 0 {
+		n += qJoinEntries * qTakerSize
+	}
+	return n
+}
 
 // Options configure a Queue handle. The zero value (or nil) means the
 // defaults.
@@ -297,13 +316,17 @@ type Queue struct {
 	// Header words. The cached parameters above are read once at Attach:
 	// a peer that scribbles on the header later cannot make this handle
 	// index outside mem.
-	tail        *uint64 // positions below it were claimed by producers; stored by producers after a claim (a hint: may lag, even move back)
-	head        *uint64 // positions below it were claimed by consumers; stored by consumers after a claim (a hint: may lag, even move back)
-	closed      *uint32 // 0 open, 1 closed; written once by Close
-	notEmpty    *qEvent // getters sleep here; bumped by Put and Close
-	notFull     *qEvent // putters sleep here; bumped by Get and Close
-	join        *uint64 // joinable: unfinished (low) | taken-not-done (high)
-	joinWaiters *uint32 // joinable: sleeping joiners
+	tail        *uint64       // positions below it were claimed by producers; stored by producers after a claim (a hint: may lag, even move back)
+	head        *uint64       // positions below it were claimed by consumers; stored by consumers after a claim (a hint: may lag, even move back)
+	closed      *uint32       // 0 open, 1 closed; written once by Close
+	notEmpty    *qEvent       // getters sleep here; bumped by Put and Close
+	notFull     *qEvent       // putters sleep here; bumped by Get and Close
+	joinEpoch   *uint32       // joinable: bumped when a taken count reaches zero while someone joins
+	joinLoose   *uint32       // joinable: taken-not-done tasks of no taker entry
+	joinWaiters *uint32       // joinable: sleeping joiners
+	joinTab     []qTaker      // joinable: the taker entries
+	joinIdx     atomic.Int32  // joinable: this process's taker entry; -1 unknown yet, -2 none free
+	joinMiss    atomic.Uint32 // joinable: takes counted loose since the last look for a free entry
 }
 
 type qNoCopy struct{}
@@ -341,7 +364,7 @@ func Init(mem []byte, capacity, maxMsg int, opts *Options) (*Queue, error) {
 }
 
 func qInit(mem []byte, capacity, maxMsg int, flags uint32, fp uint64, opts *Options) (*Queue, error) {
-	size := SizeOf(capacity, maxMsg)
+	size := qSize(capacity, maxMsg, flags)
 	if size < 0 {
 		return nil, fmt.Errorf("ringbuf: capacity %d (want a power of two in 2..%d) or max message size %d (want 0..%d): %w",
 			capacity, MaxCapacity, maxMsg, MaxMsgLimit, ErrInvalidParam)
@@ -362,6 +385,7 @@ func qInit(mem []byte, capacity, maxMsg int, flags uint32, fp uint64, opts *Opti
 		clear(mem[off : off+qSlotHeader])
 		*u64at(mem, off) = qWord(uint32(i), 0) // free for position i
 	}
+	clear(mem[qHeaderSize+capacity*stride : size]) // the taker entries of a joinable queue
 	// Publishes the initialized queue to Attach in any process.
 	atomic.StoreUint32(u32at(mem, qOffMagic), qMagic)
 	return qHandle(mem, opts)
@@ -389,7 +413,7 @@ func qHandle(mem []byte, opts *Options) (*Queue, error) {
 	m := atomic.LoadUint32(u32at(mem, qOffMaxMsg))
 	st := atomic.LoadUint32(u32at(mem, qOffStride))
 	flags := atomic.LoadUint32(u32at(mem, qOffFlags))
-	size := SizeOf(int(c), int(m))
+	size := qSize(int(c), int(m), flags)
 	if size < 0 || int(st) != qStride(int(m)) || flags&^(qFlagJoinable|qFlagTyped) != 0 {
 		return nil, fmt.Errorf("ringbuf: queue header (capacity %d, max message %d, stride %d, flags %#x): %w", c, m, st, flags, shm.ErrCorrupt)
 	}
@@ -416,8 +440,14 @@ func qHandle(mem []byte, opts *Options) (*Queue, error) {
 		closed:      u32at(mem, qOffClosed),
 		notEmpty:    (*qEvent)(unsafe.Pointer(&mem[qOffNotEmpty])),
 		notFull:     (*qEvent)(unsafe.Pointer(&mem[qOffNotFull])),
-		join:        u64at(mem, qOffJoin),
+		joinEpoch:   u32at(mem, qOffJoinEpoch),
+		joinLoose:   u32at(mem, qOffJoinLoose),
 		joinWaiters: u32at(mem, qOffJoinWaiters),
+	}
+	q.joinIdx.Store(-1)
+	if q.joinable {
+		tab := qHeaderSize + int(c)*int(st)
+		q.joinTab = unsafe.Slice((*qTaker)(unsafe.Pointer(&mem[tab])), qJoinEntries)
 	}
 	return q, nil
 }
@@ -433,7 +463,7 @@ func Create(seg *shm.Segment, name string, capacity, maxMsg int, opts *Options) 
 }
 
 func qCreate(seg *shm.Segment, name string, kind shm.Kind, capacity, maxMsg int, flags uint32, fp uint64, opts *Options) (*Queue, error) {
-	size := SizeOf(capacity, maxMsg)
+	size := qSize(capacity, maxMsg, flags)
 	if size < 0 {
 		return nil, fmt.Errorf("ringbuf: creating %q: capacity %d or max message size %d: %w", name, capacity, maxMsg, ErrInvalidParam)
 	}
@@ -622,25 +652,13 @@ func (q *Queue) claimPut() (s unsafe.Pointer, pos uint64, st qStatus, blk uint64
 // model everywhere), so the check for sleepers after it is a plain load:
 // a getter registers (an atomic add) before its last look at the slot, so
 // either it sees this message or this load sees it.
+//
+// A joinable queue counts nothing here: a committed message in the ring
+// is a task by being there (see joinable.go), so no count can outlive a
+// producer killed before its commit.
 func (q *Queue) commitPut(s unsafe.Pointer, pos uint64, n int) bool {
-	if q.joinable {
-		return q.commitPutJoinable(s, pos, n)
-	}
 	// Publishes the payload and its length: the slot is full for pos.
 	if !atomic.CompareAndSwapUint64(qSlotWord(s), qWord(uint32(pos), q.selfClaim), qWord(uint32(pos)+1, qClaimFull|uint32(n))) {
-		return false
-	}
-	if q.notEmpty.sleepers() != 0 {
-		q.wake(q.notEmpty)
-	}
-	return true
-}
-
-func (q *Queue) commitPutJoinable(s unsafe.Pointer, pos uint64, n int) bool {
-	atomic.AddUint64(q.join, 1) // one more unfinished task, before anyone can take it
-	// Publishes the payload and its length: the slot is full for pos.
-	if !atomic.CompareAndSwapUint64(qSlotWord(s), qWord(uint32(pos), q.selfClaim), qWord(uint32(pos)+1, qClaimFull|uint32(n))) {
-		atomic.AddUint64(q.join, ^uint64(0))
 		return false
 	}
 	if q.notEmpty.sleepers() != 0 {
@@ -700,11 +718,18 @@ func (q *Queue) claimGet(limit int, claimSlot bool) (s unsafe.Pointer, pos uint6
 			if !claimSlot {
 				return s, h, n, qOK, w
 			}
+			var tw *uint64
+			if q.joinable {
+				tw = q.takeTask() // counted before the claim: never counted nowhere
+			}
 			// Claims the message at h and records the claimant.
 			if atomic.CompareAndSwapUint64(qSlotWord(s), w, qWord(seq, q.selfClaim)) {
 				qStoreHint(q.head, h+1) // a hint: may land after a later claimant's
 				q.noteOwner(qConsOwner(s))
 				return s, h, n, qOK, 0
+			}
+			if tw != nil {
+				q.untakeTask(tw)
 			}
 		case d == -1:
 			// Nothing at h yet: empty, or a producer is writing it. The
@@ -755,9 +780,6 @@ func (q *Queue) releaseGet(s unsafe.Pointer, pos uint64) bool {
 	if !atomic.CompareAndSwapUint64(qSlotWord(s), qWord(uint32(pos)+1, q.selfClaim), qWord(uint32(pos)+uint32(q.capacity), 0)) {
 		return false
 	}
-	if q.joinable {
-		atomic.AddUint64(q.join, 1<<32) // one more task taken and not yet done
-	}
 	if q.notFull.sleepers() != 0 {
 		q.wake(q.notFull)
 	}
@@ -774,15 +796,23 @@ func (q *Queue) releaseGet(s unsafe.Pointer, pos uint64) bool {
 // it first (the copy may be torn: discard it and look again). A Get is so
 // one locked instruction, and a consumer killed while copying holds no
 // claim: its message stays in the queue for the next consumer.
+//
+// A joinable queue counts the task against this process's taker entry
+// before the CAS, and takes the count back if the CAS fails: at every
+// instant the message is in the ring or counted as taken (see joinable.go).
 func (q *Queue) takeGet(s unsafe.Pointer, pos uint64, w uint64) bool {
+	var tw *uint64
+	if q.joinable {
+		tw = q.takeTask()
+	}
 	// Publishes the slot as free for position pos+C, after the copy.
 	if !atomic.CompareAndSwapUint64(qSlotWord(s), w, qWord(uint32(pos)+uint32(q.capacity), 0)) {
+		if tw != nil {
+			q.untakeTask(tw)
+		}
 		return false
 	}
 	qStoreHint(q.head, pos+1) // a hint: may land after a later taker's
-	if q.joinable {
-		atomic.AddUint64(q.join, 1<<32) // one more task taken and not yet done
-	}
 	if q.notFull.sleepers() != 0 {
 		q.wake(q.notFull)
 	}
@@ -913,15 +943,18 @@ type State struct {
 	Closed      bool // Close was called
 	GetWaiters  int  // getters registered as sleeping since the last notification (may include dead ones)
 	PutWaiters  int  // putters registered as sleeping since the last notification (may include dead ones)
-	Unfinished  int  // joinable queues: tasks put and not yet done
-	Taken       int  // joinable queues: tasks taken and not yet done
+	Unfinished  int  // joinable queues: messages in the ring plus Taken
+	Taken       int  // joinable queues: tasks taken and not yet done by live processes
 	JoinWaiters int  // joinable queues: joiners registered as sleeping
 	Head, Tail  uint64
 }
 
 // State returns a snapshot of the queue.
 func (q *Queue) State() State {
-	j := atomic.LoadUint64(q.join)
+	var inRing, taken int
+	if q.joinable {
+		inRing, taken = q.committed(), q.takenNotDone()
+	}
 	return State{
 		Len:         q.Len(),
 		Cap:         int(q.capacity),
@@ -929,8 +962,8 @@ func (q *Queue) State() State {
 		Closed:      q.Closed(),
 		GetWaiters:  int(q.notEmpty.sleepers()),
 		PutWaiters:  int(q.notFull.sleepers()),
-		Unfinished:  int(uint32(j)),
-		Taken:       int(uint32(j >> 32)),
+		Unfinished:  inRing + taken,
+		Taken:       taken,
 		JoinWaiters: int(atomic.LoadUint32(q.joinWaiters)),
 		Head:        atomic.LoadUint64(q.head),
 		Tail:        atomic.LoadUint64(q.tail),

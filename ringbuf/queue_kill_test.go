@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mpipc/mpipc/internal/proctest"
+	"github.com/mpipc/mpipc/internal/regtest"
 )
 
 var qKills = flag.Int("ringbuf.kills", 200, "SIGKILLs in TestQueueKill (scale up for a soak)")
@@ -60,7 +61,11 @@ func qRoleKillProducer(args []string) error {
 	if err != nil {
 		return err
 	}
-	q, err := Attach(mem[:qkQueueEnd], &Options{CheckInterval: qkCheck})
+	reg, err := regtest.Open(args[0])
+	if err != nil {
+		return err
+	}
+	q, err := Attach(mem[:qkQueueEnd], &Options{CheckInterval: qkCheck, Registry: reg})
 	if err != nil {
 		return err
 	}
@@ -85,7 +90,11 @@ func qRoleKillConsumer(args []string) error {
 	if err != nil {
 		return err
 	}
-	q, err := Attach(mem[:qkQueueEnd], &Options{CheckInterval: qkCheck})
+	reg, err := regtest.Open(args[0])
+	if err != nil {
+		return err
+	}
+	q, err := Attach(mem[:qkQueueEnd], &Options{CheckInterval: qkCheck, Registry: reg})
 	if err != nil {
 		return err
 	}
@@ -152,7 +161,9 @@ func TestQueueKill(t *testing.T) {
 		kills = min(kills, 40)
 	}
 	mem, path := qTestMap(t, qkSize)
-	q, err := Init(mem[:qkQueueEnd], qkCap, qkMaxMsg, &Options{CheckInterval: qkCheck})
+	// Every process names the same registry, so that a killed claimant's
+	// slot is reclaimed (without one, nobody can be proven dead).
+	q, err := Init(mem[:qkQueueEnd], qkCap, qkMaxMsg, &Options{CheckInterval: qkCheck, Registry: regtest.Registry(t, path)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,7 +38,7 @@ func TestQueueLayout(t *testing.T) {
 	offs := []struct {
 		name string
 		off  int
-	}{{"params", qOffMagic}, {"tail", qOffTail}, {"head", qOffHead}, {"notEmpty", qOffNotEmpty}, {"notFull", qOffNotFull}, {"join", qOffJoin}}
+	}{{"params", qOffMagic}, {"tail", qOffTail}, {"head", qOffHead}, {"notEmpty", qOffNotEmpty}, {"notFull", qOffNotFull}, {"join", qOffJoinEpoch}}
 	for i, o := range offs {
 		if o.off%64 != 0 {
 			t.Errorf("%s at %d: not on a cache line boundary", o.name, o.off)
@@ -50,7 +50,7 @@ func TestQueueLayout(t *testing.T) {
 	if qOffClosed >= 64 || qOffFingerprint+8 > 64 {
 		t.Errorf("read-mostly parameters spill out of line 0")
 	}
-	if qOffJoinWaiters/64 != qOffJoin/64 || qHeaderSize%64 != 0 || qHeaderSize < qOffJoinWaiters+4 {
+	if qOffJoinWaiters/64 != qOffJoinEpoch/64 || qOffJoinLoose/64 != qOffJoinEpoch/64 || qHeaderSize%64 != 0 || qHeaderSize < qOffJoinWaiters+4 {
 		t.Errorf("header size %d", qHeaderSize)
 	}
 	if unsafe.Sizeof(qEvent{}) != 8 {
