@@ -78,52 +78,18 @@ func sysWait(addr *uint32, val uint32, abs *unix.Timespec) error {
 	}
 }
 
-// absDeadline converts a time.Time deadline into an absolute CLOCK_MONOTONIC
-// timespec for FUTEX_WAIT_BITSET.
-func absDeadline(deadline time.Time) (*unix.Timespec, error) {
-	var now unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &now); err != nil {
-		return nil, err
-	}
-	d := time.Until(deadline)
-	if d < 0 {
-		d = 0
-	}
-	ns := now.Nano() + int64(d)
-	ts := unix.NsecToTimespec(ns)
-	return &ts, nil
-}
-
-// A waitq is the per-(process, word) rendezvous: at most one leader sleeps in
-// the kernel; followers wait for done to close.
-type waitq struct {
-	leading bool
-	done    chan struct{} // closed when the current leader returns
-	refs    int           // leader plus followers
-}
-
-type bucket struct {
-	mu sync.Mutex
-	m  map[*uint32]*waitq
-	_  [40]byte // keep buckets on separate cache lines
-}
-
-var buckets [64]bucket
-
-func bucketOf(addr *uint32) *bucket {
-	h := uintptr(unsafe.Pointer(addr)) >> 2
-	h ^= h >> 7
-	return &buckets[h&63]
-}
-
 // Wait sleeps while *addr == val until it is woken by [Wake], the deadline
 // passes (zero means none) or ctx is done (nil means never). It returns nil
 // when woken, when *addr no longer equals val, or spuriously; [ErrTimeout]
 // when the deadline passed; ctx.Err() when the context ended. Callers loop,
 // re-checking their condition.
 //
-// Goroutines of one process waiting on the same addr share one OS thread
-// in the kernel; see the package documentation.
+// ErrTimeout is never early: it is returned only after the clock, read
+// again by Wait, shows the deadline passed. A deadline [MaxTimeout] or more
+// ahead (see [After]) is none.
+//
+// Goroutines of one process park in the Go scheduler; a few threads sleep
+// in the kernel for all of them. See the package documentation.
 func Wait(ctx context.Context, addr *uint32, val uint32, deadline time.Time) error {
 	if atomic.LoadUint32(addr) != val {
 		return nil
@@ -135,97 +101,44 @@ func Wait(ctx context.Context, addr *uint32, val uint32, deadline time.Time) err
 		}
 		cdone = ctx.Done()
 	}
-	hasDeadline := !deadline.IsZero()
-	if hasDeadline && !time.Now().Before(deadline) {
-		return ErrTimeout
-	}
-
-	b := bucketOf(addr)
-	b.mu.Lock()
-	if b.m == nil {
-		b.m = make(map[*uint32]*waitq)
-	}
-	q := b.m[addr]
-	if q == nil {
-		q = &waitq{}
-		b.m[addr] = q
-	}
-	q.refs++
-	if !q.leading {
-		q.leading = true
-		q.done = make(chan struct{})
-		b.mu.Unlock()
-		err := lead(ctx, cdone, addr, val, deadline, hasDeadline)
-		b.mu.Lock()
-		q.leading = false
-		close(q.done)
-		q.refs--
-		if q.refs == 0 {
-			delete(b.m, addr)
+	if !deadline.IsZero() {
+		now := time.Now()
+		if !now.Before(deadline) {
+			return ErrTimeout
 		}
-		b.mu.Unlock()
-		return err
-	}
-	done := q.done
-	b.mu.Unlock()
-
-	err := follow(cdone, ctx, done, deadline, hasDeadline)
-	b.mu.Lock()
-	q.refs--
-	if q.refs == 0 && !q.leading {
-		delete(b.m, addr)
-	}
-	b.mu.Unlock()
-	return err
-}
-
-func follow(cdone <-chan struct{}, ctx context.Context, done chan struct{}, deadline time.Time, hasDeadline bool) error {
-	if !hasDeadline {
-		select {
-		case <-done:
-			return nil
-		case <-cdone:
-			return ctx.Err()
+		if forever(deadline, now) {
+			deadline = time.Time{}
 		}
 	}
-	t := time.NewTimer(time.Until(deadline))
-	defer t.Stop()
-	select {
-	case <-done:
-		return nil
-	case <-cdone:
-		return ctx.Err()
-	case <-t.C:
-		return ErrTimeout
-	}
-}
-
-// lead sleeps in the kernel on behalf of this process's waiters on addr.
-func lead(ctx context.Context, cdone <-chan struct{}, addr *uint32, val uint32, deadline time.Time, hasDeadline bool) error {
-	var abs *unix.Timespec
-	if hasDeadline {
+	for {
 		var err error
-		if abs, err = absDeadline(deadline); err != nil {
+		if useHub.Load() {
+			err = hubWait(ctx, cdone, addr, val, deadline)
+		} else {
+			err = legacyWait(ctx, cdone, addr, val, deadline)
+		}
+		if err != ErrTimeout || !time.Now().Before(deadline) {
 			return err
 		}
-	}
-	if cdone == nil {
-		return sysWait(addr, val, abs)
-	}
-	// A cancelled context wakes us out of the kernel. The wake may land
-	// before we enter it, so the waker repeats until we are out.
-	var out atomic.Bool
-	stop := context.AfterFunc(ctx, func() {
-		for !out.Load() {
-			wakeSelf(addr)
-			time.Sleep(50 * time.Microsecond)
+		// The kernel's or the timer's clock said the deadline passed
+		// before ours does: wait out the rest.
+		if atomic.LoadUint32(addr) != val {
+			return nil
 		}
-	})
-	err := sysWait(addr, val, abs)
-	out.Store(true)
-	stop()
-	if cerr := ctx.Err(); cerr != nil {
-		return cerr
 	}
-	return err
+}
+
+type bucket struct {
+	mu   sync.Mutex
+	m    map[*uint32]*waitq // legacy path: the word's leader and followers
+	regs map[hubKey]*reg    // hub path: the word's registration per value
+	_    [32]byte           // keep buckets on separate cache lines
+}
+
+var buckets [64]bucket
+
+func bucketOf(addr *uint32) *bucket {
+	h := uintptr(unsafe.Pointer(addr)) >> 2
+	h ^= h >> 7
+	return &buckets[h&63]
 }

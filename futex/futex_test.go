@@ -21,6 +21,7 @@ import (
 func TestMain(m *testing.M) {
 	proctest.Register("waker", roleWaker)
 	proctest.Register("sleeper", roleSleeper)
+	proctest.Register("wakemany", roleWakeMany)
 	proctest.Main(m)
 }
 

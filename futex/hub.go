@@ -1,0 +1,300 @@
+package futex
+
+import (
+	"context"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// The waiting hub: goroutines that wait on a word register (word, value)
+// with a waiter thread and park on a channel; each waiter thread sleeps in
+// futex_waitv on up to hubWords registered words plus its private control
+// word. A goroutine adds or removes a registration under the waiter's
+// mutex, then bumps the control word and wakes it if it sleeps, so the
+// waiter rebuilds its vector. Timeouts and cancellations are the parked
+// goroutine's own (a Go timer, ctx.Done), so the kernel wait has no
+// deadline and the waiter thread is poked only to drop the registration.
+//
+// No lost wakes: a registration is entered into the kernel with the value
+// its goroutines saw, so a change made before the kernel looks makes
+// futex_waitv return at once. futex_waitv reports one woken word although
+// it may have been woken on several; after every return the waiter
+// therefore also fires every registration whose word no longer holds the
+// registered value. A wake that leaves a word's value unchanged carries no
+// news (a waiter arriving just after it would sleep on the same value), so
+// the futex contract is kept.
+
+const (
+	sysFutexWaitv = 449 // futex_waitv, the same number on amd64 and arm64
+	waitvMax      = 128 // FUTEX_WAITV_MAX
+	hubWords      = waitvMax - 1
+	waitvU32      = 2   // FUTEX2_SIZE_U32
+	waitvPrivate  = 128 // FUTEX2_PRIVATE
+	opWakePrivate = opWake | 128
+)
+
+// waitv is struct futex_waitv.
+type waitv struct {
+	val   uint64
+	uaddr uint64
+	flags uint32
+	_     uint32
+}
+
+// useHub selects the wait path: the hub where the kernel has futex_waitv,
+// the one-sleeper-per-word path otherwise. It is chosen once at start-up;
+// MPIPC_FUTEX=legacy forces the old path (tests run both).
+var useHub atomic.Bool
+
+func init() {
+	useHub.Store(os.Getenv("MPIPC_FUTEX") != "legacy" && haveWaitv())
+}
+
+// haveWaitv probes futex_waitv: with no words the kernel that has it
+// answers EINVAL, one that lacks it ENOSYS (or a seccomp filter's error).
+func haveWaitv() bool {
+	_, _, e := unix.RawSyscall6(sysFutexWaitv, 0, 0, 0, 0, 0, 0)
+	return e == syscall.EINVAL
+}
+
+// Hub reports whether waits go through the futex_waitv hub (true) or
+// through one sleeping thread per (process, word) (false).
+func Hub() bool { return useHub.Load() }
+
+// sysWaitv sleeps until one of v's words is woken or differs from its
+// value, without a deadline, and returns the index the kernel reports.
+func sysWaitv(v []waitv) (int, syscall.Errno) {
+	r, _, e := unix.Syscall6(sysFutexWaitv, uintptr(unsafe.Pointer(&v[0])), uintptr(len(v)), 0, 0, unix.CLOCK_MONOTONIC, 0)
+	return int(r), e
+}
+
+// probeWaitv asks whether the one word w faults, with a deadline already
+// passed so it never sleeps.
+func probeWaitv(w *waitv) syscall.Errno {
+	var ts unix.Timespec
+	_, _, e := unix.Syscall6(sysFutexWaitv, uintptr(unsafe.Pointer(w)), 1, 0, uintptr(unsafe.Pointer(&ts)), unix.CLOCK_MONOTONIC, 0)
+	return e
+}
+
+type hubKey struct {
+	addr *uint32
+	val  uint32
+}
+
+// A reg is one (word, value) a waiter thread sleeps on for this process's
+// goroutines.
+type reg struct {
+	key   hubKey
+	w     *waiter
+	idx   int           // in w.regs; -1 once fired or removed (w.mu)
+	done  chan struct{} // closed when fired
+	err   error         // set before done closes: the word faulted
+	fired atomic.Bool
+	refs  int // goroutines parked on done (bucket mu)
+}
+
+// A waiter is one thread sleeping in futex_waitv for the hub.
+type waiter struct {
+	mu       sync.Mutex
+	regs     []*reg       // at most hubWords (mu)
+	n        atomic.Int32 // len(regs), read unlocked to pick a waiter
+	ctl      uint32       // control word: bumped on every change (atomic)
+	sleeping atomic.Bool  // in futex_waitv, or about to be
+	kick     chan struct{}
+	vec      [waitvMax]waitv
+	snap     [waitvMax]*reg
+}
+
+var hub struct {
+	mu      sync.Mutex
+	waiters []*waiter
+}
+
+// hubWait is Wait through the hub. The caller has checked *addr, ctx and
+// the deadline; a zero deadline is none.
+func hubWait(ctx context.Context, cdone <-chan struct{}, addr *uint32, val uint32, deadline time.Time) error {
+	k := hubKey{addr, val}
+	b := bucketOf(addr)
+	b.mu.Lock()
+	r := b.regs[k]
+	if r == nil || r.fired.Load() {
+		if atomic.LoadUint32(addr) != val {
+			b.mu.Unlock()
+			return nil
+		}
+		if b.regs == nil {
+			b.regs = make(map[hubKey]*reg)
+		}
+		r = &reg{key: k, done: make(chan struct{})}
+		b.regs[k] = r
+		register(r)
+	}
+	r.refs++
+	b.mu.Unlock()
+
+	var err error
+	if deadline.IsZero() {
+		select {
+		case <-r.done:
+			err = r.err
+		case <-cdone:
+			err = ctx.Err()
+		}
+	} else {
+		t := time.NewTimer(time.Until(deadline))
+		select {
+		case <-r.done:
+			err = r.err
+		case <-cdone:
+			err = ctx.Err()
+		case <-t.C:
+			err = ErrTimeout
+		}
+		t.Stop()
+	}
+
+	b.mu.Lock()
+	r.refs--
+	if r.refs == 0 {
+		if b.regs[k] == r {
+			delete(b.regs, k)
+		}
+		if !r.fired.Load() {
+			r.w.remove(r)
+		}
+	}
+	b.mu.Unlock()
+	return err
+}
+
+// register hands r to a waiter with room, starting one if all are full.
+func register(r *reg) {
+	hub.mu.Lock()
+	defer hub.mu.Unlock()
+	for _, w := range hub.waiters {
+		if w.n.Load() < hubWords && w.add(r) {
+			return
+		}
+	}
+	w := &waiter{kick: make(chan struct{}, 1)}
+	hub.waiters = append(hub.waiters, w)
+	w.add(r)
+	go w.run()
+}
+
+func (w *waiter) add(r *reg) bool {
+	w.mu.Lock()
+	if len(w.regs) >= hubWords {
+		w.mu.Unlock()
+		return false
+	}
+	r.w, r.idx = w, len(w.regs)
+	w.regs = append(w.regs, r)
+	w.n.Store(int32(len(w.regs)))
+	w.poke()
+	w.mu.Unlock()
+	return true
+}
+
+// remove drops r, which no goroutine waits on any more, unless it fired.
+func (w *waiter) remove(r *reg) {
+	w.mu.Lock()
+	if r.idx >= 0 {
+		w.unlink(r)
+		w.poke()
+	}
+	w.mu.Unlock()
+}
+
+// poke makes the waiter rebuild its vector: a futex_waitv entered with the
+// old control value returns at once, one already asleep is woken. w.mu is
+// held.
+func (w *waiter) poke() {
+	atomic.AddUint32(&w.ctl, 1)
+	if w.sleeping.Load() {
+		unix.RawSyscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(&w.ctl)), opWakePrivate, 1, 0, 0, 0)
+	}
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+// unlink takes r out of w.regs; w.mu is held.
+func (w *waiter) unlink(r *reg) {
+	last := len(w.regs) - 1
+	if r.idx != last {
+		m := w.regs[last]
+		w.regs[r.idx], m.idx = m, r.idx
+	}
+	w.regs[last] = nil
+	w.regs = w.regs[:last]
+	w.n.Store(int32(last))
+	r.idx = -1
+}
+
+// fire releases r's goroutines; w.mu is held.
+func (w *waiter) fire(r *reg, err error) {
+	if r.idx < 0 {
+		return
+	}
+	w.unlink(r)
+	r.err = err
+	r.fired.Store(true)
+	close(r.done)
+}
+
+// run is the waiter thread's loop. It sleeps in the kernel only while it
+// has registrations; an idle waiter parks on its kick channel.
+func (w *waiter) run() {
+	w.vec[0] = waitv{uaddr: uint64(uintptr(unsafe.Pointer(&w.ctl))), flags: waitvU32 | waitvPrivate}
+	for {
+		w.mu.Lock()
+		n := len(w.regs)
+		if n == 0 {
+			w.mu.Unlock()
+			<-w.kick
+			continue
+		}
+		w.vec[0].val = uint64(atomic.LoadUint32(&w.ctl))
+		for i, r := range w.regs {
+			w.vec[i+1] = waitv{val: uint64(r.key.val), uaddr: uint64(uintptr(unsafe.Pointer(r.key.addr))), flags: waitvU32}
+			w.snap[i+1] = r
+		}
+		w.sleeping.Store(true)
+		w.mu.Unlock()
+		idx, e := sysWaitv(w.vec[:n+1])
+		w.sleeping.Store(false)
+
+		w.mu.Lock()
+		switch e {
+		case 0:
+			if idx >= 1 && idx <= n {
+				w.fire(w.snap[idx], nil)
+			}
+		case syscall.EAGAIN, syscall.EINTR:
+		default:
+			// EFAULT: a word is no longer mapped. Find it alone, so
+			// that only its goroutines see the error.
+			for i := 1; i <= n; i++ {
+				if pe := probeWaitv(&w.vec[i]); pe != syscall.EAGAIN && pe != syscall.ETIMEDOUT && pe != syscall.EINTR {
+					w.fire(w.snap[i], pe)
+				}
+			}
+		}
+		for i := 1; i <= n; i++ {
+			r := w.snap[i]
+			if r.idx >= 0 && atomic.LoadUint32(r.key.addr) != r.key.val {
+				w.fire(r, nil)
+			}
+			w.snap[i] = nil
+		}
+		w.mu.Unlock()
+	}
+}

@@ -1,0 +1,194 @@
+package futex_test
+
+import (
+	"context"
+	"errors"
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/mpipc/mpipc/futex"
+	"github.com/mpipc/mpipc/internal/proctest"
+)
+
+// bothPaths runs f on the hub and on the legacy one-sleeper-per-word path.
+func bothPaths(t *testing.T, f func(t *testing.T)) {
+	for _, hub := range []bool{true, false} {
+		name := "legacy"
+		if hub {
+			name = "hub"
+		}
+		t.Run(name, func(t *testing.T) {
+			restore, ok := futex.SetHub(hub)
+			defer restore()
+			if !ok {
+				t.Skip("kernel lacks futex_waitv")
+			}
+			f(t)
+		})
+	}
+}
+
+func TestAfterSaturates(t *testing.T) {
+	now := time.Now()
+	for _, d := range []time.Duration{futex.MaxTimeout, math.MaxInt64} {
+		dl := futex.After(d)
+		if dl.IsZero() || !dl.After(now.Add(futex.MaxTimeout)) {
+			t.Errorf("After(%d) = %v, want beyond now+MaxTimeout", d, dl)
+		}
+	}
+	if dl := futex.After(time.Second); dl.Sub(now) < time.Second || dl.Sub(now) > 2*time.Second {
+		t.Errorf("After(1s) is %v from now", dl.Sub(now))
+	}
+}
+
+// TestWaitHugeDeadlineIsForever: deadlines too far to represent in the
+// kernel's timespec, made with After or with an overflowing time.Add,
+// sleep until woken instead of failing with EINVAL or timing out.
+func TestWaitHugeDeadlineIsForever(t *testing.T) {
+	bothPaths(t, func(t *testing.T) {
+		for _, dl := range []time.Time{
+			futex.After(math.MaxInt64),
+			time.Now().Add(math.MaxInt64), // monotonic reading lost
+			time.Now().Add(futex.MaxTimeout + time.Hour),
+		} {
+			var w uint32
+			res := make(chan error, 1)
+			go func() { res <- futex.Wait(nil, &w, 0, dl) }()
+			select {
+			case err := <-res:
+				t.Fatalf("deadline %v: returned at once with %v", dl, err)
+			case <-time.After(50 * time.Millisecond):
+			}
+			atomic.StoreUint32(&w, 1)
+			futex.Wake(&w, 1)
+			if err := <-res; err != nil {
+				t.Fatalf("deadline %v: woken wait returned %v", dl, err)
+			}
+		}
+	})
+}
+
+// TestWaitNeverEarly: many short timed waits; each that reports ErrTimeout
+// must have lasted its whole timeout by the monotonic clock.
+func TestWaitNeverEarly(t *testing.T) {
+	n := 20000
+	if testing.Short() {
+		n = 4000
+	}
+	bothPaths(t, func(t *testing.T) {
+		var w uint32
+		var wg sync.WaitGroup
+		var early, timeouts atomic.Int64
+		const workers = 4
+		for range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range n / workers {
+					d := time.Duration(1+rand.IntN(100)) * time.Microsecond
+					start := time.Now()
+					err := futex.Wait(nil, &w, 0, start.Add(d))
+					el := time.Since(start)
+					if errors.Is(err, futex.ErrTimeout) {
+						timeouts.Add(1)
+						if el < d {
+							early.Add(1)
+						}
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if early.Load() != 0 || timeouts.Load() == 0 {
+			t.Fatalf("%d of %d timeouts early", early.Load(), timeouts.Load())
+		}
+	})
+}
+
+func TestCancelPrompt(t *testing.T) {
+	bothPaths(t, func(t *testing.T) {
+		words := make([]uint32, 64)
+		var worst time.Duration
+		for i := range words {
+			ctx, cancel := context.WithCancel(context.Background())
+			res := make(chan error, 1)
+			go func() { res <- futex.Wait(ctx, &words[i], 0, time.Time{}) }()
+			time.Sleep(200 * time.Microsecond)
+			start := time.Now()
+			cancel()
+			if err := <-res; !errors.Is(err, context.Canceled) {
+				t.Fatalf("err = %v", err)
+			}
+			worst = max(worst, time.Since(start))
+		}
+		if worst > 10*time.Millisecond {
+			t.Fatalf("slowest cancellation took %v", worst)
+		}
+		t.Logf("slowest cancellation %v", worst)
+	})
+}
+
+// TestHubManyWordsAcrossProcesses: 10,000 goroutines, each on its own word
+// of a shared file, use at most 200 OS threads through the hub, and are
+// all released by a waker in another process.
+func TestHubManyWordsAcrossProcesses(t *testing.T) {
+	restore, ok := futex.SetHub(true)
+	defer restore()
+	if !ok {
+		t.Skip("kernel lacks futex_waitv")
+	}
+	const n = 10000
+	path, mem := mapShared(t, 4*n+4096)
+	words := unsafe.Slice((*uint32)(unsafe.Pointer(&mem[0])), n)
+	var wg sync.WaitGroup
+	var woke atomic.Int64
+	for i := range words {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for atomic.LoadUint32(&words[i]) == 0 {
+				if err := futex.Wait(nil, &words[i], 0, futex.After(30*time.Second)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+			woke.Add(1)
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	peak := threads(t)
+	if woke.Load() != 0 {
+		t.Fatalf("%d returned before the wake", woke.Load())
+	}
+	c := proctest.Start(t, "wakemany", path, strconv.Itoa(n))
+	c.WaitOK()
+	wg.Wait()
+	peak = max(peak, threads(t))
+	t.Logf("%d words: %d threads", n, peak)
+	if peak > 200 {
+		t.Fatalf("%d OS threads for %d blocked goroutines", peak, n)
+	}
+	if woke.Load() != n {
+		t.Fatalf("woke %d of %d", woke.Load(), n)
+	}
+}
+
+func roleWakeMany(args []string) error {
+	n, _ := strconv.Atoi(args[1])
+	mem, err := mapFile(args[0], 4*n+4096)
+	if err != nil {
+		return err
+	}
+	words := unsafe.Slice((*uint32)(unsafe.Pointer(&mem[0])), n)
+	for i := range words {
+		atomic.StoreUint32(&words[i], 1)
+		futex.Wake(&words[i], 1)
+	}
+	return nil
+}
