@@ -332,7 +332,7 @@ func gen(w uint32) uint32   { return w >> genShift }
 func (b *Barrier) Wait(ctx context.Context) (int, error) {
 	var deadline time.Time
 	if b.timeout > 0 {
-		deadline = time.Now().Add(b.timeout)
+		deadline = futex.After(b.timeout)
 	}
 	return b.wait(ctx, deadline)
 }
@@ -342,7 +342,7 @@ func (b *Barrier) Wait(ctx context.Context) (int, error) {
 // of zero or less does not wait at all: it succeeds only for the last
 // party to arrive.
 func (b *Barrier) WaitTimeout(d time.Duration) (int, error) {
-	return b.wait(nil, time.Now().Add(max(d, 0)))
+	return b.wait(nil, futex.After(max(d, 0)))
 }
 
 func (b *Barrier) wait(ctx context.Context, deadline time.Time) (int, error) {
@@ -357,7 +357,7 @@ func (b *Barrier) wait(ctx context.Context, deadline time.Time) (int, error) {
 		// No time to wait: no spinning either; the first futex.Wait
 		// reports the timeout.
 		slept = true
-		nextCheck = deadline.Add(b.check)
+		nextCheck = deadline.Add(min(b.check, futex.MaxTimeout))
 	}
 	for {
 		w := atomic.LoadUint32(b.w)
@@ -403,7 +403,7 @@ func (b *Barrier) wait(ctx context.Context, deadline time.Time) (int, error) {
 			}
 			futex.SpinDone(false)
 			slept = true
-			nextCheck = time.Now().Add(b.check)
+			nextCheck = futex.After(b.check)
 		}
 		if w&waiters == 0 {
 			if !atomic.CompareAndSwapUint32(b.w, w, w|waiters) {
@@ -430,7 +430,7 @@ func (b *Barrier) wait(ctx context.Context, deadline time.Time) (int, error) {
 				continue
 			}
 			if !now.Before(nextCheck) {
-				nextCheck = now.Add(b.check)
+				nextCheck = now.Add(min(b.check, futex.MaxTimeout))
 				b.checkParties()
 			}
 		case ctx != nil && err == ctx.Err():

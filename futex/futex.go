@@ -112,7 +112,7 @@ func Wait(ctx context.Context, addr *uint32, val uint32, deadline time.Time) err
 	}
 	for {
 		var err error
-		if useHub.Load() {
+		if useHub.Load() && (deadline.IsZero() || time.Until(deadline) >= shortWait) {
 			err = hubWait(ctx, cdone, addr, val, deadline)
 		} else {
 			err = legacyWait(ctx, cdone, addr, val, deadline)

@@ -39,6 +39,13 @@ const (
 	opWakePrivate = opWake | 128
 )
 
+// shortWait is the shortest timeout that waits through the hub. The Go
+// timer that ends a hub wait may fire up to a millisecond late when the
+// process is otherwise idle (the scheduler sleeps in epoll with millisecond
+// resolution), so a shorter wait sleeps in the kernel with its own
+// deadline, holding a thread for less than shortWait.
+const shortWait = 2 * time.Millisecond
+
 // waitv is struct futex_waitv.
 type waitv struct {
 	val   uint64

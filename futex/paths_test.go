@@ -105,6 +105,25 @@ func TestWaitNeverEarly(t *testing.T) {
 			}()
 		}
 		wg.Wait()
+		// Waits long enough to go through the hub and its Go timers.
+		for range 40 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 10 {
+					d := 2*time.Millisecond + time.Duration(rand.IntN(2000))*time.Microsecond
+					start := time.Now()
+					err := futex.Wait(nil, &w, 0, start.Add(d))
+					if el := time.Since(start); errors.Is(err, futex.ErrTimeout) {
+						timeouts.Add(1)
+						if el < d {
+							early.Add(1)
+						}
+					}
+				}
+			}()
+		}
+		wg.Wait()
 		if early.Load() != 0 || timeouts.Load() == 0 {
 			t.Fatalf("%d of %d timeouts early", early.Load(), timeouts.Load())
 		}

@@ -110,7 +110,7 @@ func (j *JoinableQueue) JoinTimeout(d time.Duration) (bool, error) {
 	if d <= 0 {
 		return j.joinWait(nil, time.Time{}, true)
 	}
-	return j.joinWait(nil, time.Now().Add(d), false)
+	return j.joinWait(nil, futex.After(d), false)
 }
 
 // TryJoin reports whether every task put has been done, without waiting.
@@ -131,7 +131,7 @@ func (j *JoinableQueue) joinWait(ctx context.Context, deadline time.Time, try bo
 			atomic.AddUint32(j.joinWaiters, ^uint32(0))
 			return true, nil
 		}
-		wake := time.Now().Add(j.check)
+		wake := futex.After(j.check)
 		if !deadline.IsZero() && deadline.Before(wake) {
 			wake = deadline
 		}
