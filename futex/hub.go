@@ -103,7 +103,7 @@ type reg struct {
 	done  chan struct{} // closed when fired
 	err   error         // set before done closes: the word faulted
 	fired atomic.Bool
-	refs  int // goroutines parked on done (bucket mu)
+	refs  atomic.Int32 // goroutines parked on done (changed under bucket mu)
 }
 
 // A waiter is one thread sleeping in futex_waitv for the hub.
@@ -116,6 +116,7 @@ type waiter struct {
 	kick     chan struct{}
 	vec      [waitvMax]waitv
 	snap     [waitvMax]*reg
+	idle     []*reg // registrations nobody waited on at the last wake
 }
 
 var hub struct {
@@ -142,7 +143,7 @@ func hubWait(ctx context.Context, cdone <-chan struct{}, addr *uint32, val uint3
 		b.regs[k] = r
 		register(r)
 	}
-	r.refs++
+	r.refs.Add(1)
 	b.mu.Unlock()
 
 	var err error
@@ -167,15 +168,13 @@ func hubWait(ctx context.Context, cdone <-chan struct{}, addr *uint32, val uint3
 	}
 
 	b.mu.Lock()
-	r.refs--
-	if r.refs == 0 {
-		if b.regs[k] == r {
-			delete(b.regs, k)
-		}
-		if !r.fired.Load() {
-			r.w.remove(r)
-		}
+	if r.refs.Add(-1) == 0 && r.fired.Load() && b.regs[k] == r {
+		delete(b.regs, k)
 	}
+	// A registration left by a timeout or a cancellation stays with its
+	// waiter until the waiter next wakes, without a poke: the caller
+	// usually waits again at once on the same (word, value) and takes it
+	// back (a check interval's periodic timeout is the common case).
 	b.mu.Unlock()
 	return err
 }
@@ -209,16 +208,6 @@ func (w *waiter) add(r *reg) bool {
 	return true
 }
 
-// remove drops r, which no goroutine waits on any more, unless it fired.
-func (w *waiter) remove(r *reg) {
-	w.mu.Lock()
-	if r.idx >= 0 {
-		w.unlink(r)
-		w.poke()
-	}
-	w.mu.Unlock()
-}
-
 // poke makes the waiter rebuild its vector: a futex_waitv entered with the
 // old control value returns at once, one already asleep is woken. w.mu is
 // held.
@@ -246,7 +235,9 @@ func (w *waiter) unlink(r *reg) {
 	r.idx = -1
 }
 
-// fire releases r's goroutines; w.mu is held.
+// fire releases r's goroutines; w.mu is held. A registration nobody waits
+// on any more that was woken passes the wake on, so that a Wake(addr, 1)
+// it took from a sleeper elsewhere is not lost.
 func (w *waiter) fire(r *reg, err error) {
 	if r.idx < 0 {
 		return
@@ -255,6 +246,39 @@ func (w *waiter) fire(r *reg, err error) {
 	r.err = err
 	r.fired.Store(true)
 	close(r.done)
+	if err == nil && r.refs.Load() == 0 {
+		Wake(r.key.addr, 1)
+	}
+}
+
+// sweep drops the registrations nobody waited on when the waiter woke
+// (w.idle), unless a goroutine took one back since; their words are not
+// read, as they may be unmapped. It takes each word's
+// bucket lock before w.mu, in the order hubWait does.
+func (w *waiter) sweep() {
+	for i, r := range w.idle {
+		b := bucketOf(r.key.addr)
+		b.mu.Lock()
+		if r.refs.Load() == 0 {
+			w.mu.Lock()
+			if r.idx >= 0 {
+				w.unlink(r)
+				r.fired.Store(true)
+				close(r.done)
+				// It may have been woken along with the word the
+				// kernel reported: pass that wake on. FUTEX_WAKE on a
+				// word unmapped meanwhile fails harmlessly.
+				Wake(r.key.addr, 1)
+			}
+			w.mu.Unlock()
+			if b.regs[r.key] == r {
+				delete(b.regs, r.key)
+			}
+		}
+		b.mu.Unlock()
+		w.idle[i] = nil
+	}
+	w.idle = w.idle[:0]
 }
 
 // run is the waiter thread's loop. It sleeps in the kernel only while it
@@ -297,11 +321,18 @@ func (w *waiter) run() {
 		}
 		for i := 1; i <= n; i++ {
 			r := w.snap[i]
-			if r.idx >= 0 && atomic.LoadUint32(r.key.addr) != r.key.val {
+			w.snap[i] = nil
+			if r.idx < 0 {
+				continue
+			}
+			if r.refs.Load() == 0 {
+				// Its word may be unmapped by now: do not read it.
+				w.idle = append(w.idle, r)
+			} else if atomic.LoadUint32(r.key.addr) != r.key.val {
 				w.fire(r, nil)
 			}
-			w.snap[i] = nil
 		}
 		w.mu.Unlock()
+		w.sweep()
 	}
 }
