@@ -78,6 +78,80 @@ func sysWait(addr *uint32, val uint32, abs *unix.Timespec) error {
 	}
 }
 
+// WaitAny is [Wait] on several words at once: it sleeps while *addrs[i] ==
+// vals[i] for every i, until one of the words is woken, the deadline
+// passes (zero means none) or ctx is done (nil means never). It returns as
+// Wait does; callers re-check every condition they wait for. Through the
+// hub it costs no thread per word; on the legacy path, one per word.
+func WaitAny(ctx context.Context, addrs []*uint32, vals []uint32, deadline time.Time) error {
+	if len(addrs) != len(vals) {
+		panic("futex: WaitAny with unequal words and values")
+	}
+	for i, a := range addrs {
+		if atomic.LoadUint32(a) != vals[i] {
+			return nil
+		}
+	}
+	var cdone <-chan struct{}
+	if ctx != nil {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		cdone = ctx.Done()
+	}
+	if !deadline.IsZero() {
+		now := time.Now()
+		if !now.Before(deadline) {
+			return ErrTimeout
+		}
+		if forever(deadline, now) {
+			deadline = time.Time{}
+		}
+	}
+	for {
+		var err error
+		if useHub.Load() {
+			err = hubWaitAny(ctx, cdone, addrs, vals, deadline)
+		} else {
+			err = legacyWaitAny(ctx, addrs, vals, deadline)
+		}
+		if err != ErrTimeout || !time.Now().Before(deadline) {
+			return err
+		}
+		for i, a := range addrs {
+			if atomic.LoadUint32(a) != vals[i] {
+				return nil
+			}
+		}
+	}
+}
+
+// legacyWaitAny waits on each word in a goroutine of its own (each may
+// hold a thread) and returns with the first.
+func legacyWaitAny(ctx context.Context, addrs []*uint32, vals []uint32, deadline time.Time) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	sub, cancel := context.WithCancel(ctx)
+	defer cancel()
+	res := make(chan error, len(addrs))
+	for i, a := range addrs {
+		go func() { res <- legacyWait(sub, sub.Done(), a, vals[i], deadline) }()
+	}
+	err := <-res
+	cancel()
+	for range len(addrs) - 1 {
+		<-res
+	}
+	if err == context.Canceled && ctx.Err() == nil {
+		err = nil
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		return cerr
+	}
+	return err
+}
+
 // Wait sleeps while *addr == val until it is woken by [Wake], the deadline
 // passes (zero means none) or ctx is done (nil means never). It returns nil
 // when woken, when *addr no longer equals val, or spuriously; [ErrTimeout]

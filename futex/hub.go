@@ -3,6 +3,7 @@ package futex
 import (
 	"context"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -103,7 +104,8 @@ type reg struct {
 	done  chan struct{} // closed when fired
 	err   error         // set before done closes: the word faulted
 	fired atomic.Bool
-	refs  atomic.Int32 // goroutines parked on done (changed under bucket mu)
+	refs  atomic.Int32    // goroutines parked on done (changed under bucket mu)
+	subs  []chan struct{} // WaitAny callers, told on fire (w.mu)
 }
 
 // A waiter is one thread sleeping in futex_waitv for the hub.
@@ -127,24 +129,10 @@ var hub struct {
 // hubWait is Wait through the hub. The caller has checked *addr, ctx and
 // the deadline; a zero deadline is none.
 func hubWait(ctx context.Context, cdone <-chan struct{}, addr *uint32, val uint32, deadline time.Time) error {
-	k := hubKey{addr, val}
-	b := bucketOf(addr)
-	b.mu.Lock()
-	r := b.regs[k]
-	if r == nil || r.fired.Load() {
-		if atomic.LoadUint32(addr) != val {
-			b.mu.Unlock()
-			return nil
-		}
-		if b.regs == nil {
-			b.regs = make(map[hubKey]*reg)
-		}
-		r = &reg{key: k, done: make(chan struct{})}
-		b.regs[k] = r
-		register(r)
+	r := join(addr, val, nil)
+	if r == nil {
+		return nil
 	}
-	r.refs.Add(1)
-	b.mu.Unlock()
 
 	var err error
 	if deadline.IsZero() {
@@ -167,16 +155,102 @@ func hubWait(ctx context.Context, cdone <-chan struct{}, addr *uint32, val uint3
 		t.Stop()
 	}
 
+	leave(r, nil)
+	return err
+}
+
+// join adds the caller to the registration of (addr, val), making one if
+// there is none, and subscribes sub to its firing if sub is not nil. It
+// returns nil if *addr != val (no registration is needed).
+func join(addr *uint32, val uint32, sub chan struct{}) *reg {
+	k := hubKey{addr, val}
+	b := bucketOf(addr)
 	b.mu.Lock()
-	if r.refs.Add(-1) == 0 && r.fired.Load() && b.regs[k] == r {
-		delete(b.regs, k)
+	defer b.mu.Unlock()
+	r := b.regs[k]
+	if r == nil || r.fired.Load() {
+		if atomic.LoadUint32(addr) != val {
+			return nil
+		}
+		if b.regs == nil {
+			b.regs = make(map[hubKey]*reg)
+		}
+		r = &reg{key: k, done: make(chan struct{})}
+		b.regs[k] = r
+		register(r)
+	}
+	r.refs.Add(1)
+	if sub != nil {
+		r.w.mu.Lock()
+		if r.idx < 0 {
+			sub <- struct{}{} // fired meanwhile; sub has room (one per call)
+		} else {
+			r.subs = append(r.subs, sub)
+		}
+		r.w.mu.Unlock()
+	}
+	return r
+}
+
+// leave takes the caller (and sub) off r.
+func leave(r *reg, sub chan struct{}) {
+	b := bucketOf(r.key.addr)
+	b.mu.Lock()
+	if sub != nil {
+		r.w.mu.Lock()
+		if i := slices.Index(r.subs, sub); i >= 0 {
+			r.subs = slices.Delete(r.subs, i, i+1)
+		}
+		r.w.mu.Unlock()
+	}
+	if r.refs.Add(-1) == 0 && r.fired.Load() && b.regs[r.key] == r {
+		delete(b.regs, r.key)
 	}
 	// A registration left by a timeout or a cancellation stays with its
 	// waiter until the waiter next wakes, without a poke: the caller
 	// usually waits again at once on the same (word, value) and takes it
 	// back (a check interval's periodic timeout is the common case).
 	b.mu.Unlock()
-	return err
+}
+
+// hubWaitAny is WaitAny through the hub.
+func hubWaitAny(ctx context.Context, cdone <-chan struct{}, addrs []*uint32, vals []uint32, deadline time.Time) error {
+	sub := make(chan struct{}, 1)
+	regs := make([]*reg, 0, len(addrs))
+	defer func() {
+		for _, r := range regs {
+			leave(r, sub)
+		}
+	}()
+	for i, a := range addrs {
+		r := join(a, vals[i], sub)
+		if r == nil {
+			return nil
+		}
+		regs = append(regs, r)
+		if len(sub) > 0 {
+			return nil
+		}
+	}
+	var t <-chan time.Time
+	if !deadline.IsZero() {
+		tm := time.NewTimer(time.Until(deadline))
+		defer tm.Stop()
+		t = tm.C
+	}
+	select {
+	case <-sub:
+		for _, r := range regs {
+			if r.fired.Load() && r.err != nil {
+				return r.err
+			}
+		}
+		return nil
+	case <-cdone:
+		return ctx.Err()
+	case <-t:
+		return ErrTimeout
+	}
 }
 
 // register hands r to a waiter with room, starting one if all are full.
@@ -246,6 +320,13 @@ func (w *waiter) fire(r *reg, err error) {
 	r.err = err
 	r.fired.Store(true)
 	close(r.done)
+	for _, c := range r.subs {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
+	r.subs = nil
 	if err == nil && r.refs.Load() == 0 {
 		Wake(r.key.addr, 1)
 	}

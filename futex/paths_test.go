@@ -211,3 +211,53 @@ func roleWakeMany(args []string) error {
 	}
 	return nil
 }
+
+func TestWaitAny(t *testing.T) {
+	bothPaths(t, func(t *testing.T) {
+		words := make([]uint32, 50)
+		addrs := make([]*uint32, len(words))
+		vals := make([]uint32, len(words))
+		for i := range words {
+			addrs[i] = &words[i]
+		}
+		// A word already changed returns at once.
+		vals[7] = 1
+		if err := futex.WaitAny(nil, addrs, vals, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		vals[7] = 0
+		// Timeout, never early.
+		start := time.Now()
+		if err := futex.WaitAny(nil, addrs, vals, start.Add(5*time.Millisecond)); !errors.Is(err, futex.ErrTimeout) {
+			t.Fatalf("err = %v, want ErrTimeout", err)
+		}
+		if el := time.Since(start); el < 5*time.Millisecond {
+			t.Fatalf("timed out after %v", el)
+		}
+		// A wake on any one word releases the caller.
+		for _, i := range []int{0, 31, 49} {
+			res := make(chan error, 1)
+			go func() { res <- futex.WaitAny(nil, addrs, vals, futex.After(math.MaxInt64)) }()
+			select {
+			case err := <-res:
+				t.Fatalf("returned before the wake: %v", err)
+			case <-time.After(20 * time.Millisecond):
+			}
+			atomic.StoreUint32(&words[i], 1)
+			futex.Wake(&words[i], 1)
+			if err := <-res; err != nil {
+				t.Fatal(err)
+			}
+			atomic.StoreUint32(&words[i], 0)
+		}
+		// Cancellation.
+		ctx, cancel := context.WithCancel(context.Background())
+		res := make(chan error, 1)
+		go func() { res <- futex.WaitAny(ctx, addrs, vals, time.Time{}) }()
+		time.Sleep(10 * time.Millisecond)
+		cancel()
+		if err := <-res; !errors.Is(err, context.Canceled) {
+			t.Fatalf("err = %v, want Canceled", err)
+		}
+	})
+}
