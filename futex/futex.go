@@ -110,7 +110,7 @@ func WaitAny(ctx context.Context, addrs []*uint32, vals []uint32, deadline time.
 	}
 	for {
 		var err error
-		if useHub.Load() {
+		if useHub.Load() || len(addrs) == 0 {
 			err = hubWaitAny(ctx, cdone, addrs, vals, deadline)
 		} else {
 			err = legacyWaitAny(ctx, addrs, vals, deadline)

@@ -178,12 +178,24 @@ func join(addr *uint32, val uint32, sub chan struct{}) *reg {
 		r = &reg{key: k, done: make(chan struct{})}
 		b.regs[k] = r
 		register(r)
+		r.refs.Add(1)
+	} else if r.refs.Add(1) == 1 {
+		// Taking back a lingering registration: its word may have been
+		// unmapped and another mapping put at the same address since the
+		// kernel looked it up, so make the waiter enter the kernel again.
+		r.w.mu.Lock()
+		if r.idx >= 0 {
+			r.w.poke()
+		}
+		r.w.mu.Unlock()
 	}
-	r.refs.Add(1)
 	if sub != nil {
 		r.w.mu.Lock()
-		if r.idx < 0 {
-			sub <- struct{}{} // fired meanwhile; sub has room (one per call)
+		if r.idx < 0 { // fired meanwhile
+			select {
+			case sub <- struct{}{}:
+			default:
+			}
 		} else {
 			r.subs = append(r.subs, sub)
 		}
@@ -209,7 +221,8 @@ func leave(r *reg, sub chan struct{}) {
 	// A registration left by a timeout or a cancellation stays with its
 	// waiter until the waiter next wakes, without a poke: the caller
 	// usually waits again at once on the same (word, value) and takes it
-	// back (a check interval's periodic timeout is the common case).
+	// back (a check interval's periodic timeout is the common case), at
+	// the cost of one poke instead of two.
 	b.mu.Unlock()
 }
 

@@ -5,12 +5,15 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/mpipc/mpipc/futex"
 	"github.com/mpipc/mpipc/internal/proctest"
@@ -260,4 +263,55 @@ func TestWaitAny(t *testing.T) {
 			t.Fatalf("err = %v, want Canceled", err)
 		}
 	})
+}
+
+// TestHubRemappedAddress: a wait that timed out leaves its registration
+// with a hub thread for a while; when the word's file is unmapped and
+// another file mapped at the same address, a wait on the new word must be
+// woken by a wake on the new file (the hub must not reuse the kernel's
+// view of the old mapping).
+func TestHubRemappedAddress(t *testing.T) {
+	restore, ok := futex.SetHub(true)
+	defer restore()
+	if !ok {
+		t.Skip("kernel lacks futex_waitv")
+	}
+	const size = 4096
+	mapAt := func(addr uintptr) (uintptr, *os.File) {
+		f, err := os.CreateTemp("/dev/shm", "mpipc-test-remap-*")
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.Remove(f.Name())
+		t.Cleanup(func() { f.Close() })
+		if err := f.Truncate(size); err != nil {
+			t.Fatal(err)
+		}
+		flags := uintptr(unix.MAP_SHARED)
+		if addr != 0 {
+			flags |= unix.MAP_FIXED
+		}
+		p, _, e := unix.Syscall6(unix.SYS_MMAP, addr, size, unix.PROT_READ|unix.PROT_WRITE, flags, f.Fd(), 0)
+		if e != 0 {
+			t.Fatal(e)
+		}
+		return p, f
+	}
+	a, _ := mapAt(0)
+	w := *(**uint32)(unsafe.Pointer(&a)) // memory outside the Go heap
+	if err := futex.Wait(nil, w, 0, time.Now().Add(3*time.Millisecond)); !errors.Is(err, futex.ErrTimeout) {
+		t.Fatalf("err = %v", err)
+	}
+	// The registration lingers; replace the mapping under it.
+	unix.Syscall(unix.SYS_MUNMAP, a, size, 0)
+	mapAt(a)
+	defer unix.Syscall(unix.SYS_MUNMAP, a, size, 0)
+	res := make(chan error, 1)
+	go func() { res <- futex.Wait(nil, w, 0, time.Now().Add(5*time.Second)) }()
+	time.Sleep(20 * time.Millisecond)
+	atomic.StoreUint32(w, 1)
+	futex.Wake(w, 1)
+	if err := <-res; err != nil {
+		t.Fatalf("wait on the new mapping: %v (not woken)", err)
+	}
 }
