@@ -22,6 +22,7 @@ func TestMain(m *testing.M) {
 	proctest.Register("waker", roleWaker)
 	proctest.Register("sleeper", roleSleeper)
 	proctest.Register("wakemany", roleWakeMany)
+	proctest.Register("ping", rolePing)
 	proctest.Main(m)
 }
 
