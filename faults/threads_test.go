@@ -20,11 +20,9 @@ import (
 )
 
 // The thread budget: goroutines blocked on mpipc objects must not each hold
-// an OS thread (a Go program dies at 10,000). futex.Wait lets one goroutine
-// per (process, word) sleep in the kernel and parks the rest in the Go
-// scheduler. Condition is not here: its waiters sleep on their own slot
-// words, one thread each, as its documentation says (the waiter table,
-// 128 slots by default, bounds them).
+// an OS thread (a Go program dies at 10,000). These tests put many
+// goroutines on few objects; hub_test.go puts 10,000 goroutines on 10,000
+// objects of each kind, Condition included.
 
 const blockedGoroutines = 10000
 
