@@ -186,10 +186,14 @@ func Wait(ctx context.Context, addr *uint32, val uint32, deadline time.Time) err
 	}
 	for {
 		var err error
-		if useHub.Load() && (deadline.IsZero() || time.Until(deadline) >= shortWait) {
-			err = hubWait(ctx, cdone, addr, val, deadline)
-		} else {
+		switch {
+		case !useHub.Load() || sleepsDirect(addr):
 			err = legacyWait(ctx, cdone, addr, val, deadline)
+		case reserveDirect(deadline):
+			err = legacyWait(ctx, cdone, addr, val, deadline)
+			directSleepers.Add(-1)
+		default:
+			err = hubWait(ctx, cdone, addr, val, deadline)
 		}
 		if err != ErrTimeout || !time.Now().Before(deadline) {
 			return err

@@ -40,12 +40,55 @@ const (
 	opWakePrivate = opWake | 128
 )
 
-// shortWait is the shortest timeout that waits through the hub. The Go
-// timer that ends a hub wait may fire up to a millisecond late when the
-// process is otherwise idle (the scheduler sleeps in epoll with millisecond
-// resolution), so a shorter wait sleeps in the kernel with its own
-// deadline, holding a thread for less than shortWait.
+// Direct sleepers. Through the hub, a sleep costs two extra handoffs
+// between threads (the control word's wake, and the hub thread's wake of
+// the goroutine): W3 ping-pong took about 1.5 times as long. So while few
+// goroutines of the process sleep, a wait sleeps in the kernel itself, on
+// the one-sleeper-per-word path, holding a thread; beyond maxDirect at
+// once, waits go through the hub, which bounds the threads. Short timed
+// waits (under shortWait) prefer the kernel too: the Go timer that ends a
+// hub wait may fire up to a millisecond late in an otherwise idle process
+// (the scheduler sleeps in epoll with millisecond resolution).
 const shortWait = 2 * time.Millisecond
+
+var (
+	maxDirect      atomic.Int32 // 0 under MPIPC_FUTEX=hub: every wait through the hub
+	directSleepers atomic.Int32
+)
+
+const defaultMaxDirect = 32
+
+// sleepsDirect reports whether a goroutine of this process sleeps in the
+// kernel itself on addr: then another wait on addr parks behind it, so
+// that one wake that reaches the process releases both.
+func sleepsDirect(addr *uint32) bool {
+	b := bucketOf(addr)
+	b.mu.Lock()
+	_, ok := b.m[addr]
+	b.mu.Unlock()
+	return ok
+}
+
+// reserveDirect reports whether a wait may sleep in the kernel itself,
+// reserving a place among the direct sleepers if so (the caller releases
+// it). Every wait does while under maxDirect; short timed waits get the
+// first places, others only half of them, so that a burst of long waits
+// leaves room for precise short ones.
+func reserveDirect(deadline time.Time) bool {
+	lim := maxDirect.Load()
+	if deadline.IsZero() || time.Until(deadline) >= shortWait {
+		lim /= 2
+	}
+	for {
+		n := directSleepers.Load()
+		if n >= lim {
+			return false
+		}
+		if directSleepers.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
 
 // waitv is struct futex_waitv.
 type waitv struct {
@@ -57,11 +100,16 @@ type waitv struct {
 
 // useHub selects the wait path: the hub where the kernel has futex_waitv,
 // the one-sleeper-per-word path otherwise. It is chosen once at start-up;
-// MPIPC_FUTEX=legacy forces the old path (tests run both).
+// MPIPC_FUTEX=legacy forces the old path, MPIPC_FUTEX=hub sends every
+// wait through the hub (tests run all three).
 var useHub atomic.Bool
 
 func init() {
-	useHub.Store(os.Getenv("MPIPC_FUTEX") != "legacy" && haveWaitv())
+	mode := os.Getenv("MPIPC_FUTEX")
+	useHub.Store(mode != "legacy" && haveWaitv())
+	if mode != "hub" {
+		maxDirect.Store(defaultMaxDirect)
+	}
 }
 
 // haveWaitv probes futex_waitv: with no words the kernel that has it

@@ -35,19 +35,26 @@ func rolePing(args []string) error {
 	return pingRoles[args[0]](mem, n)
 }
 
+// forPaths runs f on the default path (direct sleepers, then the hub),
+// on the hub alone, and on the legacy path.
 func forPaths(b *testing.B, f func(b *testing.B, env []string)) {
-	for _, hub := range []bool{true, false} {
-		name, env := "hub", "MPIPC_FUTEX=hub"
-		if !hub {
-			name, env = "legacy", "MPIPC_FUTEX=legacy"
-		}
-		b.Run(name, func(b *testing.B) {
-			restore, ok := futex.SetHub(hub)
+	for _, m := range []struct {
+		name, env string
+		hub       bool
+		direct    int32
+	}{
+		{"default", "MPIPC_FUTEX=", true, 32},
+		{"hub-only", "MPIPC_FUTEX=hub", true, 0},
+		{"legacy", "MPIPC_FUTEX=legacy", false, 0},
+	} {
+		b.Run(m.name, func(b *testing.B) {
+			restore, ok := futex.SetHub(m.hub)
 			defer restore()
 			if !ok {
 				b.Skip("kernel lacks futex_waitv")
 			}
-			f(b, []string{env})
+			defer futex.SetMaxDirect(m.direct)()
+			f(b, []string{m.env})
 		})
 	}
 }
