@@ -30,10 +30,17 @@
 // Timeouts and cancellations are the goroutine's own (a Go timer, the
 // context's Done channel), so a cancelled wait returns at once.
 //
+// The hub costs a sleep two more handoffs between threads, so while few
+// goroutines of the process sleep (up to 32 at once), a wait sleeps in the
+// kernel itself, on the path below, and only the others go through the
+// hub; short timed waits (under 2 ms) prefer the kernel too, as a Go timer
+// may fire a millisecond late in an idle process.
+//
 // On kernels without futex_waitv (ENOSYS), chosen once at start-up, or
 // when the environment variable MPIPC_FUTEX=legacy is set, [Wait] lets at
 // most one goroutine per (process, word) sleep in the kernel, the leader,
 // and parks the others behind it; [Hub] reports which path is in use.
+// MPIPC_FUTEX=hub sends every wait through the hub (for tests).
 //
 // # Timeouts
 //
