@@ -3,6 +3,7 @@ package futex
 import (
 	"context"
 	"os"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -167,6 +168,7 @@ type waiter struct {
 	vec      [waitvMax]waitv
 	snap     [waitvMax]*reg
 	idle     []*reg // registrations nobody waited on at the last wake
+	fired    int    // registrations fired since the last yield (w.mu)
 }
 
 var hub struct {
@@ -381,6 +383,7 @@ func (w *waiter) fire(r *reg, err error) {
 	r.err = err
 	r.fired.Store(true)
 	close(r.done)
+	w.fired++
 	for _, c := range r.subs {
 		select {
 		case c <- struct{}{}:
@@ -476,5 +479,13 @@ func (w *waiter) run() {
 		}
 		w.mu.Unlock()
 		w.sweep()
+		if fired := w.fired; fired > 0 {
+			// The goroutines just readied wait on this thread's P, which
+			// the next futex_waitv would hold in a blocking system call
+			// until the scheduler's monitor takes it back (up to 10 ms
+			// when the process was idle): let them run first.
+			w.fired = 0
+			runtime.Gosched()
+		}
 	}
 }
