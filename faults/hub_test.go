@@ -284,7 +284,8 @@ func hubTenThousand(t *testing.T, k hubKind) {
 	// its delay is what the machine and the Go scheduler add (run queues
 	// full of this test's periodically waking waiters, other processes on
 	// the shared cores), and the limit applies to the median of the
-	// cancellations' latency beyond it. Not to each: kinds that check
+	// cancellations' latency beyond it, and each must return within a
+	// second beyond it. Not the 10 ms to each: kinds that check
 	// their owners' liveness wake every waiter every CheckInterval
 	// (100,000 wakes a second here), and a cancellation that lands in
 	// such a burst waits in the run queue, on a loaded machine for tens
@@ -335,8 +336,8 @@ func hubTenThousand(t *testing.T, k hubKind) {
 	if med := extra[len(extra)/2]; med > hubCancelLimit {
 		t.Errorf("cancellations returned a median %v later than parked goroutines released with them (limit %v)", med, hubCancelLimit)
 	}
-	if worst := lat[len(lat)-1]; worst > time.Second {
-		t.Errorf("a cancellation took %v", worst)
+	if worst := extra[len(extra)-1]; worst > time.Second {
+		t.Errorf("a cancellation returned %v later than its control", worst)
 	}
 
 	// Another process releases the rest.
