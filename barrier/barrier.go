@@ -391,7 +391,7 @@ func (b *Barrier) Wait(ctx context.Context) (int, error) {
 		d = time.Duration(atomic.LoadInt64(b.shared)) // a negative one (corrupt) means none
 	}
 	if d > 0 {
-		deadline = time.Now().Add(d)
+		deadline = futex.After(d)
 	}
 	return b.wait(ctx, deadline)
 }
@@ -401,7 +401,7 @@ func (b *Barrier) Wait(ctx context.Context) (int, error) {
 // of zero or less does not wait at all: it succeeds only for the last
 // party to arrive.
 func (b *Barrier) WaitTimeout(d time.Duration) (int, error) {
-	return b.wait(nil, time.Now().Add(max(d, 0)))
+	return b.wait(nil, futex.After(max(d, 0)))
 }
 
 func (b *Barrier) wait(ctx context.Context, deadline time.Time) (int, error) {
@@ -417,7 +417,7 @@ func (b *Barrier) wait(ctx context.Context, deadline time.Time) (int, error) {
 		// No time to wait: no spinning either; the first futex.Wait
 		// reports the timeout.
 		slept = true
-		nextCheck = deadline.Add(b.check)
+		nextCheck = deadline.Add(min(b.check, futex.MaxTimeout))
 	}
 	for {
 		w := atomic.LoadUint32(b.w)
@@ -468,7 +468,7 @@ func (b *Barrier) wait(ctx context.Context, deadline time.Time) (int, error) {
 			}
 			futex.SpinDone(false)
 			slept = true
-			nextCheck = time.Now().Add(b.check)
+			nextCheck = futex.After(b.check)
 		}
 		if w&waiters == 0 {
 			if !atomic.CompareAndSwapUint32(b.w, w, w|waiters) {
@@ -502,7 +502,7 @@ func (b *Barrier) wait(ctx context.Context, deadline time.Time) (int, error) {
 				continue
 			}
 			if !now.Before(nextCheck) {
-				nextCheck = now.Add(b.check)
+				nextCheck = now.Add(min(b.check, futex.MaxTimeout))
 				b.checkParties()
 			}
 		case ctx != nil && err == ctx.Err():

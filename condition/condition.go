@@ -785,7 +785,7 @@ func (c *Condition) WaitTimeout(d time.Duration) (notified bool, err error) {
 		}
 		return false, nil
 	}
-	return c.wait(nil, time.Now().Add(d))
+	return c.wait(nil, futex.After(d))
 }
 
 func (c *Condition) wait(ctx context.Context, deadline time.Time) (bool, error) {
@@ -846,7 +846,7 @@ func (c *Condition) sleep(ctx context.Context, i int, s uint32, deadline time.Ti
 	if !atomic.CompareAndSwapUint32(sw, s, sleeping) {
 		return notified, nil // only a Notify moves a live waiter's slot
 	}
-	nextCheck := time.Now().Add(c.check)
+	nextCheck := futex.After(c.check)
 	for {
 		wake := nextCheck
 		if !deadline.IsZero() && deadline.Before(wake) {
@@ -865,7 +865,7 @@ func (c *Condition) sleep(ctx context.Context, i int, s uint32, deadline time.Ti
 			if deadline.IsZero() || now.Before(deadline) {
 				if !now.Before(nextCheck) {
 					c.passOrphans(i, c.reg.Self())
-					nextCheck = now.Add(c.check)
+					nextCheck = now.Add(min(c.check, futex.MaxTimeout))
 				}
 				continue
 			}
@@ -950,7 +950,7 @@ func (c *Condition) WaitForTimeout(d time.Duration, pred func() bool) (bool, err
 	if !c.owned() {
 		return false, ErrNotOwner
 	}
-	deadline := time.Now().Add(d)
+	deadline := futex.After(d)
 	r := pred()
 	for !r {
 		rem := time.Until(deadline)

@@ -70,8 +70,9 @@
 //   - The waiter table is bounded (Options.Slots, default 128, 64 bytes
 //     each): a Wait beyond it returns [ErrTooManyWaiters] after freeing
 //     the slots of dead processes.
-//   - Each goroutine that sleeps in Wait holds an OS thread (it sleeps on
-//     its own futex word), so the table size also bounds those threads.
+//   - Each goroutine that sleeps in Wait sleeps on its own futex word.
+//     Through the futex hub that costs no OS thread; on kernels without
+//     futex_waitv it holds one, and the table size bounds those threads.
 //   - Wait always returns holding the lock (but for ErrNotRecoverable),
 //     also when its context ends: reacquiring the lock is not
 //     cancellable, as with sync.Cond and pthread_cond_wait.

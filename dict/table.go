@@ -8,6 +8,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/mpipc/mpipc/futex"
 	"github.com/mpipc/mpipc/internal/proc"
 	"github.com/mpipc/mpipc/internal/robust"
 	"github.com/mpipc/mpipc/shm"
@@ -362,7 +363,7 @@ func (t *table) getLocked(s uint64, key []uint64, h uint64, dst []byte) (int, bo
 func (t *table) lock(s uint64) error { return t.lockUntil(s, time.Time{}) }
 
 func (t *table) lockTimeout(s uint64, d time.Duration) error {
-	return t.lockUntil(s, time.Now().Add(d))
+	return t.lockUntil(s, futex.After(d))
 }
 
 func (t *table) lockUntil(s uint64, deadline time.Time) error {

@@ -16,14 +16,39 @@
 // # Goroutines are not threads
 //
 // A goroutine blocked in the futex system call holds an OS thread, and a Go
-// program dies at 10,000 threads. So [Wait] lets at most one goroutine per
-// (process, word) sleep in the kernel, the leader; the others park in the Go
-// scheduler behind it. Whenever the leader returns from the kernel, for any
-// reason, it releases every goroutine parked behind it, and each re-checks
-// its own condition. Since the futex contract already allows spurious
-// wakeups, this costs correctness nothing: a Wake(addr, 1) that reaches this
-// process releases all of its waiters on addr instead of one, and the
-// primitives above are written for that.
+// program dies at 10,000 threads. So goroutines never sleep in the kernel
+// themselves: [Wait] registers (word, value) with a waiting hub and parks
+// the goroutine in the Go scheduler. A few hub threads each sleep in
+// futex_waitv (Linux 5.16) on up to 127 registered words plus a private
+// control word, through which goroutines add or remove registrations
+// without waiting for a real wake. Goroutines of one process that wait on
+// the same word and value share one registration. A wake on a word releases
+// every goroutine of this process registered on it, and each re-checks its
+// own condition; the futex contract already allows spurious wakeups, so a
+// Wake(addr, 1) that reaches this process releasing all its waiters on addr
+// costs correctness nothing, and the primitives above are written for it.
+// Timeouts and cancellations are the goroutine's own (a Go timer, the
+// context's Done channel), so a cancelled wait returns at once.
+//
+// The hub costs a sleep two more handoffs between threads, so while few
+// goroutines of the process sleep (up to 32 at once), a wait sleeps in the
+// kernel itself, on the path below, and only the others go through the
+// hub; short timed waits (under 2 ms) prefer the kernel too, as a Go timer
+// may fire a millisecond late in an idle process.
+//
+// On kernels without futex_waitv (ENOSYS), chosen once at start-up, or
+// when the environment variable MPIPC_FUTEX=legacy is set, [Wait] lets at
+// most one goroutine per (process, word) sleep in the kernel, the leader,
+// and parks the others behind it; [Hub] reports which path is in use.
+// MPIPC_FUTEX=hub sends every wait through the hub (for tests).
+//
+// # Timeouts
+//
+// [After] is the one way the module turns a timeout into a deadline:
+// saturating, so that a timeout of [MaxTimeout] or more (math.MaxInt64
+// included) waits forever instead of failing. [Wait] never reports
+// [ErrTimeout] before its deadline by the monotonic clock: it reads the
+// clock again before it does.
 //
 // # Spinning
 //
@@ -37,7 +62,9 @@
 //
 //   - Words must be 4-byte aligned and live in memory mapped MAP_SHARED (or
 //     ordinary memory, for in-process use).
-//   - A context's cancellation wakes the leader with a FUTEX_WAKE_BITSET
+//   - A word registered with the hub must stay mapped while goroutines
+//     wait on it; an unmapped word ends their waits with EFAULT.
+//   - On the legacy path, a context's cancellation wakes the leader with a FUTEX_WAKE_BITSET
 //     aimed at this process's bit (pid mod 32); leaders of other processes
 //     that share the bit see a spurious wakeup.
 //   - Only little-endian 64-bit Linux (amd64, arm64) is supported.

@@ -78,42 +78,78 @@ func sysWait(addr *uint32, val uint32, abs *unix.Timespec) error {
 	}
 }
 
-// absDeadline converts a time.Time deadline into an absolute CLOCK_MONOTONIC
-// timespec for FUTEX_WAIT_BITSET.
-func absDeadline(deadline time.Time) (*unix.Timespec, error) {
-	var now unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &now); err != nil {
-		return nil, err
+// WaitAny is [Wait] on several words at once: it sleeps while *addrs[i] ==
+// vals[i] for every i, until one of the words is woken, the deadline
+// passes (zero means none) or ctx is done (nil means never). It returns as
+// Wait does; callers re-check every condition they wait for. Through the
+// hub it costs no thread per word; on the legacy path, one per word.
+func WaitAny(ctx context.Context, addrs []*uint32, vals []uint32, deadline time.Time) error {
+	if len(addrs) != len(vals) {
+		panic("futex: WaitAny with unequal words and values")
 	}
-	d := time.Until(deadline)
-	if d < 0 {
-		d = 0
+	for i, a := range addrs {
+		if atomic.LoadUint32(a) != vals[i] {
+			return nil
+		}
 	}
-	ns := now.Nano() + int64(d)
-	ts := unix.NsecToTimespec(ns)
-	return &ts, nil
+	var cdone <-chan struct{}
+	if ctx != nil {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		cdone = ctx.Done()
+	}
+	if !deadline.IsZero() {
+		now := time.Now()
+		if !now.Before(deadline) {
+			return ErrTimeout
+		}
+		if forever(deadline, now) {
+			deadline = time.Time{}
+		}
+	}
+	for {
+		var err error
+		if useHub.Load() || len(addrs) == 0 {
+			err = hubWaitAny(ctx, cdone, addrs, vals, deadline)
+		} else {
+			err = legacyWaitAny(ctx, addrs, vals, deadline)
+		}
+		if err != ErrTimeout || !time.Now().Before(deadline) {
+			return err
+		}
+		for i, a := range addrs {
+			if atomic.LoadUint32(a) != vals[i] {
+				return nil
+			}
+		}
+	}
 }
 
-// A waitq is the per-(process, word) rendezvous: at most one leader sleeps in
-// the kernel; followers wait for done to close.
-type waitq struct {
-	leading bool
-	done    chan struct{} // closed when the current leader returns
-	refs    int           // leader plus followers
-}
-
-type bucket struct {
-	mu sync.Mutex
-	m  map[*uint32]*waitq
-	_  [40]byte // keep buckets on separate cache lines
-}
-
-var buckets [64]bucket
-
-func bucketOf(addr *uint32) *bucket {
-	h := uintptr(unsafe.Pointer(addr)) >> 2
-	h ^= h >> 7
-	return &buckets[h&63]
+// legacyWaitAny waits on each word in a goroutine of its own (each may
+// hold a thread) and returns with the first.
+func legacyWaitAny(ctx context.Context, addrs []*uint32, vals []uint32, deadline time.Time) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	sub, cancel := context.WithCancel(ctx)
+	defer cancel()
+	res := make(chan error, len(addrs))
+	for i, a := range addrs {
+		go func() { res <- legacyWait(sub, sub.Done(), a, vals[i], deadline) }()
+	}
+	err := <-res
+	cancel()
+	for range len(addrs) - 1 {
+		<-res
+	}
+	if err == context.Canceled && ctx.Err() == nil {
+		err = nil
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		return cerr
+	}
+	return err
 }
 
 // Wait sleeps while *addr == val until it is woken by [Wake], the deadline
@@ -122,8 +158,12 @@ func bucketOf(addr *uint32) *bucket {
 // when the deadline passed (even if *addr no longer equals val); ctx.Err()
 // when the context ended. Callers loop, re-checking their condition.
 //
-// Goroutines of one process waiting on the same addr share one OS thread
-// in the kernel; see the package documentation.
+// ErrTimeout is never early: it is returned only after the clock, read
+// again by Wait, shows the deadline passed. A deadline [MaxTimeout] or more
+// ahead (see [After]) is none.
+//
+// Goroutines of one process park in the Go scheduler; a few threads sleep
+// in the kernel for all of them. See the package documentation.
 func Wait(ctx context.Context, addr *uint32, val uint32, deadline time.Time) error {
 	// The deadline is checked before the word: a peer that keeps changing
 	// the word would otherwise make every Wait return nil at once, and a
@@ -143,93 +183,48 @@ func Wait(ctx context.Context, addr *uint32, val uint32, deadline time.Time) err
 		}
 		cdone = ctx.Done()
 	}
-
-	b := bucketOf(addr)
-	b.mu.Lock()
-	if b.m == nil {
-		b.m = make(map[*uint32]*waitq)
-	}
-	q := b.m[addr]
-	if q == nil {
-		q = &waitq{}
-		b.m[addr] = q
-	}
-	q.refs++
-	if !q.leading {
-		q.leading = true
-		q.done = make(chan struct{})
-		b.mu.Unlock()
-		err := lead(ctx, cdone, addr, val, deadline, hasDeadline)
-		b.mu.Lock()
-		q.leading = false
-		close(q.done)
-		q.refs--
-		if q.refs == 0 {
-			delete(b.m, addr)
+	if !deadline.IsZero() {
+		now := time.Now()
+		if !now.Before(deadline) {
+			return ErrTimeout
 		}
-		b.mu.Unlock()
-		return err
-	}
-	done := q.done
-	b.mu.Unlock()
-
-	err := follow(cdone, ctx, done, deadline, hasDeadline)
-	b.mu.Lock()
-	q.refs--
-	if q.refs == 0 && !q.leading {
-		delete(b.m, addr)
-	}
-	b.mu.Unlock()
-	return err
-}
-
-func follow(cdone <-chan struct{}, ctx context.Context, done chan struct{}, deadline time.Time, hasDeadline bool) error {
-	if !hasDeadline {
-		select {
-		case <-done:
-			return nil
-		case <-cdone:
-			return ctx.Err()
+		if forever(deadline, now) {
+			deadline = time.Time{}
 		}
 	}
-	t := time.NewTimer(time.Until(deadline))
-	defer t.Stop()
-	select {
-	case <-done:
-		return nil
-	case <-cdone:
-		return ctx.Err()
-	case <-t.C:
-		return ErrTimeout
-	}
-}
-
-// lead sleeps in the kernel on behalf of this process's waiters on addr.
-func lead(ctx context.Context, cdone <-chan struct{}, addr *uint32, val uint32, deadline time.Time, hasDeadline bool) error {
-	var abs *unix.Timespec
-	if hasDeadline {
+	for {
 		var err error
-		if abs, err = absDeadline(deadline); err != nil {
+		switch {
+		case !useHub.Load() || sleepsDirect(addr):
+			err = legacyWait(ctx, cdone, addr, val, deadline)
+		case reserveDirect(deadline):
+			err = legacyWait(ctx, cdone, addr, val, deadline)
+			directSleepers.Add(-1)
+		default:
+			err = hubWait(ctx, cdone, addr, val, deadline)
+		}
+		if err != ErrTimeout || !time.Now().Before(deadline) {
 			return err
 		}
-	}
-	if cdone == nil {
-		return sysWait(addr, val, abs)
-	}
-	// A cancelled context wakes us out of the kernel. The wake may land
-	// before we enter it, so the waker repeats until we are out.
-	var out atomic.Bool
-	stop := context.AfterFunc(ctx, func() {
-		for !out.Load() {
-			wakeSelf(addr)
-			time.Sleep(50 * time.Microsecond)
+		// The kernel's or the timer's clock said the deadline passed
+		// before ours does: wait out the rest.
+		if atomic.LoadUint32(addr) != val {
+			return nil
 		}
-	})
-	err := sysWait(addr, val, abs)
-	out.Store(true)
-	stop()
-	if cerr := ctx.Err(); cerr != nil {
-		return cerr
 	}
-	return err
+}
+
+type bucket struct {
+	mu   sync.Mutex
+	m    map[*uint32]*waitq // legacy path: the word's leader and followers
+	regs map[hubKey]*reg    // hub path: the word's registration per value
+	_    [32]byte           // keep buckets on separate cache lines
+}
+
+var buckets [64]bucket
+
+func bucketOf(addr *uint32) *bucket {
+	h := uintptr(unsafe.Pointer(addr)) >> 2
+	h ^= h >> 7
+	return &buckets[h&63]
 }

@@ -21,6 +21,8 @@ import (
 func TestMain(m *testing.M) {
 	proctest.Register("waker", roleWaker)
 	proctest.Register("sleeper", roleSleeper)
+	proctest.Register("wakemany", roleWakeMany)
+	proctest.Register("ping", rolePing)
 	proctest.Main(m)
 }
 

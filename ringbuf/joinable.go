@@ -333,7 +333,7 @@ func (j *JoinableQueue) JoinTimeout(d time.Duration) (bool, error) {
 	if d <= 0 {
 		return j.joinWait(nil, time.Time{}, true)
 	}
-	return j.joinWait(nil, time.Now().Add(d), false)
+	return j.joinWait(nil, futex.After(d), false)
 }
 
 // TryJoin reports whether every task put has been done, without waiting.
@@ -356,7 +356,7 @@ func (j *JoinableQueue) joinWait(ctx context.Context, deadline time.Time, try bo
 		}
 		// Sleeps until a count reaches zero, or a check interval passes
 		// (a taker may have died meanwhile: done frees its entry).
-		wake := time.Now().Add(q.check)
+		wake := futex.After(q.check)
 		if !deadline.IsZero() && deadline.Before(wake) {
 			wake = deadline
 		}

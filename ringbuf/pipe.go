@@ -422,7 +422,7 @@ func (c *Conn) SendTimeout(msg []byte, d time.Duration) error {
 	if err := c.send(nil, msg, time.Time{}, true); err != ErrFull || d <= 0 {
 		return err
 	}
-	return c.send(nil, msg, time.Now().Add(d), false)
+	return c.send(nil, msg, futex.After(d), false)
 }
 
 // TrySend is Send without waiting: ErrFull when there is no room.
@@ -465,7 +465,7 @@ func (c *Conn) sendSlow(ctx context.Context, msg []byte, deadline time.Time) err
 	futex.SpinDone(false)
 	// Whatever ends the wait, leave no waiting flag behind.
 	defer atomic.CompareAndSwapUint32(&w.sh.wwait, 1, 0)
-	nextCheck := time.Now().Add(c.check)
+	nextCheck := futex.After(c.check)
 	for {
 		atomic.StoreUint32(&w.sh.wwait, 1)
 		ok, err := w.tryWrite(msg)
@@ -485,7 +485,7 @@ func (c *Conn) sendSlow(ctx context.Context, msg []byte, deadline time.Time) err
 		case errPipeDeadline:
 			return ErrFull
 		case errPipeCheck:
-			nextCheck = time.Now().Add(c.check)
+			nextCheck = futex.After(c.check)
 			if !c.peerAlive() {
 				return ErrPeerGone
 			}
@@ -569,7 +569,7 @@ func (c *Conn) RecvTimeout(buf []byte, d time.Duration) (int, error) {
 	if n, err := c.recv(nil, buf, time.Time{}, true); err != ErrEmpty || d <= 0 {
 		return n, err
 	}
-	return c.recv(nil, buf, time.Now().Add(d), false)
+	return c.recv(nil, buf, futex.After(d), false)
 }
 
 // TryRecv is Recv without waiting: ErrEmpty when no message is there.
@@ -617,7 +617,7 @@ func (c *Conn) Poll(d time.Duration) (bool, error) {
 	}
 	var deadline time.Time
 	if d > 0 {
-		deadline = time.Now().Add(d)
+		deadline = futex.After(d)
 	}
 	switch err := c.waitReadable(nil, deadline, d <= 0); err {
 	case nil, io.EOF:
@@ -658,7 +658,7 @@ func (c *Conn) waitReadable(ctx context.Context, deadline time.Time, try bool) e
 	futex.SpinDone(false)
 	// Whatever ends the wait, leave no waiting flag behind.
 	defer atomic.CompareAndSwapUint32(&r.sh.rwait, 1, 0)
-	nextCheck := time.Now().Add(c.check)
+	nextCheck := futex.After(c.check)
 	for {
 		atomic.StoreUint32(&r.sh.rwait, 1)
 		if _, ok, err := r.next(); ok || err != nil {
@@ -677,7 +677,7 @@ func (c *Conn) waitReadable(ctx context.Context, deadline time.Time, try bool) e
 		case errPipeDeadline:
 			return c.drainedOr(ErrEmpty)
 		case errPipeCheck:
-			nextCheck = time.Now().Add(c.check)
+			nextCheck = futex.After(c.check)
 			if !c.peerAlive() {
 				return c.drainedOr(io.EOF)
 			}

@@ -88,7 +88,7 @@ func (w *qWaiter) pause(st qStatus, s unsafe.Pointer, blk uint64) error {
 	} else {
 		w.blkSlot = nil
 	}
-	wake := now.Add(w.q.check)
+	wake := now.Add(min(w.q.check, futex.MaxTimeout))
 	if !w.deadline.IsZero() && w.deadline.Before(wake) {
 		wake = w.deadline
 	}
@@ -204,7 +204,7 @@ func (q *Queue) putClaimSlow(ctx context.Context, d time.Duration, try bool, s u
 	}
 	var deadline time.Time
 	if d > 0 {
-		deadline = time.Now().Add(d)
+		deadline = futex.After(d)
 	}
 	w := q.newWaiter(q.notFull, ctx, deadline)
 	for {
@@ -311,7 +311,7 @@ func (q *Queue) getClaimSlow(ctx context.Context, limit int, d time.Duration, tr
 		if !waiting {
 			var deadline time.Time
 			if d > 0 {
-				deadline = time.Now().Add(d)
+				deadline = futex.After(d)
 			}
 			w = q.newWaiter(q.notEmpty, ctx, deadline)
 			waiting = true

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/mpipc/mpipc/futex"
 	"github.com/mpipc/mpipc/shm"
 )
 
@@ -164,7 +165,7 @@ func (s *Semaphore) AcquireTimeout(d time.Duration) (bool, error) {
 	if d <= 0 {
 		return s.s.tryAcquire(), nil
 	}
-	return timeoutResult(s.s.acquireSlow(nil, deadlineAfter(d)))
+	return timeoutResult(s.s.acquireSlow(nil, futex.After(d)))
 }
 
 // TryAcquire takes a unit if the value is above zero, without waiting, and
@@ -199,7 +200,7 @@ func (s *BoundedSemaphore) AcquireTimeout(d time.Duration) (bool, error) {
 	if d <= 0 {
 		return s.s.tryAcquire(), nil
 	}
-	return timeoutResult(s.s.acquireSlow(nil, deadlineAfter(d)))
+	return timeoutResult(s.s.acquireSlow(nil, futex.After(d)))
 }
 
 // TryAcquire is Semaphore.TryAcquire.

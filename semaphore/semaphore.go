@@ -264,8 +264,6 @@ func (s *sem) releaseSlow(n int) error {
 	}
 }
 
-func deadlineAfter(d time.Duration) time.Time { return time.Now().Add(d) }
-
 func timeoutResult(err error) (bool, error) {
 	switch err {
 	case nil:

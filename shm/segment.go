@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mpipc/mpipc/futex"
 	"github.com/mpipc/mpipc/internal/proc"
 	"github.com/mpipc/mpipc/internal/robust"
 )
@@ -376,7 +377,7 @@ func OpenOrCreate(name string, opts *Options) (*Segment, error) {
 }
 
 func openOrCreate(path string, opts *Options) (*Segment, error) {
-	deadline := time.Now().Add(opts.readyTimeout())
+	deadline := futex.After(opts.readyTimeout())
 	for {
 		s, err := create(path, opts)
 		if !errors.Is(err, ErrExist) {

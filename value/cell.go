@@ -361,7 +361,7 @@ func (c *cell[T]) lockWriterBound(b bound) error {
 			}
 		case b.timed && deadline.IsZero():
 			err = c.wr.LockTimeout(b.d)
-			deadline = time.Now().Add(b.d)
+			deadline = futex.After(b.d)
 		default:
 			err = c.wr.Lock(b.ctx, deadline)
 		}

@@ -153,7 +153,7 @@ func (m Mutex) LockTimeout(d time.Duration) error {
 	if atomic.CompareAndSwapUint64(m.w, 0, m.self) {
 		return nil
 	}
-	return m.lockSlow(nil, time.Now().Add(d))
+	return m.lockSlow(nil, futex.After(d))
 }
 
 func (m Mutex) lockSlow(ctx context.Context, deadline time.Time) error {
@@ -181,7 +181,7 @@ func (m Mutex) lockSlow(ctx context.Context, deadline time.Time) error {
 	}
 	futex.SpinDone(false)
 
-	nextCheck := time.Now().Add(m.check)
+	nextCheck := futex.After(m.check)
 	for {
 		old := atomic.LoadUint64(m.w)
 		if old == 0 {
@@ -219,7 +219,7 @@ func (m Mutex) lockSlow(ctx context.Context, deadline time.Time) error {
 		if now.Before(nextCheck) {
 			continue
 		}
-		nextCheck = now.Add(m.check)
+		nextCheck = now.Add(min(m.check, futex.MaxTimeout))
 		if atomic.LoadUint64(m.w) == old && !m.reg.Alive(holder(old)) {
 			if atomic.CompareAndSwapUint64(m.w, old, self|inconsistent|waiters) {
 				return ErrOwnerDead

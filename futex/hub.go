@@ -1,0 +1,491 @@
+package futex
+
+import (
+	"context"
+	"os"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// The waiting hub: goroutines that wait on a word register (word, value)
+// with a waiter thread and park on a channel; each waiter thread sleeps in
+// futex_waitv on up to hubWords registered words plus its private control
+// word. A goroutine adds or removes a registration under the waiter's
+// mutex, then bumps the control word and wakes it if it sleeps, so the
+// waiter rebuilds its vector. Timeouts and cancellations are the parked
+// goroutine's own (a Go timer, ctx.Done), so the kernel wait has no
+// deadline and the waiter thread is poked only to drop the registration.
+//
+// No lost wakes: a registration is entered into the kernel with the value
+// its goroutines saw, so a change made before the kernel looks makes
+// futex_waitv return at once. futex_waitv reports one woken word although
+// it may have been woken on several; after every return the waiter
+// therefore also fires every registration whose word no longer holds the
+// registered value. A wake that leaves a word's value unchanged carries no
+// news (a waiter arriving just after it would sleep on the same value), so
+// the futex contract is kept.
+
+const (
+	sysFutexWaitv = 449 // futex_waitv, the same number on amd64 and arm64
+	waitvMax      = 128 // FUTEX_WAITV_MAX
+	hubWords      = waitvMax - 1
+	waitvU32      = 2   // FUTEX2_SIZE_U32
+	waitvPrivate  = 128 // FUTEX2_PRIVATE
+	opWakePrivate = opWake | 128
+)
+
+// Direct sleepers. Through the hub, a sleep costs two extra handoffs
+// between threads (the control word's wake, and the hub thread's wake of
+// the goroutine): W3 ping-pong took about 1.5 times as long. So while few
+// goroutines of the process sleep, a wait sleeps in the kernel itself, on
+// the one-sleeper-per-word path, holding a thread; beyond maxDirect at
+// once, waits go through the hub, which bounds the threads. Short timed
+// waits (under shortWait) prefer the kernel too: the Go timer that ends a
+// hub wait may fire up to a millisecond late in an otherwise idle process
+// (the scheduler sleeps in epoll with millisecond resolution).
+const shortWait = 2 * time.Millisecond
+
+var (
+	maxDirect      atomic.Int32 // 0 under MPIPC_FUTEX=hub: every wait through the hub
+	directSleepers atomic.Int32
+)
+
+const defaultMaxDirect = 32
+
+// sleepsDirect reports whether a goroutine of this process sleeps in the
+// kernel itself on addr: then another wait on addr parks behind it, so
+// that one wake that reaches the process releases both.
+func sleepsDirect(addr *uint32) bool {
+	b := bucketOf(addr)
+	b.mu.Lock()
+	_, ok := b.m[addr]
+	b.mu.Unlock()
+	return ok
+}
+
+// reserveDirect reports whether a wait may sleep in the kernel itself,
+// reserving a place among the direct sleepers if so (the caller releases
+// it). Every wait does while under maxDirect; short timed waits get the
+// first places, others only half of them, so that a burst of long waits
+// leaves room for precise short ones.
+func reserveDirect(deadline time.Time) bool {
+	lim := maxDirect.Load()
+	if deadline.IsZero() || time.Until(deadline) >= shortWait {
+		lim /= 2
+	}
+	for {
+		n := directSleepers.Load()
+		if n >= lim {
+			return false
+		}
+		if directSleepers.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// waitv is struct futex_waitv.
+type waitv struct {
+	val   uint64
+	uaddr uint64
+	flags uint32
+	_     uint32
+}
+
+// useHub selects the wait path: the hub where the kernel has futex_waitv,
+// the one-sleeper-per-word path otherwise. It is chosen once at start-up;
+// MPIPC_FUTEX=legacy forces the old path, MPIPC_FUTEX=hub sends every
+// wait through the hub (tests run all three).
+var useHub atomic.Bool
+
+func init() {
+	mode := os.Getenv("MPIPC_FUTEX")
+	useHub.Store(mode != "legacy" && haveWaitv())
+	if mode != "hub" {
+		maxDirect.Store(defaultMaxDirect)
+	}
+}
+
+// haveWaitv probes futex_waitv: with no words the kernel that has it
+// answers EINVAL, one that lacks it ENOSYS (or a seccomp filter's error).
+func haveWaitv() bool {
+	_, _, e := unix.RawSyscall6(sysFutexWaitv, 0, 0, 0, 0, 0, 0)
+	return e == syscall.EINVAL
+}
+
+// Hub reports whether waits go through the futex_waitv hub (true) or
+// through one sleeping thread per (process, word) (false).
+func Hub() bool { return useHub.Load() }
+
+// sysWaitv sleeps until one of v's words is woken or differs from its
+// value, without a deadline, and returns the index the kernel reports.
+func sysWaitv(v []waitv) (int, syscall.Errno) {
+	r, _, e := unix.Syscall6(sysFutexWaitv, uintptr(unsafe.Pointer(&v[0])), uintptr(len(v)), 0, 0, unix.CLOCK_MONOTONIC, 0)
+	return int(r), e
+}
+
+// probeWaitv asks whether the one word w faults, with a deadline already
+// passed so it never sleeps.
+func probeWaitv(w *waitv) syscall.Errno {
+	var ts unix.Timespec
+	_, _, e := unix.Syscall6(sysFutexWaitv, uintptr(unsafe.Pointer(w)), 1, 0, uintptr(unsafe.Pointer(&ts)), unix.CLOCK_MONOTONIC, 0)
+	return e
+}
+
+type hubKey struct {
+	addr *uint32
+	val  uint32
+}
+
+// A reg is one (word, value) a waiter thread sleeps on for this process's
+// goroutines.
+type reg struct {
+	key   hubKey
+	w     *waiter
+	idx   int           // in w.regs; -1 once fired or removed (w.mu)
+	done  chan struct{} // closed when fired
+	err   error         // set before done closes: the word faulted
+	fired atomic.Bool
+	refs  atomic.Int32    // goroutines parked on done (changed under bucket mu)
+	subs  []chan struct{} // WaitAny callers, told on fire (w.mu)
+}
+
+// A waiter is one thread sleeping in futex_waitv for the hub.
+type waiter struct {
+	mu       sync.Mutex
+	regs     []*reg       // at most hubWords (mu)
+	n        atomic.Int32 // len(regs), read unlocked to pick a waiter
+	ctl      uint32       // control word: bumped on every change (atomic)
+	sleeping atomic.Bool  // in futex_waitv, or about to be
+	kick     chan struct{}
+	vec      [waitvMax]waitv
+	snap     [waitvMax]*reg
+	idle     []*reg // registrations nobody waited on at the last wake
+	fired    int    // registrations fired since the last yield (w.mu)
+}
+
+var hub struct {
+	mu      sync.Mutex
+	waiters []*waiter
+}
+
+// hubWait is Wait through the hub. The caller has checked *addr, ctx and
+// the deadline; a zero deadline is none.
+func hubWait(ctx context.Context, cdone <-chan struct{}, addr *uint32, val uint32, deadline time.Time) error {
+	r := join(addr, val, nil)
+	if r == nil {
+		return nil
+	}
+
+	var err error
+	if deadline.IsZero() {
+		select {
+		case <-r.done:
+			err = r.err
+		case <-cdone:
+			err = ctx.Err()
+		}
+	} else {
+		t := time.NewTimer(time.Until(deadline))
+		select {
+		case <-r.done:
+			err = r.err
+		case <-cdone:
+			err = ctx.Err()
+		case <-t.C:
+			err = ErrTimeout
+		}
+		t.Stop()
+	}
+
+	leave(r, nil)
+	return err
+}
+
+// join adds the caller to the registration of (addr, val), making one if
+// there is none, and subscribes sub to its firing if sub is not nil. It
+// returns nil if *addr != val (no registration is needed).
+func join(addr *uint32, val uint32, sub chan struct{}) *reg {
+	k := hubKey{addr, val}
+	b := bucketOf(addr)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	r := b.regs[k]
+	if r == nil || r.fired.Load() {
+		if atomic.LoadUint32(addr) != val {
+			return nil
+		}
+		if b.regs == nil {
+			b.regs = make(map[hubKey]*reg)
+		}
+		r = &reg{key: k, done: make(chan struct{})}
+		b.regs[k] = r
+		register(r)
+		r.refs.Add(1)
+	} else if r.refs.Add(1) == 1 {
+		// Taking back a lingering registration: its word may have been
+		// unmapped and another mapping put at the same address since the
+		// kernel looked it up, so make the waiter enter the kernel again.
+		r.w.mu.Lock()
+		if r.idx >= 0 {
+			r.w.poke()
+		}
+		r.w.mu.Unlock()
+	}
+	if sub != nil {
+		r.w.mu.Lock()
+		if r.idx < 0 { // fired meanwhile
+			select {
+			case sub <- struct{}{}:
+			default:
+			}
+		} else {
+			r.subs = append(r.subs, sub)
+		}
+		r.w.mu.Unlock()
+	}
+	return r
+}
+
+// leave takes the caller (and sub) off r.
+func leave(r *reg, sub chan struct{}) {
+	b := bucketOf(r.key.addr)
+	b.mu.Lock()
+	if sub != nil {
+		r.w.mu.Lock()
+		if i := slices.Index(r.subs, sub); i >= 0 {
+			r.subs = slices.Delete(r.subs, i, i+1)
+		}
+		r.w.mu.Unlock()
+	}
+	if r.refs.Add(-1) == 0 && r.fired.Load() && b.regs[r.key] == r {
+		delete(b.regs, r.key)
+	}
+	// A registration left by a timeout or a cancellation stays with its
+	// waiter until the waiter next wakes, without a poke: the caller
+	// usually waits again at once on the same (word, value) and takes it
+	// back (a check interval's periodic timeout is the common case), at
+	// the cost of one poke instead of two.
+	b.mu.Unlock()
+}
+
+// hubWaitAny is WaitAny through the hub.
+func hubWaitAny(ctx context.Context, cdone <-chan struct{}, addrs []*uint32, vals []uint32, deadline time.Time) error {
+	sub := make(chan struct{}, 1)
+	regs := make([]*reg, 0, len(addrs))
+	defer func() {
+		for _, r := range regs {
+			leave(r, sub)
+		}
+	}()
+	for i, a := range addrs {
+		r := join(a, vals[i], sub)
+		if r == nil {
+			return nil
+		}
+		regs = append(regs, r)
+		if len(sub) > 0 {
+			return nil
+		}
+	}
+	var t <-chan time.Time
+	if !deadline.IsZero() {
+		tm := time.NewTimer(time.Until(deadline))
+		defer tm.Stop()
+		t = tm.C
+	}
+	select {
+	case <-sub:
+		for _, r := range regs {
+			if r.fired.Load() && r.err != nil {
+				return r.err
+			}
+		}
+		return nil
+	case <-cdone:
+		return ctx.Err()
+	case <-t:
+		return ErrTimeout
+	}
+}
+
+// register hands r to a waiter with room, starting one if all are full.
+func register(r *reg) {
+	hub.mu.Lock()
+	defer hub.mu.Unlock()
+	for _, w := range hub.waiters {
+		if w.n.Load() < hubWords && w.add(r) {
+			return
+		}
+	}
+	w := &waiter{kick: make(chan struct{}, 1)}
+	hub.waiters = append(hub.waiters, w)
+	w.add(r)
+	go w.run()
+}
+
+func (w *waiter) add(r *reg) bool {
+	w.mu.Lock()
+	if len(w.regs) >= hubWords {
+		w.mu.Unlock()
+		return false
+	}
+	r.w, r.idx = w, len(w.regs)
+	w.regs = append(w.regs, r)
+	w.n.Store(int32(len(w.regs)))
+	w.poke()
+	w.mu.Unlock()
+	return true
+}
+
+// poke makes the waiter rebuild its vector: a futex_waitv entered with the
+// old control value returns at once, one already asleep is woken. w.mu is
+// held.
+func (w *waiter) poke() {
+	atomic.AddUint32(&w.ctl, 1)
+	if w.sleeping.Load() {
+		unix.RawSyscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(&w.ctl)), opWakePrivate, 1, 0, 0, 0)
+	}
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+// unlink takes r out of w.regs; w.mu is held.
+func (w *waiter) unlink(r *reg) {
+	last := len(w.regs) - 1
+	if r.idx != last {
+		m := w.regs[last]
+		w.regs[r.idx], m.idx = m, r.idx
+	}
+	w.regs[last] = nil
+	w.regs = w.regs[:last]
+	w.n.Store(int32(last))
+	r.idx = -1
+}
+
+// fire releases r's goroutines; w.mu is held. A registration nobody waits
+// on any more that was woken passes the wake on, so that a Wake(addr, 1)
+// it took from a sleeper elsewhere is not lost.
+func (w *waiter) fire(r *reg, err error) {
+	if r.idx < 0 {
+		return
+	}
+	w.unlink(r)
+	r.err = err
+	r.fired.Store(true)
+	close(r.done)
+	w.fired++
+	for _, c := range r.subs {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
+	r.subs = nil
+	if err == nil && r.refs.Load() == 0 {
+		Wake(r.key.addr, 1)
+	}
+}
+
+// sweep drops the registrations nobody waited on when the waiter woke
+// (w.idle), unless a goroutine took one back since; their words are not
+// read, as they may be unmapped. It takes each word's
+// bucket lock before w.mu, in the order hubWait does.
+func (w *waiter) sweep() {
+	for i, r := range w.idle {
+		b := bucketOf(r.key.addr)
+		b.mu.Lock()
+		if r.refs.Load() == 0 {
+			w.mu.Lock()
+			if r.idx >= 0 {
+				w.unlink(r)
+				r.fired.Store(true)
+				close(r.done)
+				// It may have been woken along with the word the
+				// kernel reported: pass that wake on. FUTEX_WAKE on a
+				// word unmapped meanwhile fails harmlessly.
+				Wake(r.key.addr, 1)
+			}
+			w.mu.Unlock()
+			if b.regs[r.key] == r {
+				delete(b.regs, r.key)
+			}
+		}
+		b.mu.Unlock()
+		w.idle[i] = nil
+	}
+	w.idle = w.idle[:0]
+}
+
+// run is the waiter thread's loop. It sleeps in the kernel only while it
+// has registrations; an idle waiter parks on its kick channel.
+func (w *waiter) run() {
+	w.vec[0] = waitv{uaddr: uint64(uintptr(unsafe.Pointer(&w.ctl))), flags: waitvU32 | waitvPrivate}
+	for {
+		w.mu.Lock()
+		n := len(w.regs)
+		if n == 0 {
+			w.mu.Unlock()
+			<-w.kick
+			continue
+		}
+		w.vec[0].val = uint64(atomic.LoadUint32(&w.ctl))
+		for i, r := range w.regs {
+			w.vec[i+1] = waitv{val: uint64(r.key.val), uaddr: uint64(uintptr(unsafe.Pointer(r.key.addr))), flags: waitvU32}
+			w.snap[i+1] = r
+		}
+		w.sleeping.Store(true)
+		w.mu.Unlock()
+		idx, e := sysWaitv(w.vec[:n+1])
+		w.sleeping.Store(false)
+
+		w.mu.Lock()
+		switch e {
+		case 0:
+			if idx >= 1 && idx <= n {
+				w.fire(w.snap[idx], nil)
+			}
+		case syscall.EAGAIN, syscall.EINTR:
+		default:
+			// EFAULT: a word is no longer mapped. Find it alone, so
+			// that only its goroutines see the error.
+			for i := 1; i <= n; i++ {
+				if pe := probeWaitv(&w.vec[i]); pe != syscall.EAGAIN && pe != syscall.ETIMEDOUT && pe != syscall.EINTR {
+					w.fire(w.snap[i], pe)
+				}
+			}
+		}
+		for i := 1; i <= n; i++ {
+			r := w.snap[i]
+			w.snap[i] = nil
+			if r.idx < 0 {
+				continue
+			}
+			if r.refs.Load() == 0 {
+				// Its word may be unmapped by now: do not read it.
+				w.idle = append(w.idle, r)
+			} else if atomic.LoadUint32(r.key.addr) != r.key.val {
+				w.fire(r, nil)
+			}
+		}
+		w.mu.Unlock()
+		w.sweep()
+		if fired := w.fired; fired > 0 {
+			// The goroutines just readied wait on this thread's P, which
+			// the next futex_waitv would hold in a blocking system call
+			// until the scheduler's monitor takes it back (up to 10 ms
+			// when the process was idle): let them run first.
+			w.fired = 0
+			runtime.Gosched()
+		}
+	}
+}

@@ -1,0 +1,317 @@
+package futex_test
+
+import (
+	"context"
+	"errors"
+	"math"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/mpipc/mpipc/futex"
+	"github.com/mpipc/mpipc/internal/proctest"
+)
+
+// bothPaths runs f on the hub and on the legacy one-sleeper-per-word path.
+func bothPaths(t *testing.T, f func(t *testing.T)) {
+	for _, hub := range []bool{true, false} {
+		name := "legacy"
+		if hub {
+			name = "hub"
+		}
+		t.Run(name, func(t *testing.T) {
+			restore, ok := futex.SetHub(hub)
+			defer restore()
+			if !ok {
+				t.Skip("kernel lacks futex_waitv")
+			}
+			f(t)
+		})
+	}
+}
+
+func TestAfterSaturates(t *testing.T) {
+	now := time.Now()
+	for _, d := range []time.Duration{futex.MaxTimeout, math.MaxInt64} {
+		dl := futex.After(d)
+		if dl.IsZero() || !dl.After(now.Add(futex.MaxTimeout)) {
+			t.Errorf("After(%d) = %v, want beyond now+MaxTimeout", d, dl)
+		}
+	}
+	if dl := futex.After(time.Second); dl.Sub(now) < time.Second || dl.Sub(now) > 2*time.Second {
+		t.Errorf("After(1s) is %v from now", dl.Sub(now))
+	}
+}
+
+// TestWaitHugeDeadlineIsForever: deadlines too far to represent in the
+// kernel's timespec, made with After or with an overflowing time.Add,
+// sleep until woken instead of failing with EINVAL or timing out.
+func TestWaitHugeDeadlineIsForever(t *testing.T) {
+	bothPaths(t, func(t *testing.T) {
+		for _, dl := range []time.Time{
+			futex.After(math.MaxInt64),
+			time.Now().Add(math.MaxInt64), // monotonic reading lost
+			time.Now().Add(futex.MaxTimeout + time.Hour),
+		} {
+			var w uint32
+			res := make(chan error, 1)
+			go func() { res <- futex.Wait(nil, &w, 0, dl) }()
+			select {
+			case err := <-res:
+				t.Fatalf("deadline %v: returned at once with %v", dl, err)
+			case <-time.After(50 * time.Millisecond):
+			}
+			atomic.StoreUint32(&w, 1)
+			futex.Wake(&w, 1)
+			if err := <-res; err != nil {
+				t.Fatalf("deadline %v: woken wait returned %v", dl, err)
+			}
+		}
+	})
+}
+
+// TestWaitNeverEarly: many short timed waits; each that reports ErrTimeout
+// must have lasted its whole timeout by the monotonic clock.
+func TestWaitNeverEarly(t *testing.T) {
+	n := 20000
+	if testing.Short() {
+		n = 4000
+	}
+	bothPaths(t, func(t *testing.T) {
+		var w uint32
+		var wg sync.WaitGroup
+		var early, timeouts atomic.Int64
+		const workers = 4
+		for range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range n / workers {
+					d := time.Duration(1+rand.IntN(100)) * time.Microsecond
+					start := time.Now()
+					err := futex.Wait(nil, &w, 0, start.Add(d))
+					el := time.Since(start)
+					if errors.Is(err, futex.ErrTimeout) {
+						timeouts.Add(1)
+						if el < d {
+							early.Add(1)
+						}
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		// Waits long enough to go through the hub and its Go timers.
+		for range 40 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 10 {
+					d := 2*time.Millisecond + time.Duration(rand.IntN(2000))*time.Microsecond
+					start := time.Now()
+					err := futex.Wait(nil, &w, 0, start.Add(d))
+					if el := time.Since(start); errors.Is(err, futex.ErrTimeout) {
+						timeouts.Add(1)
+						if el < d {
+							early.Add(1)
+						}
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if early.Load() != 0 || timeouts.Load() == 0 {
+			t.Fatalf("%d of %d timeouts early", early.Load(), timeouts.Load())
+		}
+	})
+}
+
+func TestCancelPrompt(t *testing.T) {
+	bothPaths(t, func(t *testing.T) {
+		words := make([]uint32, 64)
+		var worst time.Duration
+		for i := range words {
+			ctx, cancel := context.WithCancel(context.Background())
+			res := make(chan error, 1)
+			go func() { res <- futex.Wait(ctx, &words[i], 0, time.Time{}) }()
+			time.Sleep(200 * time.Microsecond)
+			start := time.Now()
+			cancel()
+			if err := <-res; !errors.Is(err, context.Canceled) {
+				t.Fatalf("err = %v", err)
+			}
+			worst = max(worst, time.Since(start))
+		}
+		if worst > 10*time.Millisecond {
+			t.Fatalf("slowest cancellation took %v", worst)
+		}
+		t.Logf("slowest cancellation %v", worst)
+	})
+}
+
+// TestHubManyWordsAcrossProcesses: 10,000 goroutines, each on its own word
+// of a shared file, use at most 200 OS threads through the hub, and are
+// all released by a waker in another process.
+func TestHubManyWordsAcrossProcesses(t *testing.T) {
+	restore, ok := futex.SetHub(true)
+	defer restore()
+	if !ok {
+		t.Skip("kernel lacks futex_waitv")
+	}
+	const n = 10000
+	path, mem := mapShared(t, 4*n+4096)
+	words := unsafe.Slice((*uint32)(unsafe.Pointer(&mem[0])), n)
+	var wg sync.WaitGroup
+	var woke atomic.Int64
+	for i := range words {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for atomic.LoadUint32(&words[i]) == 0 {
+				if err := futex.Wait(nil, &words[i], 0, futex.After(30*time.Second)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+			woke.Add(1)
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	peak := threads(t)
+	if woke.Load() != 0 {
+		t.Fatalf("%d returned before the wake", woke.Load())
+	}
+	c := proctest.Start(t, "wakemany", path, strconv.Itoa(n))
+	c.WaitOK()
+	wg.Wait()
+	peak = max(peak, threads(t))
+	t.Logf("%d words: %d threads", n, peak)
+	if peak > 200 {
+		t.Fatalf("%d OS threads for %d blocked goroutines", peak, n)
+	}
+	if woke.Load() != n {
+		t.Fatalf("woke %d of %d", woke.Load(), n)
+	}
+}
+
+func roleWakeMany(args []string) error {
+	n, _ := strconv.Atoi(args[1])
+	mem, err := mapFile(args[0], 4*n+4096)
+	if err != nil {
+		return err
+	}
+	words := unsafe.Slice((*uint32)(unsafe.Pointer(&mem[0])), n)
+	for i := range words {
+		atomic.StoreUint32(&words[i], 1)
+		futex.Wake(&words[i], 1)
+	}
+	return nil
+}
+
+func TestWaitAny(t *testing.T) {
+	bothPaths(t, func(t *testing.T) {
+		words := make([]uint32, 50)
+		addrs := make([]*uint32, len(words))
+		vals := make([]uint32, len(words))
+		for i := range words {
+			addrs[i] = &words[i]
+		}
+		// A word already changed returns at once.
+		vals[7] = 1
+		if err := futex.WaitAny(nil, addrs, vals, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		vals[7] = 0
+		// Timeout, never early.
+		start := time.Now()
+		if err := futex.WaitAny(nil, addrs, vals, start.Add(5*time.Millisecond)); !errors.Is(err, futex.ErrTimeout) {
+			t.Fatalf("err = %v, want ErrTimeout", err)
+		}
+		if el := time.Since(start); el < 5*time.Millisecond {
+			t.Fatalf("timed out after %v", el)
+		}
+		// A wake on any one word releases the caller.
+		for _, i := range []int{0, 31, 49} {
+			res := make(chan error, 1)
+			go func() { res <- futex.WaitAny(nil, addrs, vals, futex.After(math.MaxInt64)) }()
+			select {
+			case err := <-res:
+				t.Fatalf("returned before the wake: %v", err)
+			case <-time.After(20 * time.Millisecond):
+			}
+			atomic.StoreUint32(&words[i], 1)
+			futex.Wake(&words[i], 1)
+			if err := <-res; err != nil {
+				t.Fatal(err)
+			}
+			atomic.StoreUint32(&words[i], 0)
+		}
+		// Cancellation.
+		ctx, cancel := context.WithCancel(context.Background())
+		res := make(chan error, 1)
+		go func() { res <- futex.WaitAny(ctx, addrs, vals, time.Time{}) }()
+		time.Sleep(10 * time.Millisecond)
+		cancel()
+		if err := <-res; !errors.Is(err, context.Canceled) {
+			t.Fatalf("err = %v, want Canceled", err)
+		}
+	})
+}
+
+// TestHubRemappedAddress: a wait that timed out leaves its registration
+// with a hub thread for a while; when the word's file is unmapped and
+// another file mapped at the same address, a wait on the new word must be
+// woken by a wake on the new file (the hub must not reuse the kernel's
+// view of the old mapping).
+func TestHubRemappedAddress(t *testing.T) {
+	restore, ok := futex.SetHub(true)
+	defer restore()
+	if !ok {
+		t.Skip("kernel lacks futex_waitv")
+	}
+	const size = 4096
+	mapAt := func(addr uintptr) (uintptr, *os.File) {
+		f, err := os.CreateTemp("/dev/shm", "mpipc-test-remap-*")
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.Remove(f.Name())
+		t.Cleanup(func() { f.Close() })
+		if err := f.Truncate(size); err != nil {
+			t.Fatal(err)
+		}
+		flags := uintptr(unix.MAP_SHARED)
+		if addr != 0 {
+			flags |= unix.MAP_FIXED
+		}
+		p, _, e := unix.Syscall6(unix.SYS_MMAP, addr, size, unix.PROT_READ|unix.PROT_WRITE, flags, f.Fd(), 0)
+		if e != 0 {
+			t.Fatal(e)
+		}
+		return p, f
+	}
+	a, _ := mapAt(0)
+	w := *(**uint32)(unsafe.Pointer(&a)) // memory outside the Go heap
+	if err := futex.Wait(nil, w, 0, time.Now().Add(3*time.Millisecond)); !errors.Is(err, futex.ErrTimeout) {
+		t.Fatalf("err = %v", err)
+	}
+	// The registration lingers; replace the mapping under it.
+	unix.Syscall(unix.SYS_MUNMAP, a, size, 0)
+	mapAt(a)
+	defer unix.Syscall(unix.SYS_MUNMAP, a, size, 0)
+	res := make(chan error, 1)
+	go func() { res <- futex.Wait(nil, w, 0, time.Now().Add(5*time.Second)) }()
+	time.Sleep(20 * time.Millisecond)
+	atomic.StoreUint32(w, 1)
+	futex.Wake(w, 1)
+	if err := <-res; err != nil {
+		t.Fatalf("wait on the new mapping: %v (not woken)", err)
+	}
+}
