@@ -8,12 +8,34 @@
 // # Queue
 //
 // A Queue lives in a segment by name ([Create], [Open]) or in memory the
-// caller owns ([Init], [Attach], [SizeOf]). Capacity (a power of two, at
-// least 2) and maximum message size are fixed at creation; a message is
-// any []byte up to that size, and a longer one is refused with
-// [ErrTooLarge]. A queue of capacity C and maximum message size M takes
-// SizeOf(C, M) = 384 + C × roundup(64+M, 64) bytes: 131,456 bytes for
-// 1024 slots of 64 bytes, about 1 MiB for 256 slots of 4 KiB.
+// caller owns ([Init], [Attach], [SizeOf]). Capacity and maximum message
+// size are fixed at creation; a message is any []byte up to that size,
+// and a longer one is refused with [ErrTooLarge].
+//
+// The capacity is any number from 1 to MaxCapacity, as Python's maxsize:
+// a queue of capacity 6 holds 6 messages, Full and Len say so at exactly
+// 6, and a seventh Put fails (TryPut, PutTimeout: [ErrFull]) or blocks.
+// The ring underneath has R slots, the capacity rounded up to a power of
+// two (at least 2), and the capacity is kept in the header as the limit;
+// a queue of capacity C and maximum message size M takes SizeOf(C, M) =
+// 384 + R × roundup(64+M, 64) bytes: 131,456 bytes for 1024 messages of
+// 64 bytes, 1,408 for 6, about 1 MiB for 256 messages of 4 KiB.
+//
+// The limit costs nothing when the capacity is a power of two (2 or
+// more): the ring itself is the limit. Otherwise a producer may claim
+// position p only while p − head < C, head being the consumers' position
+// hint: each Put loads the consumers' head cache line once (a shared read
+// of a line consumers write: a cache miss when a consumer has just taken
+// a message, about the cost of one more slot read), and only when the
+// test fails does it scan for the exact consumer frontier. No shared
+// counter is written, so the limit is exact without one more locked
+// instruction: positions are claimed one at a time by the slot's
+// compare-and-swap, and each producer tests its own position.
+//
+// A capacity of 0 or less, Python's "unbounded", gives [DefaultCapacity]
+// (1024) messages. This is the one divergence in sizes: a queue in shared
+// memory cannot grow, so a Put beyond 1024 waiting messages blocks where
+// Python's would not; pass a capacity to choose another bound.
 //
 // Put and Get come in three forms (context, timeout, try), as every
 // blocking call of mpipc. GetInto copies into the caller's buffer without

@@ -28,9 +28,8 @@ var (
 
 // Errors of the queue's parameters and of JoinableQueue.
 var (
-	// ErrInvalidParam is returned by Init and Create for a capacity that is
-	// not a power of two in 2..MaxCapacity, or a maximum message size
-	// outside 0..MaxMsgLimit.
+	// ErrInvalidParam is returned by Init and Create for a capacity above
+	// MaxCapacity, or a maximum message size outside 0..MaxMsgLimit.
 	ErrInvalidParam = errors.New("ringbuf: invalid queue parameters")
 	// ErrTaskDone is returned by TaskDone when it is called more times
 	// than items were taken from the queue (Python's ValueError from

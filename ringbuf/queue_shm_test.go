@@ -159,8 +159,8 @@ func TestQueueSegment(t *testing.T) {
 	if _, err := Create(seg, "huge", 1<<16, 1<<10, nil); !errors.Is(err, shm.ErrFull) {
 		t.Errorf("Create larger than the segment: %v, want shm.ErrFull", err)
 	}
-	if _, err := Create(seg, "bad", 3, 8, nil); !errors.Is(err, ErrInvalidParam) {
-		t.Errorf("Create with capacity 3: %v, want ErrInvalidParam", err)
+	if _, err := Create(seg, "bad", MaxCapacity+1, 8, nil); !errors.Is(err, ErrInvalidParam) {
+		t.Errorf("Create with capacity MaxCapacity+1: %v, want ErrInvalidParam", err)
 	}
 	if err := qSegCheckOpens(seg); err != nil {
 		t.Error(err)

@@ -47,7 +47,7 @@ func TestQueueLayout(t *testing.T) {
 			t.Errorf("%s at %d shares a cache line with %s", o.name, o.off, offs[i-1].name)
 		}
 	}
-	if qOffClosed >= 64 || qOffFingerprint+8 > 64 {
+	if qOffShutdown >= 64 || qOffFingerprint+8 > 64 {
 		t.Errorf("read-mostly parameters spill out of line 0")
 	}
 	if qOffJoinWaiters/64 != qOffJoinEpoch/64 || qOffJoinLoose/64 != qOffJoinEpoch/64 || qHeaderSize%64 != 0 || qHeaderSize < qOffJoinWaiters+4 {
@@ -58,6 +58,7 @@ func TestQueueLayout(t *testing.T) {
 	}
 	for _, c := range []struct{ cap, max, want int }{
 		{1024, 64, 384 + 1024*128}, {256, 4096, 384 + 256*4160}, {2, 0, 384 + 2*64}, {2, 1, 384 + 2*128}, {2, 64, 384 + 2*128}, {2, 65, 384 + 2*192},
+		{1, 0, 384 + 2*64}, {6, 64, 384 + 8*128}, {1000, 0, 384 + 1024*64}, {0, 0, 384 + DefaultCapacity*64}, {-5, 0, 384 + DefaultCapacity*64},
 	} {
 		if got := SizeOf(c.cap, c.max); got != c.want {
 			t.Errorf("SizeOf(%d, %d) = %d, want %d", c.cap, c.max, got, c.want)
@@ -71,7 +72,7 @@ func TestQueueLayout(t *testing.T) {
 }
 
 func TestQueueInvalidParams(t *testing.T) {
-	for _, c := range []struct{ cap, max int }{{0, 8}, {1, 8}, {3, 8}, {MaxCapacity * 2, 8}, {4, -1}, {4, MaxMsgLimit + 1}} {
+	for _, c := range []struct{ cap, max int }{{MaxCapacity + 1, 8}, {MaxCapacity * 2, 8}, {4, -1}, {4, MaxMsgLimit + 1}} {
 		if SizeOf(c.cap, c.max) != -1 {
 			t.Errorf("SizeOf(%d, %d) accepted", c.cap, c.max)
 		}
@@ -491,6 +492,9 @@ func TestQueueAttachCorrupt(t *testing.T) {
 		{"version", qOffVersion, 99},
 		{"capacity not a power of two", qOffCap, 6},
 		{"capacity 1", qOffCap, 1},
+		{"ring larger than the limit needs", qOffCap, 16},
+		{"limit 0", qOffLimit, 0},
+		{"limit above the ring", qOffLimit, 9},
 		{"capacity beyond memory", qOffCap, 1 << 20},
 		{"max message beyond memory", qOffMaxMsg, 1 << 20},
 		{"stride", qOffStride, 8},

@@ -178,7 +178,7 @@ func (q *Queue) putClaim(ctx context.Context, n int, d time.Duration, try bool) 
 	if uint(n) > uint(q.maxMsg) {
 		return nil, 0, ErrTooLarge
 	}
-	if atomic.LoadUint32(q.closed) != 0 {
+	if atomic.LoadUint32(q.shutdown) != 0 {
 		return nil, 0, ErrClosed
 	}
 	s, pos, st, blk := q.claimPut()
@@ -187,7 +187,7 @@ func (q *Queue) putClaim(ctx context.Context, n int, d time.Duration, try bool) 
 	}
 	// Close is checked after the claim: a consumer that saw the queue
 	// empty and closed can never see this message.
-	if atomic.LoadUint32(q.closed) != 0 {
+	if atomic.LoadUint32(q.shutdown) != 0 {
 		q.skipPut(s, pos)
 		return nil, 0, ErrClosed
 	}
@@ -215,7 +215,7 @@ func (q *Queue) putClaimSlow(ctx context.Context, d time.Duration, try bool, s u
 			}
 			return nil, 0, err
 		}
-		if atomic.LoadUint32(q.closed) != 0 {
+		if atomic.LoadUint32(q.shutdown) != 0 {
 			w.done()
 			return nil, 0, ErrClosed
 		}
@@ -223,7 +223,7 @@ func (q *Queue) putClaimSlow(ctx context.Context, d time.Duration, try bool, s u
 		switch st {
 		case qOK:
 			w.done()
-			if atomic.LoadUint32(q.closed) != 0 {
+			if atomic.LoadUint32(q.shutdown) != 0 {
 				q.skipPut(s, pos)
 				return nil, 0, ErrClosed
 			}
