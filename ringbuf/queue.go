@@ -348,7 +348,7 @@ type Queue struct {
 	selfClaim  uint32         // this process's claim id
 	selfPacked uint64         // this process's full identity, for owner words
 
-	limit    uint32 // the capacity the user asked for: at most this many messages at once
+	limit uint32 // the capacity the user asked for: at most this many messages at once
 
 	// Header words. The cached parameters above are read once at Attach:
 	// a peer that scribbles on the header later cannot make this handle
