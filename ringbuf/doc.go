@@ -1,8 +1,9 @@
 // Package ringbuf provides message queues in shared memory for processes:
 // a bounded multi-producer multi-consumer Queue of byte messages, a Typed
 // queue of fixed-size values, a JoinableQueue with Python's task
-// accounting, and Pipe, a connection between two processes. They are
-// Python multiprocessing's Queue, JoinableQueue and Pipe without pickling,
+// accounting, a SimpleQueue, and Pipe, a connection between two processes.
+// They are Python multiprocessing's Queue, JoinableQueue, SimpleQueue and
+// Pipe without pickling,
 // feeder threads or kernel copies.
 //
 // # Queue
@@ -121,6 +122,13 @@
 // not yet done (per taking process); TaskDone removes one, Join waits for
 // zero; TaskDone called more times than messages were taken returns
 // [ErrTaskDone] and changes nothing.
+//
+// # SimpleQueue
+//
+// [SimpleQueue] is Python's multiprocessing.SimpleQueue: Put, Get, Empty
+// and Close on a Queue (shm.KindSimpleQueue in a segment). Close releases
+// the handle; after it, Empty returns ErrClosed where Python's empty()
+// raises OSError.
 //
 // # Pipe
 //

@@ -21,7 +21,7 @@ import (
 //	                    two, at least 2 (qRing)
 //	offset 12   uint32  maximum message size M, 0..MaxMsgLimit
 //	offset 16   uint32  slot stride: 64 + M rounded up to 64
-//	offset 20   uint32  flags: bit 0 joinable, bit 1 typed
+//	offset 20   uint32  flags: bit 0 joinable, bit 1 typed, bit 2 simple
 //	offset 24   uint64  element type fingerprint (typed queues), else 0
 //	offset 32   uint32  shutdown: 0 open, 1 shut down, 2 shut down
 //	                    immediately (Shutdown); back to 0 by Restart
@@ -170,6 +170,7 @@ const (
 
 	qFlagJoinable = 1 << 0
 	qFlagTyped    = 1 << 1
+	qFlagSimple   = 1 << 2
 )
 
 // Claim half of a slot word.
@@ -457,7 +458,7 @@ func qHandle(mem []byte, opts *Options) (*Queue, error) {
 	flags := atomic.LoadUint32(u32at(mem, qOffFlags))
 	limit := atomic.LoadUint32(u32at(mem, qOffLimit))
 	size := qSize(int(limit), int(m), flags)
-	if size < 0 || limit == 0 || int(c) != qRing(int(limit)) || int(st) != qStride(int(m)) || flags&^(qFlagJoinable|qFlagTyped) != 0 {
+	if size < 0 || limit == 0 || int(c) != qRing(int(limit)) || int(st) != qStride(int(m)) || flags&^(qFlagJoinable|qFlagTyped|qFlagSimple) != 0 {
 		return nil, fmt.Errorf("ringbuf: queue header (limit %d, ring %d, max message %d, stride %d, flags %#x): %w", limit, c, m, st, flags, shm.ErrCorrupt)
 	}
 	if err := qCheckMem(mem, size); err != nil {
