@@ -15,9 +15,13 @@ var (
 	// ErrEmpty is returned by TryGet, and by GetTimeout when the queue stays
 	// empty for the whole timeout (Python's queue.Empty).
 	ErrEmpty = errors.New("ringbuf: queue empty")
-	// ErrClosed is returned by Put after Close, and by Get once a closed
-	// queue is drained.
+	// ErrClosed is returned by calls on a handle after its Close (a queue
+	// handle, or a pipe end).
 	ErrClosed = errors.New("ringbuf: closed")
+	// ErrShutdown is returned by Put after the queue's Shutdown (by any
+	// process), and by Get once a shut-down queue is drained (at once
+	// after an immediate Shutdown): Python 3.13's queue.ShutDown.
+	ErrShutdown = errors.New("ringbuf: queue shut down")
 	// ErrTooLarge is returned by Put for a message longer than the queue's
 	// maximum message size.
 	ErrTooLarge = errors.New("ringbuf: message too large")

@@ -354,18 +354,18 @@ type Queue struct {
 	// Header words. The cached parameters above are read once at Attach:
 	// a peer that scribbles on the header later cannot make this handle
 	// index outside mem.
-	tail        *uint64       // positions below it were claimed by producers; stored by producers after a claim (a hint: may lag, even move back)
-	head        *uint64       // positions below it were claimed by consumers; stored by consumers after a claim (a hint: may lag, even move back)
-	shutdown    *uint32       // 0 open, 1 shut down, 2 shut down immediately; written by Shutdown and Restart
-	handleShut  atomic.Bool   // this handle is closed (Close)
-	notEmpty    *qEvent       // getters sleep here; bumped by Put and Close
-	notFull     *qEvent       // putters sleep here; bumped by Get and Close
-	joinEpoch   *uint32       // joinable: bumped when a taken count reaches zero while someone joins
-	joinLoose   *uint32       // joinable: taken-not-done tasks of no taker entry
-	joinWaiters *uint32       // joinable: sleeping joiners
-	joinTab     []qTaker      // joinable: the taker entries
-	joinIdx     atomic.Int32  // joinable: this process's taker entry; -1 unknown yet, -2 none free
-	joinMiss    atomic.Uint32 // joinable: takes counted loose since the last look for a free entry
+	tail         *uint64       // positions below it were claimed by producers; stored by producers after a claim (a hint: may lag, even move back)
+	head         *uint64       // positions below it were claimed by consumers; stored by consumers after a claim (a hint: may lag, even move back)
+	shutdown     *uint32       // 0 open, 1 shut down, 2 shut down immediately; written by Shutdown and Restart
+	handleClosed atomic.Bool   // this handle is closed (Close): process-local
+	notEmpty     *qEvent       // getters sleep here; bumped by Put and Close
+	notFull      *qEvent       // putters sleep here; bumped by Get and Close
+	joinEpoch    *uint32       // joinable: bumped when a taken count reaches zero while someone joins
+	joinLoose    *uint32       // joinable: taken-not-done tasks of no taker entry
+	joinWaiters  *uint32       // joinable: sleeping joiners
+	joinTab      []qTaker      // joinable: the taker entries
+	joinIdx      atomic.Int32  // joinable: this process's taker entry; -1 unknown yet, -2 none free
+	joinMiss     atomic.Uint32 // joinable: takes counted loose since the last look for a free entry
 }
 
 type qNoCopy struct{}
@@ -583,7 +583,7 @@ const (
 	qOK      qStatus = iota
 	qWait            // full (put) or empty (get): wait for the other side
 	qBlocked         // behind a slot another party claimed: wait, maybe reclaim
-	qClosed          // closed (put), or closed and drained (get)
+	qClosed          // get: shut down and drained
 	qShort           // get: the next message does not fit the buffer
 	qCorrupt         // shared state no mpipc process could have written
 )
@@ -805,9 +805,10 @@ func (q *Queue) claimGet(limit int, claimSlot bool) (s unsafe.Pointer, pos uint6
 			if claim != 0 {
 				return s, h, 0, qBlocked, w
 			}
-			// Empty. A producer checks closed after it claims, so load
-			// closed first and then look at the slot once more: a message
-			// claimed before Close is seen, none can come after.
+			// Empty. A producer checks shutdown after it claims, so load
+			// shutdown first and then look at the slot once more: a
+			// message claimed before Shutdown is seen, none can come
+			// after.
 			if closedSeen {
 				return s, h, 0, qClosed, w
 			}
@@ -988,20 +989,110 @@ func (q *Queue) Full() bool {
 	return int32(uint32(w)-uint32(t)) < 0
 }
 
-// Closed reports whether Close has been called.
-func (q *Queue) Closed() bool { return atomic.LoadUint32(q.shutdown) != 0 }
+// Shutdown states of the shared shutdown word.
+const (
+	qShutNone      = 0
+	qShutDrain     = 1 // Puts fail; Gets drain, then fail
+	qShutImmediate = 2 // Puts and Gets fail; what is left is discarded
+)
 
-// Close closes the queue for every process: later Puts fail with
-// ErrClosed; Gets return what remains, then ErrClosed. Every producer and
-// consumer blocked in any process wakes. Closing twice returns nil. Close
-// does not free the memory.
+// Closed reports whether this handle has been closed (Close).
+func (q *Queue) Closed() bool { return q.handleClosed.Load() }
+
+// IsShutdown reports whether the queue has been shut down (Shutdown), by
+// any process, and not restarted since.
+func (q *Queue) IsShutdown() bool { return atomic.LoadUint32(q.shutdown) != qShutNone }
+
+// Close releases this handle, as io.Closer and Python's Queue.close do:
+// its later calls return ErrClosed, and its calls blocked in Put or Get
+// return ErrClosed. The queue itself, its messages and every other handle
+// (in this process or another) go on; to stop the queue for everyone, use
+// Shutdown. Closing twice returns nil. The memory stays mapped until the
+// handle is no longer referenced.
 func (q *Queue) Close() error {
-	if atomic.SwapUint32(q.shutdown, 1) != 0 { // publishes the closed state
+	if q.handleClosed.Swap(true) {
 		return nil
 	}
+	// Wakes this handle's sleepers (and, once, every other sleeper on the
+	// queue, which looks again and sleeps again).
 	q.wakeEpoch(q.notEmpty, true)
 	q.wakeEpoch(q.notFull, true)
 	return nil
+}
+
+// Shutdown stops the queue for every handle in every process, as Python
+// 3.13's Queue.shutdown: later Puts fail with ErrShutdown; Gets return
+// what remains and then fail with ErrShutdown; every producer and
+// consumer blocked in any process wakes. With immediate, what remains is
+// discarded instead and Gets fail at once; for a JoinableQueue the
+// discarded messages count as done (Python calls task_done for each), so
+// Join returns once the tasks already taken are done. A producer that
+// claimed its slot before the Shutdown may still commit a message just
+// after it: with immediate, the next Get or Join discards it. Shutdown
+// again returns nil (an immediate one after a plain one discards). It
+// returns ErrClosed on a closed handle. Restart makes the queue usable
+// again.
+func (q *Queue) Shutdown(immediate bool) error {
+	if q.handleClosed.Load() {
+		return ErrClosed
+	}
+	st := uint32(qShutDrain)
+	if immediate {
+		st = qShutImmediate
+	}
+	for range qEventTries { // bounded against a peer that rewrites the word
+		old := atomic.LoadUint32(q.shutdown)
+		if old >= st && old <= qShutImmediate {
+			break
+		}
+		// Publishes the shutdown to every process.
+		if atomic.CompareAndSwapUint32(q.shutdown, old, st) {
+			break
+		}
+	}
+	q.wakeEpoch(q.notEmpty, true)
+	q.wakeEpoch(q.notFull, true)
+	if immediate {
+		q.discard()
+	}
+	return nil
+}
+
+// Restart makes a shut-down queue usable again, for every process: Puts
+// and Gets work as before the Shutdown, and messages a plain Shutdown left
+// undrained are there to get. A Get still draining in another process
+// then waits for messages instead of failing. Restarting a queue that is
+// not shut down does nothing. It returns ErrClosed on a closed handle.
+// This is the documented way back for a persistent named queue, which
+// otherwise stays shut down until its segment is deleted.
+func (q *Queue) Restart() error {
+	if q.handleClosed.Load() {
+		return ErrClosed
+	}
+	atomic.StoreUint32(q.shutdown, qShutNone) // publishes the queue open again
+	return nil
+}
+
+// discard takes every committed message out of the ring and drops it,
+// counting nothing (for a JoinableQueue a discarded message is a task
+// done: it was unfinished only by being in the ring). It stops at the
+// first position with no committed message, or one being written or
+// read.
+func (q *Queue) discard() {
+	for range q.budget {
+		s, pos, _, st, w := q.claimGet(-1, false)
+		if st != qOK {
+			break
+		}
+		// Frees the slot for pos+C: the message is gone, uncounted.
+		if atomic.CompareAndSwapUint64(qSlotWord(s), w, qWord(uint32(pos)+uint32(q.capacity), 0)) {
+			qStoreHint(q.head, pos+1)
+		}
+	}
+	q.wakeEpoch(q.notFull, false)
+	if q.joinable {
+		q.wakeJoiners()
+	}
 }
 
 // State is a snapshot of a Queue, for inspection.
@@ -1009,7 +1100,8 @@ type State struct {
 	Len         int  // messages in the queue (best effort)
 	Cap         int  // capacity
 	MaxMsgSize  int  // largest message accepted
-	Closed      bool // Close was called
+	Closed      bool // this handle was closed (Close)
+	Shutdown    bool // the queue was shut down (Shutdown) and not restarted
 	GetWaiters  int  // getters registered as sleeping since the last notification (may include dead ones)
 	PutWaiters  int  // putters registered as sleeping since the last notification (may include dead ones)
 	Unfinished  int  // joinable queues: messages in the ring plus Taken
@@ -1029,6 +1121,7 @@ func (q *Queue) State() State {
 		Cap:         int(q.limit),
 		MaxMsgSize:  q.maxMsg,
 		Closed:      q.Closed(),
+		Shutdown:    q.IsShutdown(),
 		GetWaiters:  int(q.notEmpty.sleepers()),
 		PutWaiters:  int(q.notFull.sleepers()),
 		Unfinished:  inRing + taken,

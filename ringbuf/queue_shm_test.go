@@ -93,7 +93,7 @@ func qRoleSegPeer(args []string) error {
 	}
 	for i := int32(0); ; i++ {
 		m, err := jobs.GetTimeout(10 * time.Second)
-		if errors.Is(err, ErrClosed) {
+		if errors.Is(err, ErrShutdown) {
 			break
 		}
 		if err != nil {
@@ -108,7 +108,7 @@ func qRoleSegPeer(args []string) error {
 		}
 	}
 	for {
-		if _, err := tasks.GetTimeout(10 * time.Second); errors.Is(err, ErrClosed) {
+		if _, err := tasks.GetTimeout(10 * time.Second); errors.Is(err, ErrShutdown) {
 			break
 		} else if err != nil {
 			return err
@@ -177,7 +177,7 @@ func TestQueueSegment(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	tasks.Close() // the peer drains the tasks, then sees ErrClosed
+	tasks.Shutdown(false) // the peer drains the tasks, then sees ErrShutdown
 	child := proctest.Start(t, "q-seg-peer", name)
 	// More messages than either ring holds: both sides block on the other.
 	msgs := []string{"A", "B", "C", "", "a longer message of some forty bytes....", "end"}
@@ -186,7 +186,7 @@ func TestQueueSegment(t *testing.T) {
 			t.Fatalf("put %q: %v (child: %s)", m, err, child.Wait(time.Second).Stderr)
 		}
 	}
-	jobs.Close()
+	jobs.Shutdown(false)
 	for i, m := range msgs {
 		r, err := again.GetTimeout(10 * time.Second)
 		if err != nil {

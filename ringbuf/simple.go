@@ -3,7 +3,6 @@ package ringbuf
 import (
 	"context"
 	"fmt"
-	"sync/atomic"
 
 	"github.com/mpipc/mpipc/shm"
 )
@@ -24,8 +23,7 @@ import (
 // messages when created with a capacity of 0 or less (see the package
 // documentation), and Put blocks while it is full.
 type SimpleQueue struct {
-	q      *Queue
-	closed atomic.Bool
+	q *Queue
 }
 
 // SizeOfSimple returns the bytes a SimpleQueue takes: SizeOf(capacity,
@@ -89,9 +87,6 @@ func OpenOrCreateSimple(seg *shm.Segment, name string, capacity, maxMsg int, opt
 // (nil: never). Errors as for Queue.Put; ErrClosed after this handle's
 // Close.
 func (s *SimpleQueue) Put(ctx context.Context, msg []byte) error {
-	if s.closed.Load() {
-		return ErrClosed
-	}
 	return s.q.Put(ctx, msg)
 }
 
@@ -99,9 +94,6 @@ func (s *SimpleQueue) Put(ctx context.Context, msg []byte) error {
 // empty until ctx is done (nil: never). Errors as for Queue.Get;
 // ErrClosed after this handle's Close.
 func (s *SimpleQueue) Get(ctx context.Context) ([]byte, error) {
-	if s.closed.Load() {
-		return nil, ErrClosed
-	}
 	return s.q.Get(ctx)
 }
 
@@ -109,16 +101,14 @@ func (s *SimpleQueue) Get(ctx context.Context) ([]byte, error) {
 // this handle's Close it returns false and ErrClosed (Python raises
 // OSError there).
 func (s *SimpleQueue) Empty() (bool, error) {
-	if s.closed.Load() {
+	if s.q.Closed() {
 		return false, ErrClosed
 	}
 	return s.q.Empty(), nil
 }
 
-// Close releases this handle: its later calls return ErrClosed. Other
-// handles, in this process or others, are not affected, and the queue
-// keeps its messages. Closing twice returns nil.
-func (s *SimpleQueue) Close() error {
-	s.closed.Store(true)
-	return nil
-}
+// Close releases this handle: its later calls, and its calls blocked in
+// Put or Get, return ErrClosed. Other handles, in this process or others,
+// are not affected, and the queue keeps its messages (see Queue.Close).
+// Closing twice returns nil.
+func (s *SimpleQueue) Close() error { return s.q.Close() }
