@@ -3,8 +3,7 @@
 // queue of fixed-size values, a JoinableQueue with Python's task
 // accounting, a SimpleQueue, and Pipe, a connection between two processes.
 // They are Python multiprocessing's Queue, JoinableQueue, SimpleQueue and
-// Pipe without pickling,
-// feeder threads or kernel copies.
+// Pipe without pickling, feeder threads or kernel copies.
 //
 // # Queue
 //
@@ -51,10 +50,22 @@
 // wakes it only when a sleeper is registered.
 //
 // Messages put by one goroutine are received in the order it put them
-// (by whichever consumers take them). Close closes the queue for every
-// process: later Puts fail with [ErrClosed], Gets drain what remains and
-// then fail with ErrClosed, and every blocked caller in every process
-// wakes.
+// (by whichever consumers take them).
+//
+// # Close, Shutdown and Restart
+//
+// Close releases this handle only, as io.Closer and Python's Queue.close
+// do: the handle's later calls, and those blocked in it, return
+// [ErrClosed]; the queue, its messages and every other handle, in this
+// process and others, go on. Shutdown stops the queue for every process,
+// as Python 3.13's Queue.shutdown: later Puts fail with [ErrShutdown],
+// Gets drain what remains and then fail with ErrShutdown, and every
+// blocked caller in every process wakes; Shutdown(true) (immediate)
+// discards what remains, and a JoinableQueue counts the discarded tasks
+// as done, so Join returns once the tasks already taken are done.
+// Restart makes a shut-down queue usable again for everyone: a named queue
+// in a persistent segment outlives its shutdown (Python's queue, whose
+// shutdown is final, has no such call).
 //
 // The ring is Vyukov's bounded MPMC queue, written as rigtorp's MPMCQueue
 // writes it, with one change: a position is claimed by a compare-and-swap
@@ -167,8 +178,9 @@
 //     others could be fooled (ABA). That is hours at full speed.
 //   - Len, Empty and Full are snapshots. Len counts messages being written
 //     or read at that instant.
-//   - Close is for the whole queue, in every process, not per handle (unlike
-//     Python's Queue.close); it does not free the memory.
+//   - Close does not unmap or free the memory: a handle keeps its segment
+//     mapped until it is no longer referenced. Shutdown is the one call
+//     that acts for every process.
 //   - Fairness: Vyukov's ring is not FIFO between waiting producers; a
 //     woken sleeper may lose to a spinning one.
 //   - A Pipe end is single-producer, single-consumer: one goroutine may

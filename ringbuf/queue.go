@@ -294,7 +294,7 @@ func (o *Options) check() time.Duration {
 // while registered so costs the next notification one wake, nothing
 // more, and a garbage count heals at the next notification.
 type qEvent struct {
-	seq     uint32 // futex word: the epoch, bumped by each notification that finds sleepers, and by Close
+	seq     uint32 // futex word: the epoch, bumped by each notification that finds sleepers, and by Close and Shutdown
 	waiters uint32 // sleepers registered in this epoch: added by sleepers, zeroed by notifiers
 }
 
@@ -897,7 +897,8 @@ func (q *Queue) finishGet(s unsafe.Pointer, pos uint64, w uint64) bool {
 }
 
 // wake starts a new epoch of e with no sleepers and wakes every sleeper of
-// the old one, if it had any (all: Close, whatever the count says).
+// the old one, if it had any (all: Close and Shutdown, whatever the count
+// says).
 func (q *Queue) wake(e *qEvent) { q.wakeEpoch(e, false) }
 
 func (q *Queue) wakeEpoch(e *qEvent, all bool) {
