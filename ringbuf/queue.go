@@ -751,7 +751,7 @@ func (q *Queue) skipPut(s unsafe.Pointer, pos uint64) {
 // place with qShort (n its length).
 func (q *Queue) claimGet(limit int, claimSlot bool) (s unsafe.Pointer, pos uint64, n int, st qStatus, blk uint64) {
 	h := atomic.LoadUint64(q.head)
-	closedSeen := false
+	shutSeen := false
 	for budget := q.budget; budget > 0; budget-- {
 		s = q.slot(h)
 		w := atomic.LoadUint64(qSlotWord(s))
@@ -809,13 +809,13 @@ func (q *Queue) claimGet(limit int, claimSlot bool) (s unsafe.Pointer, pos uint6
 			// shutdown first and then look at the slot once more: a
 			// message claimed before Shutdown is seen, none can come
 			// after.
-			if closedSeen {
+			if shutSeen {
 				return s, h, 0, qClosed, w
 			}
 			if atomic.LoadUint32(q.shutdown) == 0 {
 				return s, h, 0, qWait, w
 			}
-			closedSeen = true
+			shutSeen = true
 		case d == -int32(q.capacity) && claim&qClaimFull == 0 && claim != 0:
 			// A consumer of lap h-C still reads this slot: h cannot be
 			// written until it releases.

@@ -173,7 +173,9 @@ var errReclaimed = fmt.Errorf("ringbuf: slot reclaimed while this process held i
 // no clock.
 
 // putClaim claims a slot for an n-byte message. Its fast path is one
-// attempt: a load of closed, claimPut, and a load of closed again.
+// attempt: a load of this handle's closed flag and of the shutdown word,
+// claimPut (with the limit test, for a capacity not a power of two), and
+// a load of the shutdown word again.
 func (q *Queue) putClaim(ctx context.Context, n int, d time.Duration, try bool) (unsafe.Pointer, uint64, error) {
 	if uint(n) > uint(q.maxMsg) {
 		return nil, 0, ErrTooLarge
