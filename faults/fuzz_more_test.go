@@ -144,6 +144,7 @@ func FuzzQueueAttach(f *testing.F) {
 				bw.Release()
 			}
 			_ = q.State()
+			q.Shutdown(true)
 			q.Close()
 		case 1:
 			j, err := ringbuf.AttachJoinable(mem, o)

@@ -330,7 +330,7 @@ var hostileKinds = []*hostileKind{
 				return errors.Join(errs...)
 			}, err
 		},
-		allowed: []error{ringbuf.ErrFull, ringbuf.ErrEmpty, ringbuf.ErrClosed, ringbuf.ErrShortBuffer, ringbuf.ErrTaskDone, ringbuf.ErrTooLarge},
+		allowed: []error{ringbuf.ErrFull, ringbuf.ErrEmpty, ringbuf.ErrClosed, ringbuf.ErrShutdown, ringbuf.ErrShortBuffer, ringbuf.ErrTaskDone, ringbuf.ErrTooLarge},
 	},
 	{
 		name: "pipe",
@@ -357,7 +357,7 @@ var hostileKinds = []*hostileKind{
 				return err
 			}, err
 		},
-		allowed: []error{ringbuf.ErrFull, ringbuf.ErrEmpty, ringbuf.ErrClosed, ringbuf.ErrPeerGone, ringbuf.ErrShortBuffer, ringbuf.ErrTooLarge, io.EOF},
+		allowed: []error{ringbuf.ErrFull, ringbuf.ErrEmpty, ringbuf.ErrClosed, ringbuf.ErrShutdown, ringbuf.ErrPeerGone, ringbuf.ErrShortBuffer, ringbuf.ErrTooLarge, io.EOF},
 	},
 	{
 		// The segment itself: header, segment lock, allocation offset and

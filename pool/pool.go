@@ -369,7 +369,7 @@ func (s *slot) loop() {
 			idle := p.broken != nil || p.closed && !p.hasWorkLocked()
 			p.mu.Unlock()
 			if idle { // nothing more to do: a broken pool takes no work
-				s.tq.Close()
+				s.tq.Shutdown(false)
 				return
 			}
 			if err := s.start(); err != nil {
@@ -564,10 +564,10 @@ func (s *slot) terminate() {
 	s.fl = nil
 }
 
-// shutdown lets the worker exit (its queue closed: its next Get fails with
-// ErrClosed) and waits for it.
+// shutdown lets the worker exit (its queue shut down: its next Get fails
+// with ringbuf.ErrShutdown once the queue is drained) and waits for it.
 func (s *slot) shutdown() {
-	s.tq.Close()
+	s.tq.Shutdown(false)
 	select {
 	case <-s.proc.Done():
 	case <-s.p.ctx.Done():
@@ -606,7 +606,7 @@ func workerMain(args []string) error {
 	}
 	for done := 0; limit == 0 || done < limit; done++ {
 		n, err := tq.GetInto(nil, in)
-		if errors.Is(err, ringbuf.ErrClosed) {
+		if errors.Is(err, ringbuf.ErrShutdown) {
 			return nil
 		}
 		if err != nil {

@@ -1,19 +1,41 @@
 // Package ringbuf provides message queues in shared memory for processes:
 // a bounded multi-producer multi-consumer Queue of byte messages, a Typed
 // queue of fixed-size values, a JoinableQueue with Python's task
-// accounting, and Pipe, a connection between two processes. They are
-// Python multiprocessing's Queue, JoinableQueue and Pipe without pickling,
-// feeder threads or kernel copies.
+// accounting, a SimpleQueue, and Pipe, a connection between two processes.
+// They are Python multiprocessing's Queue, JoinableQueue, SimpleQueue and
+// Pipe without pickling, feeder threads or kernel copies.
 //
 // # Queue
 //
 // A Queue lives in a segment by name ([Create], [Open]) or in memory the
-// caller owns ([Init], [Attach], [SizeOf]). Capacity (a power of two, at
-// least 2) and maximum message size are fixed at creation; a message is
-// any []byte up to that size, and a longer one is refused with
-// [ErrTooLarge]. A queue of capacity C and maximum message size M takes
-// SizeOf(C, M) = 384 + C × roundup(64+M, 64) bytes: 131,456 bytes for
-// 1024 slots of 64 bytes, about 1 MiB for 256 slots of 4 KiB.
+// caller owns ([Init], [Attach], [SizeOf]). Capacity and maximum message
+// size are fixed at creation; a message is any []byte up to that size,
+// and a longer one is refused with [ErrTooLarge].
+//
+// The capacity is any number from 1 to MaxCapacity, as Python's maxsize:
+// a queue of capacity 6 holds 6 messages, Full and Len say so at exactly
+// 6, and a seventh Put fails (TryPut, PutTimeout: [ErrFull]) or blocks.
+// The ring underneath has R slots, the capacity rounded up to a power of
+// two (at least 2), and the capacity is kept in the header as the limit;
+// a queue of capacity C and maximum message size M takes SizeOf(C, M) =
+// 384 + R × roundup(64+M, 64) bytes: 131,456 bytes for 1024 messages of
+// 64 bytes, 1,408 for 6, about 1 MiB for 256 messages of 4 KiB.
+//
+// The limit costs nothing when the capacity is a power of two (2 or
+// more): the ring itself is the limit. Otherwise a producer may claim
+// position p only while p − head < C, head being the consumers' position
+// hint: each Put loads the consumers' head cache line once (a shared read
+// of a line consumers write: a cache miss when a consumer has just taken
+// a message, about the cost of one more slot read), and only when the
+// test fails does it scan for the exact consumer frontier. No shared
+// counter is written, so the limit is exact without one more locked
+// instruction: positions are claimed one at a time by the slot's
+// compare-and-swap, and each producer tests its own position.
+//
+// A capacity of 0 or less, Python's "unbounded", gives [DefaultCapacity]
+// (1024) messages. This is the one divergence in sizes: a queue in shared
+// memory cannot grow, so a Put beyond 1024 waiting messages blocks where
+// Python's would not; pass a capacity to choose another bound.
 //
 // Put and Get come in three forms (context, timeout, try), as every
 // blocking call of mpipc. GetInto copies into the caller's buffer without
@@ -28,10 +50,22 @@
 // wakes it only when a sleeper is registered.
 //
 // Messages put by one goroutine are received in the order it put them
-// (by whichever consumers take them). Close closes the queue for every
-// process: later Puts fail with [ErrClosed], Gets drain what remains and
-// then fail with ErrClosed, and every blocked caller in every process
-// wakes.
+// (by whichever consumers take them).
+//
+// # Close, Shutdown and Restart
+//
+// Close releases this handle only, as io.Closer and Python's Queue.close
+// do: the handle's later calls, and those blocked in it, return
+// [ErrClosed]; the queue, its messages and every other handle, in this
+// process and others, go on. Shutdown stops the queue for every process,
+// as Python 3.13's Queue.shutdown: later Puts fail with [ErrShutdown],
+// Gets drain what remains and then fail with ErrShutdown, and every
+// blocked caller in every process wakes; Shutdown(true) (immediate)
+// discards what remains, and a JoinableQueue counts the discarded tasks
+// as done, so Join returns once the tasks already taken are done.
+// Restart makes a shut-down queue usable again for everyone: a named queue
+// in a persistent segment outlives its shutdown (Python's queue, whose
+// shutdown is final, has no such call).
 //
 // The ring is Vyukov's bounded MPMC queue, written as rigtorp's MPMCQueue
 // writes it, with one change: a position is claimed by a compare-and-swap
@@ -100,6 +134,13 @@
 // zero; TaskDone called more times than messages were taken returns
 // [ErrTaskDone] and changes nothing.
 //
+// # SimpleQueue
+//
+// [SimpleQueue] is Python's multiprocessing.SimpleQueue: Put, Get, Empty
+// and Close on a Queue (shm.KindSimpleQueue in a segment). Close releases
+// the handle; after it, Empty returns ErrClosed where Python's empty()
+// raises OSError.
+//
 // # Pipe
 //
 // A Pipe is a connection between two processes, duplex or one-way, built
@@ -137,8 +178,9 @@
 //     others could be fooled (ABA). That is hours at full speed.
 //   - Len, Empty and Full are snapshots. Len counts messages being written
 //     or read at that instant.
-//   - Close is for the whole queue, in every process, not per handle (unlike
-//     Python's Queue.close); it does not free the memory.
+//   - Close does not unmap or free the memory: a handle keeps its segment
+//     mapped until it is no longer referenced. Shutdown is the one call
+//     that acts for every process.
 //   - Fairness: Vyukov's ring is not FIFO between waiting producers; a
 //     woken sleeper may lose to a spinning one.
 //   - A Pipe end is single-producer, single-consumer: one goroutine may

@@ -15,9 +15,13 @@ var (
 	// ErrEmpty is returned by TryGet, and by GetTimeout when the queue stays
 	// empty for the whole timeout (Python's queue.Empty).
 	ErrEmpty = errors.New("ringbuf: queue empty")
-	// ErrClosed is returned by Put after Close, and by Get once a closed
-	// queue is drained.
+	// ErrClosed is returned by calls on a handle after its Close (a queue
+	// handle, or a pipe end).
 	ErrClosed = errors.New("ringbuf: closed")
+	// ErrShutdown is returned by Put after the queue's Shutdown (by any
+	// process), and by Get once a shut-down queue is drained (at once
+	// after an immediate Shutdown): Python 3.13's queue.ShutDown.
+	ErrShutdown = errors.New("ringbuf: queue shut down")
 	// ErrTooLarge is returned by Put for a message longer than the queue's
 	// maximum message size.
 	ErrTooLarge = errors.New("ringbuf: message too large")
@@ -28,9 +32,8 @@ var (
 
 // Errors of the queue's parameters and of JoinableQueue.
 var (
-	// ErrInvalidParam is returned by Init and Create for a capacity that is
-	// not a power of two in 2..MaxCapacity, or a maximum message size
-	// outside 0..MaxMsgLimit.
+	// ErrInvalidParam is returned by Init and Create for a capacity above
+	// MaxCapacity, or a maximum message size outside 0..MaxMsgLimit.
 	ErrInvalidParam = errors.New("ringbuf: invalid queue parameters")
 	// ErrTaskDone is returned by TaskDone when it is called more times
 	// than items were taken from the queue (Python's ValueError from

@@ -24,7 +24,7 @@ func ExampleQueue() {
 	for _, m := range []string{"A", "B", "C"} {
 		q.Put(nil, []byte(m))
 	}
-	q.Close()
+	q.Shutdown(false)
 	buf := make([]byte, q.MaxMsgSize())
 	for {
 		n, err := q.GetInto(nil, buf)
@@ -38,7 +38,7 @@ func ExampleQueue() {
 	// A
 	// B
 	// C
-	// ringbuf: closed
+	// ringbuf: queue shut down
 }
 
 func ExampleQueue_Reserve() {

@@ -244,7 +244,14 @@ func (q *Queue) committed() int {
 // ring, none taken and not done by a live process. The ring is read
 // before the entries: a message leaves the ring only after its taker
 // counted it.
-func (q *Queue) done() bool { return q.committed() == 0 && q.takenNotDone() == 0 }
+// After an immediate Shutdown it first discards what a producer committed
+// since (those tasks count as done).
+func (q *Queue) done() bool {
+	if atomic.LoadUint32(q.shutdown) == qShutImmediate {
+		q.discard()
+	}
+	return q.committed() == 0 && q.takenNotDone() == 0
+}
 
 // TaskDone marks one task taken from the queue as finished. It lowers the
 // count of the calling process's taker entry or, when that is zero (the

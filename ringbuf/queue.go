@@ -17,12 +17,17 @@ import (
 //
 //	offset 0    uint32  magic "mpq1"; stored last by Init, it publishes the queue
 //	offset 4    uint32  layout version (QueueVersion)
-//	offset 8    uint32  capacity C, a power of two, 2..MaxCapacity
+//	offset 8    uint32  ring size C: the limit L rounded up to a power of
+//	                    two, at least 2 (qRing)
 //	offset 12   uint32  maximum message size M, 0..MaxMsgLimit
 //	offset 16   uint32  slot stride: 64 + M rounded up to 64
-//	offset 20   uint32  flags: bit 0 joinable, bit 1 typed
+//	offset 20   uint32  flags: bit 0 joinable, bit 1 typed, bit 2 simple
 //	offset 24   uint64  element type fingerprint (typed queues), else 0
-//	offset 32   uint32  closed: 0, then 1 forever after Close
+//	offset 32   uint32  shutdown: 0 open, 1 shut down, 2 shut down
+//	                    immediately (Shutdown); back to 0 by Restart
+//	offset 36   uint32  limit L: the capacity the user asked for,
+//	                    1..MaxCapacity; at most L messages are committed
+//	                    or being written at once (see underLimit)
 //	offset 64   uint64  tail: producers' position hint
 //	offset 128  uint64  head: consumers' position hint
 //	offset 192  uint32  not-empty epoch (futex word); uint32 getters asleep in it
@@ -132,9 +137,12 @@ const (
 	// notifier (qEvent). Version 4 moves the payload to the slot's second
 	// cache line. Version 5: claims and owner words name process
 	// registry slots, not pids; a joinable queue counts no puts and
-	// keeps taker entries after its slots (joinable.go).
+	// keeps taker entries after its slots (joinable.go); the header holds
+	// the user's capacity (the limit) besides the ring size, and the
+	// closed word became the shutdown state.
 	QueueVersion = 5
-	// MaxCapacity is the largest capacity a Queue accepts.
+	// MaxCapacity is the largest capacity a Queue accepts (its ring has
+	// as many slots: it is a power of two).
 	MaxCapacity = 1 << 24
 	// MaxMsgLimit is the largest maximum message size a Queue accepts.
 	MaxMsgLimit = 1<<30 - 1
@@ -150,7 +158,8 @@ const (
 	qOffStride      = 16
 	qOffFlags       = 20
 	qOffFingerprint = 24
-	qOffClosed      = 32
+	qOffShutdown    = 32
+	qOffLimit       = 36
 	qOffTail        = 64
 	qOffHead        = 128
 	qOffNotEmpty    = 192
@@ -161,6 +170,7 @@ const (
 
 	qFlagJoinable = 1 << 0
 	qFlagTyped    = 1 << 1
+	qFlagSimple   = 1 << 2
 )
 
 // Claim half of a slot word.
@@ -174,16 +184,42 @@ const (
 )
 
 // SizeOf returns the number of bytes a Queue of the given capacity and
-// maximum message size occupies: 384 bytes of header plus capacity slots
-// of 64 + maxMsg bytes rounded up to 64. For example SizeOf(1024, 64) is
-// 384 + 1024*128 = 131,456 bytes, and SizeOf(256, 4096) is 384 +
-// 256*4160 = 1,065,344 bytes. It returns -1 for parameters Init would
-// reject.
+// maximum message size occupies: 384 bytes of header plus R slots of 64 +
+// maxMsg bytes rounded up to 64, where R is the capacity rounded up to a
+// power of two, at least 2 (a capacity of 0 or less means
+// DefaultCapacity). For example SizeOf(1024, 64) is 384 + 1024*128 =
+// 131,456 bytes, SizeOf(6, 64) is 384 + 8*128 = 1,408 bytes, and
+// SizeOf(256, 4096) is 384 + 256*4160 = 1,065,344 bytes. It returns -1
+// for parameters Init would reject.
 func SizeOf(capacity, maxMsg int) int {
-	if capacity < 2 || capacity > MaxCapacity || capacity&(capacity-1) != 0 || maxMsg < 0 || maxMsg > MaxMsgLimit {
+	capacity = qLimit(capacity)
+	if capacity > MaxCapacity || maxMsg < 0 || maxMsg > MaxMsgLimit {
 		return -1
 	}
-	return qHeaderSize + capacity*qStride(maxMsg)
+	return qHeaderSize + qRing(capacity)*qStride(maxMsg)
+}
+
+// DefaultCapacity is the capacity of a queue created with a capacity of 0
+// or less, which Python calls unbounded (see the package documentation).
+const DefaultCapacity = 1024
+
+// qLimit returns the limit a requested capacity stands for.
+func qLimit(capacity int) int {
+	if capacity <= 0 {
+		return DefaultCapacity
+	}
+	return capacity
+}
+
+// qRing returns the ring size for a limit: the limit rounded up to a power
+// of two, at least 2 (Vyukov's ring needs two slots to tell a free slot
+// from a full one by its sequence).
+func qRing(limit int) int {
+	r := 2
+	for r < limit {
+		r <<= 1
+	}
+	return r
 }
 
 func qStride(maxMsg int) int { return (qSlotHeader + maxMsg + 63) &^ 63 }
@@ -258,7 +294,7 @@ func (o *Options) check() time.Duration {
 // while registered so costs the next notification one wake, nothing
 // more, and a garbage count heals at the next notification.
 type qEvent struct {
-	seq     uint32 // futex word: the epoch, bumped by each notification that finds sleepers, and by Close
+	seq     uint32 // futex word: the epoch, bumped by each notification that finds sleepers, and by Close and Shutdown
 	waiters uint32 // sleepers registered in this epoch: added by sleepers, zeroed by notifiers
 }
 
@@ -313,20 +349,23 @@ type Queue struct {
 	selfClaim  uint32         // this process's claim id
 	selfPacked uint64         // this process's full identity, for owner words
 
+	limit uint32 // the capacity the user asked for: at most this many messages at once
+
 	// Header words. The cached parameters above are read once at Attach:
 	// a peer that scribbles on the header later cannot make this handle
 	// index outside mem.
-	tail        *uint64       // positions below it were claimed by producers; stored by producers after a claim (a hint: may lag, even move back)
-	head        *uint64       // positions below it were claimed by consumers; stored by consumers after a claim (a hint: may lag, even move back)
-	closed      *uint32       // 0 open, 1 closed; written once by Close
-	notEmpty    *qEvent       // getters sleep here; bumped by Put and Close
-	notFull     *qEvent       // putters sleep here; bumped by Get and Close
-	joinEpoch   *uint32       // joinable: bumped when a taken count reaches zero while someone joins
-	joinLoose   *uint32       // joinable: taken-not-done tasks of no taker entry
-	joinWaiters *uint32       // joinable: sleeping joiners
-	joinTab     []qTaker      // joinable: the taker entries
-	joinIdx     atomic.Int32  // joinable: this process's taker entry; -1 unknown yet, -2 none free
-	joinMiss    atomic.Uint32 // joinable: takes counted loose since the last look for a free entry
+	tail         *uint64       // positions below it were claimed by producers; stored by producers after a claim (a hint: may lag, even move back)
+	head         *uint64       // positions below it were claimed by consumers; stored by consumers after a claim (a hint: may lag, even move back)
+	shutdown     *uint32       // 0 open, 1 shut down, 2 shut down immediately; written by Shutdown and Restart
+	handleClosed atomic.Bool   // this handle is closed (Close): process-local
+	notEmpty     *qEvent       // getters sleep here; bumped by Put and Close
+	notFull      *qEvent       // putters sleep here; bumped by Get and Close
+	joinEpoch    *uint32       // joinable: bumped when a taken count reaches zero while someone joins
+	joinLoose    *uint32       // joinable: taken-not-done tasks of no taker entry
+	joinWaiters  *uint32       // joinable: sleeping joiners
+	joinTab      []qTaker      // joinable: the taker entries
+	joinIdx      atomic.Int32  // joinable: this process's taker entry; -1 unknown yet, -2 none free
+	joinMiss     atomic.Uint32 // joinable: takes counted loose since the last look for a free entry
 }
 
 type qNoCopy struct{}
@@ -354,8 +393,9 @@ func qCheckMem(mem []byte, need int) error {
 	return nil
 }
 
-// Init initializes an empty Queue of the given capacity (a power of two,
-// 2..MaxCapacity) and maximum message size (0..MaxMsgLimit) in mem, which
+// Init initializes an empty Queue of the given capacity (1..MaxCapacity;
+// 0 or less means DefaultCapacity) and maximum message size
+// (0..MaxMsgLimit) in mem, which
 // must hold SizeOf(capacity, maxMsg) bytes and be 8-byte aligned (64
 // recommended), and returns a handle on it. Nothing else may use mem while
 // Init runs.
@@ -366,15 +406,18 @@ func Init(mem []byte, capacity, maxMsg int, opts *Options) (*Queue, error) {
 func qInit(mem []byte, capacity, maxMsg int, flags uint32, fp uint64, opts *Options) (*Queue, error) {
 	size := qSize(capacity, maxMsg, flags)
 	if size < 0 {
-		return nil, fmt.Errorf("ringbuf: capacity %d (want a power of two in 2..%d) or max message size %d (want 0..%d): %w",
+		return nil, fmt.Errorf("ringbuf: capacity %d (want at most %d) or max message size %d (want 0..%d): %w",
 			capacity, MaxCapacity, maxMsg, MaxMsgLimit, ErrInvalidParam)
 	}
 	if err := qCheckMem(mem, size); err != nil {
 		return nil, err
 	}
+	limit := qLimit(capacity)
+	capacity = qRing(limit)
 	clear(mem[:qHeaderSize])
 	*u32at(mem, qOffVersion) = QueueVersion
 	*u32at(mem, qOffCap) = uint32(capacity)
+	*u32at(mem, qOffLimit) = uint32(limit)
 	*u32at(mem, qOffMaxMsg) = uint32(maxMsg)
 	*u32at(mem, qOffStride) = uint32(qStride(maxMsg))
 	*u32at(mem, qOffFlags) = flags
@@ -413,9 +456,10 @@ func qHandle(mem []byte, opts *Options) (*Queue, error) {
 	m := atomic.LoadUint32(u32at(mem, qOffMaxMsg))
 	st := atomic.LoadUint32(u32at(mem, qOffStride))
 	flags := atomic.LoadUint32(u32at(mem, qOffFlags))
-	size := qSize(int(c), int(m), flags)
-	if size < 0 || int(st) != qStride(int(m)) || flags&^(qFlagJoinable|qFlagTyped) != 0 {
-		return nil, fmt.Errorf("ringbuf: queue header (capacity %d, max message %d, stride %d, flags %#x): %w", c, m, st, flags, shm.ErrCorrupt)
+	limit := atomic.LoadUint32(u32at(mem, qOffLimit))
+	size := qSize(int(limit), int(m), flags)
+	if size < 0 || limit == 0 || int(c) != qRing(int(limit)) || int(st) != qStride(int(m)) || flags&^(qFlagJoinable|qFlagTyped|qFlagSimple) != 0 {
+		return nil, fmt.Errorf("ringbuf: queue header (limit %d, ring %d, max message %d, stride %d, flags %#x): %w", limit, c, m, st, flags, shm.ErrCorrupt)
 	}
 	if err := qCheckMem(mem, size); err != nil {
 		return nil, err
@@ -430,6 +474,7 @@ func qHandle(mem []byte, opts *Options) (*Queue, error) {
 		slots:       unsafe.Pointer(&mem[qHeaderSize]),
 		mask:        uint64(c - 1),
 		capacity:    c,
+		limit:       limit,
 		maxMsg:      int(m),
 		stride:      uintptr(st),
 		joinable:    flags&qFlagJoinable != 0,
@@ -437,7 +482,7 @@ func qHandle(mem []byte, opts *Options) (*Queue, error) {
 		budget:      4*int(c) + 1<<16,
 		tail:        u64at(mem, qOffTail),
 		head:        u64at(mem, qOffHead),
-		closed:      u32at(mem, qOffClosed),
+		shutdown:    u32at(mem, qOffShutdown),
 		notEmpty:    (*qEvent)(unsafe.Pointer(&mem[qOffNotEmpty])),
 		notFull:     (*qEvent)(unsafe.Pointer(&mem[qOffNotFull])),
 		joinEpoch:   u32at(mem, qOffJoinEpoch),
@@ -538,7 +583,7 @@ const (
 	qOK      qStatus = iota
 	qWait            // full (put) or empty (get): wait for the other side
 	qBlocked         // behind a slot another party claimed: wait, maybe reclaim
-	qClosed          // closed (put), or closed and drained (get)
+	qClosed          // get: shut down and drained
 	qShort           // get: the next message does not fit the buffer
 	qCorrupt         // shared state no mpipc process could have written
 )
@@ -609,6 +654,9 @@ func (q *Queue) claimPut() (s unsafe.Pointer, pos uint64, st qStatus, blk uint64
 		d := int32(seq - uint32(p))
 		switch {
 		case d == 0 && claim == 0:
+			if q.limit != q.capacity && !q.underLimit(p) {
+				return s, p, qWait, w
+			}
 			// Claims position p and records the claimant in the slot word.
 			if atomic.CompareAndSwapUint64(qSlotWord(s), w, qWord(seq, q.selfClaim)) {
 				qStoreHint(q.tail, p+1) // a hint: may land after a later claimant's
@@ -639,6 +687,23 @@ func (q *Queue) claimPut() (s unsafe.Pointer, pos uint64, st qStatus, blk uint64
 		}
 	}
 	return nil, p, qCorrupt, 0
+}
+
+// underLimit reports whether a producer may claim position p of a queue
+// whose limit is below its ring size: whether fewer than limit positions
+// below p are unclaimed by consumers (committed, being written, or
+// skipped and not yet passed). The head hint never exceeds the consumers'
+// frontier, so the first test is conservative, and only when it fails is
+// the frontier found exactly (a scan from the hint). Each producer tests
+// its own position, and positions are claimed one by one by a
+// compare-and-swap, so two producers cannot both pass for one free place:
+// no shared counter is needed.
+func (q *Queue) underLimit(p uint64) bool {
+	if int64(p-atomic.LoadUint64(q.head)) < int64(q.limit) {
+		return true
+	}
+	h, _ := q.getFrontier()
+	return int64(p-h) < int64(q.limit)
 }
 
 // commitPut publishes the n bytes written into claimed slot s as the
@@ -686,7 +751,7 @@ func (q *Queue) skipPut(s unsafe.Pointer, pos uint64) {
 // place with qShort (n its length).
 func (q *Queue) claimGet(limit int, claimSlot bool) (s unsafe.Pointer, pos uint64, n int, st qStatus, blk uint64) {
 	h := atomic.LoadUint64(q.head)
-	closedSeen := false
+	shutSeen := false
 	for budget := q.budget; budget > 0; budget-- {
 		s = q.slot(h)
 		w := atomic.LoadUint64(qSlotWord(s))
@@ -740,16 +805,17 @@ func (q *Queue) claimGet(limit int, claimSlot bool) (s unsafe.Pointer, pos uint6
 			if claim != 0 {
 				return s, h, 0, qBlocked, w
 			}
-			// Empty. A producer checks closed after it claims, so load
-			// closed first and then look at the slot once more: a message
-			// claimed before Close is seen, none can come after.
-			if closedSeen {
+			// Empty. A producer checks shutdown after it claims, so load
+			// shutdown first and then look at the slot once more: a
+			// message claimed before Shutdown is seen, none can come
+			// after.
+			if shutSeen {
 				return s, h, 0, qClosed, w
 			}
-			if atomic.LoadUint32(q.closed) == 0 {
+			if atomic.LoadUint32(q.shutdown) == 0 {
 				return s, h, 0, qWait, w
 			}
-			closedSeen = true
+			shutSeen = true
 		case d == -int32(q.capacity) && claim&qClaimFull == 0 && claim != 0:
 			// A consumer of lap h-C still reads this slot: h cannot be
 			// written until it releases.
@@ -831,7 +897,8 @@ func (q *Queue) finishGet(s unsafe.Pointer, pos uint64, w uint64) bool {
 }
 
 // wake starts a new epoch of e with no sleepers and wakes every sleeper of
-// the old one, if it had any (all: Close, whatever the count says).
+// the old one, if it had any (all: Close and Shutdown, whatever the count
+// says).
 func (q *Queue) wake(e *qEvent) { q.wakeEpoch(e, false) }
 
 func (q *Queue) wakeEpoch(e *qEvent, all bool) {
@@ -854,8 +921,9 @@ func (q *Queue) wakeEpoch(e *qEvent, all bool) {
 // qEventTries bounds the compare-and-swap loops on an event word.
 const qEventTries = 1 << 10
 
-// Cap returns the capacity: how many messages the queue holds at most.
-func (q *Queue) Cap() int { return int(q.capacity) }
+// Cap returns the capacity: how many messages the queue holds at most,
+// as given at creation (DefaultCapacity for 0 or less).
+func (q *Queue) Cap() int { return int(q.limit) }
 
 // MaxMsgSize returns the largest message the queue accepts.
 func (q *Queue) MaxMsgSize() int { return q.maxMsg }
@@ -902,7 +970,7 @@ func (q *Queue) Len() int {
 			continue
 		}
 		d := int64(t - h)
-		return int(min(max(d, 0), int64(q.capacity)))
+		return int(min(max(d, 0), int64(q.limit)))
 	}
 	return 0
 }
@@ -915,24 +983,117 @@ func (q *Queue) Empty() bool {
 
 // Full reports whether the queue has no free slot (a snapshot).
 func (q *Queue) Full() bool {
+	if q.limit != q.capacity {
+		return q.Len() >= int(q.limit)
+	}
 	t, w := q.putFrontier()
 	return int32(uint32(w)-uint32(t)) < 0
 }
 
-// Closed reports whether Close has been called.
-func (q *Queue) Closed() bool { return atomic.LoadUint32(q.closed) != 0 }
+// Shutdown states of the shared shutdown word.
+const (
+	qShutNone      = 0
+	qShutDrain     = 1 // Puts fail; Gets drain, then fail
+	qShutImmediate = 2 // Puts and Gets fail; what is left is discarded
+)
 
-// Close closes the queue for every process: later Puts fail with
-// ErrClosed; Gets return what remains, then ErrClosed. Every producer and
-// consumer blocked in any process wakes. Closing twice returns nil. Close
-// does not free the memory.
+// Closed reports whether this handle has been closed (Close).
+func (q *Queue) Closed() bool { return q.handleClosed.Load() }
+
+// IsShutdown reports whether the queue has been shut down (Shutdown), by
+// any process, and not restarted since.
+func (q *Queue) IsShutdown() bool { return atomic.LoadUint32(q.shutdown) != qShutNone }
+
+// Close releases this handle, as io.Closer and Python's Queue.close do:
+// its later calls return ErrClosed, and its calls blocked in Put or Get
+// return ErrClosed. The queue itself, its messages and every other handle
+// (in this process or another) go on; to stop the queue for everyone, use
+// Shutdown. Closing twice returns nil. The memory stays mapped until the
+// handle is no longer referenced.
 func (q *Queue) Close() error {
-	if atomic.SwapUint32(q.closed, 1) != 0 { // publishes the closed state
+	if q.handleClosed.Swap(true) {
 		return nil
 	}
+	// Wakes this handle's sleepers (and, once, every other sleeper on the
+	// queue, which looks again and sleeps again).
 	q.wakeEpoch(q.notEmpty, true)
 	q.wakeEpoch(q.notFull, true)
 	return nil
+}
+
+// Shutdown stops the queue for every handle in every process, as Python
+// 3.13's Queue.shutdown: later Puts fail with ErrShutdown; Gets return
+// what remains and then fail with ErrShutdown; every producer and
+// consumer blocked in any process wakes. With immediate, what remains is
+// discarded instead and Gets fail at once; for a JoinableQueue the
+// discarded messages count as done (Python calls task_done for each), so
+// Join returns once the tasks already taken are done. A producer that
+// claimed its slot before the Shutdown may still commit a message just
+// after it: with immediate, the next Get or Join discards it. Shutdown
+// again returns nil (an immediate one after a plain one discards). It
+// returns ErrClosed on a closed handle. Restart makes the queue usable
+// again.
+func (q *Queue) Shutdown(immediate bool) error {
+	if q.handleClosed.Load() {
+		return ErrClosed
+	}
+	st := uint32(qShutDrain)
+	if immediate {
+		st = qShutImmediate
+	}
+	for range qEventTries { // bounded against a peer that rewrites the word
+		old := atomic.LoadUint32(q.shutdown)
+		if old >= st && old <= qShutImmediate {
+			break
+		}
+		// Publishes the shutdown to every process.
+		if atomic.CompareAndSwapUint32(q.shutdown, old, st) {
+			break
+		}
+	}
+	q.wakeEpoch(q.notEmpty, true)
+	q.wakeEpoch(q.notFull, true)
+	if immediate {
+		q.discard()
+	}
+	return nil
+}
+
+// Restart makes a shut-down queue usable again, for every process: Puts
+// and Gets work as before the Shutdown, and messages a plain Shutdown left
+// undrained are there to get. A Get still draining in another process
+// then waits for messages instead of failing. Restarting a queue that is
+// not shut down does nothing. It returns ErrClosed on a closed handle.
+// This is the documented way back for a persistent named queue, which
+// otherwise stays shut down until its segment is deleted.
+func (q *Queue) Restart() error {
+	if q.handleClosed.Load() {
+		return ErrClosed
+	}
+	atomic.StoreUint32(q.shutdown, qShutNone) // publishes the queue open again
+	return nil
+}
+
+// discard takes every committed message out of the ring and drops it,
+// counting nothing (for a JoinableQueue a discarded message is a task
+// done: it was unfinished only by being in the ring). It stops at the
+// first position with no committed message, or one being written or
+// read.
+func (q *Queue) discard() {
+	for range q.budget {
+		s, pos, _, st, w := q.claimGet(-1, false)
+		if st != qOK {
+			break
+		}
+		// Frees the slot for pos+C: the message is gone, uncounted.
+		if atomic.CompareAndSwapUint64(qSlotWord(s), w, qWord(uint32(pos)+uint32(q.capacity), 0)) {
+			qStoreHint(q.head, pos+1)
+		}
+	}
+	q.wakeEpoch(q.notFull, false)
+	if q.joinable {
+		q.wakeJoiners()
+	}
 }
 
 // State is a snapshot of a Queue, for inspection.
@@ -940,7 +1101,8 @@ type State struct {
 	Len         int  // messages in the queue (best effort)
 	Cap         int  // capacity
 	MaxMsgSize  int  // largest message accepted
-	Closed      bool // Close was called
+	Closed      bool // this handle was closed (Close)
+	Shutdown    bool // the queue was shut down (Shutdown) and not restarted
 	GetWaiters  int  // getters registered as sleeping since the last notification (may include dead ones)
 	PutWaiters  int  // putters registered as sleeping since the last notification (may include dead ones)
 	Unfinished  int  // joinable queues: messages in the ring plus Taken
@@ -957,9 +1119,10 @@ func (q *Queue) State() State {
 	}
 	return State{
 		Len:         q.Len(),
-		Cap:         int(q.capacity),
+		Cap:         int(q.limit),
 		MaxMsgSize:  q.maxMsg,
 		Closed:      q.Closed(),
+		Shutdown:    q.IsShutdown(),
 		GetWaiters:  int(q.notEmpty.sleepers()),
 		PutWaiters:  int(q.notFull.sleepers()),
 		Unfinished:  inRing + taken,

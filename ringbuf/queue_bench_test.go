@@ -36,6 +36,24 @@ func BenchmarkQueueUncontended(b *testing.B) {
 	}
 }
 
+// BenchmarkQueueUncontendedCap1000 is BenchmarkQueueUncontended with a
+// capacity that is not a power of two: each Put also tests the limit
+// against the consumers' head hint.
+func BenchmarkQueueUncontendedCap1000(b *testing.B) {
+	q := qNew(b, 1000, 64, nil)
+	msg, buf := make([]byte, 64), make([]byte, 64)
+	b.ReportAllocs()
+	b.SetBytes(64)
+	for b.Loop() {
+		if err := q.TryPut(msg); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := q.TryGetInto(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkChanUncontended is the floor: a buffered Go channel of 64-byte
 // arrays, send and receive in one goroutine.
 func BenchmarkChanUncontended(b *testing.B) {
@@ -304,6 +322,11 @@ func qbW6(b *testing.B, size, capacity int) {
 // BenchmarkQueueW6_64B is W6: one producer and one consumer process,
 // 64-byte messages, 1024 slots (as c-mpmc-ring).
 func BenchmarkQueueW6_64B(b *testing.B) { qbW6(b, 64, 1024) }
+
+// BenchmarkQueueW6_64B_Cap1000 is W6 with a capacity of 1000: the cost
+// of the limit test across processes (the producer reads the consumer's
+// head hint line).
+func BenchmarkQueueW6_64B_Cap1000(b *testing.B) { qbW6(b, 64, 1000) }
 
 // BenchmarkQueueW6_4KiB is W6-4KiB: 4096-byte messages, 256 slots.
 func BenchmarkQueueW6_4KiB(b *testing.B) { qbW6(b, 4096, 256) }

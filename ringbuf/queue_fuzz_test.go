@@ -72,7 +72,7 @@ func FuzzQueueCorrupt(f *testing.F) {
 				q.Full()
 				q.State()
 			case 7:
-				q.Close()
+				q.Shutdown(next()&1 == 0)
 			case 8, 9: // a garbage 64-bit word at an 8-byte aligned offset
 				off := int(binary.LittleEndian.Uint16([]byte{next(), next()})) * 8 % len(mem)
 				var w [8]byte

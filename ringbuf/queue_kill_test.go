@@ -117,7 +117,7 @@ func qRoleKillConsumer(args []string) error {
 				err = b.Release()
 			}
 		}
-		if errors.Is(err, ErrClosed) {
+		if errors.Is(err, ErrShutdown) {
 			return nil
 		}
 		if err != nil {
@@ -236,7 +236,7 @@ func TestQueueKill(t *testing.T) {
 			c.c.WaitOK()
 		}
 	}
-	q.Close()
+	q.Shutdown(false)
 	for _, c := range live {
 		if c.inc < 0 {
 			c.c.WaitOK()

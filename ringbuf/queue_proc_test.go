@@ -158,7 +158,7 @@ func qRoleConsumer(args []string) error {
 	var count, sum uint64
 	for {
 		n, err := q.GetInto(nil, buf)
-		if errors.Is(err, ErrClosed) {
+		if errors.Is(err, ErrShutdown) {
 			break
 		}
 		if err != nil {
@@ -203,7 +203,7 @@ func qConservation(t *testing.T, producers, consumers, capacity, total int) {
 		ps = append(ps, proctest.Start(t, "q-producer", path, strconv.Itoa(p), strconv.Itoa(per)))
 	}
 	proctest.WaitAll(ps)
-	q.Close()
+	q.Shutdown(false)
 	var count, sum, wantSum uint64
 	for _, out := range proctest.WaitAll(cs) {
 		var c, s uint64
@@ -304,9 +304,9 @@ func TestJoinableTutorialAcrossProcesses(t *testing.T) {
 	}
 }
 
-// --- Close wakes every process ---
+// --- Shutdown wakes every process ---
 
-// q-blocker PATH get|put: blocks in Get (or Put) until Close, then prints
+// q-blocker PATH get|put: blocks in Get (or Put) until Shutdown, then prints
 // the CLOCK_MONOTONIC time it woke, in ns.
 func qRoleBlocker(args []string) error {
 	q, err := qChildQueue(args[0], 0)
@@ -319,14 +319,14 @@ func qRoleBlocker(args []string) error {
 		err = q.Put(nil, []byte("x"))
 	}
 	now := qMonoNow()
-	if !errors.Is(err, ErrClosed) {
-		return fmt.Errorf("%s returned %v, want ErrClosed", args[1], err)
+	if !errors.Is(err, ErrShutdown) {
+		return fmt.Errorf("%s returned %v, want ErrShutdown", args[1], err)
 	}
 	fmt.Println(now)
 	return nil
 }
 
-func TestQueueCloseWakesProcesses(t *testing.T) {
+func TestQueueShutdownWakesProcesses(t *testing.T) {
 	trials := 5
 	var lat []time.Duration
 	for range trials {
@@ -349,8 +349,8 @@ func TestQueueCloseWakesProcesses(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond) // let them reach the kernel
 		t0 := qMonoNow()
-		qe.Close()
-		qf.Close()
+		qe.Shutdown(false)
+		qf.Shutdown(false)
 		for _, out := range proctest.WaitAll(cs) {
 			ns, err := strconv.ParseInt(strings.TrimSpace(out), 10, 64)
 			if err != nil {
@@ -361,9 +361,9 @@ func TestQueueCloseWakesProcesses(t *testing.T) {
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	med := lat[len(lat)/2]
-	t.Logf("Close to wake across processes: median %v, max %v over %d sleepers", med, lat[len(lat)-1], len(lat))
+	t.Logf("Shutdown to wake across processes: median %v, max %v over %d sleepers", med, lat[len(lat)-1], len(lat))
 	if med > 10*time.Millisecond {
-		t.Fatalf("median wake latency after Close %v, want <= 10ms (all: %v)", med, lat)
+		t.Fatalf("median wake latency after Shutdown %v, want <= 10ms (all: %v)", med, lat)
 	}
 }
 

@@ -93,7 +93,7 @@ func qRoleSegPeer(args []string) error {
 	}
 	for i := int32(0); ; i++ {
 		m, err := jobs.GetTimeout(10 * time.Second)
-		if errors.Is(err, ErrClosed) {
+		if errors.Is(err, ErrShutdown) {
 			break
 		}
 		if err != nil {
@@ -108,7 +108,7 @@ func qRoleSegPeer(args []string) error {
 		}
 	}
 	for {
-		if _, err := tasks.GetTimeout(10 * time.Second); errors.Is(err, ErrClosed) {
+		if _, err := tasks.GetTimeout(10 * time.Second); errors.Is(err, ErrShutdown) {
 			break
 		} else if err != nil {
 			return err
@@ -159,8 +159,8 @@ func TestQueueSegment(t *testing.T) {
 	if _, err := Create(seg, "huge", 1<<16, 1<<10, nil); !errors.Is(err, shm.ErrFull) {
 		t.Errorf("Create larger than the segment: %v, want shm.ErrFull", err)
 	}
-	if _, err := Create(seg, "bad", 3, 8, nil); !errors.Is(err, ErrInvalidParam) {
-		t.Errorf("Create with capacity 3: %v, want ErrInvalidParam", err)
+	if _, err := Create(seg, "bad", MaxCapacity+1, 8, nil); !errors.Is(err, ErrInvalidParam) {
+		t.Errorf("Create with capacity MaxCapacity+1: %v, want ErrInvalidParam", err)
 	}
 	if err := qSegCheckOpens(seg); err != nil {
 		t.Error(err)
@@ -177,7 +177,7 @@ func TestQueueSegment(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	tasks.Close() // the peer drains the tasks, then sees ErrClosed
+	tasks.Shutdown(false) // the peer drains the tasks, then sees ErrShutdown
 	child := proctest.Start(t, "q-seg-peer", name)
 	// More messages than either ring holds: both sides block on the other.
 	msgs := []string{"A", "B", "C", "", "a longer message of some forty bytes....", "end"}
@@ -186,7 +186,7 @@ func TestQueueSegment(t *testing.T) {
 			t.Fatalf("put %q: %v (child: %s)", m, err, child.Wait(time.Second).Stderr)
 		}
 	}
-	jobs.Close()
+	jobs.Shutdown(false)
 	for i, m := range msgs {
 		r, err := again.GetTimeout(10 * time.Second)
 		if err != nil {

@@ -47,7 +47,7 @@ func TestQueueLayout(t *testing.T) {
 			t.Errorf("%s at %d shares a cache line with %s", o.name, o.off, offs[i-1].name)
 		}
 	}
-	if qOffClosed >= 64 || qOffFingerprint+8 > 64 {
+	if qOffShutdown >= 64 || qOffFingerprint+8 > 64 {
 		t.Errorf("read-mostly parameters spill out of line 0")
 	}
 	if qOffJoinWaiters/64 != qOffJoinEpoch/64 || qOffJoinLoose/64 != qOffJoinEpoch/64 || qHeaderSize%64 != 0 || qHeaderSize < qOffJoinWaiters+4 {
@@ -58,6 +58,7 @@ func TestQueueLayout(t *testing.T) {
 	}
 	for _, c := range []struct{ cap, max, want int }{
 		{1024, 64, 384 + 1024*128}, {256, 4096, 384 + 256*4160}, {2, 0, 384 + 2*64}, {2, 1, 384 + 2*128}, {2, 64, 384 + 2*128}, {2, 65, 384 + 2*192},
+		{1, 0, 384 + 2*64}, {6, 64, 384 + 8*128}, {1000, 0, 384 + 1024*64}, {0, 0, 384 + DefaultCapacity*64}, {-5, 0, 384 + DefaultCapacity*64},
 	} {
 		if got := SizeOf(c.cap, c.max); got != c.want {
 			t.Errorf("SizeOf(%d, %d) = %d, want %d", c.cap, c.max, got, c.want)
@@ -71,7 +72,7 @@ func TestQueueLayout(t *testing.T) {
 }
 
 func TestQueueInvalidParams(t *testing.T) {
-	for _, c := range []struct{ cap, max int }{{0, 8}, {1, 8}, {3, 8}, {MaxCapacity * 2, 8}, {4, -1}, {4, MaxMsgLimit + 1}} {
+	for _, c := range []struct{ cap, max int }{{MaxCapacity + 1, 8}, {MaxCapacity * 2, 8}, {4, -1}, {4, MaxMsgLimit + 1}} {
 		if SizeOf(c.cap, c.max) != -1 {
 			t.Errorf("SizeOf(%d, %d) accepted", c.cap, c.max)
 		}
@@ -217,41 +218,189 @@ func TestQueueTooLargeAndShortBuffer(t *testing.T) {
 	}
 }
 
-func TestQueueClose(t *testing.T) {
-	q := qNew(t, 4, 8, nil)
+// TestQueueShutdown: after Shutdown, Puts fail and Gets drain then fail,
+// through every handle; Close of one handle leaves the others working.
+func TestQueueShutdown(t *testing.T) {
+	mem := qAligned(SizeOf(4, 8))
+	q, err := Init(mem, 4, 8, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := Attach(mem, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	q.TryPut([]byte("a"))
 	q.TryPut([]byte("b"))
+	if err := q.Shutdown(false); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Shutdown(false); err != nil {
+		t.Fatalf("second Shutdown: %v", err)
+	}
+	if !q.IsShutdown() || !other.IsShutdown() || !other.State().Shutdown || q.Closed() {
+		t.Fatal("not shut down, or closed")
+	}
+	for _, h := range []*Queue{q, other} {
+		if err := h.TryPut([]byte("c")); !errors.Is(err, ErrShutdown) {
+			t.Fatalf("TryPut after Shutdown: %v", err)
+		}
+		if err := h.Put(nil, []byte("c")); !errors.Is(err, ErrShutdown) {
+			t.Fatalf("Put after Shutdown: %v", err)
+		}
+		if _, err := h.Reserve(nil, 1); !errors.Is(err, ErrShutdown) {
+			t.Fatalf("Reserve after Shutdown: %v", err)
+		}
+	}
+	if m, err := q.Get(nil); err != nil || string(m) != "a" {
+		t.Fatalf("drain: %q %v", m, err)
+	}
+	if m, err := other.Get(nil); err != nil || string(m) != "b" {
+		t.Fatalf("drain: %q %v", m, err)
+	}
+	for _, h := range []*Queue{q, other} {
+		if _, err := h.Get(nil); !errors.Is(err, ErrShutdown) {
+			t.Fatalf("Get on drained shut-down queue: %v", err)
+		}
+		if _, err := h.TryGet(); !errors.Is(err, ErrShutdown) {
+			t.Fatalf("TryGet on drained shut-down queue: %v", err)
+		}
+	}
+	// Restart: usable again, through every handle.
+	if err := other.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if q.IsShutdown() {
+		t.Fatal("still shut down after Restart")
+	}
+	if err := q.TryPut([]byte("d")); err != nil {
+		t.Fatalf("Put after Restart: %v", err)
+	}
+	if m, err := other.TryGet(); err != nil || string(m) != "d" {
+		t.Fatalf("Get after Restart: %q %v", m, err)
+	}
+	// Close releases one handle only.
 	if err := q.Close(); err != nil {
 		t.Fatal(err)
 	}
 	if err := q.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
-	if !q.Closed() || !q.State().Closed {
-		t.Fatal("not closed")
+	if !q.Closed() || !q.State().Closed || other.Closed() || q.IsShutdown() {
+		t.Fatal("Close did more or less than close the handle")
 	}
-	if err := q.TryPut([]byte("c")); !errors.Is(err, ErrClosed) {
-		t.Fatalf("TryPut after Close: %v", err)
-	}
-	if err := q.Put(nil, []byte("c")); !errors.Is(err, ErrClosed) {
-		t.Fatalf("Put after Close: %v", err)
+	if err := q.TryPut([]byte("e")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("TryPut on a closed handle: %v", err)
 	}
 	if _, err := q.Reserve(nil, 1); !errors.Is(err, ErrClosed) {
-		t.Fatalf("Reserve after Close: %v", err)
+		t.Fatalf("Reserve on a closed handle: %v", err)
 	}
-	for _, want := range []string{"a", "b"} {
-		if m, err := q.Get(nil); err != nil || string(m) != want {
-			t.Fatalf("drain: %q %v", m, err)
-		}
-	}
-	if _, err := q.Get(nil); !errors.Is(err, ErrClosed) {
-		t.Fatalf("Get on drained closed queue: %v", err)
+	if err := other.TryPut([]byte("f")); err != nil {
+		t.Fatalf("TryPut on the other handle: %v", err)
 	}
 	if _, err := q.TryGet(); !errors.Is(err, ErrClosed) {
-		t.Fatalf("TryGet on drained closed queue: %v", err)
+		t.Fatalf("TryGet on a closed handle with a message queued: %v", err)
+	}
+	if _, err := q.Borrow(nil); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Borrow on a closed handle: %v", err)
+	}
+	if err := q.Shutdown(false); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Shutdown on a closed handle: %v", err)
+	}
+	if err := q.Restart(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Restart on a closed handle: %v", err)
+	}
+	if m, err := other.TryGet(); err != nil || string(m) != "f" {
+		t.Fatalf("TryGet on the other handle: %q %v", m, err)
 	}
 }
 
+// TestQueueShutdownImmediate: an immediate Shutdown discards what is
+// left; Gets fail at once; a JoinableQueue's Join returns, the discarded
+// tasks counting as done.
+func TestQueueShutdownImmediate(t *testing.T) {
+	jq, err := InitJoinable(qAligned(SizeOfJoinable(6, 8)), 6, 8, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		if err := jq.TryPut([]byte("t")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := jq.TryGet(); err != nil { // one task taken, not done
+		t.Fatal(err)
+	}
+	if err := jq.Shutdown(true); err != nil {
+		t.Fatal(err)
+	}
+	if n := jq.Len(); n != 0 {
+		t.Fatalf("Len after an immediate Shutdown: %d", n)
+	}
+	if _, err := jq.TryGet(); !errors.Is(err, ErrShutdown) {
+		t.Fatalf("TryGet after an immediate Shutdown: %v", err)
+	}
+	if ok, _ := jq.TryJoin(); ok {
+		t.Fatal("Join done with a taken task not done")
+	}
+	if n := jq.Unfinished(); n != 1 {
+		t.Fatalf("Unfinished %d, want the one taken task", n)
+	}
+	if err := jq.TaskDone(); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := jq.JoinTimeout(5 * time.Second); !ok || err != nil {
+		t.Fatalf("Join after an immediate Shutdown: %v %v", ok, err)
+	}
+	// A plain Shutdown upgraded to immediate discards.
+	q := qNew(t, 3, 8, nil)
+	q.TryPut([]byte("x"))
+	q.Shutdown(false)
+	q.Shutdown(true)
+	if _, err := q.TryGet(); !errors.Is(err, ErrShutdown) || q.Len() != 0 {
+		t.Fatalf("after Shutdown(false), Shutdown(true): %v, Len %d", err, q.Len())
+	}
+	// A commit that lands after the immediate Shutdown (its producer
+	// claimed before) is discarded by the next Get.
+	q2 := qNew(t, 3, 8, nil)
+	r, err := q2.TryReserve(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q2.Shutdown(true)
+	if err := r.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q2.TryGet(); !errors.Is(err, ErrShutdown) || q2.Len() != 0 {
+		t.Fatalf("a late commit after an immediate Shutdown: %v, Len %d", err, q2.Len())
+	}
+}
+
+func TestQueueShutdownWakesInProcess(t *testing.T) {
+	q := qNew(t, 2, 8, nil)
+	full := qNew(t, 2, 8, nil)
+	full.TryPut(nil)
+	full.TryPut(nil)
+	errs := make(chan error, 2)
+	go func() { _, err := q.Get(nil); errs <- err }()
+	go func() { errs <- full.Put(nil, []byte("x")) }()
+	time.Sleep(50 * time.Millisecond)
+	q.Shutdown(false)
+	full.Shutdown(false)
+	for range 2 {
+		select {
+		case err := <-errs:
+			if !errors.Is(err, ErrShutdown) {
+				t.Fatalf("blocked call after Shutdown: %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("Shutdown did not wake a blocked call")
+		}
+	}
+}
+
+// TestQueueCloseWakesInProcess: Close wakes this handle's blocked calls
+// with ErrClosed.
 func TestQueueCloseWakesInProcess(t *testing.T) {
 	q := qNew(t, 2, 8, nil)
 	full := qNew(t, 2, 8, nil)
@@ -366,7 +515,7 @@ func TestQueueConservationGoroutines(t *testing.T) {
 			var b [16]byte
 			for {
 				n, err := q.GetInto(nil, b[:])
-				if errors.Is(err, ErrClosed) {
+				if errors.Is(err, ErrShutdown) {
 					return
 				}
 				if err != nil || n != 16 {
@@ -387,7 +536,7 @@ func TestQueueConservationGoroutines(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	q.Close()
+	q.Shutdown(false)
 	cwg.Wait()
 	if count.Load() != uint64(producers*per) || sum.Load() != uint64(producers)*uint64(per)*uint64(per-1)/2 {
 		t.Fatalf("count %d sum %d", count.Load(), sum.Load())
@@ -491,6 +640,9 @@ func TestQueueAttachCorrupt(t *testing.T) {
 		{"version", qOffVersion, 99},
 		{"capacity not a power of two", qOffCap, 6},
 		{"capacity 1", qOffCap, 1},
+		{"ring larger than the limit needs", qOffCap, 16},
+		{"limit 0", qOffLimit, 0},
+		{"limit above the ring", qOffLimit, 9},
 		{"capacity beyond memory", qOffCap, 1 << 20},
 		{"max message beyond memory", qOffMaxMsg, 1 << 20},
 		{"stride", qOffStride, 8},

@@ -173,23 +173,28 @@ var errReclaimed = fmt.Errorf("ringbuf: slot reclaimed while this process held i
 // no clock.
 
 // putClaim claims a slot for an n-byte message. Its fast path is one
-// attempt: a load of closed, claimPut, and a load of closed again.
+// attempt: a load of this handle's closed flag and of the shutdown word,
+// claimPut (with the limit test, for a capacity not a power of two), and
+// a load of the shutdown word again.
 func (q *Queue) putClaim(ctx context.Context, n int, d time.Duration, try bool) (unsafe.Pointer, uint64, error) {
 	if uint(n) > uint(q.maxMsg) {
 		return nil, 0, ErrTooLarge
 	}
-	if atomic.LoadUint32(q.closed) != 0 {
+	if q.handleClosed.Load() {
 		return nil, 0, ErrClosed
+	}
+	if atomic.LoadUint32(q.shutdown) != 0 {
+		return nil, 0, ErrShutdown
 	}
 	s, pos, st, blk := q.claimPut()
 	if st != qOK {
 		return q.putClaimSlow(ctx, d, try, s, pos, st, blk)
 	}
-	// Close is checked after the claim: a consumer that saw the queue
-	// empty and closed can never see this message.
-	if atomic.LoadUint32(q.closed) != 0 {
+	// Shutdown is checked after the claim: a consumer that saw the queue
+	// empty and shut down can never see this message.
+	if atomic.LoadUint32(q.shutdown) != 0 {
 		q.skipPut(s, pos)
-		return nil, 0, ErrClosed
+		return nil, 0, ErrShutdown
 	}
 	return s, pos, nil
 }
@@ -215,17 +220,21 @@ func (q *Queue) putClaimSlow(ctx context.Context, d time.Duration, try bool, s u
 			}
 			return nil, 0, err
 		}
-		if atomic.LoadUint32(q.closed) != 0 {
+		if q.handleClosed.Load() {
 			w.done()
 			return nil, 0, ErrClosed
+		}
+		if atomic.LoadUint32(q.shutdown) != 0 {
+			w.done()
+			return nil, 0, ErrShutdown
 		}
 		s, pos, st, blk = q.claimPut()
 		switch st {
 		case qOK:
 			w.done()
-			if atomic.LoadUint32(q.closed) != 0 {
+			if atomic.LoadUint32(q.shutdown) != 0 {
 				q.skipPut(s, pos)
-				return nil, 0, ErrClosed
+				return nil, 0, ErrShutdown
 			}
 			return s, pos, nil
 		case qCorrupt:
@@ -251,7 +260,8 @@ func (q *Queue) put(ctx context.Context, msg []byte, d time.Duration, try bool) 
 
 // Put puts msg into the queue, waiting while it is full until ctx is done
 // (nil: never). It returns nil; ErrTooLarge for a message over
-// MaxMsgSize; ErrClosed; ctx.Err(), leaving the queue unchanged; or an
+// MaxMsgSize; ErrShutdown after Shutdown (in any process); ErrClosed after
+// this handle's Close; ctx.Err(), leaving the queue unchanged; or an
 // error wrapping shm.ErrCorrupt.
 func (q *Queue) Put(ctx context.Context, msg []byte) error {
 	return q.put(ctx, msg, 0, false)
@@ -271,6 +281,9 @@ func (q *Queue) TryPut(msg []byte) error { return q.put(nil, msg, 0, true) }
 // any length; a longer message gives ErrShortBuffer. Its fast path is one
 // claimGet.
 func (q *Queue) getClaim(ctx context.Context, limit int, d time.Duration, try, claim bool) (unsafe.Pointer, uint64, int, uint64, error) {
+	if err := q.getCheck(); err != nil {
+		return nil, 0, 0, 0, err
+	}
 	s, pos, n, st, blk := q.claimGet(limit, claim)
 	if st == qOK {
 		return s, pos, n, blk, nil
@@ -298,7 +311,7 @@ func (q *Queue) getClaimSlow(ctx context.Context, limit int, d time.Duration, tr
 			if waiting {
 				w.done()
 			}
-			return nil, 0, 0, 0, ErrClosed
+			return nil, 0, 0, 0, ErrShutdown
 		case qShort:
 			if waiting {
 				w.done()
@@ -323,8 +336,26 @@ func (q *Queue) getClaimSlow(ctx context.Context, limit int, d time.Duration, tr
 			}
 			return nil, 0, 0, 0, err
 		}
+		if err := q.getCheck(); err != nil {
+			w.done()
+			return nil, 0, 0, 0, err
+		}
 		s, pos, n, st, blk = q.claimGet(limit, claim)
 	}
+}
+
+// getCheck returns the error a Get fails with before it looks: ErrClosed
+// on a closed handle, ErrShutdown after an immediate Shutdown (once it has
+// discarded what a producer committed since).
+func (q *Queue) getCheck() error {
+	if q.handleClosed.Load() {
+		return ErrClosed
+	}
+	if atomic.LoadUint32(q.shutdown) == qShutImmediate {
+		q.discard()
+		return ErrShutdown
+	}
+	return nil
 }
 
 func (q *Queue) getInto(ctx context.Context, buf []byte, d time.Duration, try bool) (int, error) {
@@ -364,8 +395,10 @@ func (q *Queue) getAlloc(ctx context.Context, d time.Duration, try bool) ([]byte
 // GetInto removes the next message from the queue and copies it into buf,
 // waiting while the queue is empty until ctx is done (nil: never). It
 // returns the message length; ErrShortBuffer (with the length needed) if
-// buf is too small, leaving the message in the queue; ErrClosed once a
-// closed queue is drained; ctx.Err(); or an error wrapping shm.ErrCorrupt.
+// buf is too small, leaving the message in the queue; ErrShutdown once a
+// shut-down queue is drained (at once after an immediate Shutdown);
+// ErrClosed after this handle's Close; ctx.Err(); or an error wrapping
+// shm.ErrCorrupt.
 // It does not allocate.
 func (q *Queue) GetInto(ctx context.Context, buf []byte) (int, error) {
 	return q.getInto(ctx, buf, 0, false)

@@ -15,8 +15,8 @@ import (
 // one T. The element type's fingerprint is stored at creation and checked
 // at Open and Attach, so a process that opens the queue with another T
 // gets shm.ErrTypeMismatch instead of garbage. All Queue methods for
-// inspection and Close are available through the embedded Queue; use the
-// typed Put and Get.
+// inspection, Close, Shutdown and Restart are available through the
+// embedded Queue; use the typed Put and Get.
 type Typed[T any] struct {
 	*Queue
 }

@@ -95,6 +95,9 @@ const (
 	KindPipe
 	KindBytes // raw bytes, for tests and callers that manage their own layout
 	KindDict  // a shared hash map (package dict), typed or bytes-keyed
+	// KindSimpleQueue is a ringbuf.SimpleQueue (a Queue with the
+	// simple flag; Python's multiprocessing.SimpleQueue).
+	KindSimpleQueue
 )
 
 var kindNames = [...]string{
@@ -103,6 +106,7 @@ var kindNames = [...]string{
 	KindEvent: "event", KindBarrier: "barrier", KindValue: "value",
 	KindArray: "array", KindQueue: "queue", KindJoinableQueue: "joinable-queue",
 	KindPipe: "pipe", KindBytes: "bytes", KindDict: "dict",
+	KindSimpleQueue: "simple-queue",
 }
 
 func (k Kind) String() string {

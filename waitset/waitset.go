@@ -141,8 +141,9 @@ type GetCase struct {
 
 // Get gets a message from q into buf (at least q.MaxMsgSize() bytes, or
 // the Select fails with ringbuf.ErrShortBuffer for a longer message): it
-// completes when it took one. Select returns ringbuf.ErrClosed with its
-// index once q is closed and drained.
+// completes when it took one. Select returns ringbuf.ErrShutdown with its
+// index once q is shut down and drained (ringbuf.ErrClosed once this
+// handle is closed).
 func Get(q *ringbuf.Queue, buf []byte) *GetCase { return &GetCase{q: q, buf: buf} }
 
 // Msg returns the message the case got.
@@ -166,8 +167,8 @@ func (c *GetCase) arm() (*uint32, uint32) {
 }
 func (c *GetCase) disarm() { c.q.DisarmGet(c.val) }
 
-// Readable is ready while q holds a message, or is closed; it takes
-// nothing.
+// Readable is ready while q holds a message, or is shut down, or this
+// handle is closed; it takes nothing.
 func Readable(q *ringbuf.Queue) Case { return &readCase{q: q} }
 
 type readCase struct {
@@ -175,7 +176,9 @@ type readCase struct {
 	val uint32
 }
 
-func (c *readCase) try() (bool, error) { return !c.q.Empty() || c.q.Closed(), nil }
+func (c *readCase) try() (bool, error) {
+	return !c.q.Empty() || c.q.IsShutdown() || c.q.Closed(), nil
+}
 func (c *readCase) arm() (*uint32, uint32) {
 	var w *uint32
 	w, c.val = c.q.ArmGet()
@@ -184,10 +187,12 @@ func (c *readCase) arm() (*uint32, uint32) {
 func (c *readCase) disarm() { c.q.DisarmGet(c.val) }
 
 // Put puts msg on q: it completes when the message is in. Select returns
-// ringbuf.ErrClosed with its index once q is closed.
+// ringbuf.ErrShutdown with its index once q is shut down (ringbuf.ErrClosed
+// once this handle is closed).
 func Put(q *ringbuf.Queue, msg []byte) Case { return &putCase{q: q, msg: msg, take: true} }
 
-// Writable is ready while q has room, or is closed; it puts nothing.
+// Writable is ready while q has room, or is shut down, or this handle is
+// closed; it puts nothing.
 func Writable(q *ringbuf.Queue) Case { return &putCase{q: q} }
 
 type putCase struct {
@@ -199,7 +204,7 @@ type putCase struct {
 
 func (c *putCase) try() (bool, error) {
 	if !c.take {
-		return c.q.Len() < c.q.Cap() || c.q.Closed(), nil
+		return c.q.Len() < c.q.Cap() || c.q.IsShutdown() || c.q.Closed(), nil
 	}
 	switch err := c.q.TryPut(c.msg); err {
 	case nil:

@@ -376,3 +376,45 @@ func roleConsumer(args []string) error {
 		}
 	}
 }
+
+// TestSelectQueueShutdown: a Shutdown wakes a Select waiting to get or put
+// on the queue, which then reports ErrShutdown; Readable and Writable are
+// ready on a shut-down queue. Another handle's Close wakes nobody for
+// good: the Select goes on waiting.
+func TestSelectQueueShutdown(t *testing.T) {
+	seg := newSeg(t)
+	q := must(ringbuf.Create(seg, "q", 3, 16, nil))(t)
+	other := must(ringbuf.Open(seg, "q", nil))(t)
+	type res struct {
+		i   int
+		err error
+	}
+	done := make(chan res, 1)
+	go func() {
+		i, err := waitset.Select(context.Background(), waitset.Get(q, make([]byte, 16)))
+		done <- res{i, err}
+	}()
+	time.Sleep(20 * time.Millisecond)
+	other.Close()
+	select {
+	case r := <-done:
+		t.Fatalf("Select returned after another handle's Close: %d %v", r.i, r.err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	q2 := must(ringbuf.Open(seg, "q", nil))(t)
+	q2.Shutdown(false)
+	select {
+	case r := <-done:
+		if r.i != 0 || !errors.Is(r.err, ringbuf.ErrShutdown) {
+			t.Fatalf("Select after Shutdown = %d, %v; want 0, ErrShutdown", r.i, r.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Shutdown did not wake the Select")
+	}
+	if i, err := waitset.TrySelect(waitset.Readable(q)); i != 0 || err != nil {
+		t.Fatalf("Readable on a shut-down queue: %d %v", i, err)
+	}
+	if i, err := waitset.TrySelect(waitset.Put(q, []byte("x"))); i != 0 || !errors.Is(err, ringbuf.ErrShutdown) {
+		t.Fatalf("Put case on a shut-down queue: %d %v", i, err)
+	}
+}

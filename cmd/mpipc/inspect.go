@@ -381,8 +381,8 @@ func dictKeys(w io.Writer, seg *shm.Segment, name string) {
 
 func queueState(st ringbuf.State, joinable bool) string {
 	s := fmt.Sprintf("%d/%d messages (max %d bytes)", st.Len, st.Cap, st.MaxMsgSize)
-	if st.Closed {
-		s += ", closed"
+	if st.Shutdown {
+		s += ", shut down"
 	}
 	if joinable {
 		s += fmt.Sprintf(", %d unfinished tasks (%d taken)", st.Unfinished, st.Taken)
