@@ -6,6 +6,9 @@
 //	mpipc stat SEGMENT [OBJECT]      a segment's header and objects, with their live state
 //	mpipc rm [-f] SEGMENT...         remove segments
 //
+// Flags may come before or after arguments (mpipc rm SEG -f); "--" ends
+// the flags.
+//
 // Exit status: 0 success, 1 failure, 2 usage error.
 package main
 
@@ -111,12 +114,13 @@ func (c *cli) flags(name string) *flag.FlagSet {
 	return fs
 }
 
-// parse parses args; it returns -1 to go on, or the exit code: 0 after
-// --help (usage on stdout), 2 on a usage error.
+// parse parses args, flags anywhere among the arguments (rm SEG -f); an
+// argument "--" ends the flags. It returns -1 to go on, or the exit code:
+// 0 after --help (usage on stdout), 2 on a usage error.
 func (c *cli) parse(fs *flag.FlagSet, args []string) int {
 	usage := fs.Usage
 	fs.Usage = func() {} // printed below, once, on the right stream
-	err := fs.Parse(args)
+	err := parseInterspersed(fs, args)
 	fs.Usage = usage
 	if errors.Is(err, flag.ErrHelp) {
 		fs.SetOutput(c.stdout)
@@ -128,6 +132,29 @@ func (c *cli) parse(fs *flag.FlagSet, args []string) int {
 		return exitUsage
 	}
 	return -1
+}
+
+// parseInterspersed is fs.Parse with flags allowed after arguments: it
+// parses up to the first argument, sets it aside and goes on. After "--"
+// everything is an argument. fs.Args() are the arguments in their order.
+func parseInterspersed(fs *flag.FlagSet, args []string) error {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		rest := fs.Args()
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			pos = append(pos, rest...) // the flag package stopped at "--"
+			break
+		}
+		if len(rest) == 0 {
+			break
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+	return fs.Parse(append([]string{"--"}, pos...))
 }
 
 // usageErr reports a usage error of verb fs and returns exitUsage.
