@@ -442,8 +442,23 @@ func holderState(held bool, pid int, live, waiters, inconsistent, notRecoverable
 func runRm(c *cli, args []string) int {
 	fs := c.flags("rm")
 	force := fs.Bool("f", false, "remove files even if they are not mpipc segments")
+	stale := fs.Bool("stale", false, "remove the stale segments of DIR (default /dev/shm) instead")
+	grace := fs.Duration("grace", shm.StaleGrace, "with -stale: keep segments created less than this long ago")
 	if rc := c.parse(fs, args); rc >= 0 {
 		return rc
+	}
+	if *stale {
+		if *force {
+			return c.usageErr(fs, "-f and -stale do not go together")
+		}
+		if fs.NArg() > 1 {
+			return c.usageErr(fs, "with -stale: at most one directory, got %d arguments", fs.NArg())
+		}
+		dir := shm.DefaultDir
+		if fs.NArg() == 1 {
+			dir = fs.Arg(0)
+		}
+		return c.rmStale(dir, *grace)
 	}
 	if fs.NArg() == 0 {
 		return c.usageErr(fs, "no SEGMENT given")
@@ -491,4 +506,46 @@ func rmOne(w io.Writer, arg string, force bool) error {
 	}
 	fmt.Fprintf(w, "removed %s\n", name(path))
 	return nil
+}
+
+// rmStale removes the stale segments of dir (see shm.StaleAfter), and
+// nothing else: not a segment in use, not a damaged segment, not a file
+// that is not a segment.
+func (c *cli) rmStale(dir string, grace time.Duration) int {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return c.fail("rm: reading directory %s: %s", name(dir), text(err.Error()))
+	}
+	rc, n := exitOK, 0
+	for _, e := range ents {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		path := filepath.Join(dir, e.Name())
+		before, err := os.Lstat(path)
+		if err != nil {
+			continue // gone meanwhile
+		}
+		stale, err := shm.StaleAfter(path, grace)
+		if err != nil || !stale {
+			continue // in use, or not a segment this command may judge
+		}
+		// The file must still be the one judged (not replaced by a new
+		// segment of the same name in the meantime).
+		after, err := os.Lstat(path)
+		if err != nil || !os.SameFile(before, after) {
+			continue
+		}
+		if err := os.Remove(path); err != nil {
+			c.fail("rm: removing %s: %s", name(path), text(err.Error()))
+			rc = exitFail
+			continue
+		}
+		fmt.Fprintf(c.stdout, "removed %s\n", name(path))
+		n++
+	}
+	if n == 0 && rc == exitOK {
+		fmt.Fprintf(c.stdout, "no stale segments in %s\n", name(dir))
+	}
+	return rc
 }

@@ -5,6 +5,7 @@
 //	mpipc ls [-a] [dir]              the segments in a directory (default /dev/shm)
 //	mpipc stat SEGMENT [OBJECT]      a segment's header and objects, with their live state
 //	mpipc rm [-f] SEGMENT...         remove segments
+//	mpipc rm -stale [-grace d] [DIR] remove the segments nobody is attached to
 //
 // Flags may come before or after arguments (mpipc rm SEG -f); "--" ends
 // the flags.
@@ -43,7 +44,7 @@ func init() {
 		{"bench", "[-w W1,W6] [-n runs] [-json] [-scale f] [-anchors file]", "run the cross-process benchmark suite with its peers", runBench},
 		{"ls", "[-a] [dir]", "list the mpipc segments in a directory (default /dev/shm)", runLs},
 		{"stat", "SEGMENT [OBJECT]", "show a segment's header and objects with their live state", runStat},
-		{"rm", "[-f] SEGMENT...", "remove segments (refuses files that are not mpipc segments unless -f)", runRm},
+		{"rm", "[-f] SEGMENT... | -stale [-grace d] [DIR]", "remove segments (refuses files that are not mpipc segments unless -f), or the stale ones", runRm},
 	}
 }
 
@@ -208,5 +209,17 @@ exits 1.`,
 	"rm": `
 Removes segments. SEGMENT is a name in /dev/shm or a path. A file that is not
 an mpipc segment is left alone unless -f is given. Processes that have the
-segment mapped keep using it until they close it.`,
+segment mapped keep using it until they close it.
+
+With -stale, removes the stale segments of DIR (default /dev/shm) and prints
+each one removed. A segment is stale when no live process holds a slot in its
+process registry (each slot's lock is asked with F_OFD_GETLK, as the library
+decides liveness; a stopped process, or one in another pid namespace, is
+alive) and it was created at least -grace ago (default 1m: its creator may be
+between publishing the header and claiming its slot). A segment whose header
+is not yet published, a damaged segment and a file that is not a segment are
+never removed by -stale. A segment created and closed without anyone else
+attaching is stale once -grace has passed. A process that opens a segment at
+the moment -stale removes it keeps a file nobody else finds: run it when no
+process is about to open the segments it may remove.`,
 }
