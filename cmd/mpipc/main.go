@@ -2,8 +2,8 @@
 //
 //	mpipc demo                       a pool of worker processes, one of them killed mid-run
 //	mpipc bench [-w W1,W6] [-n runs] [-json] [-scale f] [-anchors file]
-//	mpipc ls [-a] [dir]              the segments in a directory (default /dev/shm)
-//	mpipc stat SEGMENT [OBJECT]      a segment's header and objects, with their live state
+//	mpipc ls [-a] [-json] [dir]      the segments in a directory (default /dev/shm)
+//	mpipc stat [-json] SEGMENT [OBJECT]  a segment's header and objects, with their live state
 //	mpipc rm [-f] SEGMENT...         remove segments
 //	mpipc rm -stale [-grace d] [DIR] remove the segments nobody is attached to
 //
@@ -42,8 +42,8 @@ func init() {
 	verbs = []verb{
 		{"demo", "[-workers n] [-tasks n] [-kill=false]", "run a pool of worker processes, kill one mid-run and watch the pool recover", runDemo},
 		{"bench", "[-w W1,W6] [-n runs] [-json] [-scale f] [-anchors file]", "run the cross-process benchmark suite with its peers", runBench},
-		{"ls", "[-a] [dir]", "list the mpipc segments in a directory (default /dev/shm)", runLs},
-		{"stat", "SEGMENT [OBJECT]", "show a segment's header and objects with their live state", runStat},
+		{"ls", "[-a] [-json] [dir]", "list the mpipc segments in a directory (default /dev/shm)", runLs},
+		{"stat", "[-json] SEGMENT [OBJECT]", "show a segment's header and objects with their live state", runStat},
 		{"rm", "[-f] SEGMENT... | -stale [-grace d] [DIR]", "remove segments (refuses files that are not mpipc segments unless -f), or the stale ones", runRm},
 	}
 }
@@ -199,13 +199,21 @@ written by the anchors' run.sh (C and Python figures) as further peers.`,
 	"ls": `
 Lists the mpipc segments in DIR (default /dev/shm): size, bytes used, objects,
 creator pid and creation time. Files that are not mpipc segments are skipped
-unless -a is given; damaged segments are listed with what is wrong.`,
+unless -a is given; damaged segments are listed with what is wrong.
+
+With -json, writes one JSON object per segment, one per line, with the fields
+` + segmentFields + "`",
 	"stat": `
 Prints a segment's header and its objects: name, kind, type fingerprint, size,
 and each object's live state (lock holder and whether it is alive, waiters,
 semaphore value, barrier round, queue length, event flag). SEGMENT is a name in
 /dev/shm or a path. On a damaged or foreign file it says what is wrong and
-exits 1.`,
+exits 1.
+
+With -json, writes JSON Lines: first the segment, with the fields
+` + segmentFields + `
+then one line per object, with the fields
+` + objectFields,
 	"rm": `
 Removes segments. SEGMENT is a name in /dev/shm or a path. A file that is not
 an mpipc segment is left alone unless -f is given. Processes that have the
