@@ -156,11 +156,22 @@ func bytesize(n int64) string {
 func runStat(c *cli, args []string) int {
 	fs := c.flags("stat")
 	asJSON := fs.Bool("json", false, "write the segment, then each object, as one JSON object per line (fields: see --help)")
+	typ := fs.String("type", "", "show OBJECT's contents, a Value or Array of this element type in Go syntax (int64, float64, ...)")
 	if rc := c.parse(fs, args); rc >= 0 {
 		return rc
 	}
 	if fs.NArg() < 1 || fs.NArg() > 2 {
 		return c.usageErr(fs, "want SEGMENT [OBJECT], got %d arguments", fs.NArg())
+	}
+	var rd contents
+	if *typ != "" {
+		if fs.NArg() != 2 {
+			return c.usageErr(fs, "-type needs an OBJECT")
+		}
+		var err error
+		if rd, err = parseType(*typ); err != nil {
+			return c.usageErr(fs, "-type %s", text(err.Error()))
+		}
 	}
 	path, err := segPath(fs.Arg(0))
 	if err != nil {
@@ -171,7 +182,7 @@ func runStat(c *cli, args []string) int {
 		return c.fail("stat: %s: %s\n(%s)", name(path), problem(err), text(err.Error()))
 	}
 	if *asJSON {
-		return c.statJSON(fs, path, info, err)
+		return c.statJSON(fs, path, info, err, *typ, rd)
 	}
 	w := c.stdout
 	fmt.Fprintf(w, "segment   %s\n", name(path))
@@ -225,6 +236,18 @@ func runStat(c *cli, args []string) int {
 		fmt.Fprintf(tw, "%s\t%s v%d\t%s\t%d\t%d\t%d\t%s\n", name(o.Name), o.Kind, o.KindVersion, typ, o.Offset, o.Size, o.Creator, state)
 	}
 	tw.Flush()
+	if seg != nil && rd != nil {
+		for _, o := range info.Objects {
+			if !wanted(fs, o) {
+				continue
+			}
+			v, err := rd(seg, o)
+			if err != nil {
+				return c.fail("stat: %s: %s", name(path), typeErr(o, *typ, err))
+			}
+			fmt.Fprintf(w, "\nVALUE OF %s (%s)\n  %s\n", name(o.Name), name(*typ), v)
+		}
+	}
 	if seg != nil {
 		for _, o := range info.Objects {
 			if o.Kind == shm.KindDict && o.Ready && (fs.NArg() == 1 || o.Name == fs.Arg(1)) {
@@ -276,7 +299,7 @@ func wanted(fs *flag.FlagSet, o shm.Object) bool {
 }
 
 // statJSON is stat -json: the segment record, then one record per object.
-func (c *cli) statJSON(fs *flag.FlagSet, path string, info shm.Info, inspectErr error) int {
+func (c *cli) statJSON(fs *flag.FlagSet, path string, info shm.Info, inspectErr error, typ string, rd contents) int {
 	seg, bad := openLive(path, info, inspectErr)
 	if seg != nil {
 		defer seg.Close()
@@ -292,7 +315,15 @@ func (c *cli) statJSON(fs *flag.FlagSet, path string, info shm.Info, inspectErr 
 			continue
 		}
 		found = true
-		writeJSON(c.stdout, objectRecord(path, o, objectState(seg, o)))
+		r := objectRecord(path, o, objectState(seg, o))
+		if rd != nil && seg != nil {
+			v, err := rd(seg, o)
+			if err != nil {
+				return c.fail("stat: %s: %s", name(path), typeErr(o, typ, err))
+			}
+			r.Value = &v
+		}
+		writeJSON(c.stdout, r)
 	}
 	if bad != nil {
 		return c.fail("stat: %s: %s\n(%s)", name(path), problem(bad), text(bad.Error()))

@@ -51,6 +51,8 @@ const objectFields = `
   creator        pid of its creator, as it saw itself
   ready          whether its creator finished initializing it
   state          its live state, as stat's table shows it
+  value          with -type: its contents, as Go prints them (absent
+                 without -type)
 `
 
 type segmentJSON struct {
@@ -84,17 +86,18 @@ type processJSON struct {
 }
 
 type objectJSON struct {
-	Record      string `json:"record"`
-	Segment     string `json:"segment"`
-	Name        string `json:"name"`
-	Kind        string `json:"kind"`
-	KindVersion int    `json:"kindVersion"`
-	Fingerprint string `json:"fingerprint"`
-	Offset      int64  `json:"offset"`
-	Size        int64  `json:"size"`
-	Creator     int    `json:"creator"`
-	Ready       bool   `json:"ready"`
-	State       string `json:"state"`
+	Record      string  `json:"record"`
+	Segment     string  `json:"segment"`
+	Name        string  `json:"name"`
+	Kind        string  `json:"kind"`
+	KindVersion int     `json:"kindVersion"`
+	Fingerprint string  `json:"fingerprint"`
+	Offset      int64   `json:"offset"`
+	Size        int64   `json:"size"`
+	Creator     int     `json:"creator"`
+	Ready       bool    `json:"ready"`
+	State       string  `json:"state"`
+	Value       *string `json:"value,omitempty"`
 }
 
 // procState names a registry slot's state as stat shows it.

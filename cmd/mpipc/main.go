@@ -43,7 +43,7 @@ func init() {
 		{"demo", "[-workers n] [-tasks n] [-kill=false]", "run a pool of worker processes, kill one mid-run and watch the pool recover", runDemo},
 		{"bench", "[-w W1,W6] [-n runs] [-json] [-scale f] [-anchors file]", "run the cross-process benchmark suite with its peers", runBench},
 		{"ls", "[-a] [-json] [dir]", "list the mpipc segments in a directory (default /dev/shm)", runLs},
-		{"stat", "[-json] SEGMENT [OBJECT]", "show a segment's header and objects with their live state", runStat},
+		{"stat", "[-json] SEGMENT [OBJECT [-type T]]", "show a segment's header and objects with their live state", runStat},
 		{"rm", "[-f] SEGMENT... | -stale [-grace d] [DIR]", "remove segments (refuses files that are not mpipc segments unless -f), or the stale ones", runRm},
 	}
 }
@@ -209,6 +209,13 @@ and each object's live state (lock holder and whether it is alive, waiters,
 semaphore value, barrier round, queue length, event flag). SEGMENT is a name in
 /dev/shm or a path. On a damaged or foreign file it says what is wrong and
 exits 1.
+
+With -type T and an OBJECT that is a Value[T] or an Array[T], shows its
+contents: T is the element type in Go syntax, one of bool, int8, int16,
+int32, int64, uint8, uint16, uint32, uint64, float32, float64 (arrays [N]T
+are not supported yet). The object's recorded type must match (else it
+says so and exits 1). A Value is read as Load reads it; an Array's first 64
+elements are read without taking its lock.
 
 With -json, writes JSON Lines: first the segment, with the fields
 ` + segmentFields + `
