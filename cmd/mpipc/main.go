@@ -3,7 +3,8 @@
 //	mpipc demo                       a pool of worker processes, one of them killed mid-run
 //	mpipc bench [-w W1,W6] [-n runs] [-json] [-scale f] [-anchors file]
 //	mpipc ls [-a] [-json] [dir]      the segments in a directory (default /dev/shm)
-//	mpipc stat [-json] SEGMENT [OBJECT]  a segment's header and objects, with their live state
+//	mpipc stat [-json] SEGMENT [OBJECT [-type T]]
+//	                                 a segment's header and objects, with their live state
 //	mpipc rm [-f] SEGMENT...         remove segments
 //	mpipc rm -stale [-grace d] [DIR] remove the segments nobody is attached to
 //
