@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	iofs "io/fs"
@@ -69,6 +70,7 @@ func pidDesc(pid int) string {
 func runLs(c *cli, args []string) int {
 	fs := c.flags("ls")
 	all := fs.Bool("a", false, "also list files that are not mpipc segments")
+	asJSON := fs.Bool("json", false, "write one JSON object per segment, one per line (fields: see --help)")
 	if rc := c.parse(fs, args); rc >= 0 {
 		return rc
 	}
@@ -96,7 +98,12 @@ func runLs(c *cli, args []string) int {
 			if !*all && (errors.Is(err, shm.ErrNotSegment) || errors.Is(err, iofs.ErrPermission) || !e.Type().IsRegular()) {
 				continue
 			}
-			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t-\t%s\n", name(e.Name()), problem(err))
+			if *asJSON {
+				info.Path = path
+				writeJSON(c.stdout, segmentRecord(e.Name(), info, problem(err)))
+			} else {
+				fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t-\t%s\n", name(e.Name()), problem(err))
+			}
 			n++
 			continue
 		}
@@ -109,10 +116,22 @@ func runLs(c *cli, args []string) int {
 		case info.Unsafe != nil:
 			p = problem(info.Unsafe)
 		}
+		if *asJSON {
+			pj := p
+			if pj == "-" {
+				pj = ""
+			}
+			writeJSON(c.stdout, segmentRecord(e.Name(), info, pj))
+			n++
+			continue
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d\t%d\t%s\t%s\t%s\n", name(e.Name()), ownerDesc(info.Owner, info.Mode, info.Unsafe),
 			bytesize(info.Size), bytesize(info.Used),
 			info.NumObjects, info.MaxObjects, info.Attached, pidDesc(info.CreatorPid), info.Created.Format(time.DateTime), p)
 		n++
+	}
+	if *asJSON {
+		return exitOK
 	}
 	if n == 0 {
 		fmt.Fprintf(c.stdout, "no mpipc segments in %s\n", name(dir))
@@ -136,11 +155,23 @@ func bytesize(n int64) string {
 
 func runStat(c *cli, args []string) int {
 	fs := c.flags("stat")
+	asJSON := fs.Bool("json", false, "write the segment, then each object, as one JSON object per line (fields: see --help)")
+	typ := fs.String("type", "", "show OBJECT's contents, a Value or Array of this element type in Go syntax (int64, float64, ...)")
 	if rc := c.parse(fs, args); rc >= 0 {
 		return rc
 	}
 	if fs.NArg() < 1 || fs.NArg() > 2 {
 		return c.usageErr(fs, "want SEGMENT [OBJECT], got %d arguments", fs.NArg())
+	}
+	var rd contents
+	if *typ != "" {
+		if fs.NArg() != 2 {
+			return c.usageErr(fs, "-type needs an OBJECT")
+		}
+		var err error
+		if rd, err = parseType(*typ); err != nil {
+			return c.usageErr(fs, "-type %s", text(err.Error()))
+		}
 	}
 	path, err := segPath(fs.Arg(0))
 	if err != nil {
@@ -149,6 +180,9 @@ func runStat(c *cli, args []string) int {
 	info, err := shm.Inspect(path)
 	if err != nil && info.Size == 0 {
 		return c.fail("stat: %s: %s\n(%s)", name(path), problem(err), text(err.Error()))
+	}
+	if *asJSON {
+		return c.statJSON(fs, path, info, err, *typ, rd)
 	}
 	w := c.stdout
 	fmt.Fprintf(w, "segment   %s\n", name(path))
@@ -167,35 +201,16 @@ func runStat(c *cli, args []string) int {
 	} else {
 		fmt.Fprintln(w, "seg lock  free")
 	}
-	bad := err
-	if bad == nil {
-		bad = info.Err
-	}
-	if bad == nil {
-		bad = info.Unsafe // never map a file another user can truncate
-	}
-	// Live state needs the segment mapped; Inspect has validated its header.
-	var seg *shm.Segment
-	if bad == nil {
-		seg, err = shm.Open(path, nil)
-		if err != nil {
-			bad = err
-		} else {
-			defer seg.Close()
-		}
+	seg, bad := openLive(path, info, err)
+	if seg != nil {
+		defer seg.Close()
 	}
 	if len(info.Processes) > 0 {
 		fmt.Fprintln(w)
 		ptw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(ptw, "SLOT\tPID\tPIDNS\tUID\tSTATE\tSINCE")
 		for _, p := range info.Processes {
-			state := "dead"
-			switch {
-			case p.Alive:
-				state = "alive"
-			case p.Pid == 0:
-				state = "left"
-			}
+			state := procState(p)
 			ns := "-"
 			if p.PidNS != 0 {
 				ns = fmt.Sprintf("pid:[%d]", p.PidNS)
@@ -209,7 +224,7 @@ func runStat(c *cli, args []string) int {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "OBJECT\tKIND\tTYPE\tOFFSET\tSIZE\tCREATOR\tSTATE")
 	for _, o := range info.Objects {
-		if fs.NArg() == 2 && o.Name != fs.Arg(1) && name(o.Name) != fs.Arg(1) {
+		if !wanted(fs, o) {
 			continue
 		}
 		found = true
@@ -217,22 +232,98 @@ func runStat(c *cli, args []string) int {
 		if o.Fingerprint != 0 {
 			typ = fmt.Sprintf("%016x", o.Fingerprint)
 		}
-		state := "initializing"
-		if o.Ready {
-			state = "(segment not mapped)"
-			if seg != nil {
-				state = liveState(seg, o)
-			}
-		}
+		state := objectState(seg, o)
 		fmt.Fprintf(tw, "%s\t%s v%d\t%s\t%d\t%d\t%d\t%s\n", name(o.Name), o.Kind, o.KindVersion, typ, o.Offset, o.Size, o.Creator, state)
 	}
 	tw.Flush()
+	if seg != nil && rd != nil {
+		for _, o := range info.Objects {
+			if !wanted(fs, o) {
+				continue
+			}
+			v, err := rd(seg, o)
+			if err != nil {
+				return c.fail("stat: %s: %s", name(path), typeErr(o, *typ, err))
+			}
+			fmt.Fprintf(w, "\nVALUE OF %s (%s)\n  %s\n", name(o.Name), name(*typ), v)
+		}
+	}
 	if seg != nil {
 		for _, o := range info.Objects {
 			if o.Kind == shm.KindDict && o.Ready && (fs.NArg() == 1 || o.Name == fs.Arg(1)) {
 				dictKeys(w, seg, o.Name)
 			}
 		}
+	}
+	if bad != nil {
+		return c.fail("stat: %s: %s\n(%s)", name(path), problem(bad), text(bad.Error()))
+	}
+	if fs.NArg() == 2 && !found {
+		return c.fail("stat: %s: no object named %q (run 'mpipc stat %s' to list them)", name(path), fs.Arg(1), name(fs.Arg(0)))
+	}
+	return exitOK
+}
+
+// openLive maps the segment at path for the live state of its objects,
+// unless Inspect found a problem (inspectErr, or in info): it returns the
+// segment, or nil and what is wrong.
+func openLive(path string, info shm.Info, inspectErr error) (*shm.Segment, error) {
+	bad := inspectErr
+	if bad == nil {
+		bad = info.Err
+	}
+	if bad == nil {
+		bad = info.Unsafe // never map a file another user can truncate
+	}
+	if bad != nil {
+		return nil, bad
+	}
+	// Inspect has validated the header.
+	return shm.Open(path, nil)
+}
+
+// objectState is the state stat shows for o.
+func objectState(seg *shm.Segment, o shm.Object) string {
+	switch {
+	case !o.Ready:
+		return "initializing"
+	case seg == nil:
+		return "(segment not mapped)"
+	}
+	return liveState(seg, o)
+}
+
+// wanted reports whether stat's OBJECT arguments select o.
+func wanted(fs *flag.FlagSet, o shm.Object) bool {
+	return fs.NArg() < 2 || o.Name == fs.Arg(1) || name(o.Name) == fs.Arg(1)
+}
+
+// statJSON is stat -json: the segment record, then one record per object.
+func (c *cli) statJSON(fs *flag.FlagSet, path string, info shm.Info, inspectErr error, typ string, rd contents) int {
+	seg, bad := openLive(path, info, inspectErr)
+	if seg != nil {
+		defer seg.Close()
+	}
+	p := ""
+	if bad != nil {
+		p = problem(bad)
+	}
+	writeJSON(c.stdout, segmentRecord(filepath.Base(path), info, p))
+	var found bool
+	for _, o := range info.Objects {
+		if !wanted(fs, o) {
+			continue
+		}
+		found = true
+		r := objectRecord(path, o, objectState(seg, o))
+		if rd != nil && seg != nil {
+			v, err := rd(seg, o)
+			if err != nil {
+				return c.fail("stat: %s: %s", name(path), typeErr(o, typ, err))
+			}
+			r.Value = &v
+		}
+		writeJSON(c.stdout, r)
 	}
 	if bad != nil {
 		return c.fail("stat: %s: %s\n(%s)", name(path), problem(bad), text(bad.Error()))
@@ -442,8 +533,23 @@ func holderState(held bool, pid int, live, waiters, inconsistent, notRecoverable
 func runRm(c *cli, args []string) int {
 	fs := c.flags("rm")
 	force := fs.Bool("f", false, "remove files even if they are not mpipc segments")
+	stale := fs.Bool("stale", false, "remove the stale segments of DIR (default /dev/shm) instead")
+	grace := fs.Duration("grace", shm.StaleGrace, "with -stale: keep segments created less than this long ago")
 	if rc := c.parse(fs, args); rc >= 0 {
 		return rc
+	}
+	if *stale {
+		if *force {
+			return c.usageErr(fs, "-f and -stale do not go together")
+		}
+		if fs.NArg() > 1 {
+			return c.usageErr(fs, "with -stale: at most one directory, got %d arguments", fs.NArg())
+		}
+		dir := shm.DefaultDir
+		if fs.NArg() == 1 {
+			dir = fs.Arg(0)
+		}
+		return c.rmStale(dir, *grace)
 	}
 	if fs.NArg() == 0 {
 		return c.usageErr(fs, "no SEGMENT given")
@@ -491,4 +597,46 @@ func rmOne(w io.Writer, arg string, force bool) error {
 	}
 	fmt.Fprintf(w, "removed %s\n", name(path))
 	return nil
+}
+
+// rmStale removes the stale segments of dir (see shm.StaleAfter), and
+// nothing else: not a segment in use, not a damaged segment, not a file
+// that is not a segment.
+func (c *cli) rmStale(dir string, grace time.Duration) int {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return c.fail("rm: reading directory %s: %s", name(dir), text(err.Error()))
+	}
+	rc, n := exitOK, 0
+	for _, e := range ents {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		path := filepath.Join(dir, e.Name())
+		before, err := os.Lstat(path)
+		if err != nil {
+			continue // gone meanwhile
+		}
+		stale, err := shm.StaleAfter(path, grace)
+		if err != nil || !stale {
+			continue // in use, or not a segment this command may judge
+		}
+		// The file must still be the one judged (not replaced by a new
+		// segment of the same name in the meantime).
+		after, err := os.Lstat(path)
+		if err != nil || !os.SameFile(before, after) {
+			continue
+		}
+		if err := os.Remove(path); err != nil {
+			c.fail("rm: removing %s: %s", name(path), text(err.Error()))
+			rc = exitFail
+			continue
+		}
+		fmt.Fprintf(c.stdout, "removed %s\n", name(path))
+		n++
+	}
+	if n == 0 && rc == exitOK {
+		fmt.Fprintf(c.stdout, "no stale segments in %s\n", name(dir))
+	}
+	return rc
 }

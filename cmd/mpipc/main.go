@@ -2,9 +2,14 @@
 //
 //	mpipc demo                       a pool of worker processes, one of them killed mid-run
 //	mpipc bench [-w W1,W6] [-n runs] [-json] [-scale f] [-anchors file]
-//	mpipc ls [-a] [dir]              the segments in a directory (default /dev/shm)
-//	mpipc stat SEGMENT [OBJECT]      a segment's header and objects, with their live state
+//	mpipc ls [-a] [-json] [dir]      the segments in a directory (default /dev/shm)
+//	mpipc stat [-json] SEGMENT [OBJECT [-type T]]
+//	                                 a segment's header and objects, with their live state
 //	mpipc rm [-f] SEGMENT...         remove segments
+//	mpipc rm -stale [-grace d] [DIR] remove the segments nobody is attached to
+//
+// Flags may come before or after arguments (mpipc rm SEG -f); "--" ends
+// the flags.
 //
 // Exit status: 0 success, 1 failure, 2 usage error.
 package main
@@ -38,9 +43,9 @@ func init() {
 	verbs = []verb{
 		{"demo", "[-workers n] [-tasks n] [-kill=false]", "run a pool of worker processes, kill one mid-run and watch the pool recover", runDemo},
 		{"bench", "[-w W1,W6] [-n runs] [-json] [-scale f] [-anchors file]", "run the cross-process benchmark suite with its peers", runBench},
-		{"ls", "[-a] [dir]", "list the mpipc segments in a directory (default /dev/shm)", runLs},
-		{"stat", "SEGMENT [OBJECT]", "show a segment's header and objects with their live state", runStat},
-		{"rm", "[-f] SEGMENT...", "remove segments (refuses files that are not mpipc segments unless -f)", runRm},
+		{"ls", "[-a] [-json] [dir]", "list the mpipc segments in a directory (default /dev/shm)", runLs},
+		{"stat", "[-json] SEGMENT [OBJECT [-type T]]", "show a segment's header and objects with their live state", runStat},
+		{"rm", "[-f] SEGMENT... | -stale [-grace d] [DIR]", "remove segments (refuses files that are not mpipc segments unless -f), or the stale ones", runRm},
 	}
 }
 
@@ -111,12 +116,13 @@ func (c *cli) flags(name string) *flag.FlagSet {
 	return fs
 }
 
-// parse parses args; it returns -1 to go on, or the exit code: 0 after
-// --help (usage on stdout), 2 on a usage error.
+// parse parses args, flags anywhere among the arguments (rm SEG -f); an
+// argument "--" ends the flags. It returns -1 to go on, or the exit code:
+// 0 after --help (usage on stdout), 2 on a usage error.
 func (c *cli) parse(fs *flag.FlagSet, args []string) int {
 	usage := fs.Usage
 	fs.Usage = func() {} // printed below, once, on the right stream
-	err := fs.Parse(args)
+	err := parseInterspersed(fs, args)
 	fs.Usage = usage
 	if errors.Is(err, flag.ErrHelp) {
 		fs.SetOutput(c.stdout)
@@ -128,6 +134,29 @@ func (c *cli) parse(fs *flag.FlagSet, args []string) int {
 		return exitUsage
 	}
 	return -1
+}
+
+// parseInterspersed is fs.Parse with flags allowed after arguments: it
+// parses up to the first argument, sets it aside and goes on. After "--"
+// everything is an argument. fs.Args() are the arguments in their order.
+func parseInterspersed(fs *flag.FlagSet, args []string) error {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		rest := fs.Args()
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			pos = append(pos, rest...) // the flag package stopped at "--"
+			break
+		}
+		if len(rest) == 0 {
+			break
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+	return fs.Parse(append([]string{"--"}, pos...))
 }
 
 // usageErr reports a usage error of verb fs and returns exitUsage.
@@ -171,15 +200,42 @@ written by the anchors' run.sh (C and Python figures) as further peers.`,
 	"ls": `
 Lists the mpipc segments in DIR (default /dev/shm): size, bytes used, objects,
 creator pid and creation time. Files that are not mpipc segments are skipped
-unless -a is given; damaged segments are listed with what is wrong.`,
+unless -a is given; damaged segments are listed with what is wrong.
+
+With -json, writes one JSON object per segment, one per line, with the fields
+` + segmentFields + "`",
 	"stat": `
 Prints a segment's header and its objects: name, kind, type fingerprint, size,
 and each object's live state (lock holder and whether it is alive, waiters,
 semaphore value, barrier round, queue length, event flag). SEGMENT is a name in
 /dev/shm or a path. On a damaged or foreign file it says what is wrong and
-exits 1.`,
+exits 1.
+
+With -type T and an OBJECT that is a Value[T] or an Array[T], shows its
+contents: T is the element type in Go syntax, one of bool, int8, int16,
+int32, int64, uint8, uint16, uint32, uint64, float32, float64 (arrays [N]T
+are not supported yet). The object's recorded type must match (else it
+says so and exits 1). A Value is read as Load reads it; an Array's first 64
+elements are read without taking its lock.
+
+With -json, writes JSON Lines: first the segment, with the fields
+` + segmentFields + `
+then one line per object, with the fields
+` + objectFields,
 	"rm": `
 Removes segments. SEGMENT is a name in /dev/shm or a path. A file that is not
 an mpipc segment is left alone unless -f is given. Processes that have the
-segment mapped keep using it until they close it.`,
+segment mapped keep using it until they close it.
+
+With -stale, removes the stale segments of DIR (default /dev/shm) and prints
+each one removed. A segment is stale when no live process holds a slot in its
+process registry (each slot's lock is asked with F_OFD_GETLK, as the library
+decides liveness; a stopped process, or one in another pid namespace, is
+alive) and it was created at least -grace ago (default 1m: its creator may be
+between publishing the header and claiming its slot). A segment whose header
+is not yet published, a damaged segment and a file that is not a segment are
+never removed by -stale. A segment created and closed without anyone else
+attaching is stale once -grace has passed. A process that opens a segment at
+the moment -stale removes it keeps a file nobody else finds: run it when no
+process is about to open the segments it may remove.`,
 }
