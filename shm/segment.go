@@ -247,6 +247,8 @@ func build(f *os.File, path string, size int64, capacity, slots int, ready time.
 	copy(mem[offMagic+4:fixedLen], b[offMagic+4:])
 	atomic.StoreUint64(u64(mem, offLock), 0)
 	atomic.StoreUint64(u64(mem, offAlloc), uint64(h.headerSize))
+	ro := h.regOffset()
+	proc.InitTable(mem[ro:ro+int64(h.slots)*proc.SlotSize], h.slots)
 	// Publishes the header: an opener that sees the magic sees the rest.
 	atomic.StoreUint32(u32(mem, offMagic), Magic)
 	return newSegment(f, path, mem, h, ready)

@@ -45,7 +45,9 @@
 //	+24  int64   claimed at, Unix nanoseconds
 //
 // Only the generation decides anything; the rest is for display
-// (mpipc stat).
+// (mpipc stat). A new table starts each slot at a random generation (see
+// InitTable), so that the identities of its first processes are not small
+// numbers a corrupting peer or a fuzzer writes by chance.
 package proc
 
 import (
@@ -227,12 +229,12 @@ func Inspect(fd int, table []byte, n int) []Slot {
 	for i := 0; i < n && (i+1)*SlotSize <= len(table); i++ {
 		rec := table[i*SlotSize : (i+1)*SlotSize]
 		gen := atomic.LoadUint32((*uint32)(unsafe.Pointer(&rec[0])))
-		if gen == 0 {
-			continue
-		}
 		held, err := lockedAt(fd, uint32(i+1))
 		if err != nil {
 			held = true
+		}
+		if !held && atomic.LoadUint64((*uint64)(unsafe.Pointer(&rec[24]))) == 0 {
+			continue // never claimed
 		}
 		out = append(out, Slot{
 			Slot:  i + 1,
@@ -494,4 +496,17 @@ func (r *Registry) AliveBits(id ID, mask uint32) bool {
 	}
 	held, err := lockedAt(r.fd, id.Slot)
 	return held || err != nil
+}
+
+// InitTable gives each of the n slot records in table (zeroed, not yet
+// shared) a random first generation.
+func InitTable(table []byte, n int) {
+	n = min(n, len(table)/SlotSize)
+	b := make([]byte, 4*n)
+	if _, err := rand.Read(b); err != nil {
+		return // generations stay 0: correct, only more guessable
+	}
+	for i := range n {
+		copy(table[i*SlotSize:i*SlotSize+4], b[4*i:])
+	}
 }
