@@ -203,11 +203,7 @@ func (o *Options) get() Options {
 
 // in returns o with seg's registry where o names none.
 func (o *Options) in(seg *shm.Segment) *Options {
-	c := o.get()
-	if c.Registry == nil {
-		c.Registry = seg.Registry()
-	}
-	return &c
+	return shm.WithRegistry(o, seg, func(c *Options) **shm.Registry { return &c.Registry })
 }
 
 // Init initializes a Barrier for parties parties in mem (at least

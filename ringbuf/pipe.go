@@ -106,14 +106,7 @@ func (o *PipeOptions) registry() *shm.Registry {
 
 // in returns o with seg's registry where o names none.
 func (o *PipeOptions) in(seg *shm.Segment) *PipeOptions {
-	var c PipeOptions
-	if o != nil {
-		c = *o
-	}
-	if c.Registry == nil {
-		c.Registry = seg.Registry()
-	}
-	return &c
+	return shm.WithRegistry(o, seg, func(c *PipeOptions) **shm.Registry { return &c.Registry })
 }
 
 func (o *PipeOptions) capacity() (int, error) {

@@ -119,14 +119,7 @@ func (o *Options) registry() *shm.Registry {
 
 // in returns o with seg's registry where o names none.
 func (o *Options) in(seg *shm.Segment) *Options {
-	var c Options
-	if o != nil {
-		c = *o
-	}
-	if c.Registry == nil {
-		c.Registry = seg.Registry()
-	}
-	return &c
+	return shm.WithRegistry(o, seg, func(c *Options) **shm.Registry { return &c.Registry })
 }
 
 // RLock is a recursive lock shared between processes: Python's

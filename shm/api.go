@@ -220,3 +220,19 @@ type Object struct {
 	Creator     int     // pid of the creating process, as it saw itself (display only)
 	CreatorID   proc.ID // the creator's registry identity
 }
+
+// WithRegistry is the body of every object package's Options.in: a copy
+// of *o (the zero options when o is nil) whose registry — the field field
+// points at — is seg's when the caller named none. Create and Open pass
+// their options through it, so that objects in a segment always name its
+// registry.
+func WithRegistry[O any](o *O, seg *Segment, field func(*O) **Registry) *O {
+	var c O
+	if o != nil {
+		c = *o
+	}
+	if p := field(&c); *p == nil {
+		*p = seg.Registry()
+	}
+	return &c
+}
