@@ -277,7 +277,7 @@ func TestHubRemappedAddress(t *testing.T) {
 		t.Skip("kernel lacks futex_waitv")
 	}
 	const size = 4096
-	mapAt := func(addr uintptr) (uintptr, *os.File) {
+	mapAt := func(addr unsafe.Pointer) (unsafe.Pointer, *os.File) {
 		f, err := os.CreateTemp("/dev/shm", "mpipc-test-remap-*")
 		if err != nil {
 			t.Fatal(err)
@@ -288,24 +288,26 @@ func TestHubRemappedAddress(t *testing.T) {
 			t.Fatal(err)
 		}
 		flags := uintptr(unix.MAP_SHARED)
-		if addr != 0 {
+		if addr != nil {
 			flags |= unix.MAP_FIXED
 		}
-		p, _, e := unix.Syscall6(unix.SYS_MMAP, addr, size, unix.PROT_READ|unix.PROT_WRITE, flags, f.Fd(), 0)
-		if e != 0 {
-			t.Fatal(e)
+		// MmapPtr, not SYS_MMAP: on 386 that number is old_mmap, which
+		// takes its arguments in a struct.
+		p, err := unix.MmapPtr(int(f.Fd()), 0, addr, size, unix.PROT_READ|unix.PROT_WRITE, int(flags))
+		if err != nil {
+			t.Fatal(err)
 		}
 		return p, f
 	}
-	a, _ := mapAt(0)
-	w := *(**uint32)(unsafe.Pointer(&a)) // memory outside the Go heap
+	a, _ := mapAt(nil)
+	w := (*uint32)(a) // memory outside the Go heap
 	if err := futex.Wait(nil, w, 0, time.Now().Add(3*time.Millisecond)); !errors.Is(err, futex.ErrTimeout) {
 		t.Fatalf("err = %v", err)
 	}
 	// The registration lingers; replace the mapping under it.
-	unix.Syscall(unix.SYS_MUNMAP, a, size, 0)
+	unix.MunmapPtr(a, size)
 	mapAt(a)
-	defer unix.Syscall(unix.SYS_MUNMAP, a, size, 0)
+	defer unix.MunmapPtr(a, size)
 	res := make(chan error, 1)
 	go func() { res <- futex.Wait(nil, w, 0, time.Now().Add(5*time.Second)) }()
 	time.Sleep(20 * time.Millisecond)
