@@ -3,6 +3,7 @@ package array
 import (
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -267,7 +268,7 @@ func TestErrors(t *testing.T) {
 	if _, err := Init[int32](mem, -1, nil, nil); !errors.Is(err, ErrLength) {
 		t.Errorf("negative length: %v", err)
 	}
-	if _, err := SizeOf[[1 << 20]byte](1 << 50); !errors.Is(err, ErrLength) {
+	if _, err := SizeOf[[1 << 20]byte](math.MaxInt / 2); !errors.Is(err, ErrLength) {
 		t.Errorf("overflowing length: %v", err)
 	}
 	if _, err := Init[int32](mem, 1000, nil, nil); !errors.Is(err, shm.ErrCorrupt) {

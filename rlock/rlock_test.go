@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -193,19 +194,24 @@ func TestReleaseAllAcquireLevel(t *testing.T) {
 	if lv, err := r.ReleaseAll(); lv != 6 || err != nil {
 		t.Fatalf("ReleaseAll = %d, %v", lv, err)
 	}
-	if err := r.AcquireLevel(nil, rlock.MaxLevel+1); !errors.Is(err, rlock.ErrLevel) {
+	if uint64(math.MaxInt) < rlock.MaxLevel {
+		return // a 32-bit int cannot name levels near MaxLevel
+	}
+	var ml uint64 = rlock.MaxLevel
+	maxLevel := int(ml)
+	if err := r.AcquireLevel(nil, maxLevel+1); !errors.Is(err, rlock.ErrLevel) {
 		t.Fatalf("AcquireLevel(MaxLevel+1) = %v", err)
 	}
-	if err := r.AcquireLevel(nil, rlock.MaxLevel); err != nil || r.Level() != rlock.MaxLevel {
+	if err := r.AcquireLevel(nil, maxLevel); err != nil || r.Level() != maxLevel {
 		t.Fatalf("AcquireLevel(MaxLevel) = %v, level %d", err, r.Level())
 	}
-	if err := r.Acquire(nil); !errors.Is(err, rlock.ErrLevel) || r.Level() != rlock.MaxLevel {
+	if err := r.Acquire(nil); !errors.Is(err, rlock.ErrLevel) || r.Level() != maxLevel {
 		t.Fatalf("Acquire above MaxLevel = %v, level %d", err, r.Level())
 	}
 	if ok, err := r.TryAcquire(); ok || !errors.Is(err, rlock.ErrLevel) {
 		t.Fatalf("TryAcquire above MaxLevel = %v, %v", ok, err)
 	}
-	if lv, err := r.ReleaseAll(); lv != rlock.MaxLevel || err != nil {
+	if lv, err := r.ReleaseAll(); lv != maxLevel || err != nil {
 		t.Fatalf("ReleaseAll = %d, %v", lv, err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -61,8 +62,10 @@ func TestConstructorErrors(t *testing.T) {
 	if _, err := semaphore.InitBounded(mem[:semaphore.Size], -1, nil); !errors.Is(err, semaphore.ErrNegative) {
 		t.Errorf("InitBounded(-1) = %v, want ErrNegative", err)
 	}
-	if _, err := semaphore.Init(mem[:semaphore.Size], semaphore.MaxValue+1, nil); !errors.Is(err, semaphore.ErrOverflow) {
-		t.Errorf("Init(MaxValue+1) = %v, want ErrOverflow", err)
+	if over := int64(semaphore.MaxValue) + 1; over <= math.MaxInt { // a 32-bit int cannot name it
+		if _, err := semaphore.Init(mem[:semaphore.Size], int(over), nil); !errors.Is(err, semaphore.ErrOverflow) {
+			t.Errorf("Init(MaxValue+1) = %v, want ErrOverflow", err)
+		}
 	}
 	if _, err := semaphore.Init(mem[:semaphore.Size-1], 1, nil); !errors.Is(err, shm.ErrCorrupt) {
 		t.Errorf("Init(short) = %v, want ErrCorrupt", err)

@@ -433,7 +433,7 @@ func TestCreateTooLargeLeavesNoFile(t *testing.T) {
 		t.Skip("/dev/shm has no size limit")
 	}
 	// More than the whole file system: tmpfs refuses it before allocating.
-	size := int64(st.Blocks)*st.Bsize + 1<<30
+	size := int64(st.Blocks)*int64(st.Bsize) + 1<<30
 	name := proctest.TempName(t)
 	_, err := Create(name, &Options{Size: size})
 	if !errors.Is(err, syscall.ENOSPC) && !errors.Is(err, syscall.EFBIG) {
