@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"os"
 	"sync"
-
-	"golang.org/x/sys/unix"
 )
 
 // Peers measured in the same run, cgo-free:
@@ -81,14 +79,6 @@ func pipes(n int) func() ([]*os.File, error) {
 		}
 		return fs, nil
 	}
-}
-
-func seqpacketPair() ([]*os.File, error) {
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("socketpair(AF_UNIX, SOCK_SEQPACKET): %w", err)
-	}
-	return []*os.File{os.NewFile(uintptr(fds[0]), "seqpacket0"), os.NewFile(uintptr(fds[1]), "seqpacket1")}, nil
 }
 
 func init() {

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package proctest runs test participants as real processes: the test
 // binary re-executes itself in a child role that TestMain picks up, so every
 // child has its own address space, pid and fate.
