@@ -1,3 +1,5 @@
+//go:build linux
+
 package faults_test
 
 // The window hunter: a kill at a random moment rarely lands between two

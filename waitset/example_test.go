@@ -1,3 +1,5 @@
+//go:build linux
+
 package waitset_test
 
 import (
