@@ -282,7 +282,6 @@ func semResolve(h *harness) {
 		h.t.Fatal(err)
 	}
 	var held, amb int
-	var ambDead []*worker
 	for _, w := range h.all {
 		switch ld(h.c.s(w.slot, sState)) {
 		case 2:
@@ -295,7 +294,6 @@ func semResolve(h *harness) {
 				h.t.Fatalf("semaphore: parked worker %d in a transient state", w.slot)
 			}
 			amb++
-			ambDead = append(ambDead, w)
 		}
 	}
 	v := s.Value()

@@ -307,5 +307,3 @@ func FuzzArrayAttach(f *testing.F) {
 		}
 	})
 }
-
-const arrayHeaderSize = 128 // array's header: elements start here

@@ -35,7 +35,7 @@ func TestStatesAndValid(t *testing.T) {
 	if err := m.Unlock(); err != nil || w != 0 {
 		t.Fatalf("unlock: %v, word %#x", err, w)
 	}
-	for _, bad := range []uint64{1 << 28, notRecoverable | 5, 0xffffffff, 1<<40 | 0} {
+	for _, bad := range []uint64{1 << 28, notRecoverable | 5, 0xffffffff, 1 << 40} {
 		if Valid(bad) {
 			t.Errorf("Valid(%#x)", bad)
 		}
