@@ -3,6 +3,7 @@
 package array
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -356,7 +357,7 @@ func TestSharedLock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := v.Lock().Acquire(nil); err != nil {
+	if err := v.Lock().Acquire(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan int32)

@@ -138,7 +138,7 @@ func runWorker(args []string) error {
 	futex.Wake(ready, 1)
 	g := sh.u32(offGo)
 	for atomic.LoadUint32(g) == 0 {
-		futex.Wait(nil, g, 0, time.Time{})
+		futex.Wait(context.Background(), g, 0, time.Time{})
 	}
 	atomic.StoreUint64(sh.u64(offStart+8*idx), now())
 	if err := loop(); err != nil {
@@ -231,7 +231,7 @@ func runProcs(spec procSpec) (time.Duration, error) {
 			killAll()
 			return 0, fmt.Errorf("%s: workers not ready after %v", spec.id, caseTimeout)
 		}
-		futex.Wait(nil, ready, r, time.Now().Add(50*time.Millisecond))
+		futex.Wait(context.Background(), ready, r, time.Now().Add(50*time.Millisecond))
 	}
 	os.Remove(sh.path) // every worker has it mapped: leave nothing behind if we die
 	atomic.StoreUint32(sh.u32(offGo), 1)

@@ -59,7 +59,7 @@ func acquireLedger(w *wctx, lk robustLock) (bool, error) {
 			return false, nil
 		}
 	default:
-		err = lk.Acquire(nil)
+		err = lk.Acquire(context.Background())
 	}
 	a, b, in := ld(w.c.g(gA)), ld(w.c.g(gB)), ld(w.c.g(gInside))
 	switch {
@@ -167,7 +167,7 @@ func init() {
 					continue
 				}
 				// Recursion: a second level, released before the outer one.
-				if err := r.Acquire(nil); err != nil {
+				if err := r.Acquire(context.Background()); err != nil {
 					return fmt.Errorf("recursive acquire: %w", err)
 				}
 				if r.Level() != 2 {

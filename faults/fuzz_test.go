@@ -172,7 +172,7 @@ func FuzzConditionAttach(f *testing.F) {
 		c.Notify(1)
 		c.WaitTimeout(2 * time.Millisecond)
 		c.NotifyAll()
-		c.WaitFor(nil, func() bool { return true })
+		c.WaitFor(context.Background(), func() bool { return true })
 		c.Release()
 	})
 }

@@ -52,7 +52,7 @@ var pipeOpts = &ringbuf.PipeOptions{Capacity: ringbuf.PipeMinCapacity}
 var hubKinds = []hubKind{
 	{"Lock", lock.Size, func(tb testing.TB, mem []byte) (func(context.Context) error, func() bool) {
 		l := must(lock.Init(mem, nil))(tb)
-		if err := l.Acquire(nil); err != nil {
+		if err := l.Acquire(context.Background()); err != nil {
 			tb.Fatal(err)
 		}
 		return l.Acquire, nil
@@ -96,7 +96,7 @@ var hubKinds = []hubKind{
 		if err != nil {
 			return err
 		}
-		return q.Put(nil, []byte("m"))
+		return q.Put(context.Background(), []byte("m"))
 	}},
 	{"QueuePut", ringbuf.SizeOf(2, 8), func(tb testing.TB, mem []byte) (func(context.Context) error, func() bool) {
 		q := must(ringbuf.Init(mem, 2, 8, nil))(tb)
@@ -126,7 +126,7 @@ var hubKinds = []hubKind{
 		if err != nil {
 			return err
 		}
-		return c.Send(nil, []byte("m"))
+		return c.Send(context.Background(), []byte("m"))
 	}},
 	{"Condition", condition.SizeOf(2), func(tb testing.TB, mem []byte) (func(context.Context) error, func() bool) {
 		c := must(condition.Init(mem, nil, &condition.Options{Slots: 2}))(tb)
@@ -147,7 +147,7 @@ var hubKinds = []hubKind{
 		if err != nil {
 			return err
 		}
-		if err := c.Acquire(nil); err != nil {
+		if err := c.Acquire(context.Background()); err != nil {
 			return err
 		}
 		if err := c.Notify(1); err != nil {
@@ -167,7 +167,7 @@ var hubKinds = []hubKind{
 			return err
 		}
 		defer b.Close()
-		_, err = b.Wait(nil)
+		_, err = b.Wait(context.Background())
 		return err
 	}},
 }

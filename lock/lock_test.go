@@ -515,7 +515,7 @@ func roleContend(args []string) error {
 	}
 	c := counter(mem)
 	for i := 0; i < n; i++ {
-		l.Acquire(nil)
+		l.Acquire(context.Background())
 		*c++
 		l.Release()
 	}

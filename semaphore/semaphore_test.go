@@ -122,7 +122,7 @@ func TestDefaultsAndValue(t *testing.T) {
 		t.Fatalf("Value = %d, want 4", s.Value())
 	}
 	for i := 0; i < 4; i++ {
-		if err := s.Acquire(nil); err != nil {
+		if err := s.Acquire(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -228,8 +228,8 @@ func TestBounded(t *testing.T) {
 	if s.Value() != 2 {
 		t.Fatalf("Value = %d after over-release, want 2", s.Value())
 	}
-	s.Acquire(nil)
-	s.Acquire(nil)
+	s.Acquire(context.Background())
+	s.Acquire(context.Background())
 	if err := s.Release(3); !errors.Is(err, semaphore.ErrReleasedTooMany) {
 		t.Fatalf("Release(3) from 0 with bound 2 = %v, want ErrReleasedTooMany", err)
 	}
@@ -315,7 +315,7 @@ func childSection(args []string) error {
 	iters, _ := strconv.Atoi(args[1])
 	inside, maxp := i32(mem, offInside), i32(mem, offMax)
 	for i := 0; i < iters; i++ {
-		if err := s.Acquire(nil); err != nil {
+		if err := s.Acquire(context.Background()); err != nil {
 			return err
 		}
 		n := atomic.AddInt32(inside, 1)

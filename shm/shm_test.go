@@ -3,6 +3,7 @@
 package shm
 
 import (
+	"context"
 	"errors"
 	"io/fs"
 	"os"
@@ -956,7 +957,7 @@ func TestAllocSegmentLockTimeout(t *testing.T) {
 	lockTimeout = 200 * time.Millisecond
 	s, _ := mustCreate(t, nil)
 	// A live holder (this process) that never lets go.
-	if err := s.lock.Lock(nil, time.Time{}); err != nil {
+	if err := s.lock.Lock(context.Background(), time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	t0 := time.Now()

@@ -5,6 +5,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -46,7 +47,7 @@ func TestMain(m *testing.M) {
 		if err != nil {
 			return err
 		}
-		if err := l.Acquire(nil); err != nil {
+		if err := l.Acquire(context.Background()); err != nil {
 			return err
 		}
 		proctest.SignalReady()
@@ -93,8 +94,8 @@ func newSegment(t *testing.T) (dir, path string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	q.Put(nil, []byte("a"))
-	q.Put(nil, []byte("b"))
+	q.Put(context.Background(), []byte("a"))
+	q.Put(context.Background(), []byte("b"))
 	e, err := event.Create(seg, "done", nil)
 	if err != nil {
 		t.Fatal(err)

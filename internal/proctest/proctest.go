@@ -23,6 +23,7 @@ package proctest
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -107,7 +108,7 @@ func Start(tb testing.TB, role string, args ...string) *Child {
 func StartOpts(tb testing.TB, role string, o Options) *Child {
 	tb.Helper()
 	c := &Child{tb: tb, role: role, lines: make(chan string, 1024), done: make(chan struct{})}
-	p, err := reexec.Start(nil, role, &reexec.Options{
+	p, err := reexec.Start(context.Background(), role, &reexec.Options{
 		Args: o.Args, Env: o.Env, Files: o.Files, Wrap: o.Wrap,
 		Stdout: stdoutWriter{c}, Stderr: &lockedWriter{mu: &c.mu, b: &c.errb},
 	})

@@ -26,7 +26,7 @@ func TestStatesAndValid(t *testing.T) {
 	if !s.Held || s.Holder != m.Registry().Self() || s.Waiters || !Valid(w) || !m.IsSelf() {
 		t.Fatalf("locked: %+v", s)
 	}
-	if err := m.Lock(nil, time.Now().Add(30*time.Millisecond)); !errors.Is(err, futex.ErrTimeout) {
+	if err := m.Lock(context.Background(), time.Now().Add(30*time.Millisecond)); !errors.Is(err, futex.ErrTimeout) {
 		t.Fatalf("relock: %v", err)
 	}
 	if !m.Load().Waiters {
@@ -72,7 +72,7 @@ func TestTakeoverOfDeadHolder(t *testing.T) {
 	w := dead.Pack() | waiters
 	m := New(&w, testRegistry(t), 10*time.Millisecond)
 	start := time.Now()
-	err := m.Lock(nil, time.Now().Add(5*time.Second))
+	err := m.Lock(context.Background(), time.Now().Add(5*time.Second))
 	if !errors.Is(err, ErrOwnerDead) {
 		t.Fatalf("Lock: %v", err)
 	}
