@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"math"
 	"reflect"
 	"sync/atomic"
 	"time"
@@ -132,7 +133,7 @@ func size(info typeinfo.Info, n int) (uintptr, error) {
 		return 0, fmt.Errorf("array: length %d: %w", n, ErrLength)
 	}
 	data := uint64(n) * uint64(info.Size)
-	if n != 0 && data/uint64(n) != uint64(info.Size) || data > 1<<56 {
+	if n != 0 && data/uint64(n) != uint64(info.Size) || data > 1<<56 || data > math.MaxInt-headerSize-63 {
 		return 0, fmt.Errorf("array: %d elements of %d bytes: %w", n, info.Size, ErrLength)
 	}
 	return uintptr(headerSize + (data+63)&^63), nil

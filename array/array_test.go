@@ -192,7 +192,7 @@ func TestStructElems(t *testing.T) {
 		t.Fatal(a.Slice(0, 3))
 	}
 	a.Set(2, rec{T: 3})
-	if s := a.State(); s.Len != 3 || s.ElemSize != 24 || !s.OwnLock || s.Lock.Held || s.Type != "struct{0:int64 8:[3]float32}" {
+	if s := a.State(); s.Len != 3 || s.ElemSize != int(unsafe.Sizeof(rec{})) || !s.OwnLock || s.Lock.Held || s.Type != "struct{0:int64 8:[3]float32}" {
 		t.Fatalf("State = %+v", s)
 	}
 }
