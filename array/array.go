@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"math"
 	"reflect"
 	"sync/atomic"
 	"time"
@@ -125,7 +126,7 @@ func size(info typeinfo.Info, n int) (uintptr, error) {
 		return 0, fmt.Errorf("array: length %d: %w", n, ErrLength)
 	}
 	data := uint64(n) * uint64(info.Size)
-	if n != 0 && data/uint64(n) != uint64(info.Size) || data > 1<<56 {
+	if n != 0 && data/uint64(n) != uint64(info.Size) || data > 1<<56 || data > math.MaxInt-headerSize-63 {
 		return 0, fmt.Errorf("array: %d elements of %d bytes: %w", n, info.Size, ErrLength)
 	}
 	return uintptr(headerSize + (data+63)&^63), nil
@@ -460,7 +461,7 @@ func (a *Array[T]) acquire(ctx context.Context) error {
 // bounds-checked and stays inside the object, so the worst outcome is an
 // unsynchronized read or write, never a crash. Use Update, which returns
 // the error, when that matters.
-func (a *Array[T]) lock() bool { return a.acquire(nil) == nil }
+func (a *Array[T]) lock() bool { return a.acquire(context.Background()) == nil }
 
 // unlock releases what lock took. An error (a peer cleared the word under
 // us) changes nothing for the caller: the access is done.
@@ -550,7 +551,9 @@ func (a *Array[T]) All() iter.Seq2[int, T] {
 // bounds before taking the lock; fn's panics release the lock. Update marks
 // a lock whose holder died consistent and proceeds; it returns an error,
 // without calling fn, only if the lock cannot be acquired.
-func (a *Array[T]) Update(i, j int, fn func([]T)) error { return a.UpdateContext(nil, i, j, fn) }
+func (a *Array[T]) Update(i, j int, fn func([]T)) error {
+	return a.UpdateContext(context.Background(), i, j, fn)
+}
 
 // UpdateContext is Update that gives up with ctx.Err() when ctx is done
 // before the lock is acquired.

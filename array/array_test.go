@@ -1,8 +1,12 @@
+//go:build linux
+
 package array
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -188,7 +192,7 @@ func TestStructElems(t *testing.T) {
 		t.Fatal(a.Slice(0, 3))
 	}
 	a.Set(2, rec{T: 3})
-	if s := a.State(); s.Len != 3 || s.ElemSize != 24 || !s.OwnLock || s.Lock.Held || s.Type != "struct{0:int64 8:[3]float32}" {
+	if s := a.State(); s.Len != 3 || s.ElemSize != int(unsafe.Sizeof(rec{})) || !s.OwnLock || s.Lock.Held || s.Type != "struct{0:int64 8:[3]float32}" {
 		t.Fatalf("State = %+v", s)
 	}
 }
@@ -267,7 +271,7 @@ func TestErrors(t *testing.T) {
 	if _, err := Init[int32](mem, -1, nil, nil); !errors.Is(err, ErrLength) {
 		t.Errorf("negative length: %v", err)
 	}
-	if _, err := SizeOf[[1 << 20]byte](1 << 50); !errors.Is(err, ErrLength) {
+	if _, err := SizeOf[[1 << 20]byte](math.MaxInt / 2); !errors.Is(err, ErrLength) {
 		t.Errorf("overflowing length: %v", err)
 	}
 	if _, err := Init[int32](mem, 1000, nil, nil); !errors.Is(err, shm.ErrCorrupt) {
@@ -353,7 +357,7 @@ func TestSharedLock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := v.Lock().Acquire(nil); err != nil {
+	if err := v.Lock().Acquire(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan int32)

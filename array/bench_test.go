@@ -1,7 +1,10 @@
+//go:build linux
+
 package array
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -87,7 +90,7 @@ func waitTurn(w *uint32, want uint32) {
 		if v == want {
 			return
 		}
-		futex.Wait(nil, w, v, time.Time{})
+		futex.Wait(context.Background(), w, v, time.Time{})
 	}
 }
 

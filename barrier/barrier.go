@@ -397,7 +397,7 @@ func (b *Barrier) Wait(ctx context.Context) (int, error) {
 // of zero or less does not wait at all: it succeeds only for the last
 // party to arrive.
 func (b *Barrier) WaitTimeout(d time.Duration) (int, error) {
-	return b.wait(nil, futex.After(max(d, 0)))
+	return b.wait(context.Background(), futex.After(max(d, 0)))
 }
 
 func (b *Barrier) wait(ctx context.Context, deadline time.Time) (int, error) {

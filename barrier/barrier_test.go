@@ -1,3 +1,5 @@
+//go:build linux
+
 package barrier_test
 
 import (
@@ -167,7 +169,7 @@ func TestMultipass(t *testing.T) {
 		}
 		for r := 0; r < rounds; r++ {
 			phase[r].Add(1)
-			if _, err := h.Wait(nil); err != nil {
+			if _, err := h.Wait(context.Background()); err != nil {
 				return 0, err
 			}
 			if got := phase[r].Load(); got != n {
@@ -222,7 +224,7 @@ func TestAction(t *testing.T) {
 	for round := 1; round <= 3; round++ {
 		released.Store(0)
 		idx, errs := runParties(n, func(int) (int, error) {
-			i, err := b.Wait(nil)
+			i, err := b.Wait(context.Background())
 			released.Add(1)
 			return i, err
 		})
@@ -254,9 +256,9 @@ func testFailingAction(t *testing.T, action func() error, check func(error) bool
 	_, errs := runParties(n, func(i int) (int, error) {
 		if i == 0 {
 			waitFor(t, "two waiters", func() bool { return b.NWaiting() == 2 })
-			return withAction.Wait(nil)
+			return withAction.Wait(context.Background())
 		}
-		return b.Wait(nil)
+		return b.Wait(context.Background())
 	})
 	if !check(errs[0]) {
 		t.Fatalf("the party whose action failed got %v", errs[0])
@@ -301,7 +303,7 @@ func TestAbort(t *testing.T) {
 			b.Abort()
 			return 0, nil
 		}
-		return b.Wait(nil)
+		return b.Wait(context.Background())
 	})
 	for _, err := range errs[1:] {
 		if !errors.Is(err, barrier.ErrBrokenBarrier) {
@@ -327,7 +329,7 @@ func TestReset(t *testing.T) {
 			b.Reset()
 			return 0, nil
 		}
-		return b.Wait(nil)
+		return b.Wait(context.Background())
 	})
 	for _, err := range errs[1:] {
 		if !errors.Is(err, barrier.ErrBrokenBarrier) {
@@ -337,7 +339,7 @@ func TestReset(t *testing.T) {
 	if b.Broken() || b.NWaiting() != 0 {
 		t.Fatalf("after Reset: Broken %v NWaiting %d", b.Broken(), b.NWaiting())
 	}
-	_, errs = runParties(n, func(int) (int, error) { return b.Wait(nil) })
+	_, errs = runParties(n, func(int) (int, error) { return b.Wait(context.Background()) })
 	for _, err := range errs {
 		if err != nil {
 			t.Fatalf("round after Reset: %v", err)
@@ -350,12 +352,12 @@ func TestAbortAndReset(t *testing.T) {
 	const n = 3
 	_, _, b := newBarrier(t, n, nil)
 	b.Abort()
-	if _, err := b.Wait(nil); !errors.Is(err, barrier.ErrBrokenBarrier) {
+	if _, err := b.Wait(context.Background()); !errors.Is(err, barrier.ErrBrokenBarrier) {
 		t.Fatalf("Wait after Abort = %v", err)
 	}
 	b.Reset()
 	for round := 0; round < 3; round++ {
-		_, errs := runParties(n, func(int) (int, error) { return b.Wait(nil) })
+		_, errs := runParties(n, func(int) (int, error) { return b.Wait(context.Background()) })
 		for _, err := range errs {
 			if err != nil {
 				t.Fatalf("round %d after Abort+Reset: %v", round, err)
@@ -413,7 +415,7 @@ func TestTimeout(t *testing.T) {
 // TestDefaultTimeout is Python's test_default_timeout.
 func TestDefaultTimeout(t *testing.T) {
 	_, _, b := newBarrier(t, 2, &barrier.Options{Timeout: 100 * time.Millisecond})
-	if _, err := b.Wait(nil); !errors.Is(err, barrier.ErrTimedOut) {
+	if _, err := b.Wait(context.Background()); !errors.Is(err, barrier.ErrTimedOut) {
 		t.Fatalf("Wait with a default timeout = %v", err)
 	}
 }
@@ -448,7 +450,7 @@ func TestContextCancel(t *testing.T) {
 	// One party waits with no deadline; a second is cancelled while
 	// waiting.
 	first := make(chan error, 1)
-	go func() { _, err := b.Wait(nil); first <- err }()
+	go func() { _, err := b.Wait(context.Background()); first <- err }()
 	waitFor(t, "the first waiter", func() bool { return b.NWaiting() == 1 })
 	before := b.State()
 	ctx, cancel = context.WithCancel(context.Background())
@@ -465,7 +467,7 @@ func TestContextCancel(t *testing.T) {
 		t.Fatalf("cancelled Wait changed the barrier: %+v -> %+v", before, after)
 	}
 	// The round completes with two more parties, indices unique.
-	idx, errs := runParties(n-1, func(int) (int, error) { return b.Wait(nil) })
+	idx, errs := runParties(n-1, func(int) (int, error) { return b.Wait(context.Background()) })
 	if err := <-first; err != nil {
 		t.Fatal(err)
 	}
@@ -484,7 +486,7 @@ func TestContextCancel(t *testing.T) {
 func TestResetWhenIdle(t *testing.T) {
 	_, _, b := newBarrier(t, 2, nil)
 	b.Reset()
-	_, errs := runParties(2, func(int) (int, error) { return b.Wait(nil) })
+	_, errs := runParties(2, func(int) (int, error) { return b.Wait(context.Background()) })
 	for _, err := range errs {
 		if err != nil {
 			t.Fatal(err)
@@ -506,7 +508,7 @@ func TestThousand(t *testing.T) {
 	}
 	defer b.Close()
 	for r := 0; r < 5; r++ {
-		idx, errs := runParties(n, func(int) (int, error) { return b.Wait(nil) })
+		idx, errs := runParties(n, func(int) (int, error) { return b.Wait(context.Background()) })
 		seen := make(map[int]bool)
 		for i := range idx {
 			if errs[i] != nil {

@@ -1,6 +1,9 @@
+//go:build linux
+
 package barrier_test
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"sync/atomic"
@@ -22,7 +25,7 @@ func childW5(args []string) error {
 	mine, peer := i32(mem, offRounds+64), i32(mem, offRounds)
 	for r := 0; r < n; r++ {
 		atomic.StoreInt32(mine, int32(r))
-		if _, err := b.Wait(nil); err != nil {
+		if _, err := b.Wait(context.Background()); err != nil {
 			return err
 		}
 		if o := atomic.LoadInt32(peer); o < int32(r) || o > int32(r)+1 {
@@ -45,7 +48,7 @@ func BenchmarkW5BarrierRounds(b *testing.B) {
 	mine, peer := i32(mem, offRounds), i32(mem, offRounds+64)
 	for r := 0; r < b.N; r++ {
 		atomic.StoreInt32(mine, int32(r))
-		if _, err := bar.Wait(nil); err != nil {
+		if _, err := bar.Wait(context.Background()); err != nil {
 			b.Fatal(err)
 		}
 		if o := atomic.LoadInt32(peer); o < int32(r) || o > int32(r)+1 {
@@ -63,7 +66,7 @@ func BenchmarkBarrierSingleParty(b *testing.B) {
 	_, _, bar := newBarrier(b, 1, nil)
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
-		if _, err := bar.Wait(nil); err != nil {
+		if _, err := bar.Wait(context.Background()); err != nil {
 			b.Fatal(err)
 		}
 	}

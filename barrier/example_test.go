@@ -1,6 +1,9 @@
+//go:build linux
+
 package barrier_test
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"unsafe"
@@ -29,7 +32,7 @@ func Example() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			indices[i], _ = b.Wait(nil)
+			indices[i], _ = b.Wait(context.Background())
 		}()
 	}
 	wg.Wait()
@@ -39,7 +42,7 @@ func Example() {
 	}
 	fmt.Println("rounds:", rounds, "index sum:", sum, "broken:", b.Broken())
 	b.Abort()
-	_, err = b.Wait(nil)
+	_, err = b.Wait(context.Background())
 	fmt.Println(err)
 	b.Reset()
 	fmt.Println("broken:", b.Broken(), "waiting:", b.NWaiting())

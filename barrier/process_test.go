@@ -1,6 +1,9 @@
+//go:build linux
+
 package barrier_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"runtime"
@@ -77,7 +80,7 @@ func childRounds(args []string) error {
 	waitGo(mem)
 	for r := 0; r < n; r++ {
 		atomic.StoreInt32(i32(mem, offRounds+64*me), int32(r))
-		idx, err := b.Wait(nil)
+		idx, err := b.Wait(context.Background())
 		if err != nil {
 			return fmt.Errorf("round %d: %w", r, err)
 		}
@@ -281,7 +284,7 @@ func childActor(args []string) error {
 	proctest.SignalReady()
 	waitGo(mem)
 	for r := 1; r <= n; r++ {
-		idx, err := b.Wait(nil)
+		idx, err := b.Wait(context.Background())
 		if err != nil {
 			return err
 		}
@@ -385,7 +388,7 @@ func TestFailingActionAcrossProcesses(t *testing.T) {
 		cs = append(cs, c)
 	}
 	waitFor(t, "two waiters", func() bool { return b.NWaiting() == 2 })
-	if _, err := b.Wait(nil); err != errAction {
+	if _, err := b.Wait(context.Background()); err != errAction {
 		t.Fatalf("last party's Wait = %v, want the action's error", err)
 	}
 	for _, c := range cs {

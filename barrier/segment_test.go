@@ -1,6 +1,9 @@
+//go:build linux
+
 package barrier_test
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -76,8 +79,8 @@ func TestCreateOpen(t *testing.T) {
 		t.Fatalf("opened handle: parties %d, state %+v", o.Parties(), o.State())
 	}
 	done := make(chan error)
-	go func() { _, err := b.Wait(nil); done <- err }()
-	if _, err := o.Wait(nil); err != nil {
+	go func() { _, err := b.Wait(context.Background()); done <- err }()
+	if _, err := o.Wait(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-done; err != nil {

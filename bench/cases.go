@@ -81,14 +81,8 @@ func throughput(size int) func(time.Duration, int64, *shared) []Result {
 	}
 }
 
-// u64at returns the shared uint64 at off in mem.
-func u64at(mem []byte, off int) *uint64 { return (*uint64)(unsafe.Pointer(&mem[off])) }
-
 // i64at returns the shared int64 at off in mem.
 func i64at(mem []byte, off int) *int64 { return (*int64)(unsafe.Pointer(&mem[off])) }
-
-// u32at returns the shared uint32 at off in mem.
-func u32at(mem []byte, off int) *uint32 { return (*uint32)(unsafe.Pointer(&mem[off])) }
 
 // mismatch is the loud failure of a result check.
 func mismatch(format string, args ...any) error {

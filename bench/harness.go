@@ -12,8 +12,6 @@ import (
 	"time"
 	"unsafe"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/mpipc/mpipc/futex"
 	"github.com/mpipc/mpipc/process"
 )
@@ -63,60 +61,6 @@ func (s *shared) objects() []byte { return s.mem[headerSize:] }
 
 // Result returns the i-th result word.
 func (s *shared) result(i int) *uint64 { return s.u64(offResults + 8*i) }
-
-func createShared(size int) (*shared, error) {
-	f, err := os.CreateTemp("/dev/shm", "mpipc-bench-*")
-	if err != nil {
-		return nil, fmt.Errorf("creating the benchmark file: %w", err)
-	}
-	defer f.Close()
-	total := headerSize + size
-	if err := f.Truncate(int64(total)); err != nil {
-		os.Remove(f.Name())
-		return nil, fmt.Errorf("sizing %s: %w", f.Name(), err)
-	}
-	mem, err := unix.Mmap(int(f.Fd()), 0, total, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-	if err != nil {
-		os.Remove(f.Name())
-		return nil, fmt.Errorf("mapping %s: %w", f.Name(), err)
-	}
-	for i := range mem { // fault the pages in up front, as the C anchors do
-		mem[i] = 0
-	}
-	return &shared{path: f.Name(), mem: mem}, nil
-}
-
-func openShared(path string) (*shared, error) {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	mem, err := unix.Mmap(int(f.Fd()), 0, int(fi.Size()), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-	if err != nil {
-		return nil, fmt.Errorf("mapping %s: %w", path, err)
-	}
-	return &shared{path: path, mem: mem}, nil
-}
-
-func (s *shared) close() {
-	if s.mem != nil {
-		unix.Munmap(s.mem)
-		s.mem = nil
-	}
-	os.Remove(s.path)
-}
-
-// now is CLOCK_MONOTONIC in ns, comparable across processes.
-func now() uint64 {
-	var ts unix.Timespec
-	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return uint64(ts.Sec)*1e9 + uint64(ts.Nsec)
-}
 
 // Worker is what a worker process sees of its run.
 type Worker struct {
@@ -194,7 +138,7 @@ func runWorker(args []string) error {
 	futex.Wake(ready, 1)
 	g := sh.u32(offGo)
 	for atomic.LoadUint32(g) == 0 {
-		futex.Wait(nil, g, 0, time.Time{})
+		futex.Wait(context.Background(), g, 0, time.Time{})
 	}
 	atomic.StoreUint64(sh.u64(offStart+8*idx), now())
 	if err := loop(); err != nil {
@@ -287,7 +231,7 @@ func runProcs(spec procSpec) (time.Duration, error) {
 			killAll()
 			return 0, fmt.Errorf("%s: workers not ready after %v", spec.id, caseTimeout)
 		}
-		futex.Wait(nil, ready, r, time.Now().Add(50*time.Millisecond))
+		futex.Wait(context.Background(), ready, r, time.Now().Add(50*time.Millisecond))
 	}
 	os.Remove(sh.path) // every worker has it mapped: leave nothing behind if we die
 	atomic.StoreUint32(sh.u32(offGo), 1)

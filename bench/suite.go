@@ -11,8 +11,6 @@ import (
 	"sort"
 	"strings"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // Result is one figure of one run of one case, as the anchors print it:
@@ -285,9 +283,4 @@ func (p *progress) finish() {
 	if p.w != nil && p.tty {
 		fmt.Fprint(p.w, "\r\033[K")
 	}
-}
-
-func isTerminal(f *os.File) bool {
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
 }

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"sync/atomic"
 	"time"
 
@@ -24,7 +25,7 @@ func w9Turn(turn *uint32, want uint32) {
 		if v == want {
 			return
 		}
-		futex.Wait(nil, turn, v, time.Time{})
+		futex.Wait(context.Background(), turn, v, time.Time{})
 	}
 }
 

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"time"
 
 	"github.com/mpipc/mpipc/barrier"
@@ -32,7 +33,7 @@ func init() {
 			return func() error {
 				for r := int64(0); r < w.N; r++ {
 					storeInt64(mine, r)
-					if _, err := b.Wait(nil); err != nil {
+					if _, err := b.Wait(context.Background()); err != nil {
 						return err
 					}
 					if o := loadInt64(theirs); o < r || o > r+1 {

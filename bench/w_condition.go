@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"github.com/mpipc/mpipc/condition"
 	"github.com/mpipc/mpipc/lock"
 )
@@ -42,7 +43,7 @@ func init() {
 				return nil, err
 			}
 			return func() error {
-				if err := c.Acquire(nil); err != nil {
+				if err := c.Acquire(context.Background()); err != nil {
 					return err
 				}
 				for i := int64(0); i < w.N; i++ {
@@ -50,7 +51,7 @@ func init() {
 					if w.Idx == 1 {
 						mine, theirs = theirs, mine
 						for *t != theirs {
-							if err := c.Wait(nil); err != nil {
+							if err := c.Wait(context.Background()); err != nil {
 								return err
 							}
 						}
@@ -65,7 +66,7 @@ func init() {
 						return err
 					}
 					for *t != theirs {
-						if err := c.Wait(nil); err != nil {
+						if err := c.Wait(context.Background()); err != nil {
 							return err
 						}
 					}

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"github.com/mpipc/mpipc/event"
 )
 
@@ -35,7 +36,7 @@ func init() {
 				for i := int64(0); i < w.N; i++ {
 					if w.Idx == 0 {
 						a.Set()
-						if err := b.Wait(nil); err != nil {
+						if err := b.Wait(context.Background()); err != nil {
 							return err
 						}
 						b.Clear()
@@ -43,7 +44,7 @@ func init() {
 							return mismatch("round %d: peer published %d", i, got)
 						}
 					} else {
-						if err := a.Wait(nil); err != nil {
+						if err := a.Wait(context.Background()); err != nil {
 							return err
 						}
 						a.Clear()

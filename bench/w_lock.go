@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"github.com/mpipc/mpipc/lock"
 )
 
@@ -21,13 +22,13 @@ func init() {
 				return nil, err
 			}
 			for i := int64(0); i < w.N/10; i++ {
-				l.Acquire(nil)
+				l.Acquire(context.Background())
 				l.Release()
 			}
 			return func() error {
 				var done int64
 				for i := int64(0); i < w.N; i++ {
-					if err := l.Acquire(nil); err != nil {
+					if err := l.Acquire(context.Background()); err != nil {
 						return err
 					}
 					if err := l.Release(); err != nil {
@@ -69,7 +70,7 @@ func init() {
 			c := i64at(mem, counter)
 			return func() error {
 				for i := int64(0); i < w.N; i++ {
-					if err := l.Acquire(nil); err != nil {
+					if err := l.Acquire(context.Background()); err != nil {
 						return err
 					}
 					*c++

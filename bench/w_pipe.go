@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"github.com/mpipc/mpipc/ringbuf"
 )
 
@@ -15,10 +16,10 @@ import (
 // pipeConn adapts a pipe end to msgConn.
 type pipeConn struct{ c *ringbuf.Conn }
 
-func (p pipeConn) send(b []byte) error { return p.c.Send(nil, b) }
+func (p pipeConn) send(b []byte) error { return p.c.Send(context.Background(), b) }
 
 func (p pipeConn) recv(b []byte) error {
-	n, err := p.c.Recv(nil, b)
+	n, err := p.c.Recv(context.Background(), b)
 	if err == nil && n != len(b) {
 		err = mismatch("message of %d bytes, want %d", n, len(b))
 	}

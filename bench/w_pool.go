@@ -24,10 +24,10 @@ const w11Workers = 2
 
 func init() {
 	addW11("mpipc-pool-map", 20_000_000, func(p *pool.Pool, xs []int64) ([]int64, error) {
-		return pool.Map(nil, p, w11Square, xs, nil)
+		return pool.Map(context.Background(), p, w11Square, xs, nil)
 	})
 	addW11("mpipc-pool-map-chunk1", 1_000_000, func(p *pool.Pool, xs []int64) ([]int64, error) {
-		return pool.Map(nil, p, w11Square, xs, &pool.MapOptions{ChunkSize: 1})
+		return pool.Map(context.Background(), p, w11Square, xs, &pool.MapOptions{ChunkSize: 1})
 	})
 	addW11("mpipc-pool-submit", 300_000, func(p *pool.Pool, xs []int64) ([]int64, error) {
 		fs := make([]*pool.Future[int64], len(xs))
@@ -40,7 +40,7 @@ func init() {
 		}
 		out := make([]int64, len(xs))
 		for i, fu := range fs {
-			v, err := fu.Get(nil)
+			v, err := fu.Get(context.Background())
 			if err != nil {
 				return nil, err
 			}

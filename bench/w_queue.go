@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"github.com/mpipc/mpipc/ringbuf"
 )
 
@@ -14,10 +15,10 @@ import (
 // queueConn adapts a Queue to msgConn.
 type queueConn struct{ q *ringbuf.Queue }
 
-func (c queueConn) send(b []byte) error { return c.q.Put(nil, b) }
+func (c queueConn) send(b []byte) error { return c.q.Put(context.Background(), b) }
 
 func (c queueConn) recv(b []byte) error {
-	n, err := c.q.GetInto(nil, b)
+	n, err := c.q.GetInto(context.Background(), b)
 	if err == nil && n != len(b) {
 		err = mismatch("message of %d bytes, want %d", n, len(b))
 	}

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"github.com/mpipc/mpipc/rlock"
 	"github.com/mpipc/mpipc/semaphore"
 )
@@ -23,13 +24,13 @@ func init() {
 				return nil, err
 			}
 			for i := int64(0); i < w.N/10; i++ {
-				l.Acquire(nil)
+				l.Acquire(context.Background())
 				l.Release()
 			}
 			return func() error {
 				var done int64
 				for i := int64(0); i < w.N; i++ {
-					if err := l.Acquire(nil); err != nil {
+					if err := l.Acquire(context.Background()); err != nil {
 						return err
 					}
 					if err := l.Release(); err != nil {
@@ -67,13 +68,13 @@ func init() {
 				return nil, err
 			}
 			for i := int64(0); i < w.N/10; i++ {
-				s.Acquire(nil)
+				s.Acquire(context.Background())
 				s.Release(1)
 			}
 			return func() error {
 				var done int64
 				for i := int64(0); i < w.N; i++ {
-					if err := s.Acquire(nil); err != nil {
+					if err := s.Acquire(context.Background()); err != nil {
 						return err
 					}
 					if err := s.Release(1); err != nil {
@@ -129,14 +130,14 @@ func init() {
 						if err := a.Release(1); err != nil {
 							return err
 						}
-						if err := b.Acquire(nil); err != nil {
+						if err := b.Acquire(context.Background()); err != nil {
 							return err
 						}
 						if got := loadInt64(rounds); got != i+1 {
 							return mismatch("round %d: peer published %d", i, got)
 						}
 					} else {
-						if err := a.Acquire(nil); err != nil {
+						if err := a.Acquire(context.Background()); err != nil {
 							return err
 						}
 						storeInt64(rounds, i+1)

@@ -1,6 +1,9 @@
+//go:build linux
+
 package condition_test
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"testing"
@@ -20,7 +23,7 @@ func BenchmarkNotifyNoWaiters(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	c.Acquire(nil)
+	c.Acquire(context.Background())
 	b.ReportAllocs()
 	for b.Loop() {
 		c.Notify(1)

@@ -552,9 +552,9 @@ func (c *Condition) awaitLock() {
 // holding the lock.
 func (c *Condition) reacquire(level int) error {
 	if c.rl != nil {
-		return c.rl.AcquireLevel(nil, level)
+		return c.rl.AcquireLevel(context.Background(), level)
 	}
-	return c.l.Acquire(nil)
+	return c.l.Acquire(context.Background())
 }
 
 // register takes a free slot for the calling waiter. The lock is held.
@@ -778,7 +778,7 @@ func (c *Condition) WaitTimeout(d time.Duration) (notified bool, err error) {
 		}
 		return false, nil
 	}
-	return c.wait(nil, futex.After(d))
+	return c.wait(context.Background(), futex.After(d))
 }
 
 func (c *Condition) wait(ctx context.Context, deadline time.Time) (bool, error) {

@@ -1,3 +1,5 @@
+//go:build linux
+
 package condition_test
 
 import (
@@ -36,8 +38,8 @@ func TestNotifyCounts(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				c.Acquire(nil)
-				if err := c.Wait(nil); err != nil {
+				c.Acquire(context.Background())
+				if err := c.Wait(context.Background()); err != nil {
 					t.Error(err)
 				}
 				woke.Add(1)
@@ -45,7 +47,7 @@ func TestNotifyCounts(t *testing.T) {
 			}()
 		}
 		waitFor(t, "5 waiters", 10*time.Second, func() bool { return c.State().Waiters == 5 })
-		c.Acquire(nil)
+		c.Acquire(context.Background())
 		if err := c.Notify(2); err != nil {
 			t.Fatal(err)
 		}
@@ -55,7 +57,7 @@ func TestNotifyCounts(t *testing.T) {
 		if n := woke.Load(); n != 2 || c.State().Waiters != 3 {
 			t.Fatalf("Notify(2) woke %d, %d still wait", n, c.State().Waiters)
 		}
-		c.Acquire(nil)
+		c.Acquire(context.Background())
 		c.NotifyAll()
 		c.Release()
 		wg.Wait()
@@ -77,7 +79,7 @@ func TestNotifyCountsProcesses(t *testing.T) {
 		cs = append(cs, proctest.Start(t, "waiter", s.path, s.kind, "0"))
 	}
 	waitFor(t, "5 waiters", 20*time.Second, func() bool { return c.State().Waiters == 5 })
-	c.Acquire(nil)
+	c.Acquire(context.Background())
 	c.Notify(2)
 	c.Release()
 	done := word(s.mem, 0)
@@ -86,7 +88,7 @@ func TestNotifyCountsProcesses(t *testing.T) {
 	if n := atomic.LoadUint64(done); n != 2 {
 		t.Fatalf("Notify(2) woke %d processes", n)
 	}
-	c.Acquire(nil)
+	c.Acquire(context.Background())
 	c.NotifyAll()
 	c.Release()
 	for _, out := range proctest.WaitAll(cs) {
@@ -107,8 +109,8 @@ func TestNotifyFIFO(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c.Acquire(nil)
-			c.Wait(nil)
+			c.Acquire(context.Background())
+			c.Wait(context.Background())
 			mu.Lock()
 			order = append(order, i)
 			mu.Unlock()
@@ -117,7 +119,7 @@ func TestNotifyFIFO(t *testing.T) {
 		waitFor(t, "waiter", 10*time.Second, func() bool { return c.State().Waiters == i+1 })
 	}
 	for i := 0; i < 4; i++ {
-		c.Acquire(nil)
+		c.Acquire(context.Background())
 		c.Notify(1)
 		c.Release()
 		waitFor(t, "one woken", 10*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(order) == i+1 })
@@ -133,7 +135,7 @@ func TestNotifyFIFO(t *testing.T) {
 func TestNotRemembered(t *testing.T) {
 	s := newSetup(t, "own", 0)
 	c := s.c
-	c.Acquire(nil)
+	c.Acquire(context.Background())
 	c.Notify(1)
 	c.NotifyAll()
 	ok, err := c.WaitTimeout(50 * time.Millisecond)
@@ -149,7 +151,7 @@ func TestWithoutLock(t *testing.T) {
 		c := s.c
 		pred := func() bool { return true }
 		check := func(who string) {
-			if err := c.Wait(nil); !errors.Is(err, condition.ErrNotOwner) {
+			if err := c.Wait(context.Background()); !errors.Is(err, condition.ErrNotOwner) {
 				t.Errorf("%s: Wait = %v", who, err)
 			}
 			if _, err := c.WaitTimeout(time.Second); !errors.Is(err, condition.ErrNotOwner) {
@@ -158,7 +160,7 @@ func TestWithoutLock(t *testing.T) {
 			if _, err := c.WaitTimeout(0); !errors.Is(err, condition.ErrNotOwner) {
 				t.Errorf("%s: WaitTimeout(0) = %v", who, err)
 			}
-			if _, err := c.WaitFor(nil, pred); !errors.Is(err, condition.ErrNotOwner) {
+			if _, err := c.WaitFor(context.Background(), pred); !errors.Is(err, condition.ErrNotOwner) {
 				t.Errorf("%s: WaitFor = %v", who, err)
 			}
 			if _, err := c.WaitForTimeout(time.Second, pred); !errors.Is(err, condition.ErrNotOwner) {
@@ -174,7 +176,7 @@ func TestWithoutLock(t *testing.T) {
 		check("unlocked")
 		if kind != "lock" {
 			// An RLock held by another goroutine is not the caller's.
-			c.Acquire(nil)
+			c.Acquire(context.Background())
 			done := make(chan struct{})
 			go func() { defer close(done); check("other goroutine") }()
 			<-done
@@ -190,7 +192,7 @@ func TestWaitTimeouts(t *testing.T) {
 	forKinds(t, func(t *testing.T, kind string) {
 		s := newSetup(t, kind, 0)
 		c := s.c
-		c.Acquire(nil)
+		c.Acquire(context.Background())
 		defer c.Release()
 		for _, d := range []time.Duration{0, -time.Second} {
 			start := time.Now()
@@ -219,13 +221,13 @@ func TestWaitFor(t *testing.T) {
 	go func() {
 		for i := 0; i < 4; i++ {
 			time.Sleep(10 * time.Millisecond)
-			c.Acquire(nil)
+			c.Acquire(context.Background())
 			state.Add(1)
 			c.Notify(1)
 			c.Release()
 		}
 	}()
-	c.Acquire(nil)
+	c.Acquire(context.Background())
 	ok, err := c.WaitFor(context.Background(), func() bool { calls.Add(1); return state.Load() == 4 })
 	if !ok || err != nil || state.Load() != 4 || calls.Load() < 2 {
 		t.Fatalf("WaitFor = %v, %v; state %d after %d calls", ok, err, state.Load(), calls.Load())
@@ -251,7 +253,7 @@ func TestWaitFor(t *testing.T) {
 	// With a timeout long enough: true.
 	go func() {
 		time.Sleep(20 * time.Millisecond)
-		c.Acquire(nil)
+		c.Acquire(context.Background())
 		state.Store(5)
 		c.NotifyAll()
 		c.Release()
@@ -277,7 +279,7 @@ func TestRLockLevel3(t *testing.T) {
 			s := newSetup(t, kind, 0)
 			c := s.c
 			for i := 0; i < 3; i++ {
-				c.Acquire(nil)
+				c.Acquire(context.Background())
 			}
 			r := c.Lock().(*rlock.RLock)
 			if r.Level() != 3 {
@@ -317,7 +319,7 @@ func TestTimedOutDoesNotSwallow(t *testing.T) {
 		waitFor(t, "A waiting", 20*time.Second, func() bool { return c.State().Waiters == 1 })
 		b := proctest.Start(t, "waiter", s.path, s.kind, "0")
 		waitFor(t, "B waiting", 20*time.Second, func() bool { return c.State().Waiters == 2 })
-		if err := c.Acquire(nil); err != nil {
+		if err := c.Acquire(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		// A's timeout passes while we hold the lock: A withdraws, and
@@ -347,9 +349,9 @@ func TestCancel(t *testing.T) {
 		c := s.c
 		var lat []time.Duration
 		for trial := 0; trial < 5; trial++ {
-			c.Acquire(nil)
+			c.Acquire(context.Background())
 			if kind != "lock" {
-				c.Acquire(nil)
+				c.Acquire(context.Background())
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			var at atomic.Int64
@@ -380,7 +382,7 @@ func TestCancel(t *testing.T) {
 		// A cancelled context before waiting: nothing changes.
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		c.Acquire(nil)
+		c.Acquire(context.Background())
 		if err := c.Wait(ctx); !errors.Is(err, context.Canceled) {
 			t.Fatalf("Wait with a cancelled context = %v", err)
 		}
@@ -388,7 +390,7 @@ func TestCancel(t *testing.T) {
 		// Still usable.
 		done := make(chan error)
 		go func() {
-			c.Acquire(nil)
+			c.Acquire(context.Background())
 			ok, err := c.WaitTimeout(10 * time.Second)
 			c.Release()
 			if !ok && err == nil {
@@ -397,7 +399,7 @@ func TestCancel(t *testing.T) {
 			done <- err
 		}()
 		waitFor(t, "waiter", 10*time.Second, func() bool { return c.State().Waiters == 1 })
-		c.Acquire(nil)
+		c.Acquire(context.Background())
 		c.Notify(1)
 		c.Release()
 		if err := <-done; err != nil {
@@ -422,7 +424,7 @@ func TestDeadWaiter(t *testing.T) {
 			dead.Kill()
 			<-dead.Done()
 			time.Sleep(pause)
-			c.Acquire(nil)
+			c.Acquire(context.Background())
 			c.Notify(1)
 			c.Release()
 			start := time.Now()
@@ -445,9 +447,9 @@ func TestTableFull(t *testing.T) {
 		cs = append(cs, proctest.Start(t, "waiter", s.path, s.kind, "0"))
 		waitFor(t, "waiter", 20*time.Second, func() bool { return c.State().Waiters == i+1 })
 	}
-	c.Acquire(nil)
-	c.Acquire(nil)
-	if err := c.Wait(nil); !errors.Is(err, condition.ErrTooManyWaiters) {
+	c.Acquire(context.Background())
+	c.Acquire(context.Background())
+	if err := c.Wait(context.Background()); !errors.Is(err, condition.ErrTooManyWaiters) {
 		t.Fatalf("Wait on a full table = %v", err)
 	}
 	if ok, err := c.WaitTimeout(time.Second); ok || !errors.Is(err, condition.ErrTooManyWaiters) {
@@ -461,7 +463,7 @@ func TestTableFull(t *testing.T) {
 	// Kill one waiter: its slot comes back.
 	cs[0].Kill()
 	<-cs[0].Done()
-	c.Acquire(nil)
+	c.Acquire(context.Background())
 	if ok, err := c.WaitTimeout(30 * time.Millisecond); ok || err != nil {
 		t.Fatalf("WaitTimeout after a waiter died = %v, %v", ok, err)
 	}

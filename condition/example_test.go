@@ -1,6 +1,9 @@
+//go:build linux
+
 package condition_test
 
 import (
+	"context"
 	"fmt"
 	"unsafe"
 
@@ -22,26 +25,26 @@ func Example() {
 	done := make(chan struct{})
 	go func() { // consumer
 		defer close(done)
-		c.Acquire(nil)
-		ok, err := c.WaitFor(nil, func() bool { return items > 0 })
+		c.Acquire(context.Background())
+		ok, err := c.WaitFor(context.Background(), func() bool { return items > 0 })
 		items--
 		c.Release()
 		fmt.Println("consumed:", ok, err)
 	}()
 
-	c.Acquire(nil) // producer
+	c.Acquire(context.Background()) // producer
 	items++
 	c.Notify(1)
 	c.Release()
 	<-done
 
-	c.Acquire(nil)
-	c.Acquire(nil) // the own lock is an RLock: level 2
+	c.Acquire(context.Background())
+	c.Acquire(context.Background()) // the own lock is an RLock: level 2
 	ok, err := c.WaitTimeout(1)
 	fmt.Println("nobody notified:", ok, err, "level", c.State().Level)
 	c.Release()
 	c.Release()
-	fmt.Println("wait without the lock:", c.Wait(nil))
+	fmt.Println("wait without the lock:", c.Wait(context.Background()))
 	// Output:
 	// consumed: true <nil>
 	// nobody notified: false <nil> level 2

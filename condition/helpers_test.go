@@ -1,3 +1,5 @@
+//go:build linux
+
 package condition_test
 
 import (
@@ -166,7 +168,7 @@ func TestMain(m *testing.M) {
 			return err
 		}
 		ms, _ := strconv.Atoi(args[2])
-		if err := s.c.Acquire(nil); err != nil {
+		if err := s.c.Acquire(context.Background()); err != nil {
 			return err
 		}
 		var ok bool
@@ -240,7 +242,7 @@ func TestMain(m *testing.M) {
 		if err != nil {
 			return err
 		}
-		if err := c.Acquire(nil); err != nil {
+		if err := c.Acquire(context.Background()); err != nil {
 			return err
 		}
 		ok, err := c.WaitTimeout(30 * time.Second)
@@ -289,7 +291,7 @@ func produce(s *setup, id, n int) error {
 		if i == n+1 {
 			v = endMarker
 		}
-		if err := s.c.Acquire(nil); err != nil {
+		if err := s.c.Acquire(context.Background()); err != nil {
 			return err
 		}
 		if err := s.put(ctx, v); err != nil {
@@ -306,7 +308,7 @@ func consume(s *setup) (cnt, sum uint64, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	for {
-		if err := s.c.Acquire(nil); err != nil {
+		if err := s.c.Acquire(context.Background()); err != nil {
 			return cnt, sum, err
 		}
 		v, err := s.get(ctx)
@@ -333,7 +335,7 @@ func pingA(s *setup, n int) error { return pingATimed(s, n, nil) }
 // rt is not nil (len(rt) >= n).
 func pingATimed(s *setup, n int, rt []time.Duration) error {
 	turn := word(s.mem, 4)
-	if err := s.c.Acquire(nil); err != nil {
+	if err := s.c.Acquire(context.Background()); err != nil {
 		return err
 	}
 	last := time.Now()
@@ -348,7 +350,7 @@ func pingATimed(s *setup, n int, rt []time.Duration) error {
 			return err
 		}
 		for atomic.LoadUint64(turn) != 2*i+2 {
-			if err := s.c.Wait(nil); err != nil {
+			if err := s.c.Wait(context.Background()); err != nil {
 				return err
 			}
 		}
@@ -358,12 +360,12 @@ func pingATimed(s *setup, n int, rt []time.Duration) error {
 
 func pingB(s *setup, n int) error {
 	turn := word(s.mem, 4)
-	if err := s.c.Acquire(nil); err != nil {
+	if err := s.c.Acquire(context.Background()); err != nil {
 		return err
 	}
 	for i := uint64(0); i < uint64(n); i++ {
 		for atomic.LoadUint64(turn) != 2*i+1 {
-			if err := s.c.Wait(nil); err != nil {
+			if err := s.c.Wait(context.Background()); err != nil {
 				return err
 			}
 		}

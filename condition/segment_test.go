@@ -1,6 +1,9 @@
+//go:build linux
+
 package condition_test
 
 import (
+	"context"
 	"errors"
 	"sync/atomic"
 	"testing"
@@ -53,7 +56,7 @@ func TestCreateOpen(t *testing.T) {
 		}
 		// The two handles share the lock: through the second, the same
 		// goroutine re-enters an RLock (level 2) and cannot take a Lock.
-		c.Acquire(nil)
+		c.Acquire(context.Background())
 		ok, _ := o.TryAcquire()
 		if ok != (tc.want == "*rlock.RLock") || !o.State().Held {
 			t.Fatalf("%s: TryAcquire through the opened handle = %v, state %+v", tc.name, ok, o.State())
@@ -100,7 +103,7 @@ func TestCreateOpen(t *testing.T) {
 			}
 			return c.State().Waiters == 1
 		})
-		c.Acquire(nil)
+		c.Acquire(context.Background())
 		c.Notify(1)
 		c.Release()
 		if out := child.WaitOK(); out != "done true nil\n" {

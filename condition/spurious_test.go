@@ -1,6 +1,9 @@
+//go:build linux
+
 package condition
 
 import (
+	"context"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -54,7 +57,7 @@ func TestSpuriousWakeups(t *testing.T) {
 	}
 	res := make(chan result, 1)
 	go func() {
-		c.Acquire(nil)
+		c.Acquire(context.Background())
 		start := time.Now()
 		ok, err := c.WaitTimeout(400 * time.Millisecond)
 		res <- result{ok, err, time.Since(start)}
@@ -75,8 +78,8 @@ func TestSpuriousWakeups(t *testing.T) {
 
 	werr := make(chan error, 1)
 	go func() {
-		c.Acquire(nil)
-		werr <- c.Wait(nil)
+		c.Acquire(context.Background())
+		werr <- c.Wait(context.Background())
 		c.Release()
 	}()
 	for c.sleepers() != 1 {
@@ -88,7 +91,7 @@ func TestSpuriousWakeups(t *testing.T) {
 		t.Fatalf("Wait returned %v without a Notify", err)
 	default:
 	}
-	c.Acquire(nil)
+	c.Acquire(context.Background())
 	c.Notify(1)
 	c.Release()
 	if err := <-werr; err != nil {

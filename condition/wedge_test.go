@@ -1,6 +1,9 @@
+//go:build linux
+
 package condition_test
 
 import (
+	"context"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -43,7 +46,7 @@ func TestWaiterKilledInRegister(t *testing.T) {
 	st := u32(mem, laySlots)
 	atomic.StoreUint32(st, atomic.LoadUint32(st)&^7) // nor the slot published
 	for round := 0; round < 3; round++ {
-		if err := s.c.Acquire(nil); err != nil {
+		if err := s.c.Acquire(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		ok, err := s.c.WaitTimeout(10 * time.Millisecond)
@@ -66,7 +69,7 @@ func TestWaiterKilledInFree(t *testing.T) {
 	atomic.StoreUint64((*uint64)(unsafe.Pointer(&mem[layBitmap])), 0) // bit cleared
 	atomic.StoreUint32(u32(mem, layOccupied), 1)                      // the count not lowered yet
 	for round := 0; round < 3; round++ {
-		if err := s.c.Acquire(nil); err != nil {
+		if err := s.c.Acquire(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		ok, err := s.c.WaitTimeout(10 * time.Millisecond)

@@ -207,7 +207,7 @@ func (g *geometry) finish() error {
 		return fmt.Errorf("dict: region too large: %w", shm.ErrInvalidSize)
 	}
 	hi, all := bits.Mul64(region, 2*s)
-	if hi != 0 || all > math.MaxInt64/2 {
+	if hi != 0 || all > math.MaxInt/2 { // MaxInt: a 32-bit int must hold the size too
 		return fmt.Errorf("dict: too large: %w", shm.ErrInvalidSize)
 	}
 	g.size = headerSize + stripeSize*s + all

@@ -1,6 +1,7 @@
 package dict
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/bits"
@@ -369,7 +370,7 @@ func (t *table) lockTimeout(s uint64, d time.Duration) error {
 func (t *table) lockUntil(s uint64, deadline time.Time) error {
 	m := &t.locks[s]
 	for range 4 {
-		err := m.Lock(nil, deadline)
+		err := m.Lock(context.Background(), deadline)
 		switch {
 		case err == nil:
 			return nil

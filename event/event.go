@@ -225,7 +225,7 @@ func (e *Event) WaitTimeout(d time.Duration) bool {
 	if d <= 0 {
 		return false
 	}
-	return e.waitSlow(nil, futex.After(d), old) == nil
+	return e.waitSlow(context.Background(), futex.After(d), old) == nil
 }
 
 // released reports whether w shows the event set, or set since generation

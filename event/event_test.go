@@ -1,3 +1,5 @@
+//go:build linux
+
 package event_test
 
 import (
@@ -137,7 +139,7 @@ func TestTimeouts(t *testing.T) {
 			t.Errorf("WaitTimeout(%v) on a set Event = false", d)
 		}
 	}
-	if err := e.Wait(nil); err != nil {
+	if err := e.Wait(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.Wait(context.Background()); err != nil {
@@ -307,7 +309,7 @@ func BenchmarkEventWaitWhenSet(b *testing.B) {
 	e.Set()
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
-		if err := e.Wait(nil); err != nil {
+		if err := e.Wait(context.Background()); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -343,7 +345,7 @@ func childPong(args []string) error {
 	}
 	round := i32(mem, offRound)
 	for i := 0; i < n; i++ {
-		if err := e1.Wait(nil); err != nil {
+		if err := e1.Wait(context.Background()); err != nil {
 			return err
 		}
 		e1.Clear()
@@ -371,7 +373,7 @@ func BenchmarkW4EventPingPong(b *testing.B) {
 	round := i32(mem, offRound)
 	for i := 0; i < b.N; i++ {
 		e1.Set()
-		if err := e2.Wait(nil); err != nil {
+		if err := e2.Wait(context.Background()); err != nil {
 			b.Fatal(err)
 		}
 		e2.Clear()

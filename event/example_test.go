@@ -1,6 +1,9 @@
+//go:build linux
+
 package event_test
 
 import (
+	"context"
 	"fmt"
 	"time"
 	"unsafe"
@@ -22,7 +25,7 @@ func Example() {
 		time.Sleep(10 * time.Millisecond)
 		ready.Set() // "the server is ready"
 	}()
-	if err := ready.Wait(nil); err != nil {
+	if err := ready.Wait(context.Background()); err != nil {
 		panic(err)
 	}
 	fmt.Println("set:", ready.IsSet())

@@ -1,6 +1,9 @@
+//go:build linux
+
 package faults_test
 
 import (
+	"context"
 	"errors"
 	"path/filepath"
 	"runtime"
@@ -94,7 +97,7 @@ func (o *objects) use(t *testing.T, round int64) {
 	} else {
 		check("lock release", o.l.Release())
 	}
-	check("rlock", o.r.Acquire(nil))
+	check("rlock", o.r.Acquire(context.Background()))
 	check("rlock release", o.r.Release())
 	check("semaphore release", o.s.Release(1))
 	if ok, err := o.s.AcquireTimeout(time.Second); !ok || err != nil {
@@ -108,7 +111,7 @@ func (o *objects) use(t *testing.T, round int64) {
 		t.Error("event not set")
 	}
 	o.e.Clear()
-	check("condition acquire", o.c.Acquire(nil))
+	check("condition acquire", o.c.Acquire(context.Background()))
 	check("condition notify", o.c.Notify(1))
 	check("condition release", o.c.Release())
 	if _, err := o.b.WaitTimeout(time.Second); err != nil {

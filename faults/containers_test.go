@@ -1,3 +1,5 @@
+//go:build linux
+
 package faults_test
 
 // Liveness across containers: the processes of one test live in different

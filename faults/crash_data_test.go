@@ -1,6 +1,9 @@
+//go:build linux
+
 package faults_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -275,7 +278,7 @@ func conditionKind(name string) *crashKind {
 			ready()
 			for !w.stopped() {
 				w.blocking(true)
-				err := c.Acquire(nil)
+				err := c.Acquire(context.Background())
 				w.blocking(false)
 				if err := condCheck(w, err, c); err != nil {
 					return fmt.Errorf("acquire: %w", err)

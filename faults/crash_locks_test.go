@@ -1,3 +1,5 @@
+//go:build linux
+
 package faults_test
 
 import (
@@ -57,7 +59,7 @@ func acquireLedger(w *wctx, lk robustLock) (bool, error) {
 			return false, nil
 		}
 	default:
-		err = lk.Acquire(nil)
+		err = lk.Acquire(context.Background())
 	}
 	a, b, in := ld(w.c.g(gA)), ld(w.c.g(gB)), ld(w.c.g(gInside))
 	switch {
@@ -165,7 +167,7 @@ func init() {
 					continue
 				}
 				// Recursion: a second level, released before the outer one.
-				if err := r.Acquire(nil); err != nil {
+				if err := r.Acquire(context.Background()); err != nil {
 					return fmt.Errorf("recursive acquire: %w", err)
 				}
 				if r.Level() != 2 {
@@ -280,7 +282,6 @@ func semResolve(h *harness) {
 		h.t.Fatal(err)
 	}
 	var held, amb int
-	var ambDead []*worker
 	for _, w := range h.all {
 		switch ld(h.c.s(w.slot, sState)) {
 		case 2:
@@ -293,7 +294,6 @@ func semResolve(h *harness) {
 				h.t.Fatalf("semaphore: parked worker %d in a transient state", w.slot)
 			}
 			amb++
-			ambDead = append(ambDead, w)
 		}
 	}
 	v := s.Value()

@@ -1,3 +1,5 @@
+//go:build linux
+
 package faults_test
 
 import (
@@ -276,7 +278,7 @@ func pipeKind() *crashKind {
 						buf[j] = byte(i >> (8 * (j % 8)))
 					}
 					st(w.s(sAttempt), i+1)
-					err := c.Send(nil, buf[:n])
+					err := c.Send(context.Background(), buf[:n])
 					if errors.Is(err, ringbuf.ErrPeerGone) {
 						fmt.Println("peergone")
 						return nil
@@ -289,7 +291,7 @@ func pipeKind() *crashKind {
 				}
 			}
 			for i := uint64(0); ; i++ {
-				n, err := c.Recv(nil, buf)
+				n, err := c.Recv(context.Background(), buf)
 				if err == io.EOF {
 					fmt.Println("eof")
 					return nil

@@ -1,3 +1,5 @@
+//go:build linux
+
 package faults_test
 
 import (
@@ -170,7 +172,7 @@ func FuzzConditionAttach(f *testing.F) {
 		c.Notify(1)
 		c.WaitTimeout(2 * time.Millisecond)
 		c.NotifyAll()
-		c.WaitFor(nil, func() bool { return true })
+		c.WaitFor(context.Background(), func() bool { return true })
 		c.Release()
 	})
 }
@@ -305,5 +307,3 @@ func FuzzArrayAttach(f *testing.F) {
 		}
 	})
 }
-
-const arrayHeaderSize = 128 // array's header: elements start here

@@ -1,3 +1,5 @@
+//go:build linux
+
 package faults_test
 
 import (
@@ -59,7 +61,6 @@ func (c ctl) word(i int) *uint64 {
 }
 func (c ctl) g(i int) *uint64       { return c.word(i) }
 func (c ctl) s(slot, i int) *uint64 { return c.word(gWords + slot*slotWords + i) }
-func (c ctl) load(p *uint64) uint64 { return atomic.LoadUint64(p) }
 func ld(p *uint64) uint64           { return atomic.LoadUint64(p) }
 func st(p *uint64, v uint64)        { atomic.StoreUint64(p, v) }
 func inc(p *uint64) uint64          { return atomic.AddUint64(p, 1) }

@@ -1,3 +1,5 @@
+//go:build linux
+
 package faults_test
 
 import (
@@ -56,7 +58,7 @@ var pipeOpts = &ringbuf.PipeOptions{Capacity: ringbuf.PipeMinCapacity, CheckInte
 var hubKinds = []hubKind{
 	{"Lock", lock.Size, func(tb testing.TB, mem []byte) (func(context.Context) error, func() bool) {
 		l := must(lock.Init(mem, &lock.Options{CheckInterval: hubCheck}))(tb)
-		if err := l.Acquire(nil); err != nil {
+		if err := l.Acquire(context.Background()); err != nil {
 			tb.Fatal(err)
 		}
 		return l.Acquire, nil
@@ -100,7 +102,7 @@ var hubKinds = []hubKind{
 		if err != nil {
 			return err
 		}
-		return q.Put(nil, []byte("m"))
+		return q.Put(context.Background(), []byte("m"))
 	}},
 	{"QueuePut", ringbuf.SizeOf(2, 8), func(tb testing.TB, mem []byte) (func(context.Context) error, func() bool) {
 		q := must(ringbuf.Init(mem, 2, 8, &ringbuf.Options{CheckInterval: hubCheck}))(tb)
@@ -130,7 +132,7 @@ var hubKinds = []hubKind{
 		if err != nil {
 			return err
 		}
-		return c.Send(nil, []byte("m"))
+		return c.Send(context.Background(), []byte("m"))
 	}},
 	{"Condition", condition.SizeOf(2), func(tb testing.TB, mem []byte) (func(context.Context) error, func() bool) {
 		c := must(condition.Init(mem, nil, &condition.Options{Slots: 2, CheckInterval: hubCheck}))(tb)
@@ -151,7 +153,7 @@ var hubKinds = []hubKind{
 		if err != nil {
 			return err
 		}
-		if err := c.Acquire(nil); err != nil {
+		if err := c.Acquire(context.Background()); err != nil {
 			return err
 		}
 		if err := c.Notify(1); err != nil {
@@ -171,7 +173,7 @@ var hubKinds = []hubKind{
 			return err
 		}
 		defer b.Close()
-		_, err = b.Wait(nil)
+		_, err = b.Wait(context.Background())
 		return err
 	}},
 }

@@ -1,6 +1,9 @@
+//go:build linux
+
 package faults_test
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -132,7 +135,7 @@ var kindCycles = map[string]struct {
 		func(s *shm.Segment) error {
 			b, err := barrier.Open(s, "o", nil)
 			if err == nil {
-				b.Wait(nil)
+				b.Wait(context.Background())
 				err = b.Close()
 			}
 			return err
@@ -141,7 +144,7 @@ var kindCycles = map[string]struct {
 		func(s *shm.Segment) error {
 			c, err := condition.Open(s, "o", nil)
 			if err == nil {
-				c.Acquire(nil)
+				c.Acquire(context.Background())
 				c.WaitTimeout(time.Millisecond)
 				c.NotifyAll()
 				err = c.Release()

@@ -1,3 +1,5 @@
+//go:build linux
+
 package faults_test
 
 import (
@@ -57,6 +59,8 @@ func TestMain(m *testing.M) {
 
 // knownDefect keeps a regression test of an unfixed defect out of the
 // default run. It is reported as skipped — not as a pass.
+//
+//lint:ignore U1000 kept for the next reported defect (see doc.go)
 func knownDefect(t *testing.T) {
 	t.Helper()
 	if !*known {

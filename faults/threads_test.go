@@ -1,7 +1,10 @@
+//go:build linux
+
 package faults_test
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"os"
 	"strconv"
@@ -127,9 +130,9 @@ func TestThreadBudgetLock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.Acquire(nil)
+	l.Acquire(context.Background())
 	threadBudget(t, blockedGoroutines, 64, func(int) error {
-		if err := l.Acquire(nil); err != nil {
+		if err := l.Acquire(context.Background()); err != nil {
 			return err
 		}
 		return l.Release()
@@ -142,7 +145,7 @@ func TestThreadBudgetSemaphore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	threadBudget(t, blockedGoroutines, 64, func(int) error { return s.Acquire(nil) },
+	threadBudget(t, blockedGoroutines, 64, func(int) error { return s.Acquire(context.Background()) },
 		func() {
 			if err := s.Release(blockedGoroutines); err != nil {
 				t.Error(err)
@@ -161,7 +164,7 @@ func TestThreadBudgetQueue(t *testing.T) {
 	}
 	var got atomic.Int64
 	threadBudget(t, blockedGoroutines, 64, func(int) error {
-		b, err := q.Get(nil)
+		b, err := q.Get(context.Background())
 		if err == nil && len(b) == 8 {
 			got.Add(1)
 		}
@@ -169,7 +172,7 @@ func TestThreadBudgetQueue(t *testing.T) {
 	}, func() {
 		// Items arrive from another goroutine, a capacity at a time.
 		for i := range blockedGoroutines {
-			if err := q.Put(nil, []byte(fmt.Sprintf("%08d", i))); err != nil {
+			if err := q.Put(context.Background(), []byte(fmt.Sprintf("%08d", i))); err != nil {
 				t.Error(err)
 				return
 			}
@@ -186,7 +189,7 @@ func TestThreadBudgetEvent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	threadBudget(t, blockedGoroutines, 64, func(int) error { return e.Wait(nil) }, e.Set)
+	threadBudget(t, blockedGoroutines, 64, func(int) error { return e.Wait(context.Background()) }, e.Set)
 }
 
 // TestThreadBudgetManyObjects: 10,000 goroutines over 100 objects (Locks,
@@ -206,9 +209,9 @@ func TestThreadBudgetManyObjects(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			l.Acquire(nil)
+			l.Acquire(context.Background())
 			blocks = append(blocks, func() error {
-				if err := l.Acquire(nil); err != nil {
+				if err := l.Acquire(context.Background()); err != nil {
 					return err
 				}
 				return l.Release()
@@ -219,18 +222,18 @@ func TestThreadBudgetManyObjects(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			blocks = append(blocks, func() error { return s.Acquire(nil) })
+			blocks = append(blocks, func() error { return s.Acquire(context.Background()) })
 			releases = append(releases, func() { s.Release(per) })
 		case 2:
 			q, err := ringbuf.Create(seg, name, 128, 8, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			blocks = append(blocks, func() error { _, err := q.Get(nil); return err })
+			blocks = append(blocks, func() error { _, err := q.Get(context.Background()); return err })
 			releases = append(releases, func() {
 				go func() {
 					for range per {
-						q.Put(nil, []byte("x"))
+						q.Put(context.Background(), []byte("x"))
 					}
 				}()
 			})
@@ -239,7 +242,7 @@ func TestThreadBudgetManyObjects(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			blocks = append(blocks, func() error { return e.Wait(nil) })
+			blocks = append(blocks, func() error { return e.Wait(context.Background()) })
 			releases = append(releases, e.Set)
 		}
 	}

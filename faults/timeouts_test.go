@@ -1,3 +1,5 @@
+//go:build linux
+
 package faults_test
 
 import (
@@ -51,7 +53,7 @@ var timedKinds = []timedKind{
 	}},
 	{"Lock", func(t *testing.T, seg *shm.Segment, check time.Duration) (func(time.Duration) (bool, error), func()) {
 		l := must(lock.Create(seg, "l", &lock.Options{CheckInterval: check}))(t)
-		if err := l.Acquire(nil); err != nil {
+		if err := l.Acquire(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		return l.AcquireTimeout, func() { l.Release() }
@@ -61,7 +63,7 @@ var timedKinds = []timedKind{
 		held, free, gone := make(chan struct{}), make(chan struct{}), make(chan struct{})
 		go func() { // an RLock belongs to a goroutine: hold it in another
 			defer close(gone)
-			r.Acquire(nil)
+			r.Acquire(context.Background())
 			close(held)
 			<-free
 			r.Release()
@@ -74,7 +76,7 @@ var timedKinds = []timedKind{
 	{"Condition", func(t *testing.T, seg *shm.Segment, check time.Duration) (func(time.Duration) (bool, error), func()) {
 		c := must(condition.Create(seg, "c", "", &condition.Options{CheckInterval: check}))(t)
 		wait := func(d time.Duration) (bool, error) {
-			if err := c.Acquire(nil); err != nil {
+			if err := c.Acquire(context.Background()); err != nil {
 				return false, err
 			}
 			ok, err := c.WaitTimeout(d)
@@ -84,7 +86,7 @@ var timedKinds = []timedKind{
 			return ok, err
 		}
 		return wait, func() {
-			c.Acquire(nil)
+			c.Acquire(context.Background())
 			c.NotifyAll()
 			c.Release()
 		}
@@ -110,7 +112,7 @@ var timedKinds = []timedKind{
 			}
 			return err == nil, err
 		}
-		return wait, func() { q.Put(nil, []byte("x")) }
+		return wait, func() { q.Put(context.Background(), []byte("x")) }
 	}},
 	{"QueuePut", func(t *testing.T, seg *shm.Segment, check time.Duration) (func(time.Duration) (bool, error), func()) {
 		q := must(ringbuf.Create(seg, "q", 2, 8, &ringbuf.Options{CheckInterval: check}))(t)
@@ -136,7 +138,7 @@ var timedKinds = []timedKind{
 			}
 			return err == nil, err
 		}
-		return wait, func() { a.Send(nil, []byte("x")) }
+		return wait, func() { a.Send(context.Background(), []byte("x")) }
 	}},
 }
 

@@ -1,3 +1,5 @@
+//go:build linux
+
 package faults_test
 
 // The window hunter: a kill at a random moment rarely lands between two
@@ -19,6 +21,7 @@ package faults_test
 // -faults.windows=N wants N.
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"flag"
@@ -390,7 +393,7 @@ func init() {
 			}
 			proctest.SignalReady()
 			for {
-				if err := c.Acquire(nil); err != nil {
+				if err := c.Acquire(context.Background()); err != nil {
 					return err
 				}
 				if ok, err := c.WaitTimeout(time.Microsecond); ok || err != nil {
@@ -453,7 +456,7 @@ func init() {
 			for i := 0; i < 3; i++ {
 				res := make(chan error, 1)
 				go func() {
-					if err := c.Acquire(nil); err != nil {
+					if err := c.Acquire(context.Background()); err != nil {
 						res <- err
 						return
 					}
@@ -471,7 +474,7 @@ func init() {
 					}
 					time.Sleep(100 * time.Microsecond)
 				}
-				c.Acquire(nil)
+				c.Acquire(context.Background())
 				c.Notify(1)
 				c.Release()
 				if err := <-res; err != nil {
@@ -530,11 +533,11 @@ func init() {
 			}
 			proctest.SignalReady()
 			for i := uint64(0); ; i++ {
-				if err := j.Put(nil, []byte(strconv.FormatUint(i, 10))); err != nil {
+				if err := j.Put(context.Background(), []byte(strconv.FormatUint(i, 10))); err != nil {
 					return err
 				}
 				atomic.AddUint64(&words[hwA], 1)
-				m, err := j.Get(nil)
+				m, err := j.Get(context.Background())
 				if err != nil {
 					return err
 				}
@@ -619,7 +622,7 @@ func init() {
 			}
 			for i := 0; i < 20; i++ {
 				msg := []byte(strconv.Itoa(i))
-				if err := j.Put(nil, msg); err != nil {
+				if err := j.Put(context.Background(), msg); err != nil {
 					return err
 				}
 				if ok, _ := j.TryJoin(); ok {
@@ -686,7 +689,7 @@ func init() {
 			for _, b := range bs {
 				go func() {
 					for {
-						if _, err := b.Wait(nil); err != nil {
+						if _, err := b.Wait(context.Background()); err != nil {
 							errc <- err
 							return
 						}
@@ -816,7 +819,7 @@ func init() {
 			proctest.SignalReady()
 			for {
 				for l := 1; l <= 3; l++ {
-					if err := r.Acquire(nil); err != nil {
+					if err := r.Acquire(context.Background()); err != nil {
 						return err
 					}
 					if r.Level() != l {
@@ -830,7 +833,7 @@ func init() {
 						return err
 					}
 				}
-				if err := r.Acquire(nil); err != nil {
+				if err := r.Acquire(context.Background()); err != nil {
 					return err
 				}
 				r.Release()
@@ -1037,12 +1040,12 @@ func init() {
 			buf := make([]byte, 16)
 			for i := uint64(0); ; i++ {
 				want := strconv.FormatUint(i, 10)
-				if err := q.Put(nil, []byte(want)); err != nil {
+				if err := q.Put(context.Background(), []byte(want)); err != nil {
 					return err
 				}
 				atomic.AddUint64(&words[hwA], 1)
 				if i%2 == 0 {
-					b, err := q.Borrow(nil)
+					b, err := q.Borrow(context.Background())
 					if err != nil {
 						return err
 					}
@@ -1053,7 +1056,7 @@ func init() {
 						return err
 					}
 				} else {
-					n, err := q.GetInto(nil, buf)
+					n, err := q.GetInto(context.Background(), buf)
 					if err != nil {
 						return err
 					}
@@ -1088,7 +1091,7 @@ func init() {
 			// message lost (0), or the borrowed one lost (1). The next Put
 			// lands behind the dead claim, which consumers resolve after a
 			// check interval.
-			if err := q.Put(nil, []byte("after")); err != nil {
+			if err := q.Put(context.Background(), []byte("after")); err != nil {
 				return err
 			}
 			drained := uint64(0)
@@ -1114,7 +1117,7 @@ func init() {
 			}
 			for i := 0; i < 20; i++ {
 				msg := []byte(strconv.Itoa(i))
-				if err := q.Put(nil, msg); err != nil {
+				if err := q.Put(context.Background(), msg); err != nil {
 					return err
 				}
 				if m, err := q.GetTimeout(5 * time.Second); err != nil || string(m) != string(msg) {
@@ -1187,7 +1190,7 @@ func init() {
 				for seq := uint64(0); ; seq++ {
 					binary.LittleEndian.PutUint64(msg, seq)
 					binary.LittleEndian.PutUint64(msg[8:], ^seq)
-					if err := tx.Send(nil, msg); err != nil {
+					if err := tx.Send(context.Background(), msg); err != nil {
 						errc <- err
 						return
 					}
@@ -1197,7 +1200,7 @@ func init() {
 			go func() {
 				buf := make([]byte, pMsgSize)
 				for {
-					n, err := rx.Recv(nil, buf)
+					n, err := rx.Recv(context.Background(), buf)
 					if err != nil {
 						errc <- err
 						return

@@ -1,10 +1,12 @@
 package futex
 
 import (
+	"errors"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
+
+// ErrTimeout is returned by [Wait] when its deadline passes before a wakeup.
+var ErrTimeout = errors.New("futex: timed out")
 
 // MaxTimeout is the longest timeout that expires: a wait of MaxTimeout or
 // more (about 73 years) is a wait without a deadline, as Python treats a
@@ -29,23 +31,3 @@ func After(d time.Duration) time.Time {
 // time.Time.Add with an overflowing duration has lost its monotonic
 // reading; Sub then compares wall clocks and saturates, which is right here.
 func forever(deadline, now time.Time) bool { return deadline.Sub(now) >= MaxTimeout }
-
-// absDeadline converts a deadline into an absolute CLOCK_MONOTONIC timespec
-// for FUTEX_WAIT_BITSET, or nil when the deadline is beyond reach. The
-// remaining time is taken from a clock read made before the kernel clock's
-// read, so the kernel deadline can only fall late, never early; Wait still
-// re-checks the clock before it reports a timeout.
-func absDeadline(deadline time.Time) (*unix.Timespec, error) {
-	rem := time.Until(deadline)
-	var now unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &now); err != nil {
-		return nil, err
-	}
-	rem = max(rem, 0)
-	base := now.Nano()
-	if rem >= MaxTimeout || base > int64(1<<62) {
-		return nil, nil
-	}
-	ts := unix.NsecToTimespec(base + int64(rem))
-	return &ts, nil
-}

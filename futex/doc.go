@@ -67,5 +67,7 @@
 //   - On the legacy path, a context's cancellation wakes the leader with a FUTEX_WAKE_BITSET
 //     aimed at this process's bit (pid mod 32); leaders of other processes
 //     that share the bit see a spurious wakeup.
-//   - Only little-endian 64-bit Linux (amd64, arm64) is supported.
+//   - Linux only, on any architecture (the spin's CPU hint is assembly on
+//     amd64 and arm64, a plain loop elsewhere). On other systems Wait and
+//     WaitAny fail with an error wrapping [errors.ErrUnsupported].
 package futex

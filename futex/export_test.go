@@ -1,3 +1,5 @@
+//go:build linux
+
 package futex
 
 // SetHub switches the wait path for a test and returns the restore

@@ -1,8 +1,9 @@
+//go:build linux
+
 package futex
 
 import (
 	"context"
-	"errors"
 	"math"
 	"os"
 	"sync"
@@ -13,9 +14,6 @@ import (
 
 	"golang.org/x/sys/unix"
 )
-
-// ErrTimeout is returned by [Wait] when its deadline passes before a wakeup.
-var ErrTimeout = errors.New("futex: timed out")
 
 const (
 	opWake       = 1  // FUTEX_WAKE

@@ -1,3 +1,5 @@
+//go:build linux
+
 package futex_test
 
 import (
@@ -45,7 +47,7 @@ func word(mem []byte) *uint32 { return (*uint32)(unsafe.Pointer(&mem[0])) }
 
 func TestWaitReturnsAtOnceOnMismatch(t *testing.T) {
 	var w uint32 = 1
-	if err := futex.Wait(nil, &w, 0, time.Time{}); err != nil {
+	if err := futex.Wait(context.Background(), &w, 0, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -59,7 +61,7 @@ func TestWaitMismatchAfterDeadline(t *testing.T) {
 	deadline := time.Now().Add(20 * time.Millisecond)
 	start := time.Now()
 	for i := 0; ; i++ {
-		err := futex.Wait(nil, &w, 0, deadline) // never equal: the peer "changed" it
+		err := futex.Wait(context.Background(), &w, 0, deadline) // never equal: the peer "changed" it
 		if errors.Is(err, futex.ErrTimeout) {
 			break
 		}
@@ -78,7 +80,7 @@ func TestWaitMismatchAfterDeadline(t *testing.T) {
 func TestWaitTimeout(t *testing.T) {
 	var w uint32
 	start := time.Now()
-	err := futex.Wait(nil, &w, 0, time.Now().Add(20*time.Millisecond))
+	err := futex.Wait(context.Background(), &w, 0, time.Now().Add(20*time.Millisecond))
 	if !errors.Is(err, futex.ErrTimeout) {
 		t.Fatalf("err = %v, want ErrTimeout", err)
 	}
@@ -86,7 +88,7 @@ func TestWaitTimeout(t *testing.T) {
 		t.Fatalf("waited %v for a 20ms timeout", el)
 	}
 	// A past deadline times out without sleeping.
-	if err := futex.Wait(nil, &w, 0, time.Now().Add(-time.Second)); !errors.Is(err, futex.ErrTimeout) {
+	if err := futex.Wait(context.Background(), &w, 0, time.Now().Add(-time.Second)); !errors.Is(err, futex.ErrTimeout) {
 		t.Fatalf("past deadline: %v", err)
 	}
 }
@@ -126,7 +128,7 @@ func TestWakeReleasesAllLocalWaiters(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for atomic.LoadUint32(&w) == 0 {
-				if err := futex.Wait(nil, &w, 0, time.Now().Add(10*time.Second)); err != nil {
+				if err := futex.Wait(context.Background(), &w, 0, time.Now().Add(10*time.Second)); err != nil {
 					t.Error(err)
 					return
 				}
@@ -169,7 +171,7 @@ func TestWaitSparesThreads(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for atomic.LoadUint32(&w) == 0 {
-				futex.Wait(nil, &w, 0, time.Time{})
+				futex.Wait(context.Background(), &w, 0, time.Time{})
 			}
 		}()
 	}
@@ -206,7 +208,7 @@ func roleSleeper(args []string) error {
 	proctest.SignalReady()
 	deadline := time.Now().Add(20 * time.Second)
 	for atomic.LoadUint32(w) == 0 {
-		if err := futex.Wait(nil, w, 0, deadline); err != nil {
+		if err := futex.Wait(context.Background(), w, 0, deadline); err != nil {
 			return err
 		}
 	}
@@ -228,7 +230,7 @@ func TestPingPongAcrossProcesses(t *testing.T) {
 	for i := 0; i < n; i++ {
 		// parent owns even values: wait for 2i, write 2i+1
 		for v := atomic.LoadUint32(w); v != uint32(2*i); v = atomic.LoadUint32(w) {
-			if err := futex.Wait(nil, w, v, time.Now().Add(10*time.Second)); err != nil {
+			if err := futex.Wait(context.Background(), w, v, time.Now().Add(10*time.Second)); err != nil {
 				t.Fatalf("round %d: %v (word %d)", i, err, v)
 			}
 		}
@@ -247,7 +249,7 @@ func roleWaker(args []string) error {
 	w := word(mem)
 	for i := 0; i < n; i++ {
 		for v := atomic.LoadUint32(w); v != uint32(2*i+1); v = atomic.LoadUint32(w) {
-			if err := futex.Wait(nil, w, v, time.Now().Add(10*time.Second)); err != nil {
+			if err := futex.Wait(context.Background(), w, v, time.Now().Add(10*time.Second)); err != nil {
 				return err
 			}
 		}

@@ -1,3 +1,5 @@
+//go:build linux
+
 package futex
 
 import (
@@ -33,8 +35,8 @@ import (
 // the futex contract is kept.
 
 const (
-	sysFutexWaitv = 449 // futex_waitv, the same number on amd64 and arm64
-	waitvMax      = 128 // FUTEX_WAITV_MAX
+	sysFutexWaitv = unix.SYS_FUTEX_WAITV // 449, but 4449/5449 on mips
+	waitvMax      = 128                  // FUTEX_WAITV_MAX
 	hubWords      = waitvMax - 1
 	waitvU32      = 2   // FUTEX2_SIZE_U32
 	waitvPrivate  = 128 // FUTEX2_PRIVATE
@@ -134,10 +136,15 @@ func sysWaitv(v []waitv) (int, syscall.Errno) {
 // probeWaitv asks whether the one word w faults, with a deadline already
 // passed so it never sleeps.
 func probeWaitv(w *waitv) syscall.Errno {
-	var ts unix.Timespec
+	var ts kernelTimespec
 	_, _, e := unix.Syscall6(sysFutexWaitv, uintptr(unsafe.Pointer(w)), 1, 0, uintptr(unsafe.Pointer(&ts)), unix.CLOCK_MONOTONIC, 0)
 	return e
 }
+
+// kernelTimespec is struct __kernel_timespec, which futex_waitv takes: 64
+// bits of seconds on every architecture, where unix.Timespec has 32 on
+// 32-bit ones.
+type kernelTimespec struct{ sec, nsec int64 }
 
 type hubKey struct {
 	addr *uint32

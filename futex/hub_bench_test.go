@@ -1,6 +1,9 @@
+//go:build linux
+
 package futex_test
 
 import (
+	"context"
 	"slices"
 	"strconv"
 	"sync"
@@ -75,7 +78,7 @@ func BenchmarkW3SemaphorePingPong(b *testing.B) {
 		b.ResetTimer()
 		for range b.N {
 			s1.Release(1)
-			if err := s2.Acquire(nil); err != nil {
+			if err := s2.Acquire(context.Background()); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -94,7 +97,7 @@ func peerW3(mem []byte, n int) error {
 		return err
 	}
 	for range n {
-		if err := s1.Acquire(nil); err != nil {
+		if err := s1.Acquire(context.Background()); err != nil {
 			return err
 		}
 		s2.Release(1)
@@ -120,10 +123,10 @@ func BenchmarkW8QueueRequestResponse(b *testing.B) {
 		b.ReportAllocs()
 		b.ResetTimer()
 		for range b.N {
-			if err := req.Put(nil, msg); err != nil {
+			if err := req.Put(context.Background(), msg); err != nil {
 				b.Fatal(err)
 			}
-			if _, err := resp.GetInto(nil, buf); err != nil {
+			if _, err := resp.GetInto(context.Background(), buf); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -144,11 +147,11 @@ func peerW8(mem []byte, n int) error {
 	}
 	buf := make([]byte, 64)
 	for range n {
-		m, err := req.GetInto(nil, buf)
+		m, err := req.GetInto(context.Background(), buf)
 		if err != nil {
 			return err
 		}
-		if err := resp.Put(nil, buf[:m]); err != nil {
+		if err := resp.Put(context.Background(), buf[:m]); err != nil {
 			return err
 		}
 	}
@@ -202,7 +205,7 @@ func wakeOne(b *testing.B, n int) {
 		go func() {
 			defer wg.Done()
 			for {
-				if err := s.Acquire(nil); err != nil {
+				if err := s.Acquire(context.Background()); err != nil {
 					return
 				}
 				woke[i].Store(int64(time.Since(t0)))

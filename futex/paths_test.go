@@ -1,3 +1,5 @@
+//go:build linux
+
 package futex_test
 
 import (
@@ -62,7 +64,7 @@ func TestWaitHugeDeadlineIsForever(t *testing.T) {
 		} {
 			var w uint32
 			res := make(chan error, 1)
-			go func() { res <- futex.Wait(nil, &w, 0, dl) }()
+			go func() { res <- futex.Wait(context.Background(), &w, 0, dl) }()
 			select {
 			case err := <-res:
 				t.Fatalf("deadline %v: returned at once with %v", dl, err)
@@ -96,7 +98,7 @@ func TestWaitNeverEarly(t *testing.T) {
 				for range n / workers {
 					d := time.Duration(1+rand.IntN(100)) * time.Microsecond
 					start := time.Now()
-					err := futex.Wait(nil, &w, 0, start.Add(d))
+					err := futex.Wait(context.Background(), &w, 0, start.Add(d))
 					el := time.Since(start)
 					if errors.Is(err, futex.ErrTimeout) {
 						timeouts.Add(1)
@@ -116,7 +118,7 @@ func TestWaitNeverEarly(t *testing.T) {
 				for range 10 {
 					d := 2*time.Millisecond + time.Duration(rand.IntN(2000))*time.Microsecond
 					start := time.Now()
-					err := futex.Wait(nil, &w, 0, start.Add(d))
+					err := futex.Wait(context.Background(), &w, 0, start.Add(d))
 					if el := time.Since(start); errors.Is(err, futex.ErrTimeout) {
 						timeouts.Add(1)
 						if el < d {
@@ -175,7 +177,7 @@ func TestHubManyWordsAcrossProcesses(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for atomic.LoadUint32(&words[i]) == 0 {
-				if err := futex.Wait(nil, &words[i], 0, futex.After(30*time.Second)); err != nil {
+				if err := futex.Wait(context.Background(), &words[i], 0, futex.After(30*time.Second)); err != nil {
 					t.Error(err)
 					return
 				}
@@ -225,13 +227,13 @@ func TestWaitAny(t *testing.T) {
 		}
 		// A word already changed returns at once.
 		vals[7] = 1
-		if err := futex.WaitAny(nil, addrs, vals, time.Time{}); err != nil {
+		if err := futex.WaitAny(context.Background(), addrs, vals, time.Time{}); err != nil {
 			t.Fatal(err)
 		}
 		vals[7] = 0
 		// Timeout, never early.
 		start := time.Now()
-		if err := futex.WaitAny(nil, addrs, vals, start.Add(5*time.Millisecond)); !errors.Is(err, futex.ErrTimeout) {
+		if err := futex.WaitAny(context.Background(), addrs, vals, start.Add(5*time.Millisecond)); !errors.Is(err, futex.ErrTimeout) {
 			t.Fatalf("err = %v, want ErrTimeout", err)
 		}
 		if el := time.Since(start); el < 5*time.Millisecond {
@@ -240,7 +242,7 @@ func TestWaitAny(t *testing.T) {
 		// A wake on any one word releases the caller.
 		for _, i := range []int{0, 31, 49} {
 			res := make(chan error, 1)
-			go func() { res <- futex.WaitAny(nil, addrs, vals, futex.After(math.MaxInt64)) }()
+			go func() { res <- futex.WaitAny(context.Background(), addrs, vals, futex.After(math.MaxInt64)) }()
 			select {
 			case err := <-res:
 				t.Fatalf("returned before the wake: %v", err)
@@ -277,7 +279,7 @@ func TestHubRemappedAddress(t *testing.T) {
 		t.Skip("kernel lacks futex_waitv")
 	}
 	const size = 4096
-	mapAt := func(addr uintptr) (uintptr, *os.File) {
+	mapAt := func(addr unsafe.Pointer) (unsafe.Pointer, *os.File) {
 		f, err := os.CreateTemp("/dev/shm", "mpipc-test-remap-*")
 		if err != nil {
 			t.Fatal(err)
@@ -288,26 +290,28 @@ func TestHubRemappedAddress(t *testing.T) {
 			t.Fatal(err)
 		}
 		flags := uintptr(unix.MAP_SHARED)
-		if addr != 0 {
+		if addr != nil {
 			flags |= unix.MAP_FIXED
 		}
-		p, _, e := unix.Syscall6(unix.SYS_MMAP, addr, size, unix.PROT_READ|unix.PROT_WRITE, flags, f.Fd(), 0)
-		if e != 0 {
-			t.Fatal(e)
+		// MmapPtr, not SYS_MMAP: on 386 that number is old_mmap, which
+		// takes its arguments in a struct.
+		p, err := unix.MmapPtr(int(f.Fd()), 0, addr, size, unix.PROT_READ|unix.PROT_WRITE, int(flags))
+		if err != nil {
+			t.Fatal(err)
 		}
 		return p, f
 	}
-	a, _ := mapAt(0)
-	w := *(**uint32)(unsafe.Pointer(&a)) // memory outside the Go heap
-	if err := futex.Wait(nil, w, 0, time.Now().Add(3*time.Millisecond)); !errors.Is(err, futex.ErrTimeout) {
+	a, _ := mapAt(nil)
+	w := (*uint32)(a) // memory outside the Go heap
+	if err := futex.Wait(context.Background(), w, 0, time.Now().Add(3*time.Millisecond)); !errors.Is(err, futex.ErrTimeout) {
 		t.Fatalf("err = %v", err)
 	}
 	// The registration lingers; replace the mapping under it.
-	unix.Syscall(unix.SYS_MUNMAP, a, size, 0)
+	unix.MunmapPtr(a, size)
 	mapAt(a)
-	defer unix.Syscall(unix.SYS_MUNMAP, a, size, 0)
+	defer unix.MunmapPtr(a, size)
 	res := make(chan error, 1)
-	go func() { res <- futex.Wait(nil, w, 0, time.Now().Add(5*time.Second)) }()
+	go func() { res <- futex.Wait(context.Background(), w, 0, time.Now().Add(5*time.Second)) }()
 	time.Sleep(20 * time.Millisecond)
 	atomic.StoreUint32(w, 1)
 	futex.Wake(w, 1)

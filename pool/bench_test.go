@@ -1,3 +1,5 @@
+//go:build linux
+
 package pool_test
 
 import (
@@ -19,7 +21,7 @@ func benchPool(b *testing.B) *pool.Pool {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { p.Terminate() })
-	if _, err := pool.Map(nil, p, square, tasks(4), &pool.MapOptions{ChunkSize: 1}); err != nil {
+	if _, err := pool.Map(context.Background(), p, square, tasks(4), &pool.MapOptions{ChunkSize: 1}); err != nil {
 		b.Fatal(err)
 	}
 	return p
@@ -34,7 +36,7 @@ func benchMap(b *testing.B, chunk int) {
 	ts := tasks(b.N)
 	b.ReportAllocs()
 	b.ResetTimer()
-	got, err := pool.Map(nil, p, square, ts, &pool.MapOptions{ChunkSize: chunk})
+	got, err := pool.Map(context.Background(), p, square, ts, &pool.MapOptions{ChunkSize: chunk})
 	b.StopTimer()
 	if err != nil {
 		b.Fatal(err)
@@ -65,7 +67,7 @@ func BenchmarkSubmit(b *testing.B) {
 	}
 	got := make([]int64, b.N)
 	for i, fu := range fs {
-		v, err := fu.Get(nil)
+		v, err := fu.Get(context.Background())
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -55,7 +55,7 @@ func putItem[V any](dst []byte, size int, v *V) int {
 		b = unsafe.Slice((*byte)(unsafe.Pointer(v)), size)
 	}
 	n := itemHeader + len(b)
-	if n > len(dst) || len(b) >= itemErr {
+	if n > len(dst) || uint64(len(b)) >= itemErr {
 		return -1
 	}
 	binary.LittleEndian.PutUint32(dst, uint32(len(b)))

@@ -605,7 +605,7 @@ func workerMain(args []string) error {
 		return errCorrupt("message size below the header")
 	}
 	for done := 0; limit == 0 || done < limit; done++ {
-		n, err := tq.GetInto(nil, in)
+		n, err := tq.GetInto(context.Background(), in)
 		if errors.Is(err, ringbuf.ErrShutdown) {
 			return nil
 		}
@@ -631,7 +631,7 @@ func workerMain(args []string) error {
 		binary.LittleEndian.PutUint32(out[4:], uint32(count))
 		binary.LittleEndian.PutUint32(out[8:], uint32(fit))
 		binary.LittleEndian.PutUint32(out[12:], 0)
-		if err := rq.Put(nil, out[:msgHeader+used]); err != nil {
+		if err := rq.Put(context.Background(), out[:msgHeader+used]); err != nil {
 			return err
 		}
 	}

@@ -1,3 +1,5 @@
+//go:build linux
+
 package pool_test
 
 import (
@@ -126,13 +128,13 @@ func TestMapInOrder(t *testing.T) {
 	p := newPool(t, 4, nil)
 	n := size(100_000, 10_000)
 	for _, chunk := range []int{0, 1, 7} {
-		got, err := pool.Map(nil, p, square, tasks(n), &pool.MapOptions{ChunkSize: chunk})
+		got, err := pool.Map(context.Background(), p, square, tasks(n), &pool.MapOptions{ChunkSize: chunk})
 		if err != nil {
 			t.Fatalf("chunk %d: %v", chunk, err)
 		}
 		checkSquares(t, got, n)
 	}
-	if got, err := pool.Map(nil, p, square, nil, nil); err != nil || len(got) != 0 {
+	if got, err := pool.Map(context.Background(), p, square, nil, nil); err != nil || len(got) != 0 {
 		t.Fatalf("Map of no tasks = %v, %v", got, err)
 	}
 }
@@ -142,7 +144,7 @@ func TestMapUnorderedExactlyOnce(t *testing.T) {
 	n := size(100_000, 10_000)
 	for _, chunk := range []int{0, 1} {
 		seen := make([]int, n)
-		for r := range pool.MapUnordered(nil, p, square, tasks(n), &pool.MapOptions{ChunkSize: chunk}) {
+		for r := range pool.MapUnordered(context.Background(), p, square, tasks(n), &pool.MapOptions{ChunkSize: chunk}) {
 			if r.Err != nil || r.Index < 0 || r.Index >= n || r.Value != f(int64(r.Index)) {
 				t.Fatalf("result %+v", r)
 			}
@@ -162,13 +164,13 @@ func TestWorkerKilledRetried(t *testing.T) {
 	k := setupKiller(t, 1000)
 	p := newPool(t, 4, &pool.Options{Retries: 5, Stderr: io.Discard})
 	n := size(100_000, 10_000)
-	got, err := pool.Map(nil, p, killer, tasks(n), &pool.MapOptions{ChunkSize: 50})
+	got, err := pool.Map(context.Background(), p, killer, tasks(n), &pool.MapOptions{ChunkSize: 50})
 	if err != nil {
 		t.Fatal(err)
 	}
 	checkSquares(t, got, n)
 	seen := make([]int, n)
-	for r := range pool.MapUnordered(nil, p, killer, tasks(n), &pool.MapOptions{ChunkSize: 1}) {
+	for r := range pool.MapUnordered(context.Background(), p, killer, tasks(n), &pool.MapOptions{ChunkSize: 1}) {
 		if r.Err != nil || r.Value != f(int64(r.Index)) {
 			t.Fatalf("result %+v", r)
 		}
@@ -183,7 +185,7 @@ func TestWorkerKilledRetried(t *testing.T) {
 	if calls := atomic.LoadUint64(&k[0]); kills < uint64(2*n/1000)-1 || kills != calls/1000 {
 		t.Fatalf("%d kills in %d calls", kills, calls)
 	}
-	got, err = pool.Map(nil, p, square, tasks(1000), nil)
+	got, err = pool.Map(context.Background(), p, square, tasks(1000), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +199,7 @@ func TestWorkerKilledNoRetry(t *testing.T) {
 	k := setupKiller(t, 1000)
 	p := newPool(t, 4, &pool.Options{Stderr: io.Discard})
 	n := size(100_000, 10_000)
-	got, err := pool.Map(nil, p, killer, tasks(n), &pool.MapOptions{ChunkSize: 1})
+	got, err := pool.Map(context.Background(), p, killer, tasks(n), &pool.MapOptions{ChunkSize: 1})
 	var es pool.Errors
 	if !errors.As(err, &es) || !errors.Is(err, pool.ErrWorkerDied) {
 		t.Fatalf("Map = %v, want Errors with ErrWorkerDied", err)
@@ -222,7 +224,7 @@ func TestWorkerKilledNoRetry(t *testing.T) {
 		}
 	}
 	t.Setenv("POOLTEST_EVERY", "0")
-	got, err = pool.Map(nil, p, square, tasks(1000), nil)
+	got, err = pool.Map(context.Background(), p, square, tasks(1000), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +233,7 @@ func TestWorkerKilledNoRetry(t *testing.T) {
 
 func TestMaxTasksPerChild(t *testing.T) {
 	p := newPool(t, 2, &pool.Options{MaxTasksPerChild: 5})
-	got, err := pool.Map(nil, p, pidOf, tasks(100), &pool.MapOptions{ChunkSize: 1})
+	got, err := pool.Map(context.Background(), p, pidOf, tasks(100), &pool.MapOptions{ChunkSize: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +250,7 @@ func TestMaxTasksPerChild(t *testing.T) {
 		t.Fatalf("%d workers ran 100 tasks with a limit of 5; %d started", len(per), p.Started())
 	}
 	// A chunk is one task, as in Python.
-	got, err = pool.Map(nil, p, pidOf, tasks(100), &pool.MapOptions{ChunkSize: 10})
+	got, err = pool.Map(context.Background(), p, pidOf, tasks(100), &pool.MapOptions{ChunkSize: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +267,7 @@ func TestMaxTasksPerChild(t *testing.T) {
 
 func TestTaskErrors(t *testing.T) {
 	p := newPool(t, 2, nil)
-	got, err := pool.Map(nil, p, failOdd, tasks(100), &pool.MapOptions{ChunkSize: 3})
+	got, err := pool.Map(context.Background(), p, failOdd, tasks(100), &pool.MapOptions{ChunkSize: 3})
 	var es pool.Errors
 	if !errors.As(err, &es) || len(es) != 50 {
 		t.Fatalf("Map = %v, want 50 failures", err)
@@ -280,10 +282,10 @@ func TestTaskErrors(t *testing.T) {
 			t.Fatalf("result %d = %d", i, got[i])
 		}
 	}
-	if _, err := pool.Apply(nil, p, panics, 7); err == nil || err.Error() != "pool: task 0: panic: boom 7" {
+	if _, err := pool.Apply(context.Background(), p, panics, 7); err == nil || err.Error() != "pool: task 0: panic: boom 7" {
 		t.Fatalf("Apply of a panicking function = %v", err)
 	}
-	if v, err := pool.Apply(nil, p, square, 9); err != nil || v != 82 {
+	if v, err := pool.Apply(context.Background(), p, square, 9); err != nil || v != 82 {
 		t.Fatalf("Apply after a panic = %v, %v", v, err)
 	}
 }
@@ -309,7 +311,7 @@ func TestSubmit(t *testing.T) {
 	if _, err := slow.Get(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Get with a short deadline = %v", err)
 	}
-	if v, err := slow.Get(nil); err != nil || v != 300 {
+	if v, err := slow.Get(context.Background()); err != nil || v != 300 {
 		t.Fatalf("Get again = %v, %v", v, err)
 	}
 }
@@ -320,7 +322,7 @@ func TestBytes(t *testing.T) {
 	for i := range 300 {
 		in = append(in, bytes.Repeat([]byte{byte('a' + i%26)}, i%200))
 	}
-	got, err := pool.Map(nil, p, echo, in, nil)
+	got, err := pool.Map(context.Background(), p, echo, in, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,12 +331,12 @@ func TestBytes(t *testing.T) {
 			t.Fatalf("result %d = %q", i, got[i])
 		}
 	}
-	if _, err := pool.Map(nil, p, echo, [][]byte{make([]byte, 2000)}, nil); !errors.Is(err, pool.ErrTooLarge) {
+	if _, err := pool.Map(context.Background(), p, echo, [][]byte{make([]byte, 2000)}, nil); !errors.Is(err, pool.ErrTooLarge) {
 		t.Fatalf("Map of a task larger than a message = %v, want ErrTooLarge", err)
 	}
 	// A result too large for a message fails alone; the others of its
 	// chunk run again in a chunk of their own.
-	got, err = pool.Map(nil, p, echo, [][]byte{make([]byte, 500), make([]byte, 1004), make([]byte, 1)}, &pool.MapOptions{ChunkSize: 3})
+	got, err = pool.Map(context.Background(), p, echo, [][]byte{make([]byte, 500), make([]byte, 1004), make([]byte, 1)}, &pool.MapOptions{ChunkSize: 3})
 	var es pool.Errors
 	if !errors.As(err, &es) || len(es) != 1 || es[0].Index != 1 || !errors.Is(err, pool.ErrTooLarge) || len(got[0]) != 503 || len(got[2]) != 4 {
 		t.Fatalf("results too large: %v, lengths %d %d %d", err, len(got[0]), len(got[1]), len(got[2]))
@@ -359,7 +361,7 @@ func TestMapCancel(t *testing.T) {
 	}
 	// Its chunks are no longer dispatched: a new call runs at once.
 	t1 := time.Now()
-	if v, err := pool.Apply(nil, p, square, 3); err != nil || v != 10 {
+	if v, err := pool.Apply(context.Background(), p, square, 3); err != nil || v != 10 {
 		t.Fatalf("Apply after a cancelled Map = %v, %v", v, err)
 	}
 	if el := time.Since(t1); el > 2*time.Second {
@@ -389,13 +391,13 @@ func TestCloseWait(t *testing.T) {
 	}
 	pids := p.Pids()
 	p.Close()
-	if _, err := pool.Map(nil, p, square, tasks(10), nil); !errors.Is(err, pool.ErrClosed) {
+	if _, err := pool.Map(context.Background(), p, square, tasks(10), nil); !errors.Is(err, pool.ErrClosed) {
 		t.Fatalf("Map after Close = %v, want ErrClosed", err)
 	}
 	if err := p.Wait(); err != nil {
 		t.Fatal(err)
 	}
-	if v, err := fu.Get(nil); err != nil || v != 100 {
+	if v, err := fu.Get(context.Background()); err != nil || v != 100 {
 		t.Fatalf("work submitted before Close = %v, %v", v, err)
 	}
 	for _, pid := range pids {
@@ -418,7 +420,7 @@ func TestContextEndsPool(t *testing.T) {
 	}
 	pids := p.Pids()
 	cancel()
-	if _, err := fu.Get(nil); !errors.Is(err, pool.ErrClosed) {
+	if _, err := fu.Get(context.Background()); !errors.Is(err, pool.ErrClosed) {
 		t.Fatalf("task of a pool whose context ended = %v, want ErrClosed", err)
 	}
 	p.Wait()
@@ -440,7 +442,7 @@ func TestTerminate(t *testing.T) {
 	if err := p.Terminate(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := fu.Get(nil); !errors.Is(err, pool.ErrClosed) {
+	if _, err := fu.Get(context.Background()); !errors.Is(err, pool.ErrClosed) {
 		t.Fatalf("task cut by Terminate = %v, want ErrClosed", err)
 	}
 	if el := time.Since(t0); el > 5*time.Second {
@@ -464,13 +466,13 @@ func TestWorkerDiesWithStderr(t *testing.T) {
 		parentOnly = pool.NewFunc("test.parent-only", func(x int64) (int64, error) { return x, nil })
 	})
 	p := newPool(t, 1, &pool.Options{Stderr: io.Discard})
-	_, err := pool.Apply(nil, p, parentOnly, 1)
+	_, err := pool.Apply(context.Background(), p, parentOnly, 1)
 	var ee *process.ExitError
 	if !errors.Is(err, pool.ErrWorkerDied) || !errors.As(err, &ee) || ee.Code != 1 || !bytes.Contains([]byte(ee.Stderr), []byte("no function")) {
 		t.Fatalf("Apply = %v, want ErrWorkerDied with status 1 and the worker's complaint", err)
 	}
 	// Workers that keep dying before any result break the pool.
-	_, err = pool.Map(nil, p, parentOnly, tasks(30), &pool.MapOptions{ChunkSize: 1})
+	_, err = pool.Map(context.Background(), p, parentOnly, tasks(30), &pool.MapOptions{ChunkSize: 1})
 	if !errors.Is(err, pool.ErrBroken) {
 		t.Fatalf("Map = %v, want ErrBroken", err)
 	}
@@ -484,7 +486,7 @@ func TestNewErrors(t *testing.T) {
 		n int
 		o pool.Options
 	}{{0, pool.Options{}}, {pool.MaxWorkers + 1, pool.Options{}}, {1, pool.Options{Depth: 3}}, {1, pool.Options{Retries: -1}}, {1, pool.Options{MaxMsg: 8}}} {
-		if _, err := pool.New(nil, c.n, &c.o); !errors.Is(err, pool.ErrInvalid) {
+		if _, err := pool.New(context.Background(), c.n, &c.o); !errors.Is(err, pool.ErrInvalid) {
 			t.Fatalf("New(%d, %+v) = %v, want ErrInvalid", c.n, c.o, err)
 		}
 	}

@@ -1,3 +1,5 @@
+//go:build linux
+
 package process_test
 
 import (
@@ -86,7 +88,7 @@ func roleSum(args []string) error {
 		return err
 	}
 	for range n {
-		if err := l.Acquire(nil); err != nil {
+		if err := l.Acquire(context.Background()); err != nil {
 			return err
 		}
 		total.Store(total.Load() + 1)
@@ -101,7 +103,7 @@ func roleSum(args []string) error {
 // roleSpawner starts two sleeping children, prints their pids and sleeps.
 func roleSpawner([]string) error {
 	for range 2 {
-		p, err := process.Start(nil, "sleep", &process.Options{Stdout: io.Discard})
+		p, err := process.Start(context.Background(), "sleep", &process.Options{Stdout: io.Discard})
 		if err != nil {
 			return err
 		}
@@ -238,7 +240,7 @@ func TestKilledChildReportsSignal(t *testing.T) {
 }
 
 func TestStderrTailIsBounded(t *testing.T) {
-	p, err := process.Start(nil, "chatty", &process.Options{Stderr: io.Discard})
+	p, err := process.Start(context.Background(), "chatty", &process.Options{Stderr: io.Discard})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -369,13 +371,13 @@ func TestClosedSegment(t *testing.T) {
 		t.Fatal(err)
 	}
 	anon.Close()
-	if _, err := process.Start(nil, "sleep", &process.Options{Segments: []*shm.Segment{anon}}); !errors.Is(err, os.ErrClosed) {
+	if _, err := process.Start(context.Background(), "sleep", &process.Options{Segments: []*shm.Segment{anon}}); !errors.Is(err, os.ErrClosed) {
 		t.Fatalf("Start with a closed segment = %v, want os.ErrClosed", err)
 	}
 }
 
 func TestUnknownRole(t *testing.T) {
-	if _, err := process.Start(nil, "no-such-role", nil); !errors.Is(err, process.ErrUnknownRole) {
+	if _, err := process.Start(context.Background(), "no-such-role", nil); !errors.Is(err, process.ErrUnknownRole) {
 		t.Fatalf("Start = %v, want ErrUnknownRole", err)
 	}
 }
@@ -393,7 +395,7 @@ func TestSegmentNotHandedOver(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer anon.Close()
-	p, err := process.Start(nil, "segment", &process.Options{Args: []string{"1"}, Segments: []*shm.Segment{anon}, Stderr: io.Discard})
+	p, err := process.Start(context.Background(), "segment", &process.Options{Args: []string{"1"}, Segments: []*shm.Segment{anon}, Stderr: io.Discard})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -401,7 +403,7 @@ func TestSegmentNotHandedOver(t *testing.T) {
 	if err := p.Wait(); !errors.As(err, &ee) || !strings.Contains(ee.Stderr, process.ErrNotChild.Error()) {
 		t.Fatalf("child attaching segment 1 of 1: %v", err)
 	}
-	p, err = process.Start(nil, "segment", &process.Options{Args: []string{"0"}, Segments: []*shm.Segment{anon}})
+	p, err = process.Start(context.Background(), "segment", &process.Options{Args: []string{"0"}, Segments: []*shm.Segment{anon}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -452,7 +454,7 @@ func TestGroupFirstFailureCancelsRest(t *testing.T) {
 }
 
 func TestGroupAllSucceed(t *testing.T) {
-	g, _ := process.NewGroup(nil)
+	g, _ := process.NewGroup(context.Background())
 	for range 3 {
 		if _, err := g.Start("segment", &process.Options{Args: []string{"0"}, Stderr: io.Discard}); err != nil {
 			t.Fatal(err)
@@ -462,7 +464,7 @@ func TestGroupAllSucceed(t *testing.T) {
 	if err := g.Wait(); !errors.Is(err, process.ErrExit) {
 		t.Fatalf("Wait = %v, want ErrExit", err)
 	}
-	g, _ = process.NewGroup(nil)
+	g, _ = process.NewGroup(context.Background())
 	anon, err := shm.CreateAnonymous(0)
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,9 @@
+//go:build linux
+
 package ringbuf
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -132,7 +135,7 @@ func TestQueueCapacityBlocks(t *testing.T) {
 			}
 		}
 		done := make(chan error, 1)
-		go func() { done <- q.Put(nil, []byte("last")) }()
+		go func() { done <- q.Put(context.Background(), []byte("last")) }()
 		select {
 		case err := <-done:
 			t.Fatalf("capacity %d: Put into a full queue returned %v", capacity, err)
@@ -193,7 +196,7 @@ func qRoleCapFill(args []string) error {
 		return fmt.Errorf("child: Len %d Full %v at capacity %d", q.Len(), q.Full(), c)
 	}
 	fmt.Println("filled")
-	if err := q.Put(nil, []byte("extra")); err != nil {
+	if err := q.Put(context.Background(), []byte("extra")); err != nil {
 		return err
 	}
 	fmt.Println("put")

@@ -1,6 +1,9 @@
+//go:build linux
+
 package ringbuf_test
 
 import (
+	"context"
 	"fmt"
 	"unsafe"
 
@@ -22,12 +25,12 @@ func ExampleQueue() {
 		panic(err)
 	}
 	for _, m := range []string{"A", "B", "C"} {
-		q.Put(nil, []byte(m))
+		q.Put(context.Background(), []byte(m))
 	}
 	q.Shutdown(false)
 	buf := make([]byte, q.MaxMsgSize())
 	for {
-		n, err := q.GetInto(nil, buf)
+		n, err := q.GetInto(context.Background(), buf)
 		if err != nil {
 			fmt.Println(err)
 			break
@@ -43,10 +46,10 @@ func ExampleQueue() {
 
 func ExampleQueue_Reserve() {
 	q, _ := ringbuf.Init(aligned(ringbuf.SizeOf(4, 32)), 4, 32, nil)
-	r, _ := q.Reserve(nil, 5)
+	r, _ := q.Reserve(context.Background(), 5)
 	copy(r.Bytes(), "hello") // written in place, in the queue's memory
 	r.Commit()
-	b, _ := q.Borrow(nil)
+	b, _ := q.Borrow(context.Background())
 	fmt.Println(string(b.Bytes())) // read in place
 	b.Release()
 	// Output: hello
@@ -55,8 +58,8 @@ func ExampleQueue_Reserve() {
 func ExampleTyped() {
 	type point struct{ X, Y float64 }
 	q, _ := ringbuf.InitTyped[point](aligned(ringbuf.SizeOfTyped[point](4)), 4, nil)
-	q.Put(nil, point{1, 2})
-	p, _ := q.Get(nil)
+	q.Put(context.Background(), point{1, 2})
+	p, _ := q.Get(context.Background())
 	fmt.Println(p.X, p.Y)
 	// Output: 1 2
 }
@@ -64,13 +67,13 @@ func ExampleTyped() {
 func ExampleJoinableQueue() {
 	q, _ := ringbuf.InitJoinable(aligned(ringbuf.SizeOfJoinable(16, 16)), 16, 16, nil)
 	for i := range 3 {
-		q.Put(nil, []byte{byte(i)})
+		q.Put(context.Background(), []byte{byte(i)})
 	}
 	for range 3 {
-		q.Get(nil)
+		q.Get(context.Background())
 		q.TaskDone()
 	}
-	q.Join(nil)
+	q.Join(context.Background())
 	fmt.Println("all done;", q.TaskDone())
 	// Output: all done; ringbuf: task done more times than items taken
 }

@@ -338,13 +338,15 @@ func (j *JoinableQueue) Join(ctx context.Context) error {
 // whether they were. A d of zero or less does not wait.
 func (j *JoinableQueue) JoinTimeout(d time.Duration) (bool, error) {
 	if d <= 0 {
-		return j.joinWait(nil, time.Time{}, true)
+		return j.joinWait(context.Background(), time.Time{}, true)
 	}
-	return j.joinWait(nil, futex.After(d), false)
+	return j.joinWait(context.Background(), futex.After(d), false)
 }
 
 // TryJoin reports whether every task put has been done, without waiting.
-func (j *JoinableQueue) TryJoin() (bool, error) { return j.joinWait(nil, time.Time{}, true) }
+func (j *JoinableQueue) TryJoin() (bool, error) {
+	return j.joinWait(context.Background(), time.Time{}, true)
+}
 
 func (j *JoinableQueue) joinWait(ctx context.Context, deadline time.Time, try bool) (bool, error) {
 	q := j.Queue

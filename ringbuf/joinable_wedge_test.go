@@ -1,6 +1,9 @@
+//go:build linux
+
 package ringbuf
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -49,7 +52,7 @@ func jqRoleReserveHold(args []string) error {
 	if err != nil {
 		return err
 	}
-	r, err := j.Reserve(nil, 4)
+	r, err := j.Reserve(context.Background(), 4)
 	if err != nil {
 		return err
 	}
@@ -67,7 +70,7 @@ func jqRoleGetHold(args []string) error {
 		return err
 	}
 	for i := 0; i < atoi(args[1]); i++ {
-		if _, err := j.Get(nil); err != nil {
+		if _, err := j.Get(context.Background()); err != nil {
 			return err
 		}
 	}
@@ -81,13 +84,13 @@ func jqRoleGetHold(args []string) error {
 func jwUse(t *testing.T, j *JoinableQueue) {
 	t.Helper()
 	for i := 0; i < 20; i++ {
-		if err := j.Put(nil, []byte(fmt.Sprint(i))); err != nil {
+		if err := j.Put(context.Background(), []byte(fmt.Sprint(i))); err != nil {
 			t.Fatal(err)
 		}
 		if ok, _ := j.TryJoin(); ok {
 			t.Fatalf("TryJoin true with task %d in the queue", i)
 		}
-		m, err := j.Get(nil)
+		m, err := j.Get(context.Background())
 		if err != nil || string(m) != fmt.Sprint(i) {
 			t.Fatalf("Get = %q, %v", m, err)
 		}
@@ -125,7 +128,7 @@ func TestJoinProducerKilledInCommit(t *testing.T) {
 		t.Fatalf("Unfinished = %d", n)
 	}
 	// Consumers pass the dead claim (reclaimed as skip) and the queue works.
-	if err := j.Put(nil, []byte("x")); err != nil {
+	if err := j.Put(context.Background(), []byte("x")); err != nil {
 		t.Fatal(err)
 	}
 	if m, err := j.GetTimeout(5 * time.Second); err != nil || string(m) != "x" {
@@ -144,7 +147,7 @@ func TestJoinProducerKilledInCommit(t *testing.T) {
 func TestJoinConsumerKilledBeforeTaskDone(t *testing.T) {
 	j, _, path := jwQueue(t)
 	for i := 0; i < 5; i++ {
-		if err := j.Put(nil, []byte("job")); err != nil {
+		if err := j.Put(context.Background(), []byte("job")); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -167,7 +170,7 @@ func TestJoinConsumerKilledBeforeTaskDone(t *testing.T) {
 		t.Fatalf("Unfinished = %d after the taker of 2 died, want 3", n)
 	}
 	done := make(chan error, 1)
-	go func() { done <- j.Join(nil) }()
+	go func() { done <- j.Join(context.Background()) }()
 	time.Sleep(2 * jwCheck)
 	b.Kill()
 	<-b.Done()
@@ -189,7 +192,7 @@ func TestTaskDoneHandedOver(t *testing.T) {
 	if err := j.TaskDone(); !errors.Is(err, ErrTaskDone) {
 		t.Fatalf("TaskDone on a fresh queue = %v", err)
 	}
-	j.Put(nil, []byte("a"))
+	j.Put(context.Background(), []byte("a"))
 	c := proctest.Start(t, "jq-get-hold", path, "1")
 	c.Expect(proctest.Ready, 0)
 	if err := j.TaskDone(); err != nil {
@@ -211,8 +214,8 @@ func TestTaskDoneHandedOver(t *testing.T) {
 func TestJoinLooseTakes(t *testing.T) {
 	j, _, _ := jwQueue(t)
 	j.joinIdx.Store(-2) // this handle found no entry free
-	j.Put(nil, []byte("a"))
-	if _, err := j.Get(nil); err != nil {
+	j.Put(context.Background(), []byte("a"))
+	if _, err := j.Get(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if v := atomic.LoadUint32(j.joinLoose); v != 1 {

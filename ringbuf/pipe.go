@@ -412,14 +412,14 @@ func (c *Conn) Send(ctx context.Context, msg []byte) error {
 // the ring stays full. A d of zero or less tries once, like TrySend.
 func (c *Conn) SendTimeout(msg []byte, d time.Duration) error {
 	// Try first: the clock is read only when the call has to wait.
-	if err := c.send(nil, msg, time.Time{}, true); err != ErrFull || d <= 0 {
+	if err := c.send(context.Background(), msg, time.Time{}, true); err != ErrFull || d <= 0 {
 		return err
 	}
-	return c.send(nil, msg, futex.After(d), false)
+	return c.send(context.Background(), msg, futex.After(d), false)
 }
 
 // TrySend is Send without waiting: ErrFull when there is no room.
-func (c *Conn) TrySend(msg []byte) error { return c.send(nil, msg, time.Time{}, true) }
+func (c *Conn) TrySend(msg []byte) error { return c.send(context.Background(), msg, time.Time{}, true) }
 
 func (c *Conn) send(ctx context.Context, msg []byte, deadline time.Time, try bool) error {
 	w := c.tx
@@ -559,14 +559,16 @@ func (c *Conn) Recv(ctx context.Context, buf []byte) (int, error) {
 // message arrives in time. A d of zero or less tries once, like TryRecv.
 func (c *Conn) RecvTimeout(buf []byte, d time.Duration) (int, error) {
 	// Try first: the clock is read only when the call has to wait.
-	if n, err := c.recv(nil, buf, time.Time{}, true); err != ErrEmpty || d <= 0 {
+	if n, err := c.recv(context.Background(), buf, time.Time{}, true); err != ErrEmpty || d <= 0 {
 		return n, err
 	}
-	return c.recv(nil, buf, futex.After(d), false)
+	return c.recv(context.Background(), buf, futex.After(d), false)
 }
 
 // TryRecv is Recv without waiting: ErrEmpty when no message is there.
-func (c *Conn) TryRecv(buf []byte) (int, error) { return c.recv(nil, buf, time.Time{}, true) }
+func (c *Conn) TryRecv(buf []byte) (int, error) {
+	return c.recv(context.Background(), buf, time.Time{}, true)
+}
 
 // RecvBytes receives the next message into a new slice of its exact size.
 // It waits and ends like Recv.
@@ -612,7 +614,7 @@ func (c *Conn) Poll(d time.Duration) (bool, error) {
 	if d > 0 {
 		deadline = futex.After(d)
 	}
-	switch err := c.waitReadable(nil, deadline, d <= 0); err {
+	switch err := c.waitReadable(context.Background(), deadline, d <= 0); err {
 	case nil, io.EOF:
 		return true, nil
 	case ErrEmpty:

@@ -1,6 +1,9 @@
+//go:build linux
+
 package ringbuf
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"runtime"
@@ -33,10 +36,10 @@ func BenchmarkPipeUncontended(b *testing.B) {
 	msg, buf := make([]byte, 64), make([]byte, 64)
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := a.Send(nil, msg); err != nil {
+		if err := a.Send(context.Background(), msg); err != nil {
 			b.Fatal(err)
 		}
-		if _, err := c.Recv(nil, buf); err != nil {
+		if _, err := c.Recv(context.Background(), buf); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -60,7 +63,7 @@ func BenchmarkPipeSPSC(b *testing.B) {
 				msg := make([]byte, sz.size)
 				for i := range n {
 					binary.LittleEndian.PutUint64(msg, uint64(i))
-					if err := a.Send(nil, msg); err != nil {
+					if err := a.Send(context.Background(), msg); err != nil {
 						done <- err
 						return
 					}
@@ -69,7 +72,7 @@ func BenchmarkPipeSPSC(b *testing.B) {
 			}()
 			buf := make([]byte, sz.size)
 			for i := range n {
-				k, err := c.Recv(nil, buf)
+				k, err := c.Recv(context.Background(), buf)
 				if err != nil || k != sz.size || binary.LittleEndian.Uint64(buf) != uint64(i) {
 					b.Fatalf("message %d: %d bytes, %v", i, k, err)
 				}
@@ -190,7 +193,7 @@ func pipeRoleBench(args []string) error {
 	proctest.SignalReady()
 	start := (*uint32)(unsafe.Pointer(&mem[0]))
 	for atomic.LoadUint32(start) == 0 {
-		futex.Wait(nil, start, 0, time.Time{})
+		futex.Wait(context.Background(), start, 0, time.Time{})
 	}
 	var ms0, ms1 runtime.MemStats
 	runtime.ReadMemStats(&ms0)
@@ -199,13 +202,13 @@ func pipeRoleBench(args []string) error {
 		for i := range n {
 			binary.LittleEndian.PutUint64(buf, uint64(i))
 			binary.LittleEndian.PutUint64(buf[size-8:], uint64(i))
-			if err := c.Send(nil, buf); err != nil {
+			if err := c.Send(context.Background(), buf); err != nil {
 				return err
 			}
 		}
 	} else {
 		for i := range n {
-			k, err := c.Recv(nil, buf)
+			k, err := c.Recv(context.Background(), buf)
 			if err != nil {
 				return err
 			}

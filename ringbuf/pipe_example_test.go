@@ -1,6 +1,9 @@
+//go:build linux
+
 package ringbuf_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -24,29 +27,29 @@ func ExampleInitPipe() {
 		panic(err)
 	}
 
-	if err := parent.Send(nil, []byte("ping")); err != nil {
+	if err := parent.Send(context.Background(), []byte("ping")); err != nil {
 		panic(err)
 	}
 	buf := make([]byte, 64)
-	n, _ := child.Recv(nil, buf) // into buf: no allocation
+	n, _ := child.Recv(context.Background(), buf) // into buf: no allocation
 	fmt.Printf("child got %q\n", buf[:n])
 
-	child.Send(nil, []byte("pong"))
-	reply, _ := parent.RecvBytes(nil) // a new slice of the exact size
+	child.Send(context.Background(), []byte("pong"))
+	reply, _ := parent.RecvBytes(context.Background()) // a new slice of the exact size
 	fmt.Printf("parent got %q\n", reply)
 
 	// Closing an end: the peer drains what was sent, then sees io.EOF.
-	child.Send(nil, []byte("bye"))
+	child.Send(context.Background(), []byte("bye"))
 	child.Close()
 	for {
-		msg, err := parent.RecvBytes(nil)
+		msg, err := parent.RecvBytes(context.Background())
 		if err == io.EOF {
 			fmt.Println("end of stream")
 			break
 		}
 		fmt.Printf("parent got %q\n", msg)
 	}
-	fmt.Println(errors.Is(parent.Send(nil, []byte("x")), ringbuf.ErrPeerGone))
+	fmt.Println(errors.Is(parent.Send(context.Background(), []byte("x")), ringbuf.ErrPeerGone))
 	// Output:
 	// child got "ping"
 	// parent got "pong"
@@ -65,7 +68,7 @@ func ExampleConn_Poll() {
 
 	ready, _ := r.Poll(10 * time.Millisecond)
 	fmt.Println("ready before send:", ready)
-	w.Send(nil, []byte("data"))
+	w.Send(context.Background(), []byte("data"))
 	ready, _ = r.Poll(10 * time.Millisecond)
 	fmt.Println("ready after send:", ready)
 	_, err := w.TryRecv(make([]byte, 8))

@@ -1,6 +1,9 @@
+//go:build linux
+
 package ringbuf
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -86,7 +89,7 @@ func FuzzPipeCorrupt(f *testing.F) {
 				if ok, err := b.Poll(0); err != nil || ok {
 					check("Poll", 0, err, 0)
 					if ok {
-						m, err := b.RecvBytes(nil)
+						m, err := b.RecvBytes(context.Background())
 						check("RecvBytes", len(m), err, b.MaxMsgSize())
 					}
 				}

@@ -1,3 +1,5 @@
+//go:build linux
+
 package ringbuf
 
 import (
@@ -177,7 +179,7 @@ func TestPipeInProcess(t *testing.T) {
 			defer wg.Done()
 			buf := make([]byte, max)
 			for i := range n {
-				if err := tx.Send(nil, pipeMakeMsg(buf, i, max)); err != nil {
+				if err := tx.Send(context.Background(), pipeMakeMsg(buf, i, max)); err != nil {
 					errs <- fmt.Errorf("send %d: %w", i, err)
 					return
 				}
@@ -187,7 +189,7 @@ func TestPipeInProcess(t *testing.T) {
 			defer wg.Done()
 			buf := make([]byte, max)
 			for want := range n {
-				k, err := rx.Recv(nil, buf)
+				k, err := rx.Recv(context.Background(), buf)
 				if err != nil {
 					errs <- fmt.Errorf("recv %d: %w", want, err)
 					return
@@ -219,22 +221,22 @@ func TestPipeInProcess(t *testing.T) {
 func TestPipeOneWay(t *testing.T) {
 	opts := &PipeOptions{OneWay: true, Capacity: 512}
 	r, w, _ := pipeTestPair(t, opts)
-	if err := r.Send(nil, []byte("x")); !errors.Is(err, ErrPipeReadOnly) {
+	if err := r.Send(context.Background(), []byte("x")); !errors.Is(err, ErrPipeReadOnly) {
 		t.Errorf("Send on receive-only end: %v, want ErrPipeReadOnly", err)
 	}
-	if _, err := w.Recv(nil, make([]byte, 8)); !errors.Is(err, ErrPipeWriteOnly) {
+	if _, err := w.Recv(context.Background(), make([]byte, 8)); !errors.Is(err, ErrPipeWriteOnly) {
 		t.Errorf("Recv on send-only end: %v, want ErrPipeWriteOnly", err)
 	}
 	if _, err := w.Poll(0); !errors.Is(err, ErrPipeWriteOnly) {
 		t.Errorf("Poll on send-only end: %v, want ErrPipeWriteOnly", err)
 	}
-	if _, err := w.RecvBytes(nil); !errors.Is(err, ErrPipeWriteOnly) {
+	if _, err := w.RecvBytes(context.Background()); !errors.Is(err, ErrPipeWriteOnly) {
 		t.Errorf("RecvBytes on send-only end: %v, want ErrPipeWriteOnly", err)
 	}
-	if err := w.Send(nil, []byte("one way")); err != nil {
+	if err := w.Send(context.Background(), []byte("one way")); err != nil {
 		t.Fatal(err)
 	}
-	got, err := r.RecvBytes(nil)
+	got, err := r.RecvBytes(context.Background())
 	if err != nil || string(got) != "one way" {
 		t.Fatalf("RecvBytes = %q, %v", got, err)
 	}
@@ -246,7 +248,7 @@ func TestPipeTooLarge(t *testing.T) {
 		t.Fatalf("MaxMsgSize = %d", a.MaxMsgSize())
 	}
 	for _, send := range []func([]byte) error{
-		func(m []byte) error { return a.Send(nil, m) },
+		func(m []byte) error { return a.Send(context.Background(), m) },
 		a.TrySend,
 		func(m []byte) error { return a.SendTimeout(m, time.Second) },
 	} {
@@ -254,10 +256,10 @@ func TestPipeTooLarge(t *testing.T) {
 			t.Errorf("101-byte message: %v, want ErrTooLarge", err)
 		}
 	}
-	if err := a.Send(nil, make([]byte, 100)); err != nil {
+	if err := a.Send(context.Background(), make([]byte, 100)); err != nil {
 		t.Fatalf("100-byte message: %v", err)
 	}
-	if n, err := b.Recv(nil, make([]byte, 100)); n != 100 || err != nil {
+	if n, err := b.Recv(context.Background(), make([]byte, 100)); n != 100 || err != nil {
 		t.Fatalf("Recv = %d, %v", n, err)
 	}
 	if _, err := InitPipe(pipeAligned(PipeSizeOf(nil)), &PipeOptions{Capacity: 256, MaxMsgSize: 249}); !errors.Is(err, ErrTooLarge) {
@@ -269,13 +271,13 @@ func TestPipeTooLarge(t *testing.T) {
 	// A message of exactly capacity-8 bytes fills the whole ring.
 	x, y, _ := pipeTestPair(t, &PipeOptions{Capacity: 256})
 	full := bytes.Repeat([]byte{7}, 248)
-	if err := x.Send(nil, full); err != nil {
+	if err := x.Send(context.Background(), full); err != nil {
 		t.Fatal(err)
 	}
 	if err := x.TrySend(nil); !errors.Is(err, ErrFull) {
 		t.Errorf("TrySend on a ring filled by one message: %v, want ErrFull", err)
 	}
-	got, err := y.RecvBytes(nil)
+	got, err := y.RecvBytes(context.Background())
 	if err != nil || !bytes.Equal(got, full) {
 		t.Fatalf("RecvBytes = %d bytes, %v", len(got), err)
 	}
@@ -284,12 +286,12 @@ func TestPipeTooLarge(t *testing.T) {
 func TestPipeShortBuffer(t *testing.T) {
 	a, b, _ := pipeTestPair(t, nil)
 	msg := []byte("a message of thirty-one bytes!!")
-	if err := a.Send(nil, msg); err != nil {
+	if err := a.Send(context.Background(), msg); err != nil {
 		t.Fatal(err)
 	}
 	small := make([]byte, 10)
 	for name, recv := range map[string]func() (int, error){
-		"Recv":        func() (int, error) { return b.Recv(nil, small) },
+		"Recv":        func() (int, error) { return b.Recv(context.Background(), small) },
 		"TryRecv":     func() (int, error) { return b.TryRecv(small) },
 		"RecvTimeout": func() (int, error) { return b.RecvTimeout(small, time.Second) },
 	} {
@@ -299,7 +301,7 @@ func TestPipeShortBuffer(t *testing.T) {
 		}
 	}
 	buf := make([]byte, len(msg))
-	n, err := b.Recv(nil, buf)
+	n, err := b.Recv(context.Background(), buf)
 	if err != nil || !bytes.Equal(buf[:n], msg) {
 		t.Fatalf("message after ErrShortBuffer: %q, %v", buf[:n], err)
 	}
@@ -358,7 +360,7 @@ func TestPipeSpaceReturnedAtOnce(t *testing.T) {
 	a, b, _ := pipeTestPair(t, &PipeOptions{Capacity: 1024})
 	for a.TrySend(make([]byte, 56)) == nil {
 	}
-	if _, err := b.Recv(nil, make([]byte, 64)); err != nil {
+	if _, err := b.Recv(context.Background(), make([]byte, 64)); err != nil {
 		t.Fatal(err)
 	}
 	if err := a.TrySend(make([]byte, 56)); err != nil {
@@ -373,14 +375,14 @@ func TestPipeBlocking(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		buf := make([]byte, 8)
-		n, err := b.Recv(nil, buf)
+		n, err := b.Recv(context.Background(), buf)
 		if err == nil && string(buf[:n]) != "wake" {
 			err = fmt.Errorf("got %q", buf[:n])
 		}
 		done <- err
 	}()
 	waitSleeper(t, func() bool { return b.State().RecvWaiting })
-	if err := a.Send(nil, []byte("wake")); err != nil {
+	if err := a.Send(context.Background(), []byte("wake")); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-done; err != nil {
@@ -392,9 +394,9 @@ func TestPipeBlocking(t *testing.T) {
 	// Fill the ring, block a Send, free space.
 	for a.TrySend(make([]byte, 56)) == nil {
 	}
-	go func() { done <- a.Send(nil, make([]byte, 56)) }()
+	go func() { done <- a.Send(context.Background(), make([]byte, 56)) }()
 	waitSleeper(t, func() bool { return a.State().SendWaiting })
-	if _, err := b.Recv(nil, make([]byte, 64)); err != nil {
+	if _, err := b.Recv(context.Background(), make([]byte, 64)); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -446,12 +448,12 @@ func TestPipeClose(t *testing.T) {
 	// A Recv blocked on a is woken by a.Close with ErrClosed.
 	done := make(chan error, 1)
 	go func() {
-		_, err := a.Recv(nil, make([]byte, 8))
+		_, err := a.Recv(context.Background(), make([]byte, 8))
 		done <- err
 	}()
 	waitSleeper(t, func() bool { return a.State().RecvWaiting })
 	for _, m := range []string{"one", "two"} {
-		if err := a.Send(nil, []byte(m)); err != nil {
+		if err := a.Send(context.Background(), []byte(m)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -469,10 +471,10 @@ func TestPipeClose(t *testing.T) {
 	if err := a.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
-	if err := a.Send(nil, nil); !errors.Is(err, ErrClosed) {
+	if err := a.Send(context.Background(), nil); !errors.Is(err, ErrClosed) {
 		t.Errorf("Send after Close: %v, want ErrClosed", err)
 	}
-	if _, err := a.Recv(nil, nil); !errors.Is(err, ErrClosed) {
+	if _, err := a.Recv(context.Background(), nil); !errors.Is(err, ErrClosed) {
 		t.Errorf("Recv after Close: %v, want ErrClosed", err)
 	}
 	if _, err := a.Poll(0); !errors.Is(err, ErrClosed) {
@@ -482,7 +484,7 @@ func TestPipeClose(t *testing.T) {
 		t.Errorf("Detach after Close: %v, want ErrClosed", err)
 	}
 	// The peer drains, then sees the end of the stream.
-	if err := b.Send(nil, []byte("x")); !errors.Is(err, ErrPeerGone) {
+	if err := b.Send(context.Background(), []byte("x")); !errors.Is(err, ErrPeerGone) {
 		t.Errorf("Send to closed peer: %v, want ErrPeerGone", err)
 	}
 	if st := b.State(); !st.PeerClosed {
@@ -490,7 +492,7 @@ func TestPipeClose(t *testing.T) {
 	}
 	buf := make([]byte, 8)
 	for _, want := range []string{"one", "two"} {
-		n, err := b.Recv(nil, buf)
+		n, err := b.Recv(context.Background(), buf)
 		if err != nil || string(buf[:n]) != want {
 			t.Fatalf("drain: %q, %v; want %q", buf[:n], err, want)
 		}
@@ -499,9 +501,9 @@ func TestPipeClose(t *testing.T) {
 		t.Errorf("Poll at end of stream = %v, %v; want true", ok, err)
 	}
 	for name, recv := range map[string]func() error{
-		"Recv":      func() error { _, err := b.Recv(nil, buf); return err },
+		"Recv":      func() error { _, err := b.Recv(context.Background(), buf); return err },
 		"TryRecv":   func() error { _, err := b.TryRecv(buf); return err },
-		"RecvBytes": func() error { _, err := b.RecvBytes(nil); return err },
+		"RecvBytes": func() error { _, err := b.RecvBytes(context.Background()); return err },
 	} {
 		if err := recv(); err != io.EOF {
 			t.Errorf("%s after peer Close: %v, want io.EOF", name, err)
@@ -519,7 +521,7 @@ func TestPipeCloseWakesBlockedSend(t *testing.T) {
 	for a.TrySend(make([]byte, 56)) == nil {
 	}
 	done := make(chan error, 2)
-	go func() { done <- a.Send(nil, []byte("x")) }()
+	go func() { done <- a.Send(context.Background(), []byte("x")) }()
 	waitSleeper(t, func() bool { return a.State().SendWaiting })
 	b.Close() // the peer closes: the blocked Send fails
 	select {
@@ -534,7 +536,7 @@ func TestPipeCloseWakesBlockedSend(t *testing.T) {
 	c, d, _ := pipeTestPair(t, &PipeOptions{Capacity: 256})
 	for c.TrySend(make([]byte, 56)) == nil {
 	}
-	go func() { done <- c.Send(nil, []byte("x")) }()
+	go func() { done <- c.Send(context.Background(), []byte("x")) }()
 	waitSleeper(t, func() bool { return c.State().SendWaiting })
 	c.Close()
 	select {
@@ -563,7 +565,7 @@ func TestPipeAttach(t *testing.T) {
 	if err := a.Detach(); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Send(nil, nil); !errors.Is(err, ErrClosed) {
+	if err := a.Send(context.Background(), nil); !errors.Is(err, ErrClosed) {
 		t.Errorf("Send after Detach: %v, want ErrClosed", err)
 	}
 	a2, err := AttachPipe(mem, 0, nil)
@@ -627,7 +629,7 @@ func TestPipeCorrupt(t *testing.T) {
 		{"record over published, RecvBytes", func(m []byte) {
 			*u64(m, ring0) = 64
 			*u64(m, ring0+spscHeaderSize) = 100 | uint64(^uint32(100))<<32
-		}, func(a, b *Conn) error { _, err := a.RecvBytes(nil); return err }},
+		}, func(a, b *Conn) error { _, err := a.RecvBytes(context.Background()); return err }},
 		{"head beyond tail", func(m []byte) { *u64(m, ring1+64) = 1 << 40 }, func(a, b *Conn) error {
 			var err error
 			for i := 0; i < 100 && err == nil; i++ { // until the cached head runs out
@@ -638,7 +640,7 @@ func TestPipeCorrupt(t *testing.T) {
 		{"head unaligned, blocking Send", func(m []byte) { *u64(m, ring1+64) = 4 }, func(a, b *Conn) error {
 			var err error
 			for i := 0; i < 100 && err == nil; i++ {
-				err = a.Send(nil, make([]byte, 56))
+				err = a.Send(context.Background(), make([]byte, 56))
 			}
 			return err
 		}},
@@ -690,7 +692,7 @@ func TestPipeRecvBytesAndState(t *testing.T) {
 	a, b, _ := pipeTestPair(t, &PipeOptions{Capacity: 4096, MaxMsgSize: 1000})
 	msgs := [][]byte{nil, []byte("x"), bytes.Repeat([]byte("ab"), 500)}
 	for _, m := range msgs {
-		if err := a.Send(nil, m); err != nil {
+		if err := a.Send(context.Background(), m); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -704,7 +706,7 @@ func TestPipeRecvBytesAndState(t *testing.T) {
 		t.Errorf("State = %+v\nwant    %+v", st, want)
 	}
 	for _, m := range msgs {
-		got, err := b.RecvBytes(nil)
+		got, err := b.RecvBytes(context.Background())
 		if err != nil || !bytes.Equal(got, m) {
 			t.Fatalf("RecvBytes = %q, %v; want %q", got, err, m)
 		}
@@ -717,10 +719,10 @@ func TestPipeNoAllocs(t *testing.T) {
 	a, b, _ := pipeTestPair(t, nil)
 	msg, buf := make([]byte, 64), make([]byte, 64)
 	allocs := testing.AllocsPerRun(1000, func() {
-		if err := a.Send(nil, msg); err != nil {
+		if err := a.Send(context.Background(), msg); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := b.Recv(nil, buf); err != nil {
+		if _, err := b.Recv(context.Background(), buf); err != nil {
 			t.Fatal(err)
 		}
 		if err := a.TrySend(msg); err != nil {
@@ -753,7 +755,7 @@ func pipeRoleSend(args []string) error {
 	max := c.MaxMsgSize()
 	buf := make([]byte, max)
 	for i := range n {
-		if err := c.Send(nil, pipeMakeMsg(buf, i, max)); err != nil {
+		if err := c.Send(context.Background(), pipeMakeMsg(buf, i, max)); err != nil {
 			return fmt.Errorf("send %d: %w", i, err)
 		}
 	}
@@ -779,7 +781,7 @@ func pipeRoleEcho(args []string) error {
 	max := c.MaxMsgSize()
 	in, out := make([]byte, max), make([]byte, max)
 	for {
-		n, err := c.Recv(nil, in)
+		n, err := c.Recv(context.Background(), in)
 		if err == io.EOF {
 			return c.Close()
 		}
@@ -790,7 +792,7 @@ func pipeRoleEcho(args []string) error {
 		if err != nil {
 			return err
 		}
-		if err := c.Send(nil, pipeMakeMsg(out, i+1, max)); err != nil {
+		if err := c.Send(context.Background(), pipeMakeMsg(out, i+1, max)); err != nil {
 			return err
 		}
 	}
@@ -810,7 +812,7 @@ func pipeRoleStream(args []string) error {
 	max := c.MaxMsgSize()
 	buf := make([]byte, max)
 	for i := uint64(0); ; i++ {
-		if err := c.Send(nil, pipeMakeMsg(buf, i, max)); err != nil {
+		if err := c.Send(context.Background(), pipeMakeMsg(buf, i, max)); err != nil {
 			return fmt.Errorf("send %d: %w", i, err)
 		}
 	}
@@ -849,7 +851,7 @@ func TestPipeAcrossProcesses(t *testing.T) {
 	max := r.MaxMsgSize()
 	buf := make([]byte, max)
 	for want := range uint64(n) {
-		k, err := r.Recv(nil, buf)
+		k, err := r.Recv(context.Background(), buf)
 		if err != nil {
 			t.Fatalf("Recv %d: %v", want, err)
 		}
@@ -858,7 +860,7 @@ func TestPipeAcrossProcesses(t *testing.T) {
 		}
 	}
 	t0 := time.Now()
-	if _, err := r.Recv(nil, buf); err != io.EOF {
+	if _, err := r.Recv(context.Background(), buf); err != io.EOF {
 		t.Fatalf("after %d messages: %v, want io.EOF", n, err)
 	}
 	if d := time.Since(t0); d > time.Second {
@@ -891,10 +893,10 @@ func TestPipeDuplexAcrossProcesses(t *testing.T) {
 	max := c.MaxMsgSize()
 	out, in := make([]byte, max), make([]byte, max)
 	for i := uint64(0); i < uint64(rounds)*2; i += 2 {
-		if err := c.Send(nil, pipeMakeMsg(out, i, max)); err != nil {
+		if err := c.Send(context.Background(), pipeMakeMsg(out, i, max)); err != nil {
 			t.Fatalf("Send %d: %v", i, err)
 		}
-		n, err := c.Recv(nil, in)
+		n, err := c.Recv(context.Background(), in)
 		if err != nil {
 			t.Fatalf("Recv %d: %v", i+1, err)
 		}
@@ -934,7 +936,7 @@ func TestPipePeerKilled(t *testing.T) {
 				child.Kill()
 				killed = time.Now()
 			}
-			k, err := r.Recv(nil, buf)
+			k, err := r.Recv(context.Background(), buf)
 			if err == io.EOF {
 				break
 			}
@@ -976,7 +978,7 @@ func TestPipeSendToDeadPeer(t *testing.T) {
 		t.Fatalf("SendTimeout to a live idle peer: %v, want ErrFull", err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- c.Send(nil, msg) }()
+	go func() { done <- c.Send(context.Background(), msg) }()
 	waitSleeper(t, func() bool { return c.State().SendWaiting })
 	child.Kill()
 	killed := time.Now()
@@ -1025,14 +1027,14 @@ func pipeRoleSegEcho(args []string) error {
 		return err
 	}
 	for {
-		m, err := c.RecvBytes(nil)
+		m, err := c.RecvBytes(context.Background())
 		if err == io.EOF {
 			return c.Close()
 		}
 		if err != nil {
 			return err
 		}
-		if err := c.Send(nil, append([]byte("re:"), m...)); err != nil {
+		if err := c.Send(context.Background(), append([]byte("re:"), m...)); err != nil {
 			return err
 		}
 	}
@@ -1068,10 +1070,10 @@ func TestPipeSegment(t *testing.T) {
 	}
 	child := proctest.Start(t, "pipe-seg-echo", name)
 	for _, m := range []string{"A", "B", "C"} {
-		if err := c.Send(nil, []byte(m)); err != nil {
+		if err := c.Send(context.Background(), []byte(m)); err != nil {
 			t.Fatal(err)
 		}
-		got, err := c.RecvBytes(nil)
+		got, err := c.RecvBytes(context.Background())
 		if err != nil || string(got) != "re:"+m {
 			t.Fatalf("reply %q, %v; want %q", got, err, "re:"+m)
 		}

@@ -1,6 +1,9 @@
+//go:build linux
+
 package ringbuf
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -90,14 +93,14 @@ func BenchmarkQueueSPSCGoroutines(b *testing.B) {
 	go func() {
 		buf := make([]byte, 64)
 		for range n {
-			q.GetInto(nil, buf)
+			q.GetInto(context.Background(), buf)
 		}
 		close(done)
 	}()
 	msg := make([]byte, 64)
 	b.ResetTimer()
 	for range n {
-		q.Put(nil, msg)
+		q.Put(context.Background(), msg)
 	}
 	<-done
 }
@@ -199,7 +202,7 @@ func qRoleBench(args []string) error {
 	atomic.AddUint32(u32at(mem, harn+qbReady), 1)
 	gow := u32at(mem, harn+qbGo)
 	for atomic.LoadUint32(gow) == 0 {
-		futex.Wait(nil, gow, 0, time.Time{})
+		futex.Wait(context.Background(), gow, 0, time.Time{})
 	}
 	*u64at(mem, harn+qbT0+8*idx) = uint64(qMonoNow())
 	defer func() { *u64at(mem, harn+qbT1+8*idx) = uint64(qMonoNow()) }()
@@ -211,14 +214,14 @@ func qRoleBench(args []string) error {
 			for i := range n {
 				binary.LittleEndian.PutUint64(buf, uint64(i))
 				binary.LittleEndian.PutUint64(buf[size-8:], ^uint64(i))
-				if err := q.Put(nil, buf); err != nil {
+				if err := q.Put(context.Background(), buf); err != nil {
 					return err
 				}
 			}
 			return nil
 		}
 		for i := range n {
-			m, err := q.GetInto(nil, buf)
+			m, err := q.GetInto(context.Background(), buf)
 			if err != nil {
 				return err
 			}
@@ -233,18 +236,18 @@ func qRoleBench(args []string) error {
 				id := uint64(idx*per + i)
 				binary.LittleEndian.PutUint64(buf, id)
 				binary.LittleEndian.PutUint64(buf[56:], id)
-				if err := q.Put(nil, buf); err != nil {
+				if err := q.Put(context.Background(), buf); err != nil {
 					return err
 				}
 			}
 			binary.LittleEndian.PutUint64(buf, ^uint64(0))
 			binary.LittleEndian.PutUint64(buf[56:], ^uint64(0))
-			return q.Put(nil, buf)
+			return q.Put(context.Background(), buf)
 		}
 		var cnt, sum uint64
 		last := [2]int64{-1, -1}
 		for {
-			if _, err := q.GetInto(nil, buf); err != nil {
+			if _, err := q.GetInto(context.Background(), buf); err != nil {
 				return err
 			}
 			id, id2 := binary.LittleEndian.Uint64(buf), binary.LittleEndian.Uint64(buf[56:])
@@ -275,10 +278,10 @@ func qRoleBench(args []string) error {
 			if idx == 0 {
 				t0 := qMonoNow()
 				binary.LittleEndian.PutUint64(buf, uint64(i))
-				if err := req.Put(nil, buf); err != nil {
+				if err := req.Put(context.Background(), buf); err != nil {
 					return err
 				}
-				if _, err := rsp.GetInto(nil, buf); err != nil {
+				if _, err := rsp.GetInto(context.Background(), buf); err != nil {
 					return err
 				}
 				t1 := qMonoNow()
@@ -290,14 +293,14 @@ func qRoleBench(args []string) error {
 				}
 				continue
 			}
-			if _, err := req.GetInto(nil, buf); err != nil {
+			if _, err := req.GetInto(context.Background(), buf); err != nil {
 				return err
 			}
 			if binary.LittleEndian.Uint64(buf) != uint64(i) {
 				return errors.New("request mismatch")
 			}
 			binary.LittleEndian.PutUint64(buf, uint64(i)+1)
-			if err := rsp.Put(nil, buf); err != nil {
+			if err := rsp.Put(context.Background(), buf); err != nil {
 				return err
 			}
 		}

@@ -1,6 +1,9 @@
+//go:build linux
+
 package ringbuf
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"flag"
@@ -74,7 +77,7 @@ func qRoleKillProducer(args []string) error {
 	var buf [qkMaxMsg]byte
 	for seq := 0; seq < qkPer; seq++ {
 		n := qkMsg(buf[:], inc, seq)
-		if err := q.Put(nil, buf[:n]); err != nil {
+		if err := q.Put(context.Background(), buf[:n]); err != nil {
 			return err
 		}
 		atomic.StoreUint64(done, uint64(seq+1))
@@ -109,10 +112,10 @@ func qRoleKillConsumer(args []string) error {
 		// it copies, Borrow does, so kills land in both.
 		var n int
 		if i%2 == 0 {
-			n, err = q.GetInto(nil, buf[:])
+			n, err = q.GetInto(context.Background(), buf[:])
 		} else {
 			var b Borrowed
-			if b, err = q.Borrow(nil); err == nil {
+			if b, err = q.Borrow(context.Background()); err == nil {
 				n = copy(buf[:], b.Bytes())
 				err = b.Release()
 			}

@@ -1,6 +1,9 @@
+//go:build linux
+
 package ringbuf
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -72,7 +75,7 @@ func qRoleTutorialWriter(args []string) error {
 		return err
 	}
 	for _, m := range []string{"A", "B", "C"} {
-		if err := q.Put(nil, []byte(m)); err != nil {
+		if err := q.Put(context.Background(), []byte(m)); err != nil {
 			return err
 		}
 	}
@@ -85,7 +88,7 @@ func qRoleTutorialReader(args []string) error {
 		return err
 	}
 	for range 3 {
-		m, err := q.Get(nil)
+		m, err := q.Get(context.Background())
 		if err != nil {
 			return err
 		}
@@ -134,7 +137,7 @@ func qRoleProducer(args []string) error {
 	buf := make([]byte, q.MaxMsgSize())
 	for seq := 0; seq < n; seq++ {
 		m := qTestMsg(buf, p, seq)
-		if err := q.Put(nil, buf[:m]); err != nil {
+		if err := q.Put(context.Background(), buf[:m]); err != nil {
 			return fmt.Errorf("put %d: %w", seq, err)
 		}
 	}
@@ -157,7 +160,7 @@ func qRoleConsumer(args []string) error {
 	buf := make([]byte, q.MaxMsgSize())
 	var count, sum uint64
 	for {
-		n, err := q.GetInto(nil, buf)
+		n, err := q.GetInto(context.Background(), buf)
 		if errors.Is(err, ErrShutdown) {
 			break
 		}
@@ -252,7 +255,7 @@ func qRoleJoinableWorker(args []string) error {
 	}
 	done := u32at(mem, size)
 	for {
-		m, err := j.Get(nil)
+		m, err := j.Get(context.Background())
 		if err != nil {
 			return err
 		}
@@ -282,14 +285,14 @@ func TestJoinableTutorialAcrossProcesses(t *testing.T) {
 		ws = append(ws, proctest.Start(t, "q-joinable-worker", path))
 	}
 	for i := range 10 {
-		if err := j.Put(nil, []byte(fmt.Sprint("task", i))); err != nil {
+		if err := j.Put(context.Background(), []byte(fmt.Sprint("task", i))); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for range 4 {
-		j.Put(nil, []byte("stop"))
+		j.Put(context.Background(), []byte("stop"))
 	}
-	if err := j.Join(nil); err != nil {
+	if err := j.Join(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if n := atomicLoadU32(done); n != 14 {
@@ -314,9 +317,9 @@ func qRoleBlocker(args []string) error {
 		return err
 	}
 	if args[1] == "get" {
-		_, err = q.Get(nil)
+		_, err = q.Get(context.Background())
 	} else {
-		err = q.Put(nil, []byte("x"))
+		err = q.Put(context.Background(), []byte("x"))
 	}
 	now := qMonoNow()
 	if !errors.Is(err, ErrShutdown) {

@@ -1,3 +1,5 @@
+//go:build linux
+
 package ringbuf
 
 import (
@@ -194,7 +196,7 @@ func TestQueueStaleHints(t *testing.T) {
 func TestQueueTooLargeAndShortBuffer(t *testing.T) {
 	q := qNew(t, 4, 8, nil)
 	for _, put := range []func([]byte) error{
-		q.TryPut, func(m []byte) error { return q.Put(nil, m) }, func(m []byte) error { return q.PutTimeout(m, time.Second) },
+		q.TryPut, func(m []byte) error { return q.Put(context.Background(), m) }, func(m []byte) error { return q.PutTimeout(m, time.Second) },
 	} {
 		if err := put(make([]byte, 9)); !errors.Is(err, ErrTooLarge) {
 			t.Fatalf("9 bytes into max 8: %v", err)
@@ -213,7 +215,7 @@ func TestQueueTooLargeAndShortBuffer(t *testing.T) {
 		t.Fatal("short buffer removed the message")
 	}
 	var big [8]byte
-	if n, err := q.GetInto(nil, big[:]); err != nil || string(big[:n]) != "12345678" {
+	if n, err := q.GetInto(context.Background(), big[:]); err != nil || string(big[:n]) != "12345678" {
 		t.Fatalf("GetInto: %q %v", big[:n], err)
 	}
 }
@@ -245,21 +247,21 @@ func TestQueueShutdown(t *testing.T) {
 		if err := h.TryPut([]byte("c")); !errors.Is(err, ErrShutdown) {
 			t.Fatalf("TryPut after Shutdown: %v", err)
 		}
-		if err := h.Put(nil, []byte("c")); !errors.Is(err, ErrShutdown) {
+		if err := h.Put(context.Background(), []byte("c")); !errors.Is(err, ErrShutdown) {
 			t.Fatalf("Put after Shutdown: %v", err)
 		}
-		if _, err := h.Reserve(nil, 1); !errors.Is(err, ErrShutdown) {
+		if _, err := h.Reserve(context.Background(), 1); !errors.Is(err, ErrShutdown) {
 			t.Fatalf("Reserve after Shutdown: %v", err)
 		}
 	}
-	if m, err := q.Get(nil); err != nil || string(m) != "a" {
+	if m, err := q.Get(context.Background()); err != nil || string(m) != "a" {
 		t.Fatalf("drain: %q %v", m, err)
 	}
-	if m, err := other.Get(nil); err != nil || string(m) != "b" {
+	if m, err := other.Get(context.Background()); err != nil || string(m) != "b" {
 		t.Fatalf("drain: %q %v", m, err)
 	}
 	for _, h := range []*Queue{q, other} {
-		if _, err := h.Get(nil); !errors.Is(err, ErrShutdown) {
+		if _, err := h.Get(context.Background()); !errors.Is(err, ErrShutdown) {
 			t.Fatalf("Get on drained shut-down queue: %v", err)
 		}
 		if _, err := h.TryGet(); !errors.Is(err, ErrShutdown) {
@@ -292,7 +294,7 @@ func TestQueueShutdown(t *testing.T) {
 	if err := q.TryPut([]byte("e")); !errors.Is(err, ErrClosed) {
 		t.Fatalf("TryPut on a closed handle: %v", err)
 	}
-	if _, err := q.Reserve(nil, 1); !errors.Is(err, ErrClosed) {
+	if _, err := q.Reserve(context.Background(), 1); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Reserve on a closed handle: %v", err)
 	}
 	if err := other.TryPut([]byte("f")); err != nil {
@@ -301,7 +303,7 @@ func TestQueueShutdown(t *testing.T) {
 	if _, err := q.TryGet(); !errors.Is(err, ErrClosed) {
 		t.Fatalf("TryGet on a closed handle with a message queued: %v", err)
 	}
-	if _, err := q.Borrow(nil); !errors.Is(err, ErrClosed) {
+	if _, err := q.Borrow(context.Background()); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Borrow on a closed handle: %v", err)
 	}
 	if err := q.Shutdown(false); !errors.Is(err, ErrClosed) {
@@ -382,8 +384,8 @@ func TestQueueShutdownWakesInProcess(t *testing.T) {
 	full.TryPut(nil)
 	full.TryPut(nil)
 	errs := make(chan error, 2)
-	go func() { _, err := q.Get(nil); errs <- err }()
-	go func() { errs <- full.Put(nil, []byte("x")) }()
+	go func() { _, err := q.Get(context.Background()); errs <- err }()
+	go func() { errs <- full.Put(context.Background(), []byte("x")) }()
 	time.Sleep(50 * time.Millisecond)
 	q.Shutdown(false)
 	full.Shutdown(false)
@@ -407,8 +409,8 @@ func TestQueueCloseWakesInProcess(t *testing.T) {
 	full.TryPut(nil)
 	full.TryPut(nil)
 	errs := make(chan error, 2)
-	go func() { _, err := q.Get(nil); errs <- err }()
-	go func() { errs <- full.Put(nil, []byte("x")) }()
+	go func() { _, err := q.Get(context.Background()); errs <- err }()
+	go func() { errs <- full.Put(context.Background(), []byte("x")) }()
 	time.Sleep(50 * time.Millisecond)
 	q.Close()
 	full.Close()
@@ -457,7 +459,7 @@ func TestQueueBlockingHandoff(t *testing.T) {
 		for i := 0; i < n; i++ {
 			var b [8]byte
 			binary.LittleEndian.PutUint64(b[:], uint64(i))
-			if err := q.Put(nil, b[:]); err != nil {
+			if err := q.Put(context.Background(), b[:]); err != nil {
 				t.Error(err)
 				return
 			}
@@ -465,7 +467,7 @@ func TestQueueBlockingHandoff(t *testing.T) {
 	}()
 	var buf [8]byte
 	for i := 0; i < n; i++ {
-		if _, err := q.GetInto(nil, buf[:]); err != nil {
+		if _, err := q.GetInto(context.Background(), buf[:]); err != nil {
 			t.Fatal(err)
 		}
 		if got := binary.LittleEndian.Uint64(buf[:]); got != uint64(i) {
@@ -496,7 +498,7 @@ func TestQueueConservationGoroutines(t *testing.T) {
 			for i := 0; i < per; i++ {
 				binary.LittleEndian.PutUint64(b[:], uint64(p))
 				binary.LittleEndian.PutUint64(b[8:], uint64(i))
-				if err := q.Put(nil, b[:]); err != nil {
+				if err := q.Put(context.Background(), b[:]); err != nil {
 					t.Error(err)
 					return
 				}
@@ -514,7 +516,7 @@ func TestQueueConservationGoroutines(t *testing.T) {
 			}
 			var b [16]byte
 			for {
-				n, err := q.GetInto(nil, b[:])
+				n, err := q.GetInto(context.Background(), b[:])
 				if errors.Is(err, ErrShutdown) {
 					return
 				}
@@ -545,7 +547,7 @@ func TestQueueConservationGoroutines(t *testing.T) {
 
 func TestQueueZeroCopy(t *testing.T) {
 	q := qNew(t, 4, 32, nil)
-	r, err := q.Reserve(nil, 5)
+	r, err := q.Reserve(context.Background(), 5)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -566,7 +568,7 @@ func TestQueueZeroCopy(t *testing.T) {
 		t.Fatal(err)
 	}
 	q.TryPut([]byte("world"))
-	b, err := q.Borrow(nil)
+	b, err := q.Borrow(context.Background())
 	if err != nil || string(b.Bytes()) != "hello" {
 		t.Fatalf("Borrow: %q %v", b.Bytes(), err)
 	}
@@ -600,8 +602,8 @@ func TestQueueNoAllocs(t *testing.T) {
 	allocs := testing.AllocsPerRun(1000, func() {
 		q.TryPut(msg)
 		q.TryGetInto(buf)
-		q.Put(nil, msg)
-		q.GetInto(nil, buf)
+		q.Put(context.Background(), msg)
+		q.GetInto(context.Background(), buf)
 		r, _ := q.TryReserve(10)
 		r.Commit()
 		b, _ := q.TryBorrow()
@@ -719,7 +721,7 @@ func TestQueueTyped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := q.Put(nil, point{1, 2, 3.5}); err != nil {
+	if err := q.Put(context.Background(), point{1, 2, 3.5}); err != nil {
 		t.Fatal(err)
 	}
 	q.TryPut(point{4, 5, 6})
@@ -727,7 +729,7 @@ func TestQueueTyped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v, err := q2.Get(nil); err != nil || v != (point{1, 2, 3.5}) {
+	if v, err := q2.Get(context.Background()); err != nil || v != (point{1, 2, 3.5}) {
 		t.Fatalf("typed Get: %v %v", v, err)
 	}
 	if v, err := q2.TryGet(); err != nil || v != (point{4, 5, 6}) {
@@ -781,7 +783,7 @@ func TestJoinableInProcess(t *testing.T) {
 	j.TryGet()
 	j.TryGet()
 	done := make(chan error, 1)
-	go func() { done <- j.Join(nil) }()
+	go func() { done <- j.Join(context.Background()) }()
 	if err := j.TaskDone(); err != nil {
 		t.Fatal(err)
 	}

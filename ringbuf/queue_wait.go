@@ -270,11 +270,11 @@ func (q *Queue) Put(ctx context.Context, msg []byte) error {
 // PutTimeout is Put waiting at most d; it returns ErrFull if the queue
 // stays full that long. A d of zero or less tries once, like TryPut.
 func (q *Queue) PutTimeout(msg []byte, d time.Duration) error {
-	return q.put(nil, msg, d, d <= 0)
+	return q.put(context.Background(), msg, d, d <= 0)
 }
 
 // TryPut puts msg if there is room now, and returns ErrFull otherwise.
-func (q *Queue) TryPut(msg []byte) error { return q.put(nil, msg, 0, true) }
+func (q *Queue) TryPut(msg []byte) error { return q.put(context.Background(), msg, 0, true) }
 
 // getClaim finds the next message, claimed (claim) or only found, for
 // finishGet (w is then the word it was found under). limit < 0 accepts
@@ -407,11 +407,13 @@ func (q *Queue) GetInto(ctx context.Context, buf []byte) (int, error) {
 // GetIntoTimeout is GetInto waiting at most d; it returns ErrEmpty if the
 // queue stays empty that long. A d of zero or less tries once.
 func (q *Queue) GetIntoTimeout(buf []byte, d time.Duration) (int, error) {
-	return q.getInto(nil, buf, d, d <= 0)
+	return q.getInto(context.Background(), buf, d, d <= 0)
 }
 
 // TryGetInto is GetInto without waiting: ErrEmpty when there is nothing.
-func (q *Queue) TryGetInto(buf []byte) (int, error) { return q.getInto(nil, buf, 0, true) }
+func (q *Queue) TryGetInto(buf []byte) (int, error) {
+	return q.getInto(context.Background(), buf, 0, true)
+}
 
 // Get removes the next message from the queue and returns it in a new
 // slice, waiting while the queue is empty until ctx is done (nil: never).
@@ -421,8 +423,8 @@ func (q *Queue) Get(ctx context.Context) ([]byte, error) { return q.getAlloc(ctx
 // GetTimeout is Get waiting at most d; ErrEmpty if the queue stays empty.
 // A d of zero or less tries once.
 func (q *Queue) GetTimeout(d time.Duration) ([]byte, error) {
-	return q.getAlloc(nil, d, d <= 0)
+	return q.getAlloc(context.Background(), d, d <= 0)
 }
 
 // TryGet is Get without waiting: ErrEmpty when there is nothing.
-func (q *Queue) TryGet() ([]byte, error) { return q.getAlloc(nil, 0, true) }
+func (q *Queue) TryGet() ([]byte, error) { return q.getAlloc(context.Background(), 0, true) }

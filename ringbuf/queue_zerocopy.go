@@ -31,11 +31,13 @@ func (q *Queue) Reserve(ctx context.Context, n int) (Reservation, error) {
 // ReserveTimeout is Reserve waiting at most d (ErrFull after that). A d of
 // zero or less tries once.
 func (q *Queue) ReserveTimeout(n int, d time.Duration) (Reservation, error) {
-	return q.reserve(nil, n, d, d <= 0)
+	return q.reserve(context.Background(), n, d, d <= 0)
 }
 
 // TryReserve is Reserve without waiting: ErrFull when there is no room.
-func (q *Queue) TryReserve(n int) (Reservation, error) { return q.reserve(nil, n, 0, true) }
+func (q *Queue) TryReserve(n int) (Reservation, error) {
+	return q.reserve(context.Background(), n, 0, true)
+}
 
 func (q *Queue) reserve(ctx context.Context, n int, d time.Duration, try bool) (Reservation, error) {
 	s, pos, err := q.putClaim(ctx, n, d, try)
@@ -97,11 +99,11 @@ func (q *Queue) Borrow(ctx context.Context) (Borrowed, error) {
 // BorrowTimeout is Borrow waiting at most d (ErrEmpty after that). A d of
 // zero or less tries once.
 func (q *Queue) BorrowTimeout(d time.Duration) (Borrowed, error) {
-	return q.borrow(nil, d, d <= 0)
+	return q.borrow(context.Background(), d, d <= 0)
 }
 
 // TryBorrow is Borrow without waiting: ErrEmpty when there is nothing.
-func (q *Queue) TryBorrow() (Borrowed, error) { return q.borrow(nil, 0, true) }
+func (q *Queue) TryBorrow() (Borrowed, error) { return q.borrow(context.Background(), 0, true) }
 
 func (q *Queue) borrow(ctx context.Context, d time.Duration, try bool) (Borrowed, error) {
 	s, pos, n, _, err := q.getClaim(ctx, -1, d, try, true)

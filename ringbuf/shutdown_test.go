@@ -1,6 +1,9 @@
+//go:build linux
+
 package ringbuf
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -35,7 +38,7 @@ func qRoleLife(args []string) error {
 	}
 	switch args[1] {
 	case "close":
-		if err := q.Put(nil, []byte("c")); err != nil {
+		if err := q.Put(context.Background(), []byte("c")); err != nil {
 			return err
 		}
 		if err := q.Close(); err != nil {
@@ -70,7 +73,7 @@ func qRoleLife(args []string) error {
 		if err := q.Restart(); err != nil {
 			return err
 		}
-		return q.Put(nil, []byte("again"))
+		return q.Put(context.Background(), []byte("again"))
 	default:
 		return fmt.Errorf("unknown action %q", args[1])
 	}

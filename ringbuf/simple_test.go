@@ -1,3 +1,5 @@
+//go:build linux
+
 package ringbuf
 
 import (
@@ -26,7 +28,7 @@ func TestSimpleQueue(t *testing.T) {
 		t.Fatalf("new: Empty %v %v", e, err)
 	}
 	for i := range 3 {
-		if err := s.Put(nil, []byte{byte(i)}); err != nil {
+		if err := s.Put(context.Background(), []byte{byte(i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -38,14 +40,14 @@ func TestSimpleQueue(t *testing.T) {
 	if e, err := s.Empty(); e || err != nil {
 		t.Fatalf("holding 3: Empty %v %v", e, err)
 	}
-	if err := s.Put(nil, make([]byte, 17)); !errors.Is(err, ErrTooLarge) {
+	if err := s.Put(context.Background(), make([]byte, 17)); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("Put too large: %v", err)
 	}
 	other, err := AttachSimple(mem, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m, err := s.Get(nil); err != nil || m[0] != 0 {
+	if m, err := s.Get(context.Background()); err != nil || m[0] != 0 {
 		t.Fatalf("Get: %v %v", m, err)
 	}
 	// Close releases this handle only.
@@ -55,17 +57,17 @@ func TestSimpleQueue(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
-	if err := s.Put(nil, []byte("x")); !errors.Is(err, ErrClosed) {
+	if err := s.Put(context.Background(), []byte("x")); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Put after Close: %v", err)
 	}
-	if _, err := s.Get(nil); !errors.Is(err, ErrClosed) {
+	if _, err := s.Get(context.Background()); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Get after Close: %v", err)
 	}
 	if e, err := s.Empty(); e || !errors.Is(err, ErrClosed) {
 		t.Fatalf("Empty after Close: %v %v, want false, ErrClosed", e, err)
 	}
 	for i := 1; i < 3; i++ {
-		if m, err := other.Get(nil); err != nil || m[0] != byte(i) {
+		if m, err := other.Get(context.Background()); err != nil || m[0] != byte(i) {
 			t.Fatalf("other handle's Get: %v %v", m, err)
 		}
 	}
@@ -109,12 +111,12 @@ func qRoleSimplePeer(args []string) error {
 	}
 	n := atoi(args[1])
 	for i := range n {
-		if err := req.Put(nil, []byte(strconv.Itoa(i))); err != nil {
+		if err := req.Put(context.Background(), []byte(strconv.Itoa(i))); err != nil {
 			return err
 		}
 	}
 	for i := range n {
-		m, err := ans.Get(nil)
+		m, err := ans.Get(context.Background())
 		if err != nil {
 			return err
 		}
@@ -155,7 +157,7 @@ func TestSimpleQueueProcesses(t *testing.T) {
 	const n = 200 // more than the capacity: both sides block in turn
 	c := proctest.Start(t, "q-simple-peer", name, strconv.Itoa(n))
 	for range n {
-		m, err := req.Get(nil)
+		m, err := req.Get(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -163,17 +165,17 @@ func TestSimpleQueueProcesses(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := ans.Put(nil, []byte(strconv.Itoa(2*i))); err != nil {
+		if err := ans.Put(context.Background(), []byte(strconv.Itoa(2*i))); err != nil {
 			t.Fatal(err)
 		}
 	}
 	c.Expect("done", 0)
 	c.WaitOK()
 	// The child closed its handle; this one still works.
-	if err := req.Put(nil, []byte("after")); err != nil {
+	if err := req.Put(context.Background(), []byte("after")); err != nil {
 		t.Fatalf("Put after the child's Close: %v", err)
 	}
-	if m, err := req.Get(nil); err != nil || string(m) != "after" {
+	if m, err := req.Get(context.Background()); err != nil || string(m) != "after" {
 		t.Fatalf("Get after the child's Close: %q %v", m, err)
 	}
 	if e, err := req.Empty(); !e || err != nil {

@@ -140,11 +140,11 @@ func (t *Typed[T]) Put(ctx context.Context, v T) error { return t.put(ctx, v, 0,
 
 // PutTimeout is Put waiting at most d (ErrFull after that); d <= 0 tries once.
 func (t *Typed[T]) PutTimeout(v T, d time.Duration) error {
-	return t.put(nil, v, d, d <= 0)
+	return t.put(context.Background(), v, d, d <= 0)
 }
 
 // TryPut puts v if there is room now, else returns ErrFull.
-func (t *Typed[T]) TryPut(v T) error { return t.put(nil, v, 0, true) }
+func (t *Typed[T]) TryPut(v T) error { return t.put(context.Background(), v, 0, true) }
 
 func (t *Typed[T]) get(ctx context.Context, d time.Duration, try bool) (v T, err error) {
 	q := t.Queue
@@ -176,8 +176,8 @@ func (t *Typed[T]) Get(ctx context.Context) (T, error) { return t.get(ctx, 0, fa
 
 // GetTimeout is Get waiting at most d (ErrEmpty after that); d <= 0 tries once.
 func (t *Typed[T]) GetTimeout(d time.Duration) (T, error) {
-	return t.get(nil, d, d <= 0)
+	return t.get(context.Background(), d, d <= 0)
 }
 
 // TryGet removes and returns the next value if there is one, else ErrEmpty.
-func (t *Typed[T]) TryGet() (T, error) { return t.get(nil, 0, true) }
+func (t *Typed[T]) TryGet() (T, error) { return t.get(context.Background(), 0, true) }

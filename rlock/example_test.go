@@ -1,6 +1,9 @@
+//go:build linux
+
 package rlock_test
 
 import (
+	"context"
 	"fmt"
 	"unsafe"
 
@@ -15,8 +18,8 @@ func Example() {
 		panic(err)
 	}
 
-	r.Acquire(nil)
-	r.Acquire(nil) // the owner re-acquires: level 2
+	r.Acquire(context.Background())
+	r.Acquire(context.Background()) // the owner re-acquires: level 2
 	fmt.Println("level", r.Level())
 
 	done := make(chan struct{})
@@ -30,7 +33,7 @@ func Example() {
 
 	level, _ := r.ReleaseAll() // what a Condition's Wait does
 	fmt.Println("released from level", level, "held:", r.State().Held)
-	r.AcquireLevel(nil, level)
+	r.AcquireLevel(context.Background(), level)
 	fmt.Println("restored level", r.Level())
 	r.Release()
 	r.Release()

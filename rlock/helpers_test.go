@@ -1,3 +1,5 @@
+//go:build linux
+
 package rlock_test
 
 import (
@@ -126,7 +128,7 @@ func TestMain(m *testing.M) {
 		}
 		level, _ := strconv.Atoi(args[1])
 		for i := 0; i < level; i++ {
-			if err := r.Acquire(nil); err != nil {
+			if err := r.Acquire(context.Background()); err != nil {
 				return err
 			}
 		}
@@ -207,11 +209,11 @@ func hammer(r *rlock.RLock, mem []byte, gs, iters int) error {
 	for g := 0; g < gs; g++ {
 		go func() {
 			for i := 0; i < iters; i++ {
-				if err := r.Acquire(nil); err != nil {
+				if err := r.Acquire(context.Background()); err != nil {
 					errc <- err
 					return
 				}
-				if err := r.Acquire(nil); err != nil {
+				if err := r.Acquire(context.Background()); err != nil {
 					errc <- err
 					return
 				}

@@ -350,7 +350,7 @@ func (r *RLock) acquireTimeout(d time.Duration, n int) (bool, error) {
 // level below 1 gives ErrLevel. Errors are as for Acquire; with
 // ErrOwnerDead the lock is held at level n.
 func (r *RLock) AcquireLevel(ctx context.Context, n int) error {
-	if n < 1 || n > MaxLevel {
+	if n < 1 || uint64(n) > MaxLevel {
 		return ErrLevel
 	}
 	g := goid()
@@ -362,7 +362,7 @@ func (r *RLock) AcquireLevel(ctx context.Context, n int) error {
 
 // AcquireLevelTimeout is AcquireLevel with a timeout, as AcquireTimeout.
 func (r *RLock) AcquireLevelTimeout(d time.Duration, n int) (bool, error) {
-	if n < 1 || n > MaxLevel {
+	if n < 1 || uint64(n) > MaxLevel {
 		return false, ErrLevel
 	}
 	return r.acquireTimeout(d, n)

@@ -1,9 +1,12 @@
+//go:build linux
+
 package rlock_test
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -66,8 +69,8 @@ func TestAcquireReleaseRecursion(t *testing.T) {
 
 func TestReleaseByOtherGoroutine(t *testing.T) {
 	r, _, _ := newRLock(t)
-	r.Acquire(nil)
-	r.Acquire(nil)
+	r.Acquire(context.Background())
+	r.Acquire(context.Background())
 	inOther(func() {
 		err := r.Release()
 		if !errors.Is(err, rlock.ErrNotOwner) || errors.Is(err, rlock.ErrNotLocked) {
@@ -95,7 +98,7 @@ func TestReleaseByOtherGoroutine(t *testing.T) {
 
 func TestTimeouts(t *testing.T) {
 	r, _, _ := newRLock(t)
-	r.Acquire(nil)
+	r.Acquire(context.Background())
 	defer r.Release()
 	inOther(func() {
 		for _, d := range []time.Duration{0, -time.Second} {
@@ -129,7 +132,7 @@ func TestTimeouts(t *testing.T) {
 
 func TestAcquireCancel(t *testing.T) {
 	r, _, _ := newRLock(t)
-	r.Acquire(nil)
+	r.Acquire(context.Background())
 	inOther(func() {
 		ctx, cancel := context.WithCancel(context.Background())
 		time.AfterFunc(30*time.Millisecond, cancel)
@@ -149,7 +152,7 @@ func TestAcquireCancel(t *testing.T) {
 	if r.State().Held {
 		t.Fatalf("cancelled acquire left the lock held: %+v", r.State())
 	}
-	if err := r.Acquire(nil); err != nil {
+	if err := r.Acquire(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	r.Release()
@@ -158,7 +161,7 @@ func TestAcquireCancel(t *testing.T) {
 func TestReleaseAllAcquireLevel(t *testing.T) {
 	r, _, _ := newRLock(t)
 	for i := 0; i < 3; i++ {
-		r.Acquire(nil)
+		r.Acquire(context.Background())
 	}
 	lv, err := r.ReleaseAll()
 	if lv != 3 || err != nil {
@@ -175,16 +178,16 @@ func TestReleaseAllAcquireLevel(t *testing.T) {
 		}
 		r.Release()
 	})
-	if err := r.AcquireLevel(nil, 3); err != nil || r.Level() != 3 {
+	if err := r.AcquireLevel(context.Background(), 3); err != nil || r.Level() != 3 {
 		t.Fatalf("AcquireLevel(3) = %v, level %d", err, r.Level())
 	}
-	if err := r.AcquireLevel(nil, 2); err != nil || r.Level() != 5 {
+	if err := r.AcquireLevel(context.Background(), 2); err != nil || r.Level() != 5 {
 		t.Fatalf("AcquireLevel(2) by owner = %v, level %d", err, r.Level())
 	}
 	if ok, err := r.AcquireLevelTimeout(time.Second, 1); !ok || err != nil || r.Level() != 6 {
 		t.Fatalf("AcquireLevelTimeout by owner = %v, %v, level %d", ok, err, r.Level())
 	}
-	if err := r.AcquireLevel(nil, 0); !errors.Is(err, rlock.ErrLevel) {
+	if err := r.AcquireLevel(context.Background(), 0); !errors.Is(err, rlock.ErrLevel) {
 		t.Fatalf("AcquireLevel(0) = %v", err)
 	}
 	if _, err := r.AcquireLevelTimeout(time.Second, -1); !errors.Is(err, rlock.ErrLevel) {
@@ -193,19 +196,24 @@ func TestReleaseAllAcquireLevel(t *testing.T) {
 	if lv, err := r.ReleaseAll(); lv != 6 || err != nil {
 		t.Fatalf("ReleaseAll = %d, %v", lv, err)
 	}
-	if err := r.AcquireLevel(nil, rlock.MaxLevel+1); !errors.Is(err, rlock.ErrLevel) {
+	if uint64(math.MaxInt) < rlock.MaxLevel {
+		return // a 32-bit int cannot name levels near MaxLevel
+	}
+	var ml uint64 = rlock.MaxLevel
+	maxLevel := int(ml)
+	if err := r.AcquireLevel(context.Background(), maxLevel+1); !errors.Is(err, rlock.ErrLevel) {
 		t.Fatalf("AcquireLevel(MaxLevel+1) = %v", err)
 	}
-	if err := r.AcquireLevel(nil, rlock.MaxLevel); err != nil || r.Level() != rlock.MaxLevel {
+	if err := r.AcquireLevel(context.Background(), maxLevel); err != nil || r.Level() != maxLevel {
 		t.Fatalf("AcquireLevel(MaxLevel) = %v, level %d", err, r.Level())
 	}
-	if err := r.Acquire(nil); !errors.Is(err, rlock.ErrLevel) || r.Level() != rlock.MaxLevel {
+	if err := r.Acquire(context.Background()); !errors.Is(err, rlock.ErrLevel) || r.Level() != maxLevel {
 		t.Fatalf("Acquire above MaxLevel = %v, level %d", err, r.Level())
 	}
 	if ok, err := r.TryAcquire(); ok || !errors.Is(err, rlock.ErrLevel) {
 		t.Fatalf("TryAcquire above MaxLevel = %v, %v", ok, err)
 	}
-	if lv, err := r.ReleaseAll(); lv != rlock.MaxLevel || err != nil {
+	if lv, err := r.ReleaseAll(); lv != maxLevel || err != nil {
 		t.Fatalf("ReleaseAll = %d, %v", lv, err)
 	}
 }
@@ -232,8 +240,8 @@ func TestGoroutinesExclude(t *testing.T) {
 // Acquire that returns only after the holder's last release.
 func TestBlocksLikeProcess(t *testing.T) {
 	r, mem, path := newRLock(t)
-	r.Acquire(nil)
-	r.Acquire(nil)
+	r.Acquire(context.Background())
+	r.Acquire(context.Background())
 	child := proctest.Start(t, "contender", path)
 	var mu sync.Mutex
 	var lines []string
@@ -323,7 +331,7 @@ func TestOwnerDeath(t *testing.T) {
 	if r.Level() != 1 || !r.State().Inconsistent {
 		t.Fatalf("level %d, state %+v", r.Level(), r.State())
 	}
-	r.Acquire(nil) // recursion works in the owner-dead state
+	r.Acquire(context.Background()) // recursion works in the owner-dead state
 	if err := r.Consistent(); err != nil {
 		t.Fatal(err)
 	}
@@ -358,7 +366,7 @@ func TestOwnerDeathNotRecoverable(t *testing.T) {
 	if ok, err := r.TryAcquire(); ok || !errors.Is(err, rlock.ErrNotRecoverable) {
 		t.Fatalf("TryAcquire = %v, %v", ok, err)
 	}
-	if err := r.Acquire(nil); !errors.Is(err, rlock.ErrNotRecoverable) {
+	if err := r.Acquire(context.Background()); !errors.Is(err, rlock.ErrNotRecoverable) {
 		t.Fatalf("Acquire = %v", err)
 	}
 	if ok, err := r.AcquireTimeout(time.Second); ok || !errors.Is(err, rlock.ErrNotRecoverable) {
@@ -444,7 +452,7 @@ func BenchmarkRLockUncontended(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		r.Acquire(nil)
+		r.Acquire(context.Background())
 		r.Release()
 	}
 }
@@ -452,10 +460,10 @@ func BenchmarkRLockUncontended(b *testing.B) {
 func BenchmarkRLockRecursive(b *testing.B) {
 	mem := make([]uint64, rlock.Size/8)
 	r, _ := rlock.Init(unsafe.Slice((*byte)(unsafe.Pointer(&mem[0])), rlock.Size), nil)
-	r.Acquire(nil)
+	r.Acquire(context.Background())
 	b.ReportAllocs()
 	for b.Loop() {
-		r.Acquire(nil)
+		r.Acquire(context.Background())
 		r.Release()
 	}
 }
@@ -470,7 +478,7 @@ func BenchmarkLockUncontended(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		l.Acquire(nil)
+		l.Acquire(context.Background())
 		l.Release()
 	}
 }

@@ -1,6 +1,9 @@
+//go:build linux
+
 package rlock_test
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -38,8 +41,8 @@ func TestCreateOpen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.Acquire(nil)
-	o.Acquire(nil) // the same RLock: the owner re-enters
+	r.Acquire(context.Background())
+	o.Acquire(context.Background()) // the same RLock: the owner re-enters
 	if r.Level() != 2 {
 		t.Fatalf("level %d", r.Level())
 	}

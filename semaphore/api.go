@@ -165,7 +165,7 @@ func (s *Semaphore) AcquireTimeout(d time.Duration) (bool, error) {
 	if d <= 0 {
 		return s.s.tryAcquire(), nil
 	}
-	return timeoutResult(s.s.acquireSlow(nil, futex.After(d)))
+	return timeoutResult(s.s.acquireSlow(context.Background(), futex.After(d)))
 }
 
 // TryAcquire takes a unit if the value is above zero, without waiting, and
@@ -200,7 +200,7 @@ func (s *BoundedSemaphore) AcquireTimeout(d time.Duration) (bool, error) {
 	if d <= 0 {
 		return s.s.tryAcquire(), nil
 	}
-	return timeoutResult(s.s.acquireSlow(nil, futex.After(d)))
+	return timeoutResult(s.s.acquireSlow(context.Background(), futex.After(d)))
 }
 
 // TryAcquire is Semaphore.TryAcquire.

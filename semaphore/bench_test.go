@@ -1,6 +1,9 @@
+//go:build linux
+
 package semaphore_test
 
 import (
+	"context"
 	"fmt"
 	"runtime"
 	"strconv"
@@ -18,7 +21,7 @@ func BenchmarkSemaphoreUncontended(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		s.Acquire(nil)
+		s.Acquire(context.Background())
 		s.Release(1)
 	}
 	b.StopTimer()
@@ -54,7 +57,7 @@ func childPong(args []string) error {
 	}
 	round := i32(mem, offRound)
 	for i := 0; i < n; i++ {
-		if err := s1.Acquire(nil); err != nil {
+		if err := s1.Acquire(context.Background()); err != nil {
 			return err
 		}
 		atomic.StoreInt32(round, int32(i+1))
@@ -82,7 +85,7 @@ func BenchmarkW3SemaphorePingPong(b *testing.B) {
 	round := i32(mem, offRound)
 	for i := 0; i < b.N; i++ {
 		s1.Release(1)
-		s2.Acquire(nil)
+		s2.Acquire(context.Background())
 		if r := atomic.LoadInt32(round); r != int32(i+1) {
 			b.Fatalf("round %d: B published %d", i, r)
 		}

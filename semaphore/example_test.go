@@ -1,6 +1,9 @@
+//go:build linux
+
 package semaphore_test
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/mpipc/mpipc/semaphore"
@@ -15,7 +18,7 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	s.Acquire(nil)
+	s.Acquire(context.Background())
 	ok, _ := s.TryAcquire()
 	fmt.Println("second acquire:", ok, "value:", s.Value())
 	ok, _ = s.TryAcquire()

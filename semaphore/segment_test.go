@@ -1,6 +1,9 @@
+//go:build linux
+
 package semaphore_test
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -69,7 +72,7 @@ func TestCreateOpen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Acquire(nil)
+	s.Acquire(context.Background())
 	if o.Value() != 1 {
 		t.Fatalf("opened handle sees value %d, want 1", o.Value())
 	}
@@ -84,7 +87,7 @@ func TestCreateOpen(t *testing.T) {
 	if err := ob.Release(1); !errors.Is(err, semaphore.ErrReleasedTooMany) {
 		t.Fatalf("over-release through Open = %v", err)
 	}
-	b.Acquire(nil)
+	b.Acquire(context.Background())
 	if ob.Value() != 0 {
 		t.Fatal("bounded handles do not share the value")
 	}

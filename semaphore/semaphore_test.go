@@ -1,9 +1,12 @@
+//go:build linux
+
 package semaphore_test
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -61,8 +64,10 @@ func TestConstructorErrors(t *testing.T) {
 	if _, err := semaphore.InitBounded(mem[:semaphore.Size], -1, nil); !errors.Is(err, semaphore.ErrNegative) {
 		t.Errorf("InitBounded(-1) = %v, want ErrNegative", err)
 	}
-	if _, err := semaphore.Init(mem[:semaphore.Size], semaphore.MaxValue+1, nil); !errors.Is(err, semaphore.ErrOverflow) {
-		t.Errorf("Init(MaxValue+1) = %v, want ErrOverflow", err)
+	if over := int64(semaphore.MaxValue) + 1; over <= math.MaxInt { // a 32-bit int cannot name it
+		if _, err := semaphore.Init(mem[:semaphore.Size], int(over), nil); !errors.Is(err, semaphore.ErrOverflow) {
+			t.Errorf("Init(MaxValue+1) = %v, want ErrOverflow", err)
+		}
 	}
 	if _, err := semaphore.Init(mem[:semaphore.Size-1], 1, nil); !errors.Is(err, shm.ErrCorrupt) {
 		t.Errorf("Init(short) = %v, want ErrCorrupt", err)
@@ -117,7 +122,7 @@ func TestDefaultsAndValue(t *testing.T) {
 		t.Fatalf("Value = %d, want 4", s.Value())
 	}
 	for i := 0; i < 4; i++ {
-		if err := s.Acquire(nil); err != nil {
+		if err := s.Acquire(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -223,8 +228,8 @@ func TestBounded(t *testing.T) {
 	if s.Value() != 2 {
 		t.Fatalf("Value = %d after over-release, want 2", s.Value())
 	}
-	s.Acquire(nil)
-	s.Acquire(nil)
+	s.Acquire(context.Background())
+	s.Acquire(context.Background())
 	if err := s.Release(3); !errors.Is(err, semaphore.ErrReleasedTooMany) {
 		t.Fatalf("Release(3) from 0 with bound 2 = %v, want ErrReleasedTooMany", err)
 	}
@@ -310,7 +315,7 @@ func childSection(args []string) error {
 	iters, _ := strconv.Atoi(args[1])
 	inside, maxp := i32(mem, offInside), i32(mem, offMax)
 	for i := 0; i < iters; i++ {
-		if err := s.Acquire(nil); err != nil {
+		if err := s.Acquire(context.Background()); err != nil {
 			return err
 		}
 		n := atomic.AddInt32(inside, 1)

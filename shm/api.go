@@ -2,8 +2,10 @@ package shm
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
+	"runtime"
 	"time"
 
 	"github.com/mpipc/mpipc/internal/proc"
@@ -61,10 +63,23 @@ var (
 	// shrinking and growing. It also wraps the kernel's EACCES and EPERM
 	// when opening a file. errors.Is(err, fs.ErrPermission) holds too.
 	ErrPermission error = permission{}
+	// ErrUnsupported is returned by every constructor of mpipc where
+	// shared-memory segments cannot work: on systems other than Linux
+	// (no futex shared between processes, no open file description
+	// locks), and on big-endian processors (segments are little-endian).
+	// errors.Is(err, errors.ErrUnsupported) holds too.
+	ErrUnsupported = fmt.Errorf("mpipc: shared-memory IPC needs little-endian Linux (this is %s/%s): %w",
+		runtime.GOOS, runtime.GOARCH, errors.ErrUnsupported)
 	// ErrInvalidSize is returned for a negative segment size, an object
 	// size that is not positive, or a directory capacity out of range.
 	ErrInvalidSize = errors.New("shm: invalid size")
 )
+
+// permission is the type of ErrPermission.
+type permission struct{}
+
+func (permission) Error() string        { return "shm: segment file not trusted" }
+func (permission) Is(target error) bool { return target == fs.ErrPermission }
 
 type notExist struct{}
 

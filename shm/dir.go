@@ -1,6 +1,7 @@
 package shm
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -109,7 +110,7 @@ func (s *Segment) claim(spec Spec) (int, int64, error) {
 	if w := atomic.LoadUint64(u64(s.mem, offLock)); !robust.Valid(w) {
 		return 0, 0, fmt.Errorf("segment lock word %#x: %w", w, ErrCorrupt)
 	}
-	switch err := s.lock.Lock(nil, time.Now().Add(lockTimeout)); err {
+	switch err := s.lock.Lock(context.Background(), time.Now().Add(lockTimeout)); err {
 	case nil:
 	case robust.ErrOwnerDead:
 		// A process died inside Alloc: repair what the lock guards.

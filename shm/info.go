@@ -3,13 +3,11 @@ package shm
 import (
 	"fmt"
 	"io/fs"
-	"os"
 	"sync/atomic"
 	"time"
 
 	"github.com/mpipc/mpipc/internal/proc"
 	"github.com/mpipc/mpipc/internal/robust"
-	"golang.org/x/sys/unix"
 )
 
 // Info describes a segment, for inspection (mpipc ls and stat).
@@ -93,21 +91,6 @@ func (s *Segment) Info() Info {
 	return inf
 }
 
-// fileTrust returns the owner and mode of f and why Open with default
-// Options would refuse it, or nil.
-func fileTrust(f *os.File) (owner int, mode fs.FileMode, unsafe error) {
-	st, err := fileStat(f)
-	if err != nil {
-		return -1, 0, err
-	}
-	if st.Nlink == 0 {
-		unsafe = checkSeals(f)
-	} else {
-		unsafe = checkOwner(st, nil)
-	}
-	return int(st.Uid), fs.FileMode(st.Mode & 0o777), unsafe
-}
-
 // Inspect validates the header of the segment file at path exactly as Open
 // does, without mapping it, and describes the segment. path is used as
 // given (not resolved against DefaultDir; see Resolve) and opened
@@ -124,28 +107,4 @@ func Inspect(path string) (Info, error) {
 		return inf, fmt.Errorf("shm: inspecting %s: %w", path, err)
 	}
 	return inf, nil
-}
-
-func inspect(path string) (Info, error) {
-	f, err := openFd(path, unix.O_RDONLY, 0)
-	if err != nil {
-		return Info{Path: path}, err
-	}
-	defer f.Close()
-	file := Info{Path: path}
-	file.Owner, file.Mode, file.Unsafe = fileTrust(f)
-	h, _, err := readHeader(f) // refuses a FIFO or device before reading
-
-	if err != nil {
-		return file, err
-	}
-	b := make([]byte, h.headerSize)
-	if _, err := f.ReadAt(b, 0); err != nil {
-		return file, fmt.Errorf("reading directory: %w", err)
-	}
-	ro := h.regOffset()
-	procs := proc.Inspect(int(f.Fd()), b[ro:ro+int64(h.slots)*proc.SlotSize], h.slots)
-	inf := infoFrom(path, h, b, procs)
-	inf.Owner, inf.Mode, inf.Unsafe = file.Owner, file.Mode, file.Unsafe
-	return inf, inf.Err
 }

@@ -75,6 +75,11 @@ const (
 
 var le = binary.LittleEndian
 
+// littleEndian: the layout is little-endian, but its changing words are
+// read and written with sync/atomic in the processor's order, so segments
+// work only where the two agree.
+var littleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
+
 // regOffsetFor is the offset of the process registry of a segment whose
 // directory holds capacity entries.
 func regOffsetFor(capacity int) int64 {

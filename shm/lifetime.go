@@ -6,8 +6,6 @@ import (
 	"runtime"
 	"sync/atomic"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/mpipc/mpipc/internal/proc"
 )
 
@@ -52,7 +50,7 @@ func (m *mapping) release() error {
 	}
 	mem := m.mem
 	m.mem = nil
-	err := unix.Munmap(mem)
+	err := munmap(mem)
 	if rerr := m.reg.Release(); rerr != nil {
 		err = errors.Join(err, fmt.Errorf("leaving process registry: %w", rerr))
 	}

@@ -1,6 +1,9 @@
+//go:build linux
+
 package shm
 
 import (
+	"context"
 	"errors"
 	"io/fs"
 	"os"
@@ -433,7 +436,7 @@ func TestCreateTooLargeLeavesNoFile(t *testing.T) {
 		t.Skip("/dev/shm has no size limit")
 	}
 	// More than the whole file system: tmpfs refuses it before allocating.
-	size := int64(st.Blocks)*st.Bsize + 1<<30
+	size := int64(st.Blocks)*int64(st.Bsize) + 1<<30
 	name := proctest.TempName(t)
 	_, err := Create(name, &Options{Size: size})
 	if !errors.Is(err, syscall.ENOSPC) && !errors.Is(err, syscall.EFBIG) {
@@ -954,7 +957,7 @@ func TestAllocSegmentLockTimeout(t *testing.T) {
 	lockTimeout = 200 * time.Millisecond
 	s, _ := mustCreate(t, nil)
 	// A live holder (this process) that never lets go.
-	if err := s.lock.Lock(nil, time.Time{}); err != nil {
+	if err := s.lock.Lock(context.Background(), time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	t0 := time.Now()

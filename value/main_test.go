@@ -1,6 +1,9 @@
+//go:build linux
+
 package value
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"runtime"
@@ -155,7 +158,7 @@ func roleDieHolding(args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := v.Lock().Acquire(nil); err != nil {
+	if err := v.Lock().Acquire(context.Background()); err != nil {
 		return err
 	}
 	syscall.Kill(os.Getpid(), syscall.SIGKILL)

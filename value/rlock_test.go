@@ -1,6 +1,9 @@
+//go:build linux
+
 package value
 
 import (
+	"context"
 	"testing"
 
 	"github.com/mpipc/mpipc/rlock"
@@ -16,7 +19,7 @@ func TestRecursiveLock(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := newValue[int64](t, 1, &Options{Lock: rl})
-	if err := v.Lock().Acquire(nil); err != nil {
+	if err := v.Lock().Acquire(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	x, err := v.Update(func(p *int64) { *p += 41 })

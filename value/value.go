@@ -279,7 +279,7 @@ func (v *Value[T]) Add(delta T) T { return v.c.add(delta) }
 //
 // With the default lock, an RLock, Update may be called by the goroutine
 // that holds Lock(); with a non-recursive Options.Lock it deadlocks.
-func (v *Value[T]) Update(fn func(*T)) (T, error) { return v.UpdateContext(nil, fn) }
+func (v *Value[T]) Update(fn func(*T)) (T, error) { return v.UpdateContext(context.Background(), fn) }
 
 // UpdateContext is Update that gives up with ctx.Err(), without applying
 // fn, when ctx is done before it holds the lock and, for a wide T, the

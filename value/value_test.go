@@ -1,3 +1,5 @@
+//go:build linux
+
 package value
 
 import (
@@ -324,7 +326,7 @@ func TestUpdateWaitsForLock(t *testing.T) {
 	}
 	v := newValue[int64](t, 0, &Options{Lock: l})
 	w := newValue[int64](t, 0, &Options{Lock: l})
-	if err := l.Acquire(nil); err != nil {
+	if err := l.Acquire(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan int64)
@@ -347,7 +349,7 @@ func TestUpdateWaitsForLock(t *testing.T) {
 		t.Fatalf("Update saw %d, want 12", x)
 	}
 	// UpdateContext gives up when the context ends.
-	l.Acquire(nil)
+	l.Acquire(context.Background())
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	if _, err := v.UpdateContext(ctx, func(p *int64) { *p = -1 }); !errors.Is(err, context.DeadlineExceeded) {

@@ -1,3 +1,5 @@
+//go:build linux
+
 package waitset_test
 
 import (
@@ -23,7 +25,7 @@ func ExampleSelect() {
 	jobs, _ := ringbuf.Create(seg, "jobs", 16, 64, nil)
 	stop, _ := event.Create(seg, "stop", nil)
 
-	jobs.Put(nil, []byte("job 1")) // in practice, from another process
+	jobs.Put(context.Background(), []byte("job 1")) // in practice, from another process
 	get := waitset.Get(jobs, make([]byte, 64))
 	for {
 		i, err := waitset.Select(context.Background(), get, waitset.EventSet(stop))

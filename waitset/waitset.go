@@ -39,11 +39,13 @@ func SelectTimeout(d time.Duration, cases ...Case) (int, error) {
 	if d <= 0 {
 		return TrySelect(cases...)
 	}
-	return sel(nil, futex.After(d), false, cases)
+	return sel(context.Background(), futex.After(d), false, cases)
 }
 
 // TrySelect returns the index of a case ready now (completing it), or -1.
-func TrySelect(cases ...Case) (int, error) { return sel(nil, time.Time{}, true, cases) }
+func TrySelect(cases ...Case) (int, error) {
+	return sel(context.Background(), time.Time{}, true, cases)
+}
 
 var rotor atomic.Uint32
 

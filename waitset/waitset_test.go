@@ -1,3 +1,5 @@
+//go:build linux
+
 package waitset_test
 
 import (
@@ -67,7 +69,7 @@ func TestSelectReportsTheReadyObject(t *testing.T) {
 		make func()
 	}{
 		{1, func() { s.Release(1) }},
-		{2, func() { q.Put(nil, []byte("hello")) }},
+		{2, func() { q.Put(context.Background(), []byte("hello")) }},
 		{0, e.Set},
 	} {
 		res := make(chan int, 1)
@@ -99,7 +101,7 @@ func TestSelectReportsTheReadyObject(t *testing.T) {
 	if i, _ := waitset.TrySelect(waitset.Acquirable(s)); i != 0 || s.Value() != 1 {
 		t.Fatalf("Acquirable: %d, value %d", i, s.Value())
 	}
-	q.Put(nil, []byte("x"))
+	q.Put(context.Background(), []byte("x"))
 	if i, _ := waitset.TrySelect(waitset.Readable(q)); i != 0 || q.Len() != 1 {
 		t.Fatalf("Readable: %d, len %d", i, q.Len())
 	}
@@ -157,7 +159,7 @@ func TestSelectCancel(t *testing.T) {
 func TestSelectReportsCaseError(t *testing.T) {
 	seg := newSeg(t)
 	q := must(ringbuf.Create(seg, "q", 4, 16, nil))(t)
-	q.Put(nil, []byte("a message too long"[:16]))
+	q.Put(context.Background(), []byte("a message too long"[:16]))
 	i, err := waitset.TrySelect(waitset.Get(q, make([]byte, 4)))
 	if i != 0 || !errors.Is(err, ringbuf.ErrShortBuffer) {
 		t.Fatalf("TrySelect = %d, %v; want 0, ErrShortBuffer", i, err)

@@ -167,7 +167,7 @@ func runDemo(c *cli, args []string) int {
 		record(1, r.Value)
 		if got++; *kill && killed == 0 && got >= len(in)/2 {
 			killed = int(r.Value.Pid) // busy with its next task by now
-			if err := syscall.Kill(killed, syscall.SIGKILL); err != nil {
+			if err := killProcess(killed); err != nil {
 				return c.fail("demo: killing worker %d: %v", killed, err)
 			}
 			fmt.Fprintf(c.stdout, "phase 2: killed worker pid %d with SIGKILL after %d of %d results\n", killed, got, len(in))
@@ -207,4 +207,13 @@ func runDemo(c *cli, args []string) int {
 	}
 	fmt.Fprintf(c.stdout, "total %d = sum of t² for t = 1..%d: checked\n", sum, *tasks)
 	return exitOK
+}
+
+// killProcess sends SIGKILL to pid.
+func killProcess(pid int) error {
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return err
+	}
+	return p.Kill()
 }

@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 import (
@@ -128,7 +130,7 @@ func TestNamesEscaped(t *testing.T) {
 	seg.Close()
 	check := func(what, out string) {
 		t.Helper()
-		if strings.ContainsAny(out, "\x1b\x07\xff") || strings.Contains(out, "\nNAME\t") || strings.Contains(out, "\nrow") {
+		if strings.ContainsAny(out, "\x1b\x07") || strings.IndexByte(out, 0xff) >= 0 || strings.Contains(out, "\nNAME\t") || strings.Contains(out, "\nrow") {
 			t.Errorf("%s prints a name raw:\n%q", what, out)
 		}
 	}
@@ -145,7 +147,7 @@ func TestNamesEscaped(t *testing.T) {
 	if rc != exitOK || !strings.Contains(out, `"o\x1b]0;pwned\a\nrow"`) {
 		t.Errorf("stat: rc %d, want the object name quoted:\n%s\n%s", rc, out, e)
 	}
-	rc, out, e = mpipc(t, "stat", filepath.Join(dir, evil), "nope")
+	_, out, e = mpipc(t, "stat", filepath.Join(dir, evil), "nope")
 	check("stat of a missing object", out+e)
 	rc, out, e = mpipc(t, "rm", filepath.Join(dir, evil))
 	check("rm", out+e)

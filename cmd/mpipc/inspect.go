@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -22,7 +23,6 @@ import (
 	"github.com/mpipc/mpipc/rlock"
 	"github.com/mpipc/mpipc/semaphore"
 	"github.com/mpipc/mpipc/shm"
-	"golang.org/x/sys/unix"
 )
 
 // segPath turns a SEGMENT argument into a file path: a plain name is looked
@@ -39,7 +39,7 @@ func problem(err error) string {
 	switch {
 	case errors.Is(err, iofs.ErrNotExist):
 		return "no such file"
-	case errors.Is(err, shm.ErrPermission) && !errors.Is(err, unix.EACCES) && !errors.Is(err, unix.EPERM):
+	case errors.Is(err, shm.ErrPermission) && !errors.Is(err, syscall.EACCES) && !errors.Is(err, syscall.EPERM):
 		return "unsafe: " + text(err.Error())
 	case errors.Is(err, iofs.ErrPermission):
 		return "permission denied (run as the file's owner)"

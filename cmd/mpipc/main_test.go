@@ -1,8 +1,11 @@
+//go:build linux
+
 package main
 
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -44,7 +47,7 @@ func TestMain(m *testing.M) {
 		if err != nil {
 			return err
 		}
-		if err := l.Acquire(nil); err != nil {
+		if err := l.Acquire(context.Background()); err != nil {
 			return err
 		}
 		proctest.SignalReady()
@@ -91,8 +94,8 @@ func newSegment(t *testing.T) (dir, path string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	q.Put(nil, []byte("a"))
-	q.Put(nil, []byte("b"))
+	q.Put(context.Background(), []byte("a"))
+	q.Put(context.Background(), []byte("b"))
 	e, err := event.Create(seg, "done", nil)
 	if err != nil {
 		t.Fatal(err)

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package proctest runs test participants as real processes: the test
 // binary re-executes itself in a child role that TestMain picks up, so every
 // child has its own address space, pid and fate.
@@ -21,6 +23,7 @@ package proctest
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -105,7 +108,7 @@ func Start(tb testing.TB, role string, args ...string) *Child {
 func StartOpts(tb testing.TB, role string, o Options) *Child {
 	tb.Helper()
 	c := &Child{tb: tb, role: role, lines: make(chan string, 1024), done: make(chan struct{})}
-	p, err := reexec.Start(nil, role, &reexec.Options{
+	p, err := reexec.Start(context.Background(), role, &reexec.Options{
 		Args: o.Args, Env: o.Env, Files: o.Files, Wrap: o.Wrap,
 		Stdout: stdoutWriter{c}, Stderr: &lockedWriter{mu: &c.mu, b: &c.errb},
 	})

@@ -275,7 +275,11 @@ func Start(ctx context.Context, role string, opts *Options) (*Process, error) {
 	// A grandchild that inherited the output pipes must not keep Wait
 	// from returning once the child itself has exited.
 	cmd.WaitDelay = time.Second
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	attr, err := deathSignal()
+	if err != nil {
+		return nil, fmt.Errorf("process: starting %q: %w", role, err)
+	}
+	cmd.SysProcAttr = attr
 	if err := forkOnStarter(cmd); err != nil {
 		return nil, fmt.Errorf("process: starting %q (%s): %w", role, exe, err)
 	}

@@ -153,7 +153,7 @@ func (m Mutex) LockTimeout(d time.Duration) error {
 	if atomic.CompareAndSwapUint64(m.w, 0, m.self) {
 		return nil
 	}
-	return m.lockSlow(nil, futex.After(d))
+	return m.lockSlow(context.Background(), futex.After(d))
 }
 
 func (m Mutex) lockSlow(ctx context.Context, deadline time.Time) error {

@@ -1,3 +1,5 @@
+//go:build linux
+
 package robust
 
 import (
@@ -24,7 +26,7 @@ func TestStatesAndValid(t *testing.T) {
 	if !s.Held || s.Holder != m.Registry().Self() || s.Waiters || !Valid(w) || !m.IsSelf() {
 		t.Fatalf("locked: %+v", s)
 	}
-	if err := m.Lock(nil, time.Now().Add(30*time.Millisecond)); !errors.Is(err, futex.ErrTimeout) {
+	if err := m.Lock(context.Background(), time.Now().Add(30*time.Millisecond)); !errors.Is(err, futex.ErrTimeout) {
 		t.Fatalf("relock: %v", err)
 	}
 	if !m.Load().Waiters {
@@ -33,7 +35,7 @@ func TestStatesAndValid(t *testing.T) {
 	if err := m.Unlock(); err != nil || w != 0 {
 		t.Fatalf("unlock: %v, word %#x", err, w)
 	}
-	for _, bad := range []uint64{1 << 28, notRecoverable | 5, 0xffffffff, 1<<40 | 0} {
+	for _, bad := range []uint64{1 << 28, notRecoverable | 5, 0xffffffff, 1 << 40} {
 		if Valid(bad) {
 			t.Errorf("Valid(%#x)", bad)
 		}
@@ -70,7 +72,7 @@ func TestTakeoverOfDeadHolder(t *testing.T) {
 	w := dead.Pack() | waiters
 	m := New(&w, testRegistry(t), 10*time.Millisecond)
 	start := time.Now()
-	err := m.Lock(nil, time.Now().Add(5*time.Second))
+	err := m.Lock(context.Background(), time.Now().Add(5*time.Second))
 	if !errors.Is(err, ErrOwnerDead) {
 		t.Fatalf("Lock: %v", err)
 	}

@@ -22,12 +22,6 @@ import (
 //     include F_SEAL_SHRINK and F_SEAL_GROW, so no holder of the
 //     descriptor can truncate it under the mapping.
 
-// permission is the type of ErrPermission.
-type permission struct{}
-
-func (permission) Error() string        { return "shm: segment file not trusted" }
-func (permission) Is(target error) bool { return target == fs.ErrPermission }
-
 // requiredSeals are the seals a file without a name must carry.
 const requiredSeals = unix.F_SEAL_SHRINK | unix.F_SEAL_GROW
 
