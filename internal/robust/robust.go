@@ -99,14 +99,14 @@ func New(w *uint64, reg *proc.Registry, check time.Duration) Mutex {
 }
 
 // Registry returns the registry the lock's holders are named in.
-func (m Mutex) Registry() *proc.Registry { return m.reg }
+func (m *Mutex) Registry() *proc.Registry { return m.reg }
 
-func (m Mutex) futexWord() *uint32 { return (*uint32)(unsafe.Pointer(m.w)) }
+func (m *Mutex) futexWord() *uint32 { return (*uint32)(unsafe.Pointer(m.w)) }
 
 // TryLock acquires the lock if that needs no wait. It reports whether the
 // lock is now held by the caller; the error is ErrOwnerDead (held) or
 // ErrNotRecoverable (not held).
-func (m Mutex) TryLock() (bool, error) {
+func (m *Mutex) TryLock() (bool, error) {
 	if atomic.CompareAndSwapUint64(m.w, 0, m.self) {
 		return true, nil
 	}
@@ -114,7 +114,7 @@ func (m Mutex) TryLock() (bool, error) {
 }
 
 // tryTakeover handles a failed fast path for a non-waiting caller.
-func (m Mutex) tryTakeover() (bool, error) {
+func (m *Mutex) tryTakeover() (bool, error) {
 	self := m.self
 	for {
 		old := atomic.LoadUint64(m.w)
@@ -139,7 +139,7 @@ func (m Mutex) tryTakeover() (bool, error) {
 // Lock acquires the lock, waiting until the deadline (zero: none) or until
 // ctx is done (nil: never). It returns nil, ErrOwnerDead (held),
 // ErrNotRecoverable, futex.ErrTimeout or ctx.Err().
-func (m Mutex) Lock(ctx context.Context, deadline time.Time) error {
+func (m *Mutex) Lock(ctx context.Context, deadline time.Time) error {
 	if atomic.CompareAndSwapUint64(m.w, 0, m.self) {
 		return nil
 	}
@@ -149,14 +149,14 @@ func (m Mutex) Lock(ctx context.Context, deadline time.Time) error {
 // LockTimeout is Lock with a deadline d from now. The clock is read only
 // when the lock is not free at once, so an uncontended timed acquire costs
 // what Lock does.
-func (m Mutex) LockTimeout(d time.Duration) error {
+func (m *Mutex) LockTimeout(d time.Duration) error {
 	if atomic.CompareAndSwapUint64(m.w, 0, m.self) {
 		return nil
 	}
 	return m.lockSlow(context.Background(), futex.After(d))
 }
 
-func (m Mutex) lockSlow(ctx context.Context, deadline time.Time) error {
+func (m *Mutex) lockSlow(ctx context.Context, deadline time.Time) error {
 	self := m.self
 	// Spin while the holder is running and nobody sleeps, looking at the
 	// word only every lockSpinStride iterations (~0.5 µs): a waiter that
@@ -231,14 +231,14 @@ func (m Mutex) lockSlow(ctx context.Context, deadline time.Time) error {
 // Unlock releases the lock. Any process may release it (as Python's Lock
 // allows). Releasing an unlocked lock returns ErrNotLocked; releasing a lock
 // taken over from a dead owner without Consistent makes it not recoverable.
-func (m Mutex) Unlock() error {
+func (m *Mutex) Unlock() error {
 	if atomic.CompareAndSwapUint64(m.w, m.self, 0) {
 		return nil
 	}
 	return m.unlockSlow()
 }
 
-func (m Mutex) unlockSlow() error {
+func (m *Mutex) unlockSlow() error {
 	for {
 		old := atomic.LoadUint64(m.w)
 		switch {
@@ -265,7 +265,7 @@ func (m Mutex) unlockSlow() error {
 
 // Consistent marks a lock acquired with ErrOwnerDead as repaired. Only the
 // process holding it may call it.
-func (m Mutex) Consistent() error {
+func (m *Mutex) Consistent() error {
 	for {
 		old := atomic.LoadUint64(m.w)
 		if old&inconsistent == 0 || holder(old) != m.reg.Self() {
@@ -282,7 +282,7 @@ func (m Mutex) Consistent() error {
 // private locks whose data stays intact whatever a writer did (a
 // double-buffered value, say), where such a word can only come from a
 // corrupting peer: there, repairing beats refusing forever.
-func (m Mutex) Seize() bool {
+func (m *Mutex) Seize() bool {
 	old := atomic.LoadUint64(m.w)
 	if old&notRecoverable == 0 && Valid(old) {
 		return false
@@ -300,7 +300,7 @@ type State struct {
 }
 
 // Load returns a snapshot of the lock word.
-func (m Mutex) Load() State { return Decode(atomic.LoadUint64(m.w)) }
+func (m *Mutex) Load() State { return Decode(atomic.LoadUint64(m.w)) }
 
 // Decode interprets a lock word.
 func Decode(w uint64) State {
@@ -332,6 +332,6 @@ func Valid(w uint64) bool {
 func holder(w uint64) proc.ID { return proc.Unpack(w) }
 
 // IsSelf reports whether the lock is held by the calling process.
-func (m Mutex) IsSelf() bool {
+func (m *Mutex) IsSelf() bool {
 	return holder(atomic.LoadUint64(m.w)) == m.reg.Self()
 }
