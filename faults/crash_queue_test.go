@@ -70,6 +70,19 @@ func queueKind(name string) *crashKind {
 	return &crashKind{
 		name:    name,
 		workers: []string{"p", "p", "c", "c"},
+		dump: func(h *harness) string {
+			q, err := ringbuf.Open(h.seg, "obj", nil)
+			if name == "joinable" {
+				var j *ringbuf.JoinableQueue
+				if j, err = ringbuf.OpenJoinable(h.seg, "obj", nil); j != nil {
+					q = j.Queue
+				}
+			}
+			if err != nil {
+				return err.Error()
+			}
+			return fmt.Sprintf("%+v; processes %+v", q.State(), h.seg.Processes())
+		},
 		first:   []string{"p"},
 		extra:   func(n int) int { return (n*4 + 64) * qBitmapSize },
 		setup: func(h *harness) {

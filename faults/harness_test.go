@@ -88,6 +88,9 @@ type crashKind struct {
 	// first lists the roles that finish waits for before it sets
 	// gFirstDone (producers before consumers drain).
 	first []string
+	// dump, when set, describes the object's shared state for a hang
+	// report (what every worker saw, not just the one that stalled).
+	dump func(h *harness) string
 }
 
 var crashKinds = map[string]*crashKind{}
@@ -433,7 +436,11 @@ func (h *harness) hang(w *worker, what string) {
 	if len(st) > 6000 {
 		st = st[:6000]
 	}
-	h.t.Fatalf("%s: HANG: worker %d (%s, pid %d) %s; its goroutines:\n%s", h.k.name, w.slot, w.role, w.ch.Pid(), what, st)
+	state := ""
+	if h.k.dump != nil {
+		state = "\nshared state: " + h.k.dump(h)
+	}
+	h.t.Fatalf("%s: HANG: worker %d (%s, pid %d) %s%s; its goroutines:\n%s", h.k.name, w.slot, w.role, w.ch.Pid(), what, state, st)
 }
 
 func (h *harness) unpause() { st(h.c.g(gPause), 0) }
