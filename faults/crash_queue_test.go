@@ -83,8 +83,8 @@ func queueKind(name string) *crashKind {
 			}
 			return fmt.Sprintf("%+v; processes %+v", q.State(), h.seg.Processes())
 		},
-		first:   []string{"p"},
-		extra:   func(n int) int { return (n*4 + 64) * qBitmapSize },
+		first: []string{"p"},
+		extra: func(n int) int { return (n*4 + 64) * qBitmapSize },
 		setup: func(h *harness) {
 			slots := numTrials(h.k)*4 + 64
 			if _, err := h.seg.Alloc(shm.Spec{Name: "bits", Kind: shm.KindBytes, KindVersion: 1, Size: int64(slots * qBitmapSize)}, func([]byte) error { return nil }); err != nil {
