@@ -85,25 +85,13 @@ func WaitAny(ctx context.Context, addrs []*uint32, vals []uint32, deadline time.
 	if len(addrs) != len(vals) {
 		panic("futex: WaitAny with unequal words and values")
 	}
+	cdone, deadline, err := prologue(ctx, deadline)
+	if err != nil {
+		return err
+	}
 	for i, a := range addrs {
 		if atomic.LoadUint32(a) != vals[i] {
 			return nil
-		}
-	}
-	var cdone <-chan struct{}
-	if ctx != nil {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		cdone = ctx.Done()
-	}
-	if !deadline.IsZero() {
-		now := time.Now()
-		if !now.Before(deadline) {
-			return ErrTimeout
-		}
-		if forever(deadline, now) {
-			deadline = time.Time{}
 		}
 	}
 	for {
@@ -167,28 +155,12 @@ func Wait(ctx context.Context, addr *uint32, val uint32, deadline time.Time) err
 	// the word would otherwise make every Wait return nil at once, and a
 	// caller that looks at its deadline only on ErrTimeout would loop past
 	// it for as long as the peer keeps writing.
-	hasDeadline := !deadline.IsZero()
-	if hasDeadline && !time.Now().Before(deadline) {
-		return ErrTimeout
+	cdone, deadline, err := prologue(ctx, deadline)
+	if err != nil {
+		return err
 	}
 	if atomic.LoadUint32(addr) != val {
 		return nil
-	}
-	var cdone <-chan struct{}
-	if ctx != nil {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		cdone = ctx.Done()
-	}
-	if !deadline.IsZero() {
-		now := time.Now()
-		if !now.Before(deadline) {
-			return ErrTimeout
-		}
-		if forever(deadline, now) {
-			deadline = time.Time{}
-		}
 	}
 	for {
 		var err error
@@ -225,4 +197,28 @@ func bucketOf(addr *uint32) *bucket {
 	h := uintptr(unsafe.Pointer(addr)) >> 2
 	h ^= h >> 7
 	return &buckets[h&63]
+}
+
+// prologue is the start of Wait and WaitAny, with one clock read: a
+// deadline already passed is ErrTimeout before the words are looked at
+// (a peer that keeps changing a word must not make a Wait return nil past
+// its deadline for ever), a deadline too far to matter becomes none, and
+// a done ctx is its error. It returns ctx's done channel (nil: never).
+func prologue(ctx context.Context, deadline time.Time) (<-chan struct{}, time.Time, error) {
+	if !deadline.IsZero() {
+		now := time.Now()
+		if !now.Before(deadline) {
+			return nil, deadline, ErrTimeout
+		}
+		if forever(deadline, now) {
+			deadline = time.Time{}
+		}
+	}
+	if ctx == nil {
+		return nil, deadline, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, deadline, err
+	}
+	return ctx.Done(), deadline, nil
 }
