@@ -39,7 +39,7 @@ func runBench(c *cli, args []string) int {
 	if *anchors != "" {
 		var err error
 		if anchorSums, err = bench.ReadAnchors(*anchors); err != nil {
-			return c.fail("bench: %v\n(pass the results-*.jsonl that /work/shared/anchors/run.sh wrote)", err)
+			return c.fail("bench: %v\n(pass a results-*.jsonl file written by the anchors' run.sh)", err)
 		}
 	}
 	opts := bench.Options{Workloads: sel, Runs: *runs, Scale: *scale}

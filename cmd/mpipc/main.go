@@ -189,7 +189,7 @@ the pool replaces it and runs its task again. The parent prints what each
 worker did and checks every result. The segment is removed at the end, also
 on SIGINT or SIGTERM.`,
 	"bench": `
-Runs workloads W1..W9 (see bench/README or /work/shared/anchors/README.md)
+Runs workloads W1..W11 (each described by 'go doc github.com/mpipc/mpipc/bench')
 with mpipc and with peers measured in the same run (sync.Mutex and channels in
 one process; os.Pipe and unix SOCK_SEQPACKET sockets across processes). Every
 case starts its workers as separate processes (this binary, re-executed),
