@@ -44,7 +44,7 @@ func (r Result) Key() string { return r.Workload + " " + r.System + " " + r.Metr
 
 // Case is one (workload, system) pair of the suite.
 type Case struct {
-	Workload string // W1 … W9, W6-4KiB, W10, W10-1p, W11
+	Workload string // W1 … W13-1M (see workloadOrder)
 	System   string // mpipc-… for the library, go-… for peers
 	BaseN    int64  // iterations of one run at scale 1, chosen for about 0.5–1 s here
 	Procs    int    // processes (or goroutines, for in-process peers)
@@ -61,7 +61,8 @@ var cases []*Case
 
 func addCase(c *Case) { cases = append(cases, c) }
 
-var workloadOrder = []string{"W1", "W2", "W3", "W4", "W5", "W6", "W6-4KiB", "W7", "W8", "W9", "W10", "W10-1p", "W11"}
+var workloadOrder = []string{"W1", "W2", "W2-8p", "W3", "W4", "W5", "W6", "W6-4KiB", "W7", "W7-4x4", "W7-8x8", "W8", "W9", "W10", "W10-1p", "W11",
+	"W12-10", "W12-1000", "W12-10000", "W13-2", "W13-64", "W13-1024", "W13-65536", "W13-1M"}
 
 func workloadRank(w string) int {
 	if i := slices.Index(workloadOrder, w); i >= 0 {
@@ -112,7 +113,7 @@ func Select(workloads []string) ([]*Case, error) {
 	for _, c := range all {
 		for _, w := range workloads {
 			w = strings.ToUpper(strings.TrimSpace(w))
-			if c.Workload == w || strings.HasPrefix(c.Workload, w+"-") {
+			if cw := strings.ToUpper(c.Workload); cw == w || strings.HasPrefix(cw, w+"-") {
 				out = append(out, c)
 				break
 			}

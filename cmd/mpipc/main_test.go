@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -147,7 +148,7 @@ func TestUsage(t *testing.T) {
 	}
 	for _, args := range [][]string{
 		{"stat"}, {"stat", "a", "b", "c"}, {"rm"}, {"ls", "a", "b"},
-		{"bench", "-n", "0"}, {"bench", "-scale", "-1"}, {"bench", "-w", "W42"}, {"bench", "extra"},
+		{"bench", "-n", "0"}, {"bench", "-scale", "-1"}, {"bench", "-w", "W42"}, {"bench", "extra"}, {"bench", "-format", "csv"},
 		{"demo", "-workers", "0"}, {"demo", "extra"},
 	} {
 		if rc, _, e := mpipc(t, args...); rc != exitUsage || !strings.Contains(e, "usage: mpipc "+args[0]) {
@@ -338,6 +339,39 @@ func TestBenchJSON(t *testing.T) {
 	for _, c := range bench.Cases() {
 		if !seen[c.Label()] {
 			t.Errorf("no figure for %s", c.Label())
+		}
+	}
+}
+
+// bench -format benchstat prints go test -bench lines: one per run of
+// every case, "BenchmarkWORKLOAD/SYSTEM-P N value unit ...".
+func TestBenchBenchstat(t *testing.T) {
+	rc, out, e := mpipc(t, "bench", "-format", "benchstat", "-w", "W1,W7", "-scale", "0.01", "-n", "2", "-q")
+	if rc != exitOK {
+		t.Fatalf("bench -format benchstat: rc %d\n%s", rc, e)
+	}
+	line := regexp.MustCompile(`^Benchmark(W[0-9A-Za-z-]+)/([a-z0-9-]+)-[0-9]+\t[0-9]+(\t[0-9.e+-]+ [A-Za-z_/]+)+$`)
+	config := regexp.MustCompile(`^[a-z][^ :]*: `)
+	runs := map[string]int{}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		switch m := line.FindStringSubmatch(l); {
+		case m != nil:
+			for _, f := range strings.Split(l, "\t")[2:] {
+				v, unit, _ := strings.Cut(f, " ")
+				if x, err := strconv.ParseFloat(v, 64); err != nil || x <= 0 || unit == "" {
+					t.Errorf("bad value %q in %q", f, l)
+				}
+			}
+			runs[m[1]+" "+m[2]]++
+		case config.MatchString(l):
+		default:
+			t.Errorf("neither a benchmark nor a configuration line: %q", l)
+		}
+	}
+	sel, _ := bench.Select([]string{"W1", "W7"})
+	for _, c := range sel {
+		if runs[c.Label()] != 2 {
+			t.Errorf("%s: %d lines, want 2 (one per run)", c.Label(), runs[c.Label()])
 		}
 	}
 }
