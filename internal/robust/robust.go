@@ -113,6 +113,13 @@ func (m *Mutex) TryLock() (bool, error) {
 	return m.tryTakeover()
 }
 
+// TryLockFree acquires the lock if it is unlocked, with one
+// compare-and-swap, and reports whether it did. Unlike TryLock it never
+// looks at the holder: it is the fast path of a caller that has its own
+// slow path (RLock's Acquire, which must first ask whether it already
+// owns the lock).
+func (m *Mutex) TryLockFree() bool { return atomic.CompareAndSwapUint64(m.w, 0, m.self) }
+
 // tryTakeover handles a failed fast path for a non-waiting caller.
 func (m *Mutex) tryTakeover() (bool, error) {
 	self := m.self
