@@ -94,9 +94,9 @@ func (unlockedError) Is(target error) bool {
 
 // Options configure an RLock. The zero value (or nil) means the defaults.
 type Options struct {
-	// CheckInterval is how often a waiter checks whether the owner process
-	// is still alive. Default 100 ms: a waiter takes a dead owner's lock
-	// within about this long.
+	// CheckInterval is how often a waiter, or TryAcquire on a held lock,
+	// checks whether the owner process is still alive. Default 100 ms: a
+	// waiter takes a dead owner's lock within about this long.
 	CheckInterval time.Duration
 	// Registry names the processes that may own the lock, so that a dead
 	// owner can be told from a live one. Create and Open use the
@@ -324,7 +324,9 @@ func (r *RLock) AcquireTimeout(d time.Duration) (bool, error) {
 
 // TryAcquire acquires the RLock, or raises its level, if that needs no
 // wait, and reports whether the caller owns it. If the owner process is
-// dead the lock is taken over and the error is ErrOwnerDead.
+// dead the lock is taken over and the error is ErrOwnerDead. An owner this
+// handle found alive is asked about again only once per CheckInterval, so
+// polling a held RLock makes no system call.
 func (r *RLock) TryAcquire() (bool, error) {
 	if r.m.TryLockFree() { // as in Acquire
 		storeGoid(r.owner)
