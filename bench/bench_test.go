@@ -108,6 +108,20 @@ func TestFailuresAreLoud(t *testing.T) {
 	if _, err := Select([]string{"W42"}); !errors.Is(err, ErrNoWorkload) {
 		t.Errorf("Select(W42) = %v, want ErrNoWorkload", err)
 	}
+	if _, err := SelectSystems([]string{"W1"}, []string{"mpipc-queue"}); !errors.Is(err, ErrNoWorkload) {
+		t.Errorf("SelectSystems(W1, mpipc-queue) = %v, want ErrNoWorkload", err)
+	}
+	sel, err := SelectSystems([]string{"W6", "W7"}, []string{"MPIPC-QUEUE"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range sel {
+		got = append(got, c.Label())
+	}
+	if want := []string{"W6 mpipc-queue", "W6-4KiB mpipc-queue", "W7 mpipc-queue", "W7-4x4 mpipc-queue", "W7-8x8 mpipc-queue"}; !slices.Equal(got, want) {
+		t.Errorf("SelectSystems(W6 W7, mpipc-queue) = %q, want %q", got, want)
+	}
 }
 
 func TestWorkerTimeout(t *testing.T) {

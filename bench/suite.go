@@ -92,6 +92,10 @@ type Options struct {
 	// Runs is the number of runs of every case (default 1). Cases run
 	// round-robin: run 1 of every case, then run 2, …
 	Runs int
+	// Systems, if not empty, keeps only the cases of these systems
+	// ("mpipc-queue", "go-os-pipe"): an mpipc figure is then compared
+	// only with the peers selected with it.
+	Systems []string
 	// Scale multiplies every case's N (default 1); 0.01 gives a smoke run.
 	Scale float64
 	// Progress receives a progress line per case run (default: none).
@@ -125,6 +129,28 @@ func Select(workloads []string) ([]*Case, error) {
 	return out, nil
 }
 
+// SelectSystems is Select keeping only the cases of the given systems
+// (all if systems is empty).
+func SelectSystems(workloads, systems []string) ([]*Case, error) {
+	sel, err := Select(workloads)
+	if err != nil || len(systems) == 0 {
+		return sel, err
+	}
+	var out []*Case
+	for _, c := range sel {
+		for _, s := range systems {
+			if strings.EqualFold(c.System, strings.TrimSpace(s)) {
+				out = append(out, c)
+				break
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: no case of system %q among the selected workloads", ErrNoWorkload, strings.Join(systems, ","))
+	}
+	return out, nil
+}
+
 // ScaledN is max(1, BaseN × scale).
 func (c *Case) ScaledN(scale float64) int64 {
 	if scale <= 0 {
@@ -140,7 +166,7 @@ func (c *Case) ScaledN(scale float64) int64 {
 // remaining cases still run, and the summaries of what succeeded are
 // returned with it.
 func Run(opts Options) ([]Summary, error) {
-	sel, err := Select(opts.Workloads)
+	sel, err := SelectSystems(opts.Workloads, opts.Systems)
 	if err != nil {
 		return nil, err
 	}

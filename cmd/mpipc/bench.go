@@ -11,6 +11,7 @@ import (
 func runBench(c *cli, args []string) int {
 	fs := c.flags("bench")
 	workloads := fs.String("w", "", "comma-separated workloads to run, e.g. W1,W6 (default all)")
+	systems := fs.String("s", "", "comma-separated systems to run, e.g. mpipc-queue,go-os-pipe (default all)")
 	runs := fs.Int("n", 1, "runs of every case; the table shows the median, min and max")
 	format := fs.String("format", "table", "output: table; json (JSON lines, one per workload, system and metric); benchstat (go test -bench lines, one per run, for benchstat)")
 	asJSON := fs.Bool("json", false, "short for -format json")
@@ -41,7 +42,11 @@ func runBench(c *cli, args []string) int {
 	if *workloads != "" {
 		sel = strings.Split(*workloads, ",")
 	}
-	if _, err := bench.Select(sel); err != nil {
+	var sys []string
+	if *systems != "" {
+		sys = strings.Split(*systems, ",")
+	}
+	if _, err := bench.SelectSystems(sel, sys); err != nil {
 		return c.usageErr(fs, "%v", err)
 	}
 	var anchorSums []bench.Summary
@@ -51,7 +56,7 @@ func runBench(c *cli, args []string) int {
 			return c.fail("bench: %v\n(pass the results-*.jsonl that /work/shared/anchors/run.sh wrote)", err)
 		}
 	}
-	opts := bench.Options{Workloads: sel, Runs: *runs, Scale: *scale}
+	opts := bench.Options{Workloads: sel, Systems: sys, Runs: *runs, Scale: *scale}
 	if !*quiet {
 		opts.Progress = c.stderr
 	}

@@ -148,7 +148,7 @@ func TestUsage(t *testing.T) {
 	}
 	for _, args := range [][]string{
 		{"stat"}, {"stat", "a", "b", "c"}, {"rm"}, {"ls", "a", "b"},
-		{"bench", "-n", "0"}, {"bench", "-scale", "-1"}, {"bench", "-w", "W42"}, {"bench", "extra"}, {"bench", "-format", "csv"},
+		{"bench", "-n", "0"}, {"bench", "-scale", "-1"}, {"bench", "-w", "W42"}, {"bench", "extra"}, {"bench", "-format", "csv"}, {"bench", "-w", "W1", "-s", "mpipc-queue"},
 		{"demo", "-workers", "0"}, {"demo", "extra"},
 	} {
 		if rc, _, e := mpipc(t, args...); rc != exitUsage || !strings.Contains(e, "usage: mpipc "+args[0]) {
@@ -346,7 +346,7 @@ func TestBenchJSON(t *testing.T) {
 // bench -format benchstat prints go test -bench lines: one per run of
 // every case, "BenchmarkWORKLOAD/SYSTEM-P N value unit ...".
 func TestBenchBenchstat(t *testing.T) {
-	rc, out, e := mpipc(t, "bench", "-format", "benchstat", "-w", "W1,W7", "-scale", "0.01", "-n", "2", "-q")
+	rc, out, e := mpipc(t, "bench", "-format", "benchstat", "-w", "W1,W7", "-s", "mpipc-lock,mpipc-queue,go-chan", "-scale", "0.01", "-n", "2", "-q")
 	if rc != exitOK {
 		t.Fatalf("bench -format benchstat: rc %d\n%s", rc, e)
 	}
@@ -368,11 +368,14 @@ func TestBenchBenchstat(t *testing.T) {
 			t.Errorf("neither a benchmark nor a configuration line: %q", l)
 		}
 	}
-	sel, _ := bench.Select([]string{"W1", "W7"})
+	sel, _ := bench.SelectSystems([]string{"W1", "W7"}, []string{"mpipc-lock", "mpipc-queue", "go-chan"})
 	for _, c := range sel {
 		if runs[c.Label()] != 2 {
 			t.Errorf("%s: %d lines, want 2 (one per run)", c.Label(), runs[c.Label()])
 		}
+	}
+	if len(runs) != len(sel) || len(sel) != 5 {
+		t.Errorf("%d cases printed, %d selected, want 5 (-s filters systems): %v", len(runs), len(sel), runs)
 	}
 }
 
