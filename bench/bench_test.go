@@ -108,6 +108,9 @@ func TestFailuresAreLoud(t *testing.T) {
 	if _, err := Select([]string{"W42"}); !errors.Is(err, ErrNoWorkload) {
 		t.Errorf("Select(W42) = %v, want ErrNoWorkload", err)
 	}
+	if sel, err := SelectSystems([]string{"=w6"}, []string{"mpipc-queue"}); err != nil || len(sel) != 1 || sel[0].Label() != "W6 mpipc-queue" {
+		t.Errorf("SelectSystems(=w6, mpipc-queue) = %v, %v; want W6 mpipc-queue alone", sel, err)
+	}
 	if _, err := SelectSystems([]string{"W1"}, []string{"mpipc-queue"}); !errors.Is(err, ErrNoWorkload) {
 		t.Errorf("SelectSystems(W1, mpipc-queue) = %v, want ErrNoWorkload", err)
 	}

@@ -107,7 +107,8 @@ type Options struct {
 // ErrNoWorkload is returned when Options.Workloads selects no case.
 var ErrNoWorkload = errors.New("bench: no case matches the selected workloads")
 
-// Select returns the cases of the named workloads ("W6" includes "W6-4KiB").
+// Select returns the cases of the named workloads: "W6" includes "W6-4KiB",
+// "=W6" is W6 alone. Names are not case-sensitive.
 func Select(workloads []string) ([]*Case, error) {
 	all := Cases()
 	if len(workloads) == 0 {
@@ -117,7 +118,9 @@ func Select(workloads []string) ([]*Case, error) {
 	for _, c := range all {
 		for _, w := range workloads {
 			w = strings.ToUpper(strings.TrimSpace(w))
-			if cw := strings.ToUpper(c.Workload); cw == w || strings.HasPrefix(cw, w+"-") {
+			exact := strings.HasPrefix(w, "=")
+			w = strings.TrimPrefix(w, "=")
+			if cw := strings.ToUpper(c.Workload); cw == w || !exact && strings.HasPrefix(cw, w+"-") {
 				out = append(out, c)
 				break
 			}

@@ -10,7 +10,7 @@ import (
 
 func runBench(c *cli, args []string) int {
 	fs := c.flags("bench")
-	workloads := fs.String("w", "", "comma-separated workloads to run, e.g. W1,W6 (default all)")
+	workloads := fs.String("w", "", "comma-separated workloads to run, e.g. W1,W6 (default all); W6 includes W6-4KiB, =W6 is W6 alone")
 	systems := fs.String("s", "", "comma-separated systems to run, e.g. mpipc-queue,go-os-pipe (default all)")
 	runs := fs.Int("n", 1, "runs of every case; the table shows the median, min and max")
 	format := fs.String("format", "table", "output: table; json (JSON lines, one per workload, system and metric); benchstat (go test -bench lines, one per run, for benchstat)")
