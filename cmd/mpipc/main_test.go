@@ -392,7 +392,8 @@ func TestBenchTableAndAnchors(t *testing.T) {
 		t.Fatalf("bench: rc %d\n%s", rc, e)
 	}
 	for _, re := range []string{
-		`W1\s+ns_per_op\s+mpipc-lock\s+[\d.]+\s+[\d.]+–[\d.]+\s+2\s+go-sync-mutex\s+[\d.]+\s+[\d.]+×`,
+		// Figures above 1,000 print with commas (the race detector's are).
+		`W1\s+ns_per_op\s+mpipc-lock\s+[\d.,]+\s+[\d.,]+–[\d.,]+\s+2\s+go-sync-mutex\s+[\d.,]+\s+[\d.]+×`,
 		`c-futex-mutex \(anchors\)\s+9\.80\s+[\d.]+×`,
 		`py-mp-lock \(anchors\)\s+32\.70\s+[\d.]+×`,
 		`W2\s+ops_per_s\s+mpipc-lock.*go-sync-mutex`,
