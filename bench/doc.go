@@ -31,7 +31,8 @@
 //	           base W13-1024 (W6's geometry)
 //
 // A workload selects the workloads named after it and a dash: W7 runs W7,
-// W7-4x4 and W7-8x8; W13 every capacity.
+// W7-4x4 and W7-8x8; W13 every capacity; =W7 runs W7 alone. Options.Systems
+// (`mpipc bench -s mpipc-queue`) keeps only the named systems.
 //
 // W11 is timed by the parent, which dispatches (see w_pool.go): the
 // pool's start-up and a 4-task warm-up are outside the clock.
