@@ -61,6 +61,26 @@ func BenchmarkCASPairFloor(b *testing.B) {
 //go:noinline
 func coldPath(w *uint64) { panic("word not as expected") }
 
+// BenchmarkLockTryHeld is a TryAcquire on a lock another live process
+// holds: after the first try found the holder alive, a load and a clock
+// read, no system call (the registry is asked again once per check
+// interval).
+func BenchmarkLockTryHeld(b *testing.B) {
+	path, _, l := newShared(b, nil)
+	h := proctest.Start(b, "holder", path)
+	h.Expect(proctest.Ready, 0)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if ok, err := l.TryAcquire(); ok || err != nil {
+			b.Fatal(ok, err)
+		}
+	}
+	b.StopTimer()
+	h.Kill()
+	<-h.Done()
+}
+
 func BenchmarkSyncMutexUncontended(b *testing.B) {
 	var mu sync.Mutex
 	b.ReportAllocs()
