@@ -22,7 +22,9 @@ import (
 //	offset 4    uint32  layout version
 //	offset 8    uint64  size of T in bytes
 //	offset 16   uint64  fingerprint of T (package internal/typeinfo)
-//	offset 24   uint32  flags: bit 0 = the Value has its own lock at offset 64
+//	offset 24   uint32  flags: bit 0 = the Value has its own lock at offset 64;
+//	                    bit 1 = inconsistent: the lock was taken over from a
+//	                    process that died holding it, not yet repaired
 //	offset 28   uint32  alignment of T
 //	offset 32   uint64  sequence: number of completed writes (T wider than 8 bytes)
 //	offset 40   uint64  writer lock word (robust lock word, T wider than 8 bytes)
@@ -54,6 +56,10 @@ const (
 	headerSize = 128
 	ownLockOff = 64
 	flagOwn    = 1 << 0
+	// flagTorn marks a Value whose lock an Update took over from a process
+	// that died holding it: what that process guarded with the lock may be
+	// half done. Set under the lock by the taker, cleared by Consistent.
+	flagTorn = 1 << 1
 
 	offMagic   = 0
 	offVersion = 4
@@ -107,6 +113,7 @@ type cell[T any] struct {
 	mask  uint64
 	fmask []byte // wide: field mask, nil when T has no padding
 	seq   *uint64
+	flags *uint32 // the header's flags word (flagTorn changes at run time)
 	wr    robust.Mutex
 	info  typeinfo.Info
 }
@@ -149,14 +156,15 @@ func (c *cell[T]) setup(mem []byte, info typeinfo.Info, o *Options) {
 	size, slot := layout(info)
 	t := reflect.TypeFor[T]()
 	*c = cell[T]{
-		mem:  mem[:size:size],
-		data: unsafe.Pointer(&mem[headerSize]),
-		slot: slot,
-		size: info.Size,
-		num:  numClass(t),
-		seq:  word64(mem, offSeq),
-		wr:   robust.New(word64(mem, offWriter), o.registry(), o.check()),
-		info: info,
+		mem:   mem[:size:size],
+		data:  unsafe.Pointer(&mem[headerSize]),
+		slot:  slot,
+		size:  info.Size,
+		num:   numClass(t),
+		seq:   word64(mem, offSeq),
+		flags: word32(mem, offFlags),
+		wr:    robust.New(word64(mem, offWriter), o.registry(), o.check()),
+		info:  info,
 	}
 	fm := typeinfo.FieldMask(t)
 	switch {
@@ -240,7 +248,7 @@ func (c *cell[T]) attach(mem []byte, info typeinfo.Info, o *Options) (uint32, er
 		return 0, fmt.Errorf("value: memory is %d bytes, %s needs %d: %w", len(mem), info.Desc, need, shm.ErrCorrupt)
 	}
 	flags := atomic.LoadUint32(word32(mem, offFlags))
-	if flags&^flagOwn != 0 {
+	if flags&^(flagOwn|flagTorn) != 0 {
 		return 0, fmt.Errorf("value: unknown flags %#x: %w", flags, shm.ErrCorrupt)
 	}
 	if !robust.Valid(atomic.LoadUint64(word64(mem, offWriter))) {
