@@ -230,34 +230,44 @@ func (c *core[T]) attach(mem []byte) (uint32, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := checkMem(mem); err != nil {
+	flags, n, need, err := checkHeader(mem, info)
+	if err != nil {
 		return 0, err
 	}
+	c.setup(mem, info, n, need)
+	return flags, nil
+}
+
+// checkHeader validates the header in mem for elements described by info
+// and returns the flags, the length and the bytes the Array occupies.
+func checkHeader(mem []byte, info typeinfo.Info) (flags uint32, n int, need uintptr, err error) {
+	if err := checkMem(mem); err != nil {
+		return 0, 0, 0, err
+	}
 	if atomic.LoadUint32(w32(mem, offMagic)) != magic {
-		return 0, fmt.Errorf("array: no array in memory (bad magic): %w", shm.ErrCorrupt)
+		return 0, 0, 0, fmt.Errorf("array: no array in memory (bad magic): %w", shm.ErrCorrupt)
 	}
 	if v := atomic.LoadUint32(w32(mem, offVersion)); v != Version {
-		return 0, fmt.Errorf("array: layout version %d, want %d: %w", v, Version, shm.ErrCorrupt)
+		return 0, 0, 0, fmt.Errorf("array: layout version %d, want %d: %w", v, Version, shm.ErrCorrupt)
 	}
 	es, fp := atomic.LoadUint64(w64(mem, offElem)), atomic.LoadUint64(w64(mem, offFP))
 	if es != uint64(info.Size) || fp != info.Fingerprint {
-		return 0, fmt.Errorf("array: stored elements are %d bytes with fingerprint %#x, %s is %d bytes with fingerprint %#x: %w",
+		return 0, 0, 0, fmt.Errorf("array: stored elements are %d bytes with fingerprint %#x, %s is %d bytes with fingerprint %#x: %w",
 			es, fp, info.Desc, info.Size, info.Fingerprint, shm.ErrTypeMismatch)
 	}
 	n64 := atomic.LoadUint64(w64(mem, offLen))
 	if n64 > uint64(len(mem)) { // also rules out lengths that overflow int
-		return 0, fmt.Errorf("array: length %d in %d bytes: %w", n64, len(mem), shm.ErrCorrupt)
+		return 0, 0, 0, fmt.Errorf("array: length %d in %d bytes: %w", n64, len(mem), shm.ErrCorrupt)
 	}
-	need, err := size(info, int(n64))
+	need, err = size(info, int(n64))
 	if err != nil || need > uintptr(len(mem)) {
-		return 0, fmt.Errorf("array: %d elements of %s do not fit in %d bytes: %w", n64, info.Desc, len(mem), shm.ErrCorrupt)
+		return 0, 0, 0, fmt.Errorf("array: %d elements of %s do not fit in %d bytes: %w", n64, info.Desc, len(mem), shm.ErrCorrupt)
 	}
-	flags := atomic.LoadUint32(w32(mem, offFlags))
+	flags = atomic.LoadUint32(w32(mem, offFlags))
 	if flags&^(flagOwn|flagTorn) != 0 {
-		return 0, fmt.Errorf("array: unknown flags %#x: %w", flags, shm.ErrCorrupt)
+		return 0, 0, 0, fmt.Errorf("array: unknown flags %#x: %w", flags, shm.ErrCorrupt)
 	}
-	c.setup(mem, info, int(n64), need)
-	return flags, nil
+	return flags, int(n64), need, nil
 }
 
 func spec(name string, info typeinfo.Info, size uintptr) shm.Spec {

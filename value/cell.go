@@ -153,8 +153,12 @@ func typeOf[T any]() (typeinfo.Info, error) {
 
 // setup fills c from mem (already validated) for T.
 func (c *cell[T]) setup(mem []byte, info typeinfo.Info, o *Options) {
+	c.setupAs(mem, info, reflect.TypeFor[T](), o)
+}
+
+// setupAs is setup for a value of type t, which is T except in loadBytes.
+func (c *cell[T]) setupAs(mem []byte, info typeinfo.Info, t reflect.Type, o *Options) {
 	size, slot := layout(info)
-	t := reflect.TypeFor[T]()
 	*c = cell[T]{
 		mem:   mem[:size:size],
 		data:  unsafe.Pointer(&mem[headerSize]),
@@ -228,6 +232,12 @@ func publish(mem []byte) { atomic.StoreUint32(word32(mem, offMagic), magic) }
 // attach validates a Value header for T in mem and fills c. It returns the
 // header flags.
 func (c *cell[T]) attach(mem []byte, info typeinfo.Info, o *Options) (uint32, error) {
+	return c.attachAs(mem, info, reflect.TypeFor[T](), o)
+}
+
+// attachAs is attach for a value of type t, which is T except in
+// loadBytes.
+func (c *cell[T]) attachAs(mem []byte, info typeinfo.Info, t reflect.Type, o *Options) (uint32, error) {
 	if err := checkMem(mem); err != nil {
 		return 0, err
 	}
@@ -254,7 +264,7 @@ func (c *cell[T]) attach(mem []byte, info typeinfo.Info, o *Options) (uint32, er
 	if !robust.Valid(atomic.LoadUint64(word64(mem, offWriter))) {
 		return 0, fmt.Errorf("value: invalid writer lock word: %w", shm.ErrCorrupt)
 	}
-	c.setup(mem, info, o)
+	c.setupAs(mem, info, t, o)
 	return flags, nil
 }
 
@@ -400,19 +410,42 @@ func (c *cell[T]) unlockWriter() {
 }
 
 func (c *cell[T]) loadWide() (x T) {
-	dst := bytesOf(&x, c.size)
+	c.loadWideInto(bytesOf(&x, c.size))
+	return x
+}
+
+// loadWideInto copies the current value of a wide T into dst (c.size
+// bytes), never torn.
+func (c *cell[T]) loadWideInto(dst []byte) {
 	for i := 0; i < maxOptimistic; i++ {
 		s := atomic.LoadUint64(c.seq)
 		copyOut(dst, c.slotAt(s))
 		if atomic.LoadUint64(c.seq) == s {
-			return x
+			return
 		}
 	}
 	// Writers keep overtaking this reader: queue behind them once.
 	c.lockWriter()
 	copyOut(dst, c.slotAt(atomic.LoadUint64(c.seq)))
 	c.unlockWriter()
-	return x
+}
+
+// loadInto copies the value, as load reads it, into dst (c.size bytes),
+// whatever T is: the type-erased load of loadBytes.
+func (c *cell[T]) loadInto(dst []byte) {
+	var w uint64
+	switch c.op {
+	case op64:
+		w = atomic.LoadUint64(c.w64())
+	case op32:
+		w = uint64(atomic.LoadUint32(c.w32()))
+	default:
+		c.loadWideInto(dst)
+		return
+	}
+	for i := range dst {
+		dst[i] = byte(w >> (8 * i))
+	}
 }
 
 // publishWide writes x to the free slot and publishes it. The writer lock

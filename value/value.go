@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync/atomic"
 	"time"
 
@@ -509,3 +510,49 @@ func (v *RawValue[T]) Update(fn func(*T)) T { return v.c.update(fn) }
 
 // State returns a snapshot of the RawValue.
 func (v *RawValue[T]) State() State { return v.c.state() }
+
+// LoadBytes returns the value of the Value or RawValue named name in seg,
+// read as Load reads it (never torn, without the lock), as the bytes of
+// t's layout, for a tool that learns the element type t only at run time
+// (mpipc stat -type) and would otherwise need one Value[T] compiled per T.
+// t must be the recorded element type: another one fails with an error
+// wrapping shm.ErrTypeMismatch that gives both sizes.
+func LoadBytes(seg *shm.Segment, name string, t reflect.Type) ([]byte, error) {
+	info, err := typeinfo.OfType(t)
+	if err != nil {
+		return nil, fmt.Errorf("value: %w", err)
+	}
+	size, _ := layout(info)
+	sp := shm.Spec{Name: name, Kind: shm.KindValue, KindVersion: Version, Fingerprint: info.Fingerprint, Size: int64(size)}
+	mem, err := seg.Lookup(sp)
+	if errors.Is(err, shm.ErrTypeMismatch) {
+		return nil, mismatch(seg, sp, info)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("value: opening %q: %w", name, err)
+	}
+	var c cell[byte] // T unused: loadInto works from info
+	if _, err := c.attachAs(mem, info, t, (*Options)(nil).in(seg)); err != nil {
+		return nil, err
+	}
+	b := make([]byte, info.Size)
+	c.loadInto(b)
+	return b, nil
+}
+
+// mismatch describes why the Value sp names is not of the type info
+// describes: the recorded size and fingerprint against info's.
+func mismatch(seg *shm.Segment, sp shm.Spec, info typeinfo.Info) error {
+	objs, _ := seg.Objects()
+	for _, o := range objs {
+		if o.Name != sp.Name {
+			continue
+		}
+		sp.Fingerprint, sp.Size = o.Fingerprint, 0
+		if mem, err := seg.Lookup(sp); err == nil && len(mem) >= headerSize {
+			return fmt.Errorf("value: %q holds a type of %d bytes (fingerprint %#x), %s is %d bytes (fingerprint %#x): %w",
+				sp.Name, atomic.LoadUint64(word64(mem, offSize)), o.Fingerprint, info.Desc, info.Size, info.Fingerprint, shm.ErrTypeMismatch)
+		}
+	}
+	return fmt.Errorf("value: %q is not of type %s (%d bytes, fingerprint %#x): %w", sp.Name, info.Desc, info.Size, info.Fingerprint, shm.ErrTypeMismatch)
+}
