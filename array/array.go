@@ -519,8 +519,9 @@ func (c *core[T]) torn() error {
 // takes its lock over from a process that died holding it (killed in the
 // middle of a CopyIn, say), and stays marked, in every process, until
 // Consistent is called. The methods that return an error report the mark
-// themselves; for those that cannot (At, Set, CopyIn, CopyOut, Slice, All,
-// Value, Raw), call Err after them: if it returns nil, what they read or
+// themselves (Update, SetSlice, SetValue, SetRaw, CopyInContext,
+// CopyOutContext); for those that cannot (At, Set, CopyIn, CopyOut, Slice,
+// All, Value, Raw), call Err after them: if it returns nil, what they read or
 // wrote was not half written by a dead process, since the mark is set
 // before the lock passes to anyone else.
 func (a *Array[T]) Err() error { return a.c.torn() }
@@ -584,6 +585,37 @@ func (a *Array[T]) CopyIn(src []T, at int) int {
 	n := a.c.copyIn(src, at)
 	a.unlock(held)
 	return n
+}
+
+// CopyOutContext is CopyOut that gives up with ctx.Err(), copying
+// nothing, when ctx is done before the lock is acquired (a holder that is
+// stopped, or slow), and that reports what Err reports: an error wrapping
+// ErrOwnerDead, after copying, while the Array is marked inconsistent. It
+// panics if from > Len.
+func (a *Array[T]) CopyOutContext(ctx context.Context, dst []T, from int) (int, error) {
+	_ = a.c.s[from:]
+	if err := a.acquire(ctx); err != nil {
+		return 0, err
+	}
+	n := a.c.copyOut(dst, from)
+	err := a.c.torn()
+	a.unlock(true)
+	return n, err
+}
+
+// CopyInContext is CopyIn that gives up with ctx.Err(), copying nothing,
+// when ctx is done before the lock is acquired, and that reports what Err
+// reports: an error wrapping ErrOwnerDead, after copying, while the Array
+// is marked inconsistent. It panics if at > Len.
+func (a *Array[T]) CopyInContext(ctx context.Context, src []T, at int) (int, error) {
+	_ = a.c.s[at:]
+	if err := a.acquire(ctx); err != nil {
+		return 0, err
+	}
+	n := a.c.copyIn(src, at)
+	err := a.c.torn()
+	a.unlock(true)
+	return n, err
 }
 
 // Slice returns a new slice holding a copy of elements [i, j): Python's

@@ -50,9 +50,9 @@
 // allows (lock.ErrOwnerDead), marks the lock consistent so that it stays
 // usable, and marks the Array inconsistent in shared memory. From then
 // on, until a process repairs the elements and calls Consistent, the
-// methods that return errors (Update, SetSlice, SetValue, SetRaw) do their
-// work and return an error wrapping ErrOwnerDead (errors.Is), and Err
-// returns it, in every process:
+// methods that return errors (Update, SetSlice, SetValue, SetRaw,
+// CopyInContext, CopyOutContext) do their work and return an error
+// wrapping ErrOwnerDead (errors.Is), and Err returns it, in every process:
 //
 //	err := a.Update(0, a.Len(), fn)
 //	if errors.Is(err, array.ErrOwnerDead) {
@@ -63,7 +63,8 @@
 //
 // The methods without an error (At, Set, CopyIn, CopyOut, Slice, All,
 // Value, Raw) keep their signatures and go ahead; a caller that must know
-// calls Err after them. A process that dies holding the lock between two
+// calls Err after them, or uses CopyInContext and CopyOutContext, which
+// also give up when their context ends before a stopped holder lets go. A process that dies holding the lock between two
 // writes is indistinguishable from one that died in the middle of one, so
 // both mark the Array. A RawArray has no lock and is never marked.
 //

@@ -3,6 +3,7 @@
 package array
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -77,7 +78,8 @@ func uniform(s []uint64) bool {
 // died holding its lock, and prints what it saw as key=value words:
 //
 //	take     the first method takes the lock over: "update" (Update, which
-//	         reports the death itself) or "copyout" (CopyOut, then Err)
+//	         reports the death itself), "copyoutctx" (CopyOutContext, which
+//	         does too) or "copyout" (CopyOut, then Err)
 //	again    a later process, without repairing: Err, SetSlice, Update
 //	repair   Update rewrites every element to the largest, then
 //	         Consistent, then normal use
@@ -110,6 +112,10 @@ func roleDeadReader(args []string) error {
 		a.CopyOut(got, 0)
 		say("takeover", kind(a.Err()))
 		say("torn", !uniform(got))
+	case "copyoutctx":
+		n, err := a.CopyOutContext(context.Background(), got, 0)
+		say("takeover", kind(err))
+		say("torn", n == len(got) && !uniform(got))
 	case "again":
 		say("err", kind(a.Err()))
 		say("inconsistent", a.State().Inconsistent)
@@ -117,6 +123,8 @@ func roleDeadReader(args []string) error {
 		say("torn", !uniform(got))
 		say("setslice", kind(a.SetSlice(0, 1, got[:1])))
 		say("update", kind(a.Update(0, 1, func([]uint64) {})))
+		_, err := a.CopyInContext(context.Background(), got[:1], 0)
+		say("copyin", kind(err))
 	case "repair", "clean":
 		var mx uint64
 		err := a.Update(0, a.Len(), func(s []uint64) {
@@ -146,6 +154,8 @@ func roleDeadReader(args []string) error {
 		say("err", kind(a.Err()))
 		say("setslice", kind(a.SetSlice(0, 1, got[:1])))
 		say("update2", kind(a.Update(0, 1, func([]uint64) {})))
+		_, err = a.CopyOutContext(context.Background(), got, 0)
+		say("copyout", kind(err))
 	default:
 		return fmt.Errorf("unknown mode %q", mode)
 	}
@@ -222,7 +232,7 @@ func waitStopped(t *testing.T, pid int) {
 // (Err, SetSlice and Update report it) until one repairs and calls
 // Consistent; after that the Array works normally and nothing reports.
 func TestProcWriterKilledMidCopyIn(t *testing.T) {
-	for _, take := range []string{"update", "copyout"} {
+	for _, take := range []string{"update", "copyoutctx", "copyout"} {
 		t.Run(take, func(t *testing.T) {
 			size, _ := SizeOf[uint64](tornLen)
 			mem, path := mapFile(t, size)
@@ -236,10 +246,10 @@ func TestProcWriterKilledMidCopyIn(t *testing.T) {
 			}
 			steps := []struct{ mode, want string }{
 				{take, "takeover=ownerdead torn=true"},
-				{"again", "err=ownerdead inconsistent=true torn=true setslice=ownerdead update=ownerdead"},
-				{"again", "err=ownerdead inconsistent=true torn=true setslice=ownerdead update=ownerdead"},
-				{"repair", "update=ownerdead consistent=nil consistent2=notinconsistent works=true err=nil setslice=nil update2=nil"},
-				{"clean", "update=nil works=true err=nil setslice=nil update2=nil"},
+				{"again", "err=ownerdead inconsistent=true torn=true setslice=ownerdead update=ownerdead copyin=ownerdead"},
+				{"again", "err=ownerdead inconsistent=true torn=true setslice=ownerdead update=ownerdead copyin=ownerdead"},
+				{"repair", "update=ownerdead consistent=nil consistent2=notinconsistent works=true err=nil setslice=nil update2=nil copyout=nil"},
+				{"clean", "update=nil works=true err=nil setslice=nil update2=nil copyout=nil"},
 			}
 			for _, s := range steps {
 				got := strings.TrimSpace(proctest.Start(t, "deadReader", path, s.mode).WaitOK())
@@ -267,5 +277,40 @@ func TestConsistentNotInconsistent(t *testing.T) {
 	}
 	if err := a.Err(); err != nil {
 		t.Fatalf("Err = %v", err)
+	}
+}
+
+// TestCopyContextGivesUp: CopyOutContext and CopyInContext give up with
+// the context's error, copying nothing, while another goroutine holds the
+// lock, and work once it is released.
+func TestCopyContextGivesUp(t *testing.T) {
+	a := newArray[int64](t, 4, []int64{1, 2, 3, 4}, nil)
+	if err := a.Lock().Acquire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		dst := make([]int64, 4)
+		if n, err := a.CopyOutContext(ctx, dst, 0); n != 0 || !errors.Is(err, context.DeadlineExceeded) || dst[0] != 0 {
+			t.Errorf("CopyOutContext with the lock held elsewhere = %d, %v, %v", n, err, dst)
+		}
+		if n, err := a.CopyInContext(ctx, []int64{9}, 0); n != 0 || !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("CopyInContext with the lock held elsewhere = %d, %v", n, err)
+		}
+	}()
+	<-done
+	a.Lock().Release()
+	if x := a.At(0); x != 1 {
+		t.Fatalf("element 0 = %d after the calls that gave up", x)
+	}
+	if n, err := a.CopyInContext(context.Background(), []int64{9, 8}, 2); n != 2 || err != nil {
+		t.Fatalf("CopyInContext = %d, %v", n, err)
+	}
+	dst := make([]int64, 4)
+	if n, err := a.CopyOutContext(context.Background(), dst, 0); n != 4 || err != nil || dst[3] != 8 {
+		t.Fatalf("CopyOutContext = %d, %v, %v", n, err, dst)
 	}
 }
