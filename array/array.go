@@ -478,6 +478,9 @@ func (a *Array[T]) acquire(ctx context.Context) error {
 	if !errors.Is(err, robust.ErrOwnerDead) {
 		return err
 	}
+	// Mark first, then repair the lock: a taker that dies in between
+	// leaves the lock still owned by the dead, and the next taker marks
+	// again (the mark is idempotent), so the death is never lost.
 	atomic.OrUint32(a.c.flags, flagTorn)
 	if c, ok := a.lk.(interface{ Consistent() error }); ok {
 		if cerr := c.Consistent(); cerr != nil {

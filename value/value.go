@@ -342,6 +342,9 @@ func (v *Value[T]) acquire(ctx context.Context) error {
 	if !errors.Is(err, robust.ErrOwnerDead) {
 		return err
 	}
+	// Mark first, then repair the lock: a taker that dies in between
+	// leaves the lock still owned by the dead, and the next taker marks
+	// again (the mark is idempotent), so the death is never lost.
 	atomic.OrUint32(v.c.flags, flagTorn)
 	if c, ok := v.lk.(consistenter); ok {
 		if cerr := c.Consistent(); cerr != nil {
