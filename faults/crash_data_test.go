@@ -121,7 +121,11 @@ func valueKind() *crashKind {
 					// applied all the same, and the Value, never half
 					// written, needs no repair but Consistent (which
 					// another worker may have called first).
-					if cerr := q.Consistent(); cerr != nil && !errors.Is(cerr, value.ErrNotInconsistent) {
+					inc(w.c.g(gOwnerDead))
+					switch cerr := q.Consistent(); {
+					case cerr == nil:
+						inc(w.c.g(gRepairs))
+					case !errors.Is(cerr, value.ErrNotInconsistent):
 						return fmt.Errorf("consistent: %w", cerr)
 					}
 				} else if err != nil {
