@@ -213,9 +213,9 @@ exits 1.
 
 With -type T and an OBJECT that is a Value[T] or an Array[T], shows its
 contents: T is the element type in Go syntax, one of bool, int8, int16,
-int32, int64, uint8, uint16, uint32, uint64, float32, float64 (arrays [N]T
-are not supported yet). The object's recorded type must match (else it
-says so and exits 1). A Value is read as Load reads it; an Array's first 64
+int32, int64, uint8, uint16, uint32, uint64, float32, float64, or an array
+of them, nested or not ([4]float64, [2][3]int32). The object's recorded
+type must match (else it says so, with both sizes, and exits 1). A Value is read as Load reads it; an Array's first 64
 elements are read without taking its lock.
 
 With -json, writes JSON Lines: first the segment, with the fields
