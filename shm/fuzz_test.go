@@ -37,7 +37,6 @@ func segmentBytes(capacity int, size int64, objs []seedObject) []byte {
 		creator: 4242, created: 1700000000e9}
 	b := make([]byte, size)
 	h.encode(b)
-	alloc := uint64(h.headerSize)
 	for i, o := range objs {
 		e := entry(b, i)
 		le.PutUint32(e[eState:], o.state)
@@ -46,9 +45,7 @@ func segmentBytes(capacity int, size int64, objs []seedObject) []byte {
 		le.PutUint64(e[eSize:], o.size)
 		le.PutUint64(e[eCreator:], proc.ID{Slot: seedSlots, Gen: 1}.Pack())
 		copy(e[eName:], o.name)
-		alloc = max(alloc, o.off+o.size)
 	}
-	le.PutUint64(b[offAlloc:], uint64(alignUp(int64(alloc), ObjectAlign)))
 	return b
 }
 
