@@ -33,7 +33,7 @@ import (
 // shared by every Segment of that file in the process (they share the
 // registry slot, and so the bits).
 type holds struct {
-	n     map[int]int32 // directory entry index → holds
+	n     map[int]int64 // directory entry index → holds
 	byOff map[int64]int // object offset → entry index of its latest hold
 	segs  int           // Segments of this file open in the process
 }
@@ -73,7 +73,7 @@ func (m *mapping) joinHolds(capacity int) {
 	defer held.mu.Unlock()
 	h := held.m[m.reg]
 	if h == nil {
-		h = &holds{n: make(map[int]int32), byOff: make(map[int64]int)}
+		h = &holds{n: make(map[int]int64), byOff: make(map[int64]int)}
 		if held.m == nil {
 			held.m = make(map[*proc.Registry]*holds)
 		}
@@ -151,4 +151,14 @@ func (m *mapping) heldEntry(off int64) int {
 		}
 	}
 	return -1
+}
+
+// holdsOn returns this process's holds on entry i.
+func (m *mapping) holdsOn(i int) int64 {
+	held.mu.Lock()
+	defer held.mu.Unlock()
+	if h := held.m[m.reg]; h != nil {
+		return h.n[i]
+	}
+	return 0
 }

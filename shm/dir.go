@@ -312,8 +312,14 @@ func (s *Segment) lookup(spec Spec) ([]byte, error) {
 			continue
 		case stateDying:
 			// A Destroy holds the lock: wait for it (or repair after it
-			// died) and look again.
-			if err := s.locked(func() error { return nil }); err != nil {
+			// died) and look again. Dying under the lock is no Destroy's.
+			err := s.locked(func() error {
+				if loadState(e) == stateDying {
+					return fmt.Errorf("directory entry %d: dying, and nobody destroying it: %w", i, ErrCorrupt)
+				}
+				return nil
+			})
+			if err != nil {
 				return nil, err
 			}
 			continue
@@ -444,7 +450,9 @@ var testHookDying func()
 // holders returns ErrInUse, naming them, if live processes hold entry i.
 func (s *Segment) holders(i int) error {
 	var pids []int
-	self := false
+	// This process's own holds are counted in memory, not read from its
+	// bit, which a corrupting peer could have set.
+	self := s.m.holdsOn(i) > 0
 	row := s.m.attachRow(i)
 	for k := range row {
 		w := atomic.LoadUint64(&row[k])
@@ -456,7 +464,6 @@ func (s *Segment) holders(i int) error {
 				continue // beyond the registry: garbage, nobody's
 			}
 			if slot == s.m.ownSlot() {
-				self = true
 				continue
 			}
 			id := proc.ID{Slot: slot, Gen: atomic.LoadUint32(u32(s.mem, int(s.hdr.regOffset())+int(slot-1)*proc.SlotSize))}
