@@ -574,3 +574,30 @@ func TestDestroyCorrupt(t *testing.T) {
 		wantErr(t, s.Destroy("x"), ErrCorrupt)
 	})
 }
+
+// TestDestroyAfterHolderSlotReused: a holder SIGKILLed leaves its bit; the
+// next process to claim its registry slot (the only one free) is alive
+// but holds nothing, and must not block Destroy.
+func TestDestroyAfterHolderSlotReused(t *testing.T) {
+	s, path := mustCreate(t, &Options{MaxProcs: 2})
+	for _, name := range []string{"x", "y"} {
+		mem, err := s.Alloc(bytesOf(name, 64), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Release(mem)
+	}
+	c := proctest.Start(t, "hold", path, "x", "64")
+	c.Expect(proctest.Ready, 0)
+	wantErr(t, s.Destroy("x"), ErrInUse)
+	killAndReap(t, c)
+	next := proctest.Start(t, "hold", path, "y", "64")
+	next.Expect(proctest.Ready, 0)
+	if p := s.Processes(); len(p) != 2 || !p[0].Alive || !p[1].Alive {
+		t.Fatalf("registry %+v: want both slots held", p)
+	}
+	if err := s.Destroy("x"); err != nil {
+		t.Fatalf("Destroy with the dead holder's slot claimed by a process that holds nothing: %v", err)
+	}
+	wantErr(t, s.Destroy("y"), ErrInUse)
+}
