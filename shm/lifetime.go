@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"runtime/debug"
 	"sync/atomic"
 
 	"github.com/mpipc/mpipc/internal/proc"
@@ -103,10 +104,27 @@ func Keep[T any](seg *Segment, h *T, objs ...[]byte) {
 	}
 	runtime.AddCleanup(h, func(k kept) {
 		for _, i := range k.entries {
-			k.m.unhold(i)
+			k.m.unholdSafe(i)
 		}
 		k.m.release()
 	}, kept{m, entries})
+}
+
+// unholdSafe is unhold for a handle's cleanup, which runs whenever the
+// garbage collector says: a segment file truncated under the mapping by a
+// hostile writer must not crash the process there with SIGBUS. The fault
+// becomes a panic, recovered; the bit stays (and names a process that
+// cannot use the object anyway).
+func (m *mapping) unholdSafe(i int) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			if _, fault := r.(interface{ Addr() uintptr }); !fault {
+				panic(r)
+			}
+		}
+	}()
+	m.unhold(i)
 }
 
 // kept is what a handle's cleanup releases.
