@@ -146,7 +146,8 @@ type span struct{ off, end uint64 }
 // The segment lock is held.
 func (s *Segment) claimLocked(spec Spec) (int, int64, error) {
 	free := -1
-	var used []span
+	var buf [64]span // the objects of a small directory, without allocating
+	used := buf[:0]
 	for i := 0; i < s.hdr.capacity; i++ {
 		e := entry(s.mem, i)
 		st := loadState(e)
