@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/mpipc/mpipc/internal/proctest"
 )
@@ -24,6 +25,7 @@ func registerDestroyRoles() {
 	proctest.Register("hold", roleHold)
 	proctest.Register("die-dying", roleDieDying)
 	proctest.Register("churn", roleChurn)
+	proctest.Register("recreate", roleRecreate)
 }
 
 func bytesOf(name string, size int64) Spec {
@@ -600,4 +602,109 @@ func TestDestroyAfterHolderSlotReused(t *testing.T) {
 		t.Fatalf("Destroy with the dead holder's slot claimed by a process that holds nothing: %v", err)
 	}
 	wantErr(t, s.Destroy("y"), ErrInUse)
+}
+
+// roleRecreate opens the segment at args[0] and, until killed, destroys
+// the object "d" and creates it again with a new tag in each of its
+// words, counting the destroys that succeeded in the object "count".
+func roleRecreate(args []string) error {
+	s, err := Open(args[0], nil)
+	if err != nil {
+		return err
+	}
+	cm, err := s.Lookup(bytesOf("count", 8))
+	if err != nil {
+		return err
+	}
+	count := (*uint64)(unsafe.Pointer(&cm[0]))
+	proctest.SignalReady()
+	for tag := uint64(1); ; tag++ {
+		switch err := s.Destroy("d"); {
+		case err == nil:
+			atomic.AddUint64(count, 1)
+		case errors.Is(err, ErrInUse), errors.Is(err, ErrNotExist):
+		default:
+			return err
+		}
+		mem, err := s.Alloc(bytesOf("d", 64), func(m []byte) error {
+			for i := 0; i < len(m); i += 8 {
+				*(*uint64)(unsafe.Pointer(&m[i])) = tag
+			}
+			return nil
+		})
+		switch {
+		case err == nil:
+			s.Release(mem)
+		case errors.Is(err, ErrExist):
+		default:
+			return err
+		}
+	}
+}
+
+// TestLookupRacesDestroy: while another process destroys and re-creates
+// an object as fast as it can, every Lookup that returns gives an object
+// that nobody destroys until it is released: its words keep their tag.
+// This is the handshake of Lookup's bit and Destroy's dying state across
+// processes.
+func TestLookupRacesDestroy(t *testing.T) {
+	s, path := mustCreate(t, &Options{Size: 64 << 10})
+	cm, err := s.Alloc(bytesOf("count", 8), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	destroys := (*uint64)(unsafe.Pointer(&cm[0]))
+	c := proctest.Start(t, "recreate", path)
+	c.Expect(proctest.Ready, 0)
+	d := 2 * time.Second
+	if testing.Short() {
+		d = 300 * time.Millisecond
+	}
+	holds := 0
+	for end := time.Now().Add(d); time.Now().Before(end); {
+		mem, err := s.Lookup(bytesOf("d", 64))
+		if errors.Is(err, ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		words := unsafe.Slice((*uint64)(unsafe.Pointer(&mem[0])), 8)
+		tag := atomic.LoadUint64(&words[0])
+		for spin := 0; spin < 200; spin++ {
+			for i := range words {
+				if w := atomic.LoadUint64(&words[i]); w != tag {
+					t.Fatalf("held object changed under the hold: word %d is %d, was %d (destroyed while open)", i, w, tag)
+				}
+			}
+		}
+		s.Release(mem)
+		holds++
+	}
+	n := atomic.LoadUint64(destroys)
+	killAndReap(t, c)
+	t.Logf("%d holds checked, %d destroys by the other process", holds, n)
+	if holds < 10 || n < 10 {
+		t.Fatalf("%d holds, %d destroys: too few to tell", holds, n)
+	}
+}
+
+// TestDestroyInitializing: an object still being created by a live process
+// is not destroyed (ErrNotReady); once its creator is dead, Destroy frees
+// the entry and its space.
+func TestDestroyInitializing(t *testing.T) {
+	s, path := mustCreate(t, nil)
+	c := proctest.Start(t, "die-init", path)
+	c.Expect(proctest.Ready, 0)
+	wantErr(t, s.Destroy("x"), ErrNotReady)
+	killAndReap(t, c)
+	if err := s.Destroy("x"); err != nil {
+		t.Fatalf("Destroy of an entry its dead creator left initializing: %v", err)
+	}
+	if objs := mustObjects(t, s); len(objs) != 0 {
+		t.Fatalf("objects %+v, want none", objs)
+	}
+	if got := s.Info().Used; got != s.Info().HeaderSize {
+		t.Fatalf("%d bytes used, want only the header's %d", got, s.Info().HeaderSize)
+	}
 }
