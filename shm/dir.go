@@ -237,7 +237,7 @@ func firstFit(used []span, lo, hi uint64, need int64) (uint64, error) {
 	if found || (at <= hi && hi-at >= uint64(need)) {
 		return at, nil
 	}
-	return 0, fmt.Errorf("need %d bytes, no gap that large in %d bytes of objects: %w", need, hi-lo, ErrFull)
+	return 0, fmt.Errorf("need %d bytes, no free gap that large in the %d-byte object area: %w", need, hi-lo, ErrFull)
 }
 
 // repair restores the directory after a process died holding the segment
