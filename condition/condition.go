@@ -411,7 +411,7 @@ func Create(seg *shm.Segment, name, lockName string, opts *Options) (*Condition,
 		return nil, fmt.Errorf("condition: %d slots, want 1..%d", n, MaxSlots)
 	}
 	var c *Condition
-	_, err := seg.Alloc(spec(name, SizeOf(n)), func(mem []byte) (err error) {
+	mem, err := seg.Alloc(spec(name, SizeOf(n)), func(mem []byte) (err error) {
 		if c, err = Init(mem, lk, opts); err != nil {
 			return err
 		}
@@ -421,7 +421,7 @@ func Create(seg *shm.Segment, name, lockName string, opts *Options) (*Condition,
 	if err != nil {
 		return nil, fmt.Errorf("condition: creating %q: %w", name, err)
 	}
-	shm.Keep(seg, c)
+	shm.Keep(seg, c, mem)
 	return c, nil
 }
 
@@ -433,6 +433,12 @@ func Open(seg *shm.Segment, name string, opts *Options) (*Condition, error) {
 	if err != nil {
 		return nil, fmt.Errorf("condition: opening %q: %w", name, err)
 	}
+	kept := false
+	defer func() {
+		if !kept {
+			seg.Release(mem) // no handle uses it
+		}
+	}()
 	c, kind, err := attach(mem, opts)
 	if err != nil {
 		return nil, err
@@ -458,7 +464,8 @@ func Open(seg *shm.Segment, name string, opts *Options) (*Condition, error) {
 	if k != kind {
 		return nil, fmt.Errorf("condition: opening %q: %w", name, ErrLockType)
 	}
-	shm.Keep(seg, c)
+	shm.Keep(seg, c, mem)
+	kept = true
 	return c, nil
 }
 

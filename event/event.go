@@ -129,14 +129,14 @@ func spec(name string) shm.Spec {
 // shm.ErrExist if the name is taken.
 func Create(seg *shm.Segment, name string, opts *Options) (*Event, error) {
 	var e *Event
-	_, err := seg.Alloc(spec(name), func(mem []byte) (err error) {
+	mem, err := seg.Alloc(spec(name), func(mem []byte) (err error) {
 		e, err = Init(mem, opts)
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("event: creating %q: %w", name, err)
 	}
-	shm.Keep(seg, e)
+	shm.Keep(seg, e, mem)
 	return e, nil
 }
 
@@ -148,7 +148,9 @@ func Open(seg *shm.Segment, name string, opts *Options) (*Event, error) {
 	}
 	h, err := Attach(mem, opts)
 	if err == nil {
-		shm.Keep(seg, h)
+		shm.Keep(seg, h, mem)
+	} else {
+		seg.Release(mem)
 	}
 	return h, err
 }

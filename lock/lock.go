@@ -152,14 +152,14 @@ func spec(name string) shm.Spec {
 // shm.ErrExist if the name is taken.
 func Create(seg *shm.Segment, name string, opts *Options) (*Lock, error) {
 	var l *Lock
-	_, err := seg.Alloc(spec(name), func(mem []byte) (err error) {
+	mem, err := seg.Alloc(spec(name), func(mem []byte) (err error) {
 		l, err = Init(mem, opts.in(seg))
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("lock: creating %q: %w", name, err)
 	}
-	shm.Keep(seg, l)
+	shm.Keep(seg, l, mem)
 	return l, nil
 }
 
@@ -171,7 +171,9 @@ func Open(seg *shm.Segment, name string, opts *Options) (*Lock, error) {
 	}
 	h, err := Attach(mem, opts.in(seg))
 	if err == nil {
-		shm.Keep(seg, h)
+		shm.Keep(seg, h, mem)
+	} else {
+		seg.Release(mem)
 	}
 	return h, err
 }

@@ -207,14 +207,14 @@ func spec(name string) shm.Spec {
 // shm.ErrExist if the name is taken.
 func Create(seg *shm.Segment, name string, opts *Options) (*RLock, error) {
 	var r *RLock
-	_, err := seg.Alloc(spec(name), func(mem []byte) (err error) {
+	mem, err := seg.Alloc(spec(name), func(mem []byte) (err error) {
 		r, err = Init(mem, opts.in(seg))
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("rlock: creating %q: %w", name, err)
 	}
-	shm.Keep(seg, r)
+	shm.Keep(seg, r, mem)
 	return r, nil
 }
 
@@ -227,7 +227,9 @@ func Open(seg *shm.Segment, name string, opts *Options) (*RLock, error) {
 	}
 	h, err := Attach(mem, opts.in(seg))
 	if err == nil {
-		shm.Keep(seg, h)
+		shm.Keep(seg, h, mem)
+	} else {
+		seg.Release(mem)
 	}
 	return h, err
 }

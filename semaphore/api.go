@@ -58,14 +58,14 @@ func Attach(mem []byte, opts *Options) (*Semaphore, error) {
 // It fails with shm.ErrExist if the name is taken.
 func Create(seg *shm.Segment, name string, value int, opts *Options) (*Semaphore, error) {
 	var s *Semaphore
-	_, err := seg.Alloc(spec(name, shm.KindSemaphore), func(mem []byte) (err error) {
+	mem, err := seg.Alloc(spec(name, shm.KindSemaphore), func(mem []byte) (err error) {
 		s, err = Init(mem, value, opts)
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("semaphore: creating %q: %w", name, err)
 	}
-	shm.Keep(seg, s)
+	shm.Keep(seg, s, mem)
 	return s, nil
 }
 
@@ -77,7 +77,9 @@ func Open(seg *shm.Segment, name string, opts *Options) (*Semaphore, error) {
 	}
 	h, err := Attach(mem, opts)
 	if err == nil {
-		shm.Keep(seg, h)
+		shm.Keep(seg, h, mem)
+	} else {
+		seg.Release(mem)
 	}
 	return h, err
 }
@@ -113,14 +115,14 @@ func AttachBounded(mem []byte, opts *Options) (*BoundedSemaphore, error) {
 // CreateBounded places a new BoundedSemaphore named name in seg.
 func CreateBounded(seg *shm.Segment, name string, value int, opts *Options) (*BoundedSemaphore, error) {
 	var s *BoundedSemaphore
-	_, err := seg.Alloc(spec(name, shm.KindBoundedSemaphore), func(mem []byte) (err error) {
+	mem, err := seg.Alloc(spec(name, shm.KindBoundedSemaphore), func(mem []byte) (err error) {
 		s, err = InitBounded(mem, value, opts)
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("semaphore: creating %q: %w", name, err)
 	}
-	shm.Keep(seg, s)
+	shm.Keep(seg, s, mem)
 	return s, nil
 }
 
@@ -132,7 +134,9 @@ func OpenBounded(seg *shm.Segment, name string, opts *Options) (*BoundedSemaphor
 	}
 	h, err := AttachBounded(mem, opts)
 	if err == nil {
-		shm.Keep(seg, h)
+		shm.Keep(seg, h, mem)
+	} else {
+		seg.Release(mem)
 	}
 	return h, err
 }

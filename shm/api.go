@@ -70,6 +70,9 @@ var (
 	// errors.Is(err, errors.ErrUnsupported) holds too.
 	ErrUnsupported = fmt.Errorf("mpipc: shared-memory IPC needs little-endian Linux (this is %s/%s): %w",
 		runtime.GOOS, runtime.GOARCH, errors.ErrUnsupported)
+	// ErrInUse is returned by Segment.Destroy when a live process, this
+	// one included, has the object open.
+	ErrInUse = errors.New("shm: object in use")
 	// ErrInvalidSize is returned for a negative segment size, an object
 	// size that is not positive, or a directory capacity out of range.
 	ErrInvalidSize = errors.New("shm: invalid size")

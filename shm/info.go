@@ -16,7 +16,7 @@ type Info struct {
 	Version    int       // layout version
 	Size       int64     // total size in bytes, header included
 	HeaderSize int64     // bytes before the first object
-	Used       int64     // bytes allocated, header included (the allocation offset)
+	Used       int64     // bytes in use: the header and every valid object in use, each rounded up to ObjectAlign
 	MaxObjects int       // directory capacity
 	NumObjects int       // directory entries in use, corrupt ones included
 	CreatorPid int       // pid of the process that created the segment, as it saw itself
@@ -68,13 +68,9 @@ func infoFrom(path string, h header, b []byte, procs []Process) Info {
 	if id := robust.Decode(w).Holder; id.Slot >= 1 && int(id.Slot) <= h.slots {
 		inf.LockHolder = int(le.Uint32(b[h.regOffset()+int64(id.Slot-1)*proc.SlotSize+4:]))
 	}
-	a := atomic.LoadUint64(u64(b, offAlloc))
-	if a < uint64(h.headerSize) || a > uint64(h.size) || a%ObjectAlign != 0 {
-		if inf.Err == nil {
-			inf.Err = fmt.Errorf("allocation offset %d: %w", a, ErrCorrupt)
-		}
-	} else {
-		inf.Used = int64(a)
+	inf.Used = h.headerSize
+	for _, o := range inf.Objects {
+		inf.Used += alignUp(o.Size, ObjectAlign)
 	}
 	return inf
 }

@@ -25,6 +25,7 @@ func registerRoles() {
 	proctest.Register("die-locked", roleDieLocked)
 	proctest.Register("die-init", roleDieInit)
 	proctest.Register("unsealed", roleUnsealed)
+	registerDestroyRoles()
 }
 
 var raceSpec = Spec{Name: "obj", Kind: KindBytes, KindVersion: 1, Size: 8}

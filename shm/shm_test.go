@@ -325,11 +325,15 @@ func TestOpenVersion(t *testing.T) {
 	// Version 1, the layout before the process registry, must never be
 	// misread. Version is checked before the checksum, which no longer
 	// matches.
-	patch(t, path, offVersion, []byte{1, 0, 0, 0})
-	_, err := Open(path, nil)
-	wantErr(t, err, ErrVersion)
-	_, err = Inspect(path)
-	wantErr(t, err, ErrVersion)
+	// Version 2, the layout before the attach table and destroyable
+	// objects, neither.
+	for _, v := range []byte{1, 2} {
+		patch(t, path, offVersion, []byte{v, 0, 0, 0})
+		_, err := Open(path, nil)
+		wantErr(t, err, ErrVersion)
+		_, err = Inspect(path)
+		wantErr(t, err, ErrVersion)
+	}
 }
 
 func TestOpenChecksum(t *testing.T) {
@@ -545,9 +549,13 @@ func TestAllocInitFails(t *testing.T) {
 	if _, err := s.Alloc(bytesSpec, nil); err != nil {
 		t.Fatalf("name not free after failed inits: %v", err)
 	}
-	// The space of the failed attempts stays used (documented).
-	if got, want := s.Info().Used, used+3*alignUp(bytesSpec.Size, ObjectAlign); got != want {
+	// The space of the failed attempts is free again: the object got the
+	// first bytes after the header.
+	if got, want := s.Info().Used, used+alignUp(bytesSpec.Size, ObjectAlign); got != want {
 		t.Fatalf("used %d, want %d", got, want)
+	}
+	if o := mustObjects(t, s)[0]; o.Offset != s.Info().HeaderSize {
+		t.Fatalf("object at %d, want %d (the failed inits' space)", o.Offset, s.Info().HeaderSize)
 	}
 	if n := len(mustObjects(t, s)); n != 1 {
 		t.Fatalf("%d objects, want 1", n)
@@ -660,14 +668,32 @@ func TestCorruptEntries(t *testing.T) {
 		_, err := s.Alloc(bytesSpec, nil)
 		wantErr(t, err, ErrCorrupt)
 	})
-	t.Run("allocation offset", func(t *testing.T) {
+	t.Run("entry out of bounds blocks Alloc", func(t *testing.T) {
+		// Free space is what the directory leaves uncovered: an entry
+		// whose space cannot be known must stop allocation, not let it
+		// hand out space that may be in use.
 		for _, v := range []uint64{0, defaultSize + 64, uint64(headerSizeFor(DefaultMaxObjects, DefaultMaxProcs)) + 1} {
 			s, path := mustCreate(t, nil)
-			patch(t, path, offAlloc, u64b(v))
-			_, err := s.Alloc(bytesSpec, nil)
+			if _, err := s.Alloc(bytesSpec, nil); err != nil {
+				t.Fatal(err)
+			}
+			patch(t, path, entryOff(0)+eOffset, u64b(v))
+			_, err := s.Alloc(Spec{Name: "other", Kind: KindBytes, KindVersion: 1, Size: 8}, nil)
 			wantErr(t, err, ErrCorrupt)
 			wantErr(t, s.Info().Err, ErrCorrupt)
 		}
+	})
+	t.Run("overlapping objects block Alloc", func(t *testing.T) {
+		s, path := mustCreate(t, nil)
+		for _, n := range []string{"a", "b"} {
+			if _, err := s.Alloc(Spec{Name: n, Kind: KindBytes, KindVersion: 1, Size: 128}, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// b now claims to start inside a.
+		patch(t, path, entryOff(1)+eOffset, u64b(uint64(headerSizeFor(DefaultMaxObjects, DefaultMaxProcs))+64))
+		_, err := s.Alloc(Spec{Name: "c", Kind: KindBytes, KindVersion: 1, Size: 8}, nil)
+		wantErr(t, err, ErrCorrupt)
 	})
 	t.Run("lock word", func(t *testing.T) {
 		s, path := mustCreate(t, nil)
