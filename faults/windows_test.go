@@ -1319,9 +1319,10 @@ const (
 	sgDir      = 192
 	sgEntry    = 96
 
-	sgFree  = 0 // entry states
+	sgFree  = 0 // entry states: never used
 	sgInit  = 1
 	sgDying = 3
+	sgGone  = 4 // free again
 
 	sgCreating   = 1 // hwB: the victim is in Alloc
 	sgDestroying = 2 // hwB: the victim is in Destroy
@@ -1416,7 +1417,7 @@ func init() {
 			switch {
 			case creator != self:
 				return -1
-			case st == sgFree && held && phase == sgCreating:
+			case (st == sgFree || st == sgGone) && held && phase == sgCreating:
 				return 0
 			case st == sgInit && held:
 				return 1
@@ -1424,7 +1425,7 @@ func init() {
 				return 2
 			case st == sgDying && held:
 				return 3
-			case st == sgFree && held && phase == sgDestroying:
+			case (st == sgFree || st == sgGone) && held && phase == sgDestroying:
 				return 4
 			}
 			return -1

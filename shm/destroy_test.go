@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -119,7 +120,8 @@ func roleChurn(args []string) error {
 // reuse of freed space the segment is full after a few hundred. Every
 // object keeps its own contents until destroyed (no two overlap).
 func TestDestroyReuse(t *testing.T) {
-	s, _ := mustCreate(t, &Options{Size: 64 << 10, MaxObjects: 16})
+	// An object area of 28 KiB after the header.
+	s, _ := mustCreate(t, &Options{Size: headerSizeFor(2*16, DefaultMaxProcs) + 28<<10, MaxObjects: 16})
 	const live = 8
 	sizes := []int64{8, 64, 200, 1000, 4096}
 	type obj struct {
@@ -537,7 +539,7 @@ func TestDestroyCorrupt(t *testing.T) {
 			t.Fatal(err)
 		}
 		s.Release(mem)
-		patch(t, path, entryOff(0)+eState, []byte{stateDying + 5})
+		patch(t, path, entryOfName(t, s, "x")+eState, []byte{stateDying + 5})
 		// find skips nothing in use, so the name is found in a bad state.
 		wantErr(t, s.Destroy("x"), ErrCorrupt)
 	})
@@ -570,7 +572,7 @@ func TestDestroyCorrupt(t *testing.T) {
 			t.Fatal(err)
 		}
 		s.Release(mem)
-		patch(t, path, entryOff(0)+eState, []byte{stateDying})
+		patch(t, path, entryOfName(t, s, "x")+eState, []byte{stateDying})
 		_, err = s.Lookup(bytesOf("x", 8))
 		wantErr(t, err, ErrCorrupt)
 		wantErr(t, s.Destroy("x"), ErrCorrupt)
@@ -707,4 +709,70 @@ func TestDestroyInitializing(t *testing.T) {
 	if got := s.Info().Used; got != s.Info().HeaderSize {
 		t.Fatalf("%d bytes used, want only the header's %d", got, s.Info().HeaderSize)
 	}
+}
+
+// TestLookupProbesPastDestroyed: the directory is a hash table, and an
+// object whose entry lies past a destroyed one on its probe sequence is
+// still found (a destroyed entry that became "never used" would end the
+// probe there and hide it).
+func TestLookupProbesPastDestroyed(t *testing.T) {
+	s, _ := mustCreate(t, nil)
+	// Two names with the same home entry.
+	a, b := "a0", ""
+	for i := 1; b == ""; i++ {
+		if n := "a" + strconv.Itoa(i); home(n, s.hdr.capacity) == home(a, s.hdr.capacity) {
+			b = n
+		}
+	}
+	for _, n := range []string{a, b} {
+		mem, err := s.Alloc(bytesOf(n, 8), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Release(mem)
+	}
+	ia, _ := s.find(a)
+	ib, _ := s.find(b)
+	if ia != home(a, s.hdr.capacity) || ib != (ia+1)%s.hdr.capacity {
+		t.Fatalf("entries %d and %d, want %d and the next", ia, ib, home(a, s.hdr.capacity))
+	}
+	if err := s.Destroy(a); err != nil {
+		t.Fatal(err)
+	}
+	mem, err := s.Lookup(bytesOf(b, 8))
+	if err != nil {
+		t.Fatalf("Lookup of %s past destroyed %s: %v", b, a, err)
+	}
+	s.Release(mem)
+	_, err = s.Lookup(bytesOf(a, 8))
+	wantErr(t, err, ErrNotExist)
+	// A re-created a takes the destroyed entry back, ahead of b.
+	if mem, err = s.Alloc(bytesOf(a, 8), nil); err != nil {
+		t.Fatal(err)
+	}
+	s.Release(mem)
+	if i, _ := s.find(a); i != ia {
+		t.Fatalf("re-created %s at entry %d, want %d", a, i, ia)
+	}
+}
+
+// TestLookupBoundedOnHostileDirectory: a directory with no entry that was
+// never used (every one gone, as after long churn or by a hostile peer)
+// still answers a lookup, after at most one pass.
+func TestLookupBoundedOnHostileDirectory(t *testing.T) {
+	s, path := mustCreate(t, &Options{MaxObjects: 16})
+	for i := 0; i < s.hdr.capacity; i++ {
+		patch(t, path, entryOff(i)+eState, []byte{stateGone})
+	}
+	_, err := s.Lookup(bytesOf("nothing", 8))
+	wantErr(t, err, ErrNotExist)
+	mem, err := s.Alloc(bytesOf("x", 8), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Release(mem)
+	if mem, err = s.Lookup(bytesOf("x", 8)); err != nil {
+		t.Fatal(err)
+	}
+	s.Release(mem)
 }

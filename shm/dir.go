@@ -97,7 +97,7 @@ func (s *Segment) alloc(spec Spec, init func([]byte) error) ([]byte, error) {
 	defer func() {
 		if !published {
 			// Frees the entry and its space (init failed or panicked).
-			atomic.StoreUint32(u32(e, eState), stateFree)
+			atomic.StoreUint32(u32(e, eState), stateGone)
 			s.m.unhold(i)
 		}
 	}()
@@ -145,17 +145,13 @@ type span struct{ off, end uint64 }
 // entry initializing, and returns the entry index and the object offset.
 // The segment lock is held.
 func (s *Segment) claimLocked(spec Spec) (int, int64, error) {
-	free := -1
 	var buf [64]span // the objects of a small directory, without allocating
 	used := buf[:0]
 	for i := 0; i < s.hdr.capacity; i++ {
 		e := entry(s.mem, i)
 		st := loadState(e)
 		switch st {
-		case stateFree:
-			if free < 0 {
-				free = i
-			}
+		case stateFree, stateGone:
 			continue
 		case stateInit, stateReady, stateDying:
 		default:
@@ -164,10 +160,7 @@ func (s *Segment) claimLocked(spec Spec) (int, int64, error) {
 		if st == stateInit && !s.reg.Alive(proc.Unpack(atomic.LoadUint64(u64(e, eCreator)))) {
 			// Its creator died initializing it: nobody will publish it.
 			// Reclaim the entry and its space.
-			atomic.StoreUint32(u32(e, eState), stateFree)
-			if free < 0 || i < free {
-				free = i
-			}
+			atomic.StoreUint32(u32(e, eState), stateGone)
 			continue
 		}
 		if nameEq(e[eName:], spec.Name) {
@@ -181,6 +174,20 @@ func (s *Segment) claimLocked(spec Spec) (int, int64, error) {
 			return 0, 0, fmt.Errorf("directory entry %d: %w", i, err)
 		}
 		used = append(used, span{off, off + n})
+	}
+	if len(used) >= s.hdr.capacity/2 {
+		return 0, 0, fmt.Errorf("directory full (%d objects): %w", s.hdr.capacity/2, ErrFull)
+	}
+	// The new entry is the first free one on the name's probe sequence,
+	// so that find, starting at the same place, meets it before any entry
+	// never used.
+	free := -1
+	for k, h := 0, home(spec.Name, s.hdr.capacity); k < s.hdr.capacity; k++ {
+		i := (h + k) % s.hdr.capacity
+		if st := loadState(entry(s.mem, i)); st == stateFree || st == stateGone {
+			free = i
+			break
+		}
 	}
 	if free < 0 {
 		return 0, 0, fmt.Errorf("directory has no free entry (%d entries): %w", s.hdr.capacity, ErrFull)
@@ -249,7 +256,7 @@ func (s *Segment) repair() {
 		switch loadState(e) {
 		case stateInit:
 			if !s.reg.Alive(proc.Unpack(atomic.LoadUint64(u64(e, eCreator)))) {
-				atomic.StoreUint32(u32(e, eState), stateFree)
+				atomic.StoreUint32(u32(e, eState), stateGone)
 			}
 		case stateDying:
 			atomic.StoreUint32(u32(e, eState), stateReady)
@@ -421,7 +428,7 @@ func (s *Segment) destroy(name string, force bool) error {
 			if s.reg.Alive(proc.Unpack(atomic.LoadUint64(u64(e, eCreator)))) {
 				return fmt.Errorf("being created by pid %d: %w", atomic.LoadUint32(u32(e, eCreatorPid)), ErrNotReady)
 			}
-			atomic.StoreUint32(u32(e, eState), stateFree) // its creator died: nothing to wait for
+			atomic.StoreUint32(u32(e, eState), stateGone) // its creator died: nothing to wait for
 			return nil
 		default:
 			return fmt.Errorf("directory entry %d: state %d: %w", i, st, ErrCorrupt)
@@ -439,7 +446,7 @@ func (s *Segment) destroy(name string, force bool) error {
 			}
 		}
 		// Publishes the free space: from here a new object may be given it.
-		atomic.StoreUint32(u32(e, eState), stateFree)
+		atomic.StoreUint32(u32(e, eState), stateGone)
 		return nil
 	})
 }
@@ -484,16 +491,43 @@ func (s *Segment) holders(i int) error {
 	return nil
 }
 
-// find returns the index and state of the first entry in use named name,
-// or -1.
+// find returns the index and state of the entry in use named name, or -1.
+//
+// The directory is a hash table with linear probing: an object's entry is
+// the first free one from home(name) on at its creation (claimLocked, under
+// the segment lock), and an entry once used never becomes stateFree again
+// (stateGone instead), so the probe may stop at the first entry never used.
+// The table has two entries per object it may hold (Options.MaxObjects), so
+// it is never more than half full and a probe is short: a lookup costs a
+// few entries, not the size of the directory. Whatever the entries hold
+// (long churn, a hostile peer), it is bounded by one pass over the table.
 func (s *Segment) find(name string) (int, uint32) {
-	for i := 0; i < s.hdr.capacity; i++ {
+	n := s.hdr.capacity
+	for k, h := 0, home(name, n); k < n; k++ {
+		i := (h + k) % n
 		e := entry(s.mem, i)
-		if st := loadState(e); st != stateFree && nameEq(e[eName:], name) {
-			return i, st
+		switch st := loadState(e); st {
+		case stateFree:
+			return -1, 0
+		case stateGone:
+		default:
+			if nameEq(e[eName:], name) {
+				return i, st
+			}
 		}
 	}
 	return -1, 0
+}
+
+// home is the first directory entry of name's probe sequence: FNV-1a of
+// the name modulo the capacity.
+func home(name string, capacity int) int {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(name); i++ {
+		h ^= uint64(name[i])
+		h *= 1099511628211
+	}
+	return int(h % uint64(capacity))
 }
 
 // check compares the ready entry e with spec and returns the object.
@@ -540,7 +574,7 @@ func listObjects(b []byte, h header) ([]Object, int, error) {
 	for i := 0; i < h.capacity; i++ {
 		e := entry(b, i)
 		st := loadState(e)
-		if st == stateFree {
+		if st == stateFree || st == stateGone {
 			continue
 		}
 		used++

@@ -27,7 +27,7 @@
 //	0       4     magic 0x6773706d ("mpsg" in file order); stored last, atomically: it publishes the header
 //	4       4     layout version (3)
 //	8       4     header size H: the offset of the first object = align64(A + 8*W*N)
-//	12      4     directory capacity N (1..65536)
+//	12      4     directory entries N = 2 * MaxObjects (2..131072, even): a hash table kept at most half full
 //	16      8     total size S of the segment, header included (the file may be longer)
 //	24      8     creator's pid, as it saw itself (display only)
 //	32      8     creation time, Unix nanoseconds
@@ -50,7 +50,7 @@
 // A directory entry (96 bytes, at 192 + 96*i):
 //
 //	offset  size  field
-//	0       4     state (atomic): 0 free, 1 initializing, 2 ready, 3 being destroyed
+//	0       4     state (atomic): 0 never used, 1 initializing, 2 ready, 3 being destroyed, 4 free again
 //	4       2     kind (see Kind)
 //	6       2     kind version
 //	8       8     type fingerprint (0 for untyped objects)

@@ -14,7 +14,7 @@ import (
 // object, the other finds it by name and kind.
 func Example() {
 	name := fmt.Sprintf("mpipc-example-%d", os.Getpid())
-	seg, err := shm.Create(name, &shm.Options{Size: 64 << 10})
+	seg, err := shm.Create(name, &shm.Options{Size: 128 << 10})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -110,7 +110,7 @@ func ExampleCreateAnonymous() {
 // handle gives its hold back when it is collected).
 func ExampleSegment_Destroy() {
 	name := fmt.Sprintf("mpipc-example-destroy-%d", os.Getpid())
-	seg, err := shm.Create(name, &shm.Options{Size: 64 << 10})
+	seg, err := shm.Create(name, &shm.Options{Size: 128 << 10})
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -37,7 +37,13 @@ func segmentBytes(capacity int, size int64, objs []seedObject) []byte {
 		creator: 4242, created: 1700000000e9}
 	b := make([]byte, size)
 	h.encode(b)
-	for i, o := range objs {
+	for _, o := range objs {
+		// Each object at the first free entry of its probe sequence, as
+		// Alloc places it.
+		i := home(o.name, capacity)
+		for le.Uint32(entry(b, i)[eState:]) != stateFree {
+			i = (i + 1) % capacity
+		}
 		e := entry(b, i)
 		le.PutUint32(e[eState:], o.state)
 		le.PutUint32(e[eKind:], uint32(o.kind)|1<<16)
@@ -73,7 +79,7 @@ func fuzzSeeds() []seed {
 	return []seed{
 		{"valid", valid, false},
 		{"valid-fix", valid, true},
-		{"empty-dir", segmentBytes(1, headerSizeFor(1, seedSlots), nil), false},
+		{"empty-dir", segmentBytes(2, headerSizeFor(2, seedSlots), nil), false},
 		{"big-dir", bigDir, true},
 		{"initializing", init, false},
 		{"huge-offsets", huge, false},

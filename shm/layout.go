@@ -62,7 +62,7 @@ const (
 
 	// A directory entry.
 	entrySize    = 96
-	eState       = 0  // uint32 stateFree, stateInit, stateReady or stateDying
+	eState       = 0  // uint32 stateFree, stateInit, stateReady, stateDying or stateGone
 	eKind        = 4  // uint16 Kind, then uint16 kind version (one uint32)
 	eFingerprint = 8  // uint64 type fingerprint
 	eOffset      = 16 // uint64 object offset from the segment start
@@ -80,6 +80,10 @@ const (
 	// while the destroyer holds the lock, or after it died there (the
 	// next holder's repair makes it ready again).
 	stateDying = 3
+	// stateGone: used once and free again (destroyed, abandoned by a dead
+	// creator, or its init failed). Free for a new object, but unlike
+	// stateFree it does not end a lookup's probe (see find).
+	stateGone = 4
 )
 
 var le = binary.LittleEndian
@@ -187,7 +191,7 @@ func parseHeader(b []byte, fileSize int64) (header, error) {
 	switch {
 	case le.Uint32(b[offEntrySize:]) != entrySize || le.Uint32(b[offDirOffset:]) != dirOffset:
 		return h, fmt.Errorf("directory geometry: %w", ErrCorrupt)
-	case capacity < 1 || capacity > MaxMaxObjects:
+	case capacity < 2 || capacity > 2*MaxMaxObjects || capacity%2 != 0:
 		return h, fmt.Errorf("directory capacity %d: %w", capacity, ErrCorrupt)
 	case slots < 1 || slots > MaxProcs:
 		return h, fmt.Errorf("process registry of %d slots: %w", slots, ErrCorrupt)

@@ -133,7 +133,7 @@ func TestCreateAllocOpenLookup(t *testing.T) {
 		t.Fatalf("Objects: %v %v", objs, err)
 	}
 	o := objs[0]
-	want := Object{Name: "obj", Kind: KindBytes, KindVersion: 1, Offset: headerSizeFor(DefaultMaxObjects, DefaultMaxProcs),
+	want := Object{Name: "obj", Kind: KindBytes, KindVersion: 1, Offset: headerSizeFor(2*DefaultMaxObjects, DefaultMaxProcs),
 		Size: 100, Ready: true, Creator: os.Getpid(), CreatorID: s2.Registry().Self()}
 	if o != want {
 		t.Fatalf("object %+v, want %+v", o, want)
@@ -271,7 +271,7 @@ func TestSizeRounding(t *testing.T) {
 		size, max int64
 		want      int64
 	}{
-		{1, 0, alignUp(headerSizeFor(DefaultMaxObjects, DefaultMaxProcs), page)},
+		{1, 0, alignUp(headerSizeFor(2*DefaultMaxObjects, DefaultMaxProcs), page)},
 		{page + 1, 1, 2 * page},
 		{3 * page, 1, 3 * page},
 	} {
@@ -615,6 +615,17 @@ func TestLookupNotReady(t *testing.T) {
 // entryOff is the file offset of directory entry i.
 func entryOff(i int) int64 { return dirOffset + int64(i)*entrySize }
 
+// entryOfName is the file offset of the directory entry of the object
+// name, which must exist.
+func entryOfName(t *testing.T, s *Segment, name string) int64 {
+	t.Helper()
+	i, _ := s.find(name)
+	if i < 0 {
+		t.Fatalf("no entry named %q", name)
+	}
+	return entryOff(i)
+}
+
 func TestCorruptEntries(t *testing.T) {
 	u64b := func(v uint64) []byte { return le.AppendUint64(nil, v) }
 	for _, c := range []struct {
@@ -625,7 +636,7 @@ func TestCorruptEntries(t *testing.T) {
 		{"huge offset", eOffset, u64b(1 << 63)},
 		{"offset+size overflows", eSize, u64b(^uint64(0) - 100)},
 		{"offset in header", eOffset, u64b(64)},
-		{"offset misaligned", eOffset, u64b(uint64(headerSizeFor(DefaultMaxObjects, DefaultMaxProcs)) + 8)},
+		{"offset misaligned", eOffset, u64b(uint64(headerSizeFor(2*DefaultMaxObjects, DefaultMaxProcs)) + 8)},
 		{"past the end", eOffset, u64b(defaultSize - 64)},
 		{"size zero", eSize, u64b(0)},
 		{"bad state", eState, []byte{7, 0, 0, 0}},
@@ -635,7 +646,7 @@ func TestCorruptEntries(t *testing.T) {
 			if _, err := s.Alloc(bytesSpec, nil); err != nil {
 				t.Fatal(err)
 			}
-			patch(t, path, entryOff(0)+int64(c.off), c.val)
+			patch(t, path, entryOfName(t, s, bytesSpec.Name)+int64(c.off), c.val)
 			_, err := s.Lookup(bytesSpec)
 			wantErr(t, err, ErrCorrupt)
 			objs, err := s.Objects()
@@ -656,7 +667,7 @@ func TestCorruptEntries(t *testing.T) {
 		if _, err := s.Alloc(bytesSpec, nil); err != nil {
 			t.Fatal(err)
 		}
-		patch(t, path, entryOff(0)+eName, []byte(strings.Repeat("z", nameField)))
+		patch(t, path, entryOfName(t, s, bytesSpec.Name)+eName, []byte(strings.Repeat("z", nameField)))
 		_, err := s.Objects()
 		wantErr(t, err, ErrCorrupt)
 		_, err = s.Lookup(bytesSpec)
@@ -672,12 +683,12 @@ func TestCorruptEntries(t *testing.T) {
 		// Free space is what the directory leaves uncovered: an entry
 		// whose space cannot be known must stop allocation, not let it
 		// hand out space that may be in use.
-		for _, v := range []uint64{0, defaultSize + 64, uint64(headerSizeFor(DefaultMaxObjects, DefaultMaxProcs)) + 1} {
+		for _, v := range []uint64{0, defaultSize + 64, uint64(headerSizeFor(2*DefaultMaxObjects, DefaultMaxProcs)) + 1} {
 			s, path := mustCreate(t, nil)
 			if _, err := s.Alloc(bytesSpec, nil); err != nil {
 				t.Fatal(err)
 			}
-			patch(t, path, entryOff(0)+eOffset, u64b(v))
+			patch(t, path, entryOfName(t, s, bytesSpec.Name)+eOffset, u64b(v))
 			_, err := s.Alloc(Spec{Name: "other", Kind: KindBytes, KindVersion: 1, Size: 8}, nil)
 			wantErr(t, err, ErrCorrupt)
 			wantErr(t, s.Info().Err, ErrCorrupt)
@@ -691,7 +702,7 @@ func TestCorruptEntries(t *testing.T) {
 			}
 		}
 		// b now claims to start inside a.
-		patch(t, path, entryOff(1)+eOffset, u64b(uint64(headerSizeFor(DefaultMaxObjects, DefaultMaxProcs))+64))
+		patch(t, path, entryOfName(t, s, "b")+eOffset, u64b(uint64(headerSizeFor(2*DefaultMaxObjects, DefaultMaxProcs))+64))
 		_, err := s.Alloc(Spec{Name: "c", Kind: KindBytes, KindVersion: 1, Size: 8}, nil)
 		wantErr(t, err, ErrCorrupt)
 	})
@@ -734,7 +745,7 @@ func TestInfoAndInspect(t *testing.T) {
 		}
 	}
 	inf := s.Info()
-	hs := headerSizeFor(10, DefaultMaxProcs)
+	hs := headerSizeFor(2*10, DefaultMaxProcs)
 	if inf.Path != path || inf.Version != LayoutVersion || inf.Size != defaultSize || inf.HeaderSize != hs ||
 		inf.Used != hs+64+128 || inf.MaxObjects != 10 || inf.NumObjects != 2 || len(inf.Objects) != 2 ||
 		inf.CreatorPid != os.Getpid() || inf.LockHolder != 0 || inf.Err != nil ||
@@ -900,7 +911,7 @@ func TestOpenOrCreateWaitsForHeader(t *testing.T) {
 			t.Fatal(err)
 		}
 		time.Sleep(20 * time.Millisecond)
-		creator, err := build(f, path, 1<<16, 4, 4, time.Second)
+		creator, err := build(f, path, 1<<16, 2*4, 4, time.Second) // room for 4 objects
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -963,14 +974,19 @@ func TestRepairAfterOwnerDeath(t *testing.T) {
 	}
 	dead := proc.ID{Slot: DefaultMaxProcs, Gen: 12345}.Pack()
 	patch(t, path, offLock, le.AppendUint64(nil, dead))
-	patch(t, path, entryOff(1)+eState, []byte{stateInit})
-	patch(t, path, entryOff(1)+eCreator, le.AppendUint64(nil, dead))
-	patch(t, path, entryOff(1)+eName, []byte("half\x00"))
+	half := entryOff(home("half", s.hdr.capacity))
+	patch(t, path, half+eState, []byte{stateInit})
+	patch(t, path, half+eCreator, le.AppendUint64(nil, dead))
+	patch(t, path, half+eName, []byte("half\x00"))
 	if _, err := s.Alloc(Spec{Name: "next", Kind: KindBytes, Size: 8}, nil); err != nil {
 		t.Fatal(err)
 	}
 	objs := mustObjects(t, s)
-	if len(objs) != 2 || objs[0].Name != "obj" || objs[1].Name != "next" {
+	names := map[string]bool{}
+	for _, o := range objs {
+		names[o.Name] = true
+	}
+	if len(objs) != 2 || !names["obj"] || !names["next"] {
 		t.Fatalf("objects after repair: %+v", objs)
 	}
 	if st := s.lock.Load(); st.Held || st.Inconsistent || st.NotRecoverable {
