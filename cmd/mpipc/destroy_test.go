@@ -20,7 +20,7 @@ func init() {
 	// Creates the segment args[0] with a lock args[1], and exits: the
 	// test process then holds nothing in it.
 	proctest.Register("mklock", func(args []string) error {
-		seg, err := shm.Create(args[0], &shm.Options{Size: 64 << 10})
+		seg, err := shm.Create(args[0], &shm.Options{Size: 128 << 10})
 		if err != nil {
 			return err
 		}
