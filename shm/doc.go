@@ -209,15 +209,21 @@
 //     runtime.GC then retry, or DestroyForce when sure. A caller of Alloc
 //     or Lookup without Keep holds the object until Release, or until this
 //     process's last mapping of the segment goes.
-//   - The attach table costs P/8 bytes per directory entry (8 KiB for 64
-//     entries and 1024 slots; 512 MiB at the largest directory and
-//     registry). A process with a blind registry (an inherited memfd
+//   - The header is large: the directory has two 96-byte entries per
+//     object allowed (it is a hash table kept half full), the registry 32
+//     bytes per process slot, and the attach table P/8 bytes per directory
+//     entry. With the defaults (64 objects, 1024 slots) that is about 60
+//     KiB; at the largest directory and registry, about 1 GiB. A segment
+//     of a few objects and a few processes wants MaxObjects and MaxProcs
+//     set to fit; Size is the whole segment, header included. A process with a blind registry (an inherited memfd
 //     without /proc) cannot record its holds: Destroy does not see them.
 //   - The segment lock is waited on for at most 10 s: a process stopped
 //     (SIGSTOP) inside Alloc or Destroy makes others' Alloc and Destroy fail (wrapping
 //     futex.ErrTimeout), not hang.
-//   - Lookup and Alloc scan the directory linearly (about 20 ns an entry):
-//     look objects up once and keep the handle, not once per operation.
+//   - Lookup probes the hashed directory (a few entries, about 80 ns
+//     among 10,000 objects); Alloc still visits every entry, and sorts the
+//     objects in use to find a gap, under the segment lock. Look objects up
+//     once and keep the handle, not once per operation.
 //   - A Segment that is dropped without Close keeps its mapping: byte
 //     slices from Alloc and Lookup may still point into it, so there is no
 //     finalizer that unmaps.
