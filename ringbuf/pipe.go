@@ -228,7 +228,7 @@ type Conn struct {
 	// whether the peer lives (unix nanoseconds), to do so at most every
 	// check.
 	lastCheck atomic.Int64
-	_ [64]byte
+	_         [64]byte
 	// sendMu orders the Sends of this process on the end: 0 free, 1
 	// held, 2 held and a Send may sleep on it (a futex word in process
 	// memory). On its own cache line: senders write it, receivers do not.
