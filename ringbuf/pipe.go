@@ -315,7 +315,8 @@ func InitPipe(mem []byte, opts *PipeOptions) (*Conn, error) {
 // InitPipe itself, so it is free only after its owner's Detach, or once
 // its process has died: an end whose process the registry reports dead is
 // claimed again (a message its dead owner was receiving is received
-// again). It fails with ErrPipeInUse if the end is held by a live
+// again, unless it came in pieces: the new owner drops the pieces its
+// predecessor did not take). It fails with ErrPipeInUse if the end is held by a live
 // process, and with shm.ErrCorrupt if mem does not hold a valid pipe.
 func AttachPipe(mem []byte, end int, opts *PipeOptions) (*Conn, error) {
 	if end != 0 && end != 1 {
@@ -931,7 +932,8 @@ func (p *pipeRxMsg) dst(buf []byte, alloc bool, n int) []byte {
 }
 
 // Poll reports whether Recv would return without waiting (a message, or
-// the end of the stream) within d. A d of zero or less checks once. The
+// the end of the stream) within d. For a message in pieces it reports the
+// first piece: Recv may then wait for the rest. A d of zero or less checks once. The
 // error is ErrClosed, ErrPipeWriteOnly or shm.ErrCorrupt.
 func (c *Conn) Poll(d time.Duration) (bool, error) {
 	if c.rx == nil {
