@@ -933,8 +933,8 @@ func (p *pipeRxMsg) dst(buf []byte, alloc bool, n int) []byte {
 
 // Poll reports whether Recv would return without waiting (a message, or
 // the end of the stream) within d. For a message in pieces it reports the
-// first piece: Recv may then wait for the rest. A d of zero or less checks once. The
-// error is ErrClosed, ErrPipeWriteOnly or shm.ErrCorrupt.
+// first piece: Recv may then wait for the rest. A d of zero or less
+// checks once. The error is ErrClosed, ErrPipeWriteOnly or shm.ErrCorrupt.
 func (c *Conn) Poll(d time.Duration) (bool, error) {
 	if c.rx == nil {
 		return false, ErrPipeWriteOnly
