@@ -174,8 +174,9 @@
 //
 // The receiver reassembles the pieces, into the caller's buffer (Recv) or
 // a slice it allocates (RecvBytes), and delivers the message whole or not
-// at all. Sends on one end hold a send lock from the first piece to the
-// last, so pieces of two messages never interleave. A Send that fails
+// at all. One Send call writes every piece of its message, and Sends on an
+// end do not overlap, so pieces of two messages never interleave. A Send
+// that fails
 // part way (timeout, cancellation, Close) abandons its message: the
 // receiver drops the pieces it took when the next message starts. A
 // sender that dies part way is seen as at the end of any stream: the
@@ -211,8 +212,10 @@
 //     that acts for every process.
 //   - Fairness: Vyukov's ring is not FIFO between waiting producers; a
 //     woken sleeper may lose to a spinning one.
-//   - A Pipe end has one consumer: Sends on an end may overlap (they take
-//     turns on a process-local send lock), but Recvs (and Polls) must not.
+//   - A Pipe end is single-producer, single-consumer: one goroutine may
+//     send while another receives, but Sends (and Recvs) must not overlap;
+//     goroutines that share an end for sending hold a lock of their own
+//     around each Send (the pipe keeps its fast path free of one).
 //     A Send that finds room in the ring to a peer that died succeeds (the
 //     message is lost with the peer); only a Send that waits notices.
 //     A peer end never claimed counts as alive: Recv waits for it.

@@ -204,12 +204,13 @@ type pipeEnd struct {
 // another message. A Send synchronizes before the Recv that receives its
 // message, in any process mapping the pipe.
 //
-// A Conn must not be copied. Sends on one end may run concurrently: each
-// holds the end's send lock, a process-local lock, from the first piece of
-// its message to the last. One goroutine may receive while others send,
-// but Recvs (and Polls) must not run concurrently with each other: each
-// direction has a single consumer. Close may be called at any time from
-// any goroutine.
+// A Conn must not be copied. One goroutine may send while another
+// receives, but Sends must not run concurrently with each other, nor Recvs
+// (and Polls) with each other: each direction is a single-producer,
+// single-consumer ring. Goroutines that share an end for sending hold a
+// lock of their own around each Send; one Send call writes every piece of
+// its message, so their messages never interleave. Close may be called at
+// any time from any goroutine.
 type Conn struct {
 	_      pipeNoCopy
 	tx     *spscWriter // nil on the receive-only end
@@ -228,12 +229,6 @@ type Conn struct {
 	// whether the peer lives (unix nanoseconds), to do so at most every
 	// check.
 	lastCheck atomic.Int64
-	_         [64]byte
-	// sendMu orders the Sends of this process on the end: 0 free, 1
-	// held, 2 held and a Send may sleep on it (a futex word in process
-	// memory). On its own cache line: senders write it, receivers do not.
-	sendMu uint32
-	_      [60]byte
 	// part is the message being received in pieces; receivers only.
 	part pipeRxMsg
 }
@@ -473,8 +468,7 @@ func (c *Conn) Send(ctx context.Context, msg []byte) error {
 }
 
 // SendTimeout is Send waiting at most d for room; it returns ErrFull when
-// the ring stays full (or another goroutine's Send holds the end). A d of
-// zero or less tries once, like TrySend.
+// the ring stays full. A d of zero or less tries once, like TrySend.
 func (c *Conn) SendTimeout(msg []byte, d time.Duration) error {
 	// Try first: the clock is read only when the call has to wait. A
 	// message in pieces cannot be tried and then waited for.
@@ -486,9 +480,9 @@ func (c *Conn) SendTimeout(msg []byte, d time.Duration) error {
 	return c.send(context.Background(), msg, futex.After(d), false)
 }
 
-// TrySend is Send without waiting: ErrFull when there is no room, or when
-// another goroutine's Send holds the end. A message longer than the ring
-// is sent only if the receiver makes room as fast as the pieces come.
+// TrySend is Send without waiting: ErrFull when there is no room. A
+// message longer than the ring is sent only if the receiver makes room as
+// fast as the pieces come.
 func (c *Conn) TrySend(msg []byte) error { return c.send(context.Background(), msg, time.Time{}, true) }
 
 func (c *Conn) send(ctx context.Context, msg []byte, deadline time.Time, try bool) error {
@@ -505,45 +499,23 @@ func (c *Conn) send(ctx context.Context, msg []byte, deadline time.Time, try boo
 	if atomic.LoadUint32(&c.peer.closed) != 0 {
 		return ErrPeerGone
 	}
-	if !atomic.CompareAndSwapUint32(&c.sendMu, 0, 1) {
-		return c.sendContended(ctx, msg, deadline, try)
-	}
 	if ok, err := w.tryWrite(msg); ok || err != nil {
-		c.unlockSend()
 		return err
 	}
-	err := c.waitRoom(ctx, spscRecSize(len(msg)), deadline, try)
-	if err == nil {
-		_, err = w.tryWrite(msg)
-	}
-	c.unlockSend()
-	return err
-}
-
-// sendContended is send of one record when another Send holds the end.
-func (c *Conn) sendContended(ctx context.Context, msg []byte, deadline time.Time, try bool) error {
-	if err := c.lockSend(ctx, deadline, try); err != nil {
+	if err := c.waitRoom(ctx, spscRecSize(len(msg)), deadline, try); err != nil {
 		return err
 	}
-	defer c.unlockSend()
-	err := c.waitRoom(ctx, spscRecSize(len(msg)), deadline, try)
-	if err == nil {
-		_, err = c.tx.tryWrite(msg)
-	}
+	_, err := w.tryWrite(msg)
 	return err
 }
 
 // sendPieces sends a message longer than the largest record: a first
-// piece with its total length, then continuations, holding the send lock
-// throughout so that no other message comes between them.
+// piece with its total length, then continuations. Sends do not overlap,
+// so no other message comes between them.
 func (c *Conn) sendPieces(ctx context.Context, msg []byte, deadline time.Time, try bool) error {
 	if len(msg) > c.maxMsg {
 		return fmt.Errorf("ringbuf: pipe message of %d bytes, max %d: %w", len(msg), c.maxMsg, ErrTooLarge)
 	}
-	if err := c.lockSend(ctx, deadline, try); err != nil {
-		return err
-	}
-	defer c.unlockSend()
 	w := c.tx
 	piece := c.cap/4 - spscRecHeader
 	for off := 0; off < len(msg); {
@@ -570,43 +542,9 @@ func (c *Conn) sendPieces(ctx context.Context, msg []byte, deadline time.Time, t
 	return nil
 }
 
-// lockSend takes the end's send lock, waiting until ctx is done or the
-// deadline (ErrFull); try does not wait (ErrFull).
-func (c *Conn) lockSend(ctx context.Context, deadline time.Time, try bool) error {
-	if atomic.CompareAndSwapUint32(&c.sendMu, 0, 1) {
-		return nil
-	}
-	if try {
-		return ErrFull
-	}
-	for atomic.SwapUint32(&c.sendMu, 2) != 0 {
-		if c.closed.Load() {
-			return ErrClosed
-		}
-		switch err := futex.Wait(ctx, &c.sendMu, 2, deadline); err {
-		case nil:
-		case futex.ErrTimeout:
-			return ErrFull
-		default:
-			return err
-		}
-	}
-	if c.closed.Load() {
-		c.unlockSend()
-		return ErrClosed
-	}
-	return nil
-}
-
-func (c *Conn) unlockSend() {
-	if atomic.SwapUint32(&c.sendMu, 0) == 2 {
-		futex.WakeAll(&c.sendMu) // every sleeper: one of them may have given up
-	}
-}
-
 // waitRoom waits until the ring has room for a record of rec bytes: nil,
 // or ErrFull at the deadline or for try, ErrClosed, ErrPeerGone, ctx.Err()
-// or a corruption error. The caller holds the send lock.
+// or a corruption error.
 func (c *Conn) waitRoom(ctx context.Context, rec uint64, deadline time.Time, try bool) error {
 	w := c.tx
 	if ok, err := w.room(rec); ok || err != nil {
@@ -879,15 +817,20 @@ func (c *Conn) recvSlow(ctx context.Context, buf []byte, alloc bool, limit int, 
 		}
 		for p.got < p.total {
 			if err := c.waitReadable(ctx, deadline, try); err != nil {
-				if err == io.EOF { // the sender is gone part way: no message
+				switch {
+				case err == ErrEmpty || ctx != nil && err == ctx.Err():
+					// Keep what came for the next call.
+					if !alloc && !p.discard {
+						p.saved = append([]byte(nil), buf[:p.got]...)
+					}
+				default: // io.EOF: the sender is gone part way; or closed, or corrupt
 					*p = pipeRxMsg{}
-				} else if !alloc && !p.discard && err != ErrClosed {
-					p.saved = append([]byte(nil), buf[:p.got]...)
 				}
 				return 0, nil, err
 			}
 			h, _, err := r.next()
 			if err != nil {
+				*p = pipeRxMsg{}
 				return 0, nil, err
 			}
 			if h&spscPieceKinds != spscPieceMore {
@@ -898,6 +841,7 @@ func (c *Conn) recvSlow(ctx context.Context, buf []byte, alloc bool, limit int, 
 			}
 			n := int(h &^ spscPieceKinds)
 			if n > p.total-p.got {
+				*p = pipeRxMsg{}
 				return 0, nil, fmt.Errorf("ringbuf: pipe piece of %d bytes at %d of a %d-byte message: %w",
 					n, p.got, p.total, shm.ErrCorrupt)
 			}
