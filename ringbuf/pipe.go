@@ -353,12 +353,13 @@ func newConn(mem []byte, end int, opts *PipeOptions) (*Conn, error) {
 		return nil, fmt.Errorf("ringbuf: pipe layout version %d, want %d: %w", v, PipeVersion, shm.ErrCorrupt)
 	}
 	capacity := int(atomic.LoadUint32(&h.capacity))
-	maxMsg := int(atomic.LoadUint32(&h.maxMsg))
+	maxMsg32 := atomic.LoadUint32(&h.maxMsg) // checked before int(), which is 32 bits on some platforms
+	maxMsg := int(min(maxMsg32, PipeMaxMsgSize))
 	flags := atomic.LoadUint32(&h.flags)
 	if capacity < PipeMinCapacity || capacity > PipeMaxCapacity || capacity&(capacity-1) != 0 ||
-		maxMsg > PipeMaxMsgSize || flags&^pipeFlagOneWay != 0 {
+		maxMsg32 > PipeMaxMsgSize || flags&^pipeFlagOneWay != 0 {
 		return nil, fmt.Errorf("ringbuf: pipe header (capacity %d, max message %d, flags %#x): %w",
-			capacity, maxMsg, flags, shm.ErrCorrupt)
+			capacity, maxMsg32, flags, shm.ErrCorrupt)
 	}
 	oneWay := flags&pipeFlagOneWay != 0
 	if err := pipeCheckMem(mem, pipeSize(capacity, oneWay)); err != nil {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"math"
 	"os"
 	"strconv"
 	"sync"
@@ -264,8 +265,11 @@ func TestPipeTooLarge(t *testing.T) {
 	if n, err := b.Recv(context.Background(), make([]byte, 100)); n != 100 || err != nil {
 		t.Fatalf("Recv = %d, %v", n, err)
 	}
-	if _, err := InitPipe(pipeAligned(PipeSizeOf(nil)), &PipeOptions{Capacity: 256, MaxMsgSize: PipeMaxMsgSize + 1}); !errors.Is(err, ErrTooLarge) {
-		t.Errorf("InitPipe with MaxMsgSize > PipeMaxMsgSize: %v, want ErrTooLarge", err)
+	// Where int is 32 bits no int exceeds PipeMaxMsgSize.
+	if tooBig := uint64(PipeMaxMsgSize) + 1; tooBig <= math.MaxInt {
+		if _, err := InitPipe(pipeAligned(PipeSizeOf(nil)), &PipeOptions{Capacity: 256, MaxMsgSize: int(tooBig)}); !errors.Is(err, ErrTooLarge) {
+			t.Errorf("InitPipe with MaxMsgSize > PipeMaxMsgSize: %v, want ErrTooLarge", err)
+		}
 	}
 	if c, _, _ := pipeTestPair(t, &PipeOptions{Capacity: 256}); c.MaxMsgSize() != PipeMaxMsgSize {
 		t.Errorf("default MaxMsgSize = %d, want %d", c.MaxMsgSize(), PipeMaxMsgSize)
