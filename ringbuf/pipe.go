@@ -469,7 +469,8 @@ func (c *Conn) Send(ctx context.Context, msg []byte) error {
 }
 
 // SendTimeout is Send waiting at most d for room; it returns ErrFull when
-// the ring stays full. A d of zero or less tries once, like TrySend.
+// the ring stays full. A message in pieces must be all sent within d, or
+// it is abandoned (ErrFull). A d of zero or less tries once, like TrySend.
 func (c *Conn) SendTimeout(msg []byte, d time.Duration) error {
 	// Try first: the clock is read only when the call has to wait. A
 	// message in pieces cannot be tried and then waited for.
