@@ -746,6 +746,13 @@ func (c *Conn) recv(ctx context.Context, buf []byte, deadline time.Time, try boo
 		if n, ok, err := r.tryRead(buf); ok || err != nil {
 			return n, err
 		}
+		// Wait as before pieces existed; only a piece takes recvSlow.
+		if err := c.waitReadable(ctx, deadline, try); err != nil {
+			return 0, err
+		}
+		if n, ok, err := r.tryRead(buf); ok || err != nil {
+			return n, err
+		}
 	}
 	n, _, err := c.recvSlow(ctx, buf, false, 0, deadline, try)
 	return n, err

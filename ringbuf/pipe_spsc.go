@@ -261,11 +261,8 @@ func (r *spscReader) next() (h uint32, ok bool, err error) {
 	}
 	n := h
 	if uint64(h) > r.maxRec {
-		// A piece, or garbage.
-		n = h &^ spscPieceKinds
-		if k := h & spscPieceKinds; k == spscPieceKinds || k == 0 || uint64(n) > r.cap-spscRecHeader ||
-			k == spscPieceFirst && n < spscPieceTotal {
-			return 0, false, fmt.Errorf("ringbuf: pipe record header %#x at %d: %w", hdr, r.head, shm.ErrCorrupt)
+		if n, err = r.pieceLen(h); err != nil {
+			return 0, false, err
 		}
 	}
 	if rec := spscRecSize(int(n)); rec > r.tail-r.head {
@@ -273,6 +270,17 @@ func (r *spscReader) next() (h uint32, ok bool, err error) {
 			n, r.head, r.tail-r.head, shm.ErrCorrupt)
 	}
 	return h, true, nil
+}
+
+// pieceLen returns the payload length of a piece's header word h, or an
+// error when h is no valid piece (kept out of next, the fast path).
+func (r *spscReader) pieceLen(h uint32) (uint32, error) {
+	n := h &^ spscPieceKinds
+	if k := h & spscPieceKinds; k == spscPieceKinds || k == 0 || uint64(n) > r.cap-spscRecHeader ||
+		k == spscPieceFirst && n < spscPieceTotal {
+		return 0, fmt.Errorf("ringbuf: pipe record header %#x at %d: %w", h, r.head, shm.ErrCorrupt)
+	}
+	return n, nil
 }
 
 // take copies the next record, of n bytes as next returned, into buf (at
