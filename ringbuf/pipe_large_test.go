@@ -493,6 +493,11 @@ func TestPipeRecvResumes(t *testing.T) {
 			if _, err := b.RecvTimeout(make([]byte, len(msg)), time.Millisecond); err != ErrEmpty || b.part.got != 56+64+64 {
 				t.Fatalf("RecvTimeout with no more pieces = %v, %+v; want ErrEmpty", err, b.part)
 			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+			defer cancel()
+			if _, err := b.RecvBytes(ctx); !errors.Is(err, context.DeadlineExceeded) || b.part.got != 56+64+64 {
+				t.Fatalf("RecvBytes with an expiring context = %v, %+v; want DeadlineExceeded", err, b.part)
+			}
 			done := make(chan error, 1)
 			go func() {
 				for {
