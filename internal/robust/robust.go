@@ -27,9 +27,10 @@
 //
 // # Owner death
 //
-// A waiter that sleeps wakes up every check interval and asks the process
-// registry whether the holder (slot, generation) is still alive: one
-// fcntl, never a pid or /proc. A process stopped with SIGSTOP, or running
+// Every check interval, one checker per process asks the process registry
+// whether the holder (slot, generation) of each lock its waiters sleep on
+// is still alive: one fcntl per distinct holder, never a pid or /proc; it
+// wakes the waiters of a dead holder only (see watch.go). A process stopped with SIGSTOP, or running
 // in another pid namespace, is alive. If the holder is dead, the waiter swaps the word
 // from the dead holder's value to its own with the inconsistent bit set, and
 // returns [ErrOwnerDead] holding the lock.
@@ -60,6 +61,14 @@ const lockSpinStride = 8
 // DefaultCheckInterval is how often a sleeping waiter checks whether the
 // holder is alive, when the caller does not say.
 const DefaultCheckInterval = 100 * time.Millisecond
+
+// wakeups counts the returns of waiters' sleeps, whatever woke them.
+var wakeups atomic.Uint64
+
+// Wakeups returns how many times a waiter of this process returned from a
+// sleep on a lock word (a release, a liveness check, a timeout, a
+// spurious wake), for tests and inspection of wake storms.
+func Wakeups() uint64 { return wakeups.Load() }
 
 // Errors. They are shared by every lock-like object in mpipc.
 var (
@@ -181,7 +190,19 @@ func (m *Mutex) lockSlow(ctx context.Context, deadline time.Time) error {
 	}
 	futex.SpinDone(false)
 
-	nextCheck := futex.After(m.check)
+	// Sleep without a check deadline: the process's liveness checker
+	// (watch.go) cancels wctx if it finds the holder dead.
+	var (
+		wctx    context.Context
+		wcancel context.CancelCauseFunc
+		ws      *sub
+	)
+	defer func() {
+		if ws != nil {
+			unwatch(ws)
+			wcancel(nil)
+		}
+	}()
 	for {
 		old := atomic.LoadUint64(m.w)
 		if old == 0 {
@@ -201,25 +222,36 @@ func (m *Mutex) lockSlow(ctx context.Context, deadline time.Time) error {
 			}
 			old |= waiters
 		}
-		wake := nextCheck
-		if !deadline.IsZero() && deadline.Before(wake) {
-			wake = deadline
+		if ws == nil && !m.reg.IsBlind() { // the blind registry finds nobody dead
+			base := ctx
+			if base == nil {
+				base = context.Background()
+			}
+			wctx, wcancel = context.WithCancelCause(base)
+			ws = m.watch(func() { wcancel(errHolderDead) })
 		}
-		err := futex.Wait(ctx, m.futexWord(), uint32(old), wake)
-		if err == nil {
+		wait := ctx
+		if ws != nil {
+			wait = wctx
+		}
+		err := futex.Wait(wait, m.futexWord(), uint32(old), deadline)
+		wakeups.Add(1)
+		switch {
+		case err == nil:
 			continue
+		case err == futex.ErrTimeout:
+			return err
+		case ctx != nil && ctx.Err() != nil:
+			return ctx.Err()
+		case ws == nil || context.Cause(wctx) != errHolderDead:
+			return err
 		}
-		if err != futex.ErrTimeout {
-			return err // context done
-		}
-		now := time.Now()
-		if !deadline.IsZero() && !now.Before(deadline) {
-			return futex.ErrTimeout
-		}
-		if now.Before(nextCheck) {
-			continue
-		}
-		nextCheck = now.Add(min(m.check, futex.MaxTimeout))
+		// The checker found the holder dead, or the lock free or not
+		// recoverable (and dropped ws): take the lock over if the word
+		// still names a dead holder, else look again at the top. Watch
+		// again if we sleep again.
+		ws = nil
+		wcancel(nil)
 		if atomic.LoadUint64(m.w) == old && !m.reg.Alive(holder(old)) {
 			if atomic.CompareAndSwapUint64(m.w, old, self|inconsistent|waiters) {
 				return ErrOwnerDead
@@ -334,4 +366,25 @@ func holder(w uint64) proc.ID { return proc.Unpack(w) }
 // IsSelf reports whether the lock is held by the calling process.
 func (m *Mutex) IsSelf() bool {
 	return holder(atomic.LoadUint64(m.w)) == m.reg.Self()
+}
+
+// Arm is for waiting on the lock from outside Lock (a Select): it marks a
+// sleeper, so that the Unlock that frees the lock wakes the returned
+// word, and returns the value to sleep on; the caller tries the lock
+// again (TryLock) before it sleeps while *word == val, and learns of the
+// holder's death through Watch. On a free lock it returns a value the
+// word never holds, so that the caller does not sleep but tries again.
+// There is nothing to undo: a stale mark costs one spurious wake.
+func (m *Mutex) Arm() (word *uint32, val uint32) {
+	for {
+		old := atomic.LoadUint64(m.w)
+		switch {
+		case old == 0:
+			return m.futexWord(), ^uint32(0)
+		case old&waiters != 0:
+			return m.futexWord(), uint32(old)
+		case atomic.CompareAndSwapUint64(m.w, old, old|waiters):
+			return m.futexWord(), uint32(old | waiters)
+		}
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -94,5 +95,57 @@ func TestTakeoverOfDeadHolder(t *testing.T) {
 	}
 	if ok, err := m.TryLock(); !ok || err != nil {
 		t.Fatalf("TryLock after recovery: %v %v", ok, err)
+	}
+}
+
+// TestCheckerOneLookupPerHolder: 1,000 waiters watching locks of one live
+// holder cost one registry lookup per check, not one each, and nobody is
+// notified; when the words name a dead holder, every watcher is notified
+// once, within about one interval.
+func TestCheckerOneLookupPerHolder(t *testing.T) {
+	const n, check = 1000, 10 * time.Millisecond
+	reg := testRegistry(t)
+	words := make([]uint64, n)
+	var notified atomic.Int64
+	var cancels []func()
+	for i := range words {
+		words[i] = reg.SelfPacked() | waiters
+		m := New(&words[i], reg, check)
+		cancels = append(cancels, m.Watch(func() { notified.Add(1) }))
+	}
+	l0 := checker.lookups.Load()
+	time.Sleep(20 * check)
+	lookups := checker.lookups.Load() - l0
+	t.Logf("%d watches of one live holder: %d registry lookups in %d intervals", n, lookups, 20)
+	if lookups > 40 {
+		t.Errorf("%d lookups for %d watches of one holder in 20 intervals", lookups, n)
+	}
+	if notified.Load() != 0 {
+		t.Fatalf("%d notified while the holder lives", notified.Load())
+	}
+	dead := proc.ID{Slot: 4, Gen: 7}.Pack() | waiters
+	for i := range words {
+		atomic.StoreUint64(&words[i], dead)
+	}
+	start := time.Now()
+	for notified.Load() < n {
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("%d of %d notified", notified.Load(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Logf("dead holder: every watcher notified after %v", time.Since(start))
+	for _, c := range cancels {
+		c() // after notify: nothing to do
+	}
+	time.Sleep(3 * check)
+	if notified.Load() != n {
+		t.Fatalf("notified %d times for %d watches", notified.Load(), n)
+	}
+	checker.mu.Lock()
+	left := len(checker.list)
+	checker.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d watches left", left)
 	}
 }
