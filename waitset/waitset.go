@@ -6,8 +6,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mpipc/mpipc/barrier"
 	"github.com/mpipc/mpipc/event"
 	"github.com/mpipc/mpipc/futex"
+	"github.com/mpipc/mpipc/lock"
 	"github.com/mpipc/mpipc/ringbuf"
 	"github.com/mpipc/mpipc/semaphore"
 )
@@ -23,6 +25,17 @@ type Case interface {
 	arm() (*uint32, uint32)
 	disarm()
 }
+
+// A watcher is a case whose object has a holder that may die while the
+// Select sleeps (a Lock): watch asks the process's liveness checker to
+// call notify if it finds the holder dead, and returns the cancel.
+type watcher interface {
+	watch(notify func()) (cancel func())
+}
+
+// errHolderDead is the cause of the Select's own context, cancelled by
+// the liveness checker: look again, a case can now complete.
+var errHolderDead = errors.New("waitset: holder died")
 
 // Select waits until one of cases is ready (a completing case: has
 // completed) and returns its index, or returns -1 and ctx.Err() when ctx
@@ -75,23 +88,38 @@ func sel(ctx context.Context, deadline time.Time, try bool, cases []Case) (int, 
 	}
 	words := make([]*uint32, n)
 	vals := make([]uint32, n)
+	var watchers []watcher
+	for _, c := range cases {
+		if w, ok := c.(watcher); ok {
+			watchers = append(watchers, w)
+		}
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
 	for {
 		// Register on every word, then look again: an operation that
 		// made a case ready after the look above sees the registration
-		// and wakes us.
+		// and wakes us. Cases whose holder may die are watched by the
+		// liveness checker, which cancels wctx if one does.
+		wctx, unwatch := ctx, func() {}
+		if len(watchers) > 0 {
+			wctx, unwatch = watch(ctx, watchers)
+		}
 		for i, c := range cases {
 			words[i], vals[i] = c.arm()
 		}
 		i, err := poll()
 		if i < 0 && err == nil {
-			err = futex.WaitAny(ctx, words, vals, deadline)
-			if err == nil {
+			err = futex.WaitAny(wctx, words, vals, deadline)
+			if err == nil || ctx.Err() == nil && context.Cause(wctx) == errHolderDead {
 				i, err = poll()
 			}
 		}
 		for _, c := range cases {
 			c.disarm()
 		}
+		unwatch()
 		switch {
 		case i >= 0:
 			return i, err
@@ -100,6 +128,23 @@ func sel(ctx context.Context, deadline time.Time, try bool, cases []Case) (int, 
 		case err != nil:
 			return -1, err
 		}
+	}
+}
+
+// watch returns a context derived from ctx that the liveness checker
+// cancels (cause errHolderDead) when it finds the holder of a case's
+// object dead, and the function that ends the watch.
+func watch(ctx context.Context, ws []watcher) (context.Context, func()) {
+	wctx, cancel := context.WithCancelCause(ctx)
+	stops := make([]func(), len(ws))
+	for i, w := range ws {
+		stops[i] = w.watch(func() { cancel(errHolderDead) })
+	}
+	return wctx, func() {
+		for _, s := range stops {
+			s()
+		}
+		cancel(nil)
 	}
 }
 
@@ -131,6 +176,74 @@ func (c semCase) try() (bool, error) {
 }
 func (c semCase) arm() (*uint32, uint32) { return c.s.Arm() }
 func (c semCase) disarm()                {}
+
+// Lock acquires l: it completes when it took the lock, as l.TryAcquire
+// would. If the holder died holding it, the case completes holding the
+// lock and Select returns lock.ErrOwnerDead with its index, as
+// l.Acquire does: repair, call Consistent, then Release. A dead holder is
+// found while Select sleeps, within l's check interval. Select returns
+// lock.ErrNotRecoverable with its index for a lock that is not
+// recoverable.
+func Lock(l *lock.Lock) Case { return lockCase{l} }
+
+type lockCase struct{ l *lock.Lock }
+
+func (c lockCase) try() (bool, error) {
+	ok, err := c.l.TryAcquire()
+	if err != nil && !ok {
+		return false, err
+	}
+	return ok, err
+}
+func (c lockCase) arm() (*uint32, uint32)              { return c.l.Arm() }
+func (c lockCase) disarm()                             {}
+func (c lockCase) watch(notify func()) (cancel func()) { return c.l.Watch(notify) }
+
+// Tripped watches b from outside the round: it is ready once b has
+// released a round since the case was made or last reported ready, and it
+// is ready with barrier.ErrBrokenBarrier while b is broken. It takes no
+// part in a round: a Select never counts as a party, and choosing another
+// case leaves b as it was.
+//
+// Why an observer and not a Wait: a barrier Wait adds the caller to the
+// round's count, and that arrival cannot be taken back once another party
+// completes the round. A Select whose Wait case lost to another case would
+// either leave a phantom party behind (the round trips one party short of
+// the real ones) or have to break the round to withdraw. A coordinator
+// that waits for "the workers finished a phase, or a job came in, or
+// stop" wants the round's outcome, not a seat in it; a party that must
+// arrive calls Wait.
+//
+// A Reset alone (no Abort) does not make the case ready: a reset round did
+// not trip, and an observer is not among the waiters a Reset breaks; it
+// waits for the next round. An Abort followed by a Reset before the Select
+// looked may go unseen, as an Event pulse may. The case does not check
+// whether the parties live: the waiting parties do, and break the barrier
+// when one dies, which makes the case ready with ErrBrokenBarrier.
+func Tripped(b *barrier.Barrier) *TripCase { return &TripCase{b: b, seen: b.Rounds()} }
+
+// A TripCase is the case Tripped returns; after Select chose it without an
+// error, Rounds is the number of rounds released since the case was made
+// or last chosen (one, unless rounds passed while the Select was not
+// looking).
+type TripCase struct {
+	b      *barrier.Barrier
+	seen   uint64
+	Rounds uint64
+}
+
+func (c *TripCase) try() (bool, error) {
+	if c.b.Broken() {
+		return true, barrier.ErrBrokenBarrier
+	}
+	if r := c.b.Rounds(); r != c.seen {
+		c.Rounds, c.seen = r-c.seen, r
+		return true, nil
+	}
+	return false, nil
+}
+func (c *TripCase) arm() (*uint32, uint32) { return c.b.Arm() }
+func (c *TripCase) disarm()                {}
 
 // A GetCase gets a message from a queue into its buffer; after Select
 // chose it, N is the message's length.
