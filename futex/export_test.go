@@ -29,7 +29,6 @@ func SetMaxDirect(n int32) (restore func()) {
 // registration's goroutines and its read of the word; nothing may wait
 // while it is set.
 func SetRecheckHook(f func()) (restore func()) {
-	old := recheckHook
-	recheckHook = f
-	return func() { recheckHook = old }
+	old := recheckHook.Swap(&f)
+	return func() { recheckHook.Store(old) }
 }

@@ -176,12 +176,12 @@ type waiter struct {
 	snap     [waitvMax]*reg
 	idle     []*reg // registrations nobody waited on at the last wake
 	busy     []*reg // registrations someone waited on at the last wake
-	fired    int    // registrations fired since the last yield (w.mu)
+	fired    int    // registrations fired since the last yield (mu)
 }
 
 // recheckHook, if set (by tests), runs between the look at a
 // registration's goroutines and the read of its word, to widen that window.
-var recheckHook func()
+var recheckHook atomic.Pointer[func()]
 
 var hub struct {
 	mu      sync.Mutex
@@ -416,13 +416,13 @@ func (w *waiter) fire(r *reg, err error) {
 // word at once: a fault in the waiter thread.) It takes each word's bucket
 // lock before w.mu, in the order hubWait does.
 func (w *waiter) recheck() {
-	recheckHook := recheckHook
+	hook := recheckHook.Load()
 	for i, r := range w.busy {
 		b := bucketOf(r.key.addr)
 		b.mu.Lock()
 		if r.refs.Load() > 0 {
-			if recheckHook != nil {
-				recheckHook()
+			if hook != nil {
+				(*hook)()
 			}
 			w.mu.Lock()
 			if r.idx >= 0 && atomic.LoadUint32(r.key.addr) != r.key.val {
@@ -523,12 +523,15 @@ func (w *waiter) run() {
 		w.mu.Unlock()
 		w.recheck()
 		w.sweep()
-		if fired := w.fired; fired > 0 {
+		w.mu.Lock() // WakeLocal fires from other goroutines too
+		fired := w.fired
+		w.fired = 0
+		w.mu.Unlock()
+		if fired > 0 {
 			// The goroutines just readied wait on this thread's P, which
 			// the next futex_waitv would hold in a blocking system call
 			// until the scheduler's monitor takes it back (up to 10 ms
 			// when the process was idle): let them run first.
-			w.fired = 0
 			runtime.Gosched()
 		}
 	}

@@ -378,3 +378,29 @@ func TestHubUnmapAfterTimeout(t *testing.T) {
 		}
 	}
 }
+
+// TestWakeLocal: WakeLocal releases this process's sleepers on a word
+// that did not change (Wait and WaitAny), on both paths.
+func TestWakeLocal(t *testing.T) {
+	bothPaths(t, func(t *testing.T) {
+		var w, other uint32
+		res := make(chan error, 2)
+		go func() { res <- futex.Wait(context.Background(), &w, 0, time.Now().Add(10*time.Second)) }()
+		go func() {
+			res <- futex.WaitAny(context.Background(), []*uint32{&other, &w}, []uint32{0, 0}, time.Now().Add(10*time.Second))
+		}()
+		for got := 0; got < 2; {
+			time.Sleep(20 * time.Millisecond) // asleep (a legacy wake before that is lost)
+			futex.WakeLocal(&w)
+			select {
+			case err := <-res:
+				if err != nil {
+					t.Fatalf("woken with %v", err)
+				}
+				got++
+			case <-time.After(2 * time.Second):
+				t.Fatalf("%d of 2 sleepers woken", got)
+			}
+		}
+	})
+}

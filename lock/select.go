@@ -2,18 +2,17 @@ package lock
 
 // Arm is for waiting on the lock from outside it (waitset.Select): it
 // marks a sleeper, so that the Release that frees the lock wakes the
-// returned word, and returns the value to sleep on. The caller tries
-// again (TryAcquire) before it sleeps while *word == val, and learns of a
-// holder's death through Watch. On a free lock the value is one the word
-// never holds, so the caller tries again instead of sleeping. There is
-// nothing to undo: a stale mark costs one spurious wake.
+// returned word; registers the caller with this process's liveness
+// checker, which wakes this process's sleepers on the word if it finds
+// the holder dead (within Options.CheckInterval); and returns the value to
+// sleep on. The caller tries again (TryAcquire, which takes a dead
+// holder's lock over with ErrOwnerDead) before it sleeps while *word ==
+// val, and calls Disarm once after the sleep. On a free lock the value is
+// one the word never holds, so the caller tries again instead of
+// sleeping. Without a registry (Init and Attach with none) nobody is ever
+// found dead.
 func (l *Lock) Arm() (word *uint32, val uint32) { return l.m.Arm() }
 
-// Watch is for waiting on the lock from outside it: it asks this
-// process's liveness checker to call notify once, from its own goroutine,
-// if it finds the holder dead (it looks every Options.CheckInterval), so
-// that the waiter wakes and takes the lock over with TryAcquire
-// (ErrOwnerDead). Call cancel when no longer waiting; calling it after
-// notify is harmless. Without a registry (Init and Attach with none)
-// nobody is ever found dead and notify is never called.
-func (l *Lock) Watch(notify func()) (cancel func()) { return l.m.Watch(notify) }
+// Disarm undoes one Arm's registration with the liveness checker; every
+// Arm is followed by exactly one Disarm.
+func (l *Lock) Disarm() { l.m.Disarm() }

@@ -26,17 +26,6 @@ type Case interface {
 	disarm()
 }
 
-// A watcher is a case whose object has a holder that may die while the
-// Select sleeps (a Lock): watch asks the process's liveness checker to
-// call notify if it finds the holder dead, and returns the cancel.
-type watcher interface {
-	watch(notify func()) (cancel func())
-}
-
-// errHolderDead is the cause of the Select's own context, cancelled by
-// the liveness checker: look again, a case can now complete.
-var errHolderDead = errors.New("waitset: holder died")
-
 // Select waits until one of cases is ready (a completing case: has
 // completed) and returns its index, or returns -1 and ctx.Err() when ctx
 // ends first (nil: never). An error of a case's operation is returned
@@ -88,38 +77,23 @@ func sel(ctx context.Context, deadline time.Time, try bool, cases []Case) (int, 
 	}
 	words := make([]*uint32, n)
 	vals := make([]uint32, n)
-	var watchers []watcher
-	for _, c := range cases {
-		if w, ok := c.(watcher); ok {
-			watchers = append(watchers, w)
-		}
-	}
-	if ctx == nil {
-		ctx = context.Background()
-	}
 	for {
 		// Register on every word, then look again: an operation that
 		// made a case ready after the look above sees the registration
-		// and wakes us. Cases whose holder may die are watched by the
-		// liveness checker, which cancels wctx if one does.
-		wctx, unwatch := ctx, func() {}
-		if len(watchers) > 0 {
-			wctx, unwatch = watch(ctx, watchers)
-		}
+		// and wakes us.
 		for i, c := range cases {
 			words[i], vals[i] = c.arm()
 		}
 		i, err := poll()
 		if i < 0 && err == nil {
-			err = futex.WaitAny(wctx, words, vals, deadline)
-			if err == nil || ctx.Err() == nil && context.Cause(wctx) == errHolderDead {
+			err = futex.WaitAny(ctx, words, vals, deadline)
+			if err == nil {
 				i, err = poll()
 			}
 		}
 		for _, c := range cases {
 			c.disarm()
 		}
-		unwatch()
 		switch {
 		case i >= 0:
 			return i, err
@@ -128,23 +102,6 @@ func sel(ctx context.Context, deadline time.Time, try bool, cases []Case) (int, 
 		case err != nil:
 			return -1, err
 		}
-	}
-}
-
-// watch returns a context derived from ctx that the liveness checker
-// cancels (cause errHolderDead) when it finds the holder of a case's
-// object dead, and the function that ends the watch.
-func watch(ctx context.Context, ws []watcher) (context.Context, func()) {
-	wctx, cancel := context.WithCancelCause(ctx)
-	stops := make([]func(), len(ws))
-	for i, w := range ws {
-		stops[i] = w.watch(func() { cancel(errHolderDead) })
-	}
-	return wctx, func() {
-		for _, s := range stops {
-			s()
-		}
-		cancel(nil)
 	}
 }
 
@@ -195,9 +152,8 @@ func (c lockCase) try() (bool, error) {
 	}
 	return ok, err
 }
-func (c lockCase) arm() (*uint32, uint32)              { return c.l.Arm() }
-func (c lockCase) disarm()                             {}
-func (c lockCase) watch(notify func()) (cancel func()) { return c.l.Watch(notify) }
+func (c lockCase) arm() (*uint32, uint32) { return c.l.Arm() }
+func (c lockCase) disarm()                { c.l.Disarm() }
 
 // Tripped watches b from outside the round: it is ready once b has
 // released a round since the case was made or last reported ready, and it

@@ -30,8 +30,9 @@
 // Every check interval, one checker per process asks the process registry
 // whether the holder (slot, generation) of each lock its waiters sleep on
 // is still alive: one fcntl per distinct holder, never a pid or /proc; it
-// wakes the waiters of a dead holder only (see watch.go). A process stopped with SIGSTOP, or running
-// in another pid namespace, is alive. If the holder is dead, the waiter swaps the word
+// wakes this process's waiters of a dead holder only (see watch.go). A
+// process stopped with SIGSTOP, or running in another pid namespace, is
+// alive. If the holder is dead, the waiter swaps the word
 // from the dead holder's value to its own with the inconsistent bit set, and
 // returns [ErrOwnerDead] holding the lock.
 package robust
@@ -191,16 +192,11 @@ func (m *Mutex) lockSlow(ctx context.Context, deadline time.Time) error {
 	futex.SpinDone(false)
 
 	// Sleep without a check deadline: the process's liveness checker
-	// (watch.go) cancels wctx if it finds the holder dead.
-	var (
-		wctx    context.Context
-		wcancel context.CancelCauseFunc
-		ws      *sub
-	)
+	// (watch.go) wakes us if the holder dies.
+	watched := false
 	defer func() {
-		if ws != nil {
-			unwatch(ws)
-			wcancel(nil)
+		if watched {
+			m.unwatch()
 		}
 	}()
 	for {
@@ -222,36 +218,18 @@ func (m *Mutex) lockSlow(ctx context.Context, deadline time.Time) error {
 			}
 			old |= waiters
 		}
-		if ws == nil && !m.reg.IsBlind() { // the blind registry finds nobody dead
-			base := ctx
-			if base == nil {
-				base = context.Background()
-			}
-			wctx, wcancel = context.WithCancelCause(base)
-			ws = m.watch(func() { wcancel(errHolderDead) })
+		if !watched {
+			m.watch()
+			watched = true
 		}
-		wait := ctx
-		if ws != nil {
-			wait = wctx
-		}
-		err := futex.Wait(wait, m.futexWord(), uint32(old), deadline)
+		err := futex.Wait(ctx, m.futexWord(), uint32(old), deadline)
 		wakeups.Add(1)
-		switch {
-		case err == nil:
-			continue
-		case err == futex.ErrTimeout:
-			return err
-		case ctx != nil && ctx.Err() != nil:
-			return ctx.Err()
-		case ws == nil || context.Cause(wctx) != errHolderDead:
-			return err
+		if err != nil {
+			return err // futex.ErrTimeout, or the context is done
 		}
-		// The checker found the holder dead, or the lock free or not
-		// recoverable (and dropped ws): take the lock over if the word
-		// still names a dead holder, else look again at the top. Watch
-		// again if we sleep again.
-		ws = nil
-		wcancel(nil)
+		// Woken with the word unchanged: a release that has not changed
+		// it yet, a spurious wake, or the checker found the holder dead.
+		// Ask (one fcntl); such wakes are rare.
 		if atomic.LoadUint64(m.w) == old && !m.reg.Alive(holder(old)) {
 			if atomic.CompareAndSwapUint64(m.w, old, self|inconsistent|waiters) {
 				return ErrOwnerDead
@@ -370,12 +348,15 @@ func (m *Mutex) IsSelf() bool {
 
 // Arm is for waiting on the lock from outside Lock (a Select): it marks a
 // sleeper, so that the Unlock that frees the lock wakes the returned
-// word, and returns the value to sleep on; the caller tries the lock
-// again (TryLock) before it sleeps while *word == val, and learns of the
-// holder's death through Watch. On a free lock it returns a value the
-// word never holds, so that the caller does not sleep but tries again.
-// There is nothing to undo: a stale mark costs one spurious wake.
+// word, registers the caller with the process's liveness checker, which
+// wakes this process's sleepers on the word if it finds the holder dead,
+// and returns the value to sleep on. The caller tries the lock again
+// (TryLock, which takes a dead holder's lock over) before it sleeps while
+// *word == val, and calls Disarm once after the sleep. On a free lock the
+// value is one the word never holds, so that the caller does not sleep
+// but tries again.
 func (m *Mutex) Arm() (word *uint32, val uint32) {
+	m.watch()
 	for {
 		old := atomic.LoadUint64(m.w)
 		switch {
@@ -388,3 +369,7 @@ func (m *Mutex) Arm() (word *uint32, val uint32) {
 		}
 	}
 }
+
+// Disarm undoes one Arm's registration with the liveness checker. A
+// waiters mark stays: it costs one spurious wake.
+func (m *Mutex) Disarm() { m.unwatch() }
