@@ -58,9 +58,11 @@ func WakeAll(addr *uint32) int { return Wake(addr, math.MaxInt32) }
 // path a wake that lands just before the sleeper enters the kernel is
 // lost; callers that must not lose one repeat it.
 func WakeLocal(addr *uint32) {
-	wakeSelf(addr)
 	b := bucketOf(addr)
 	b.mu.Lock()
+	if q := b.m[addr]; q != nil && q.leading {
+		wakeSelf(addr) // a leader sleeps in the kernel itself
+	}
 	for k, r := range b.regs {
 		if k.addr == addr && r.w != nil {
 			r.w.mu.Lock()
