@@ -51,9 +51,10 @@ var (
 
 // Options configure a Lock. The zero value (or nil) means the defaults.
 type Options struct {
-	// CheckInterval is how often a waiter checks whether the holder is
-	// still alive. Default 100 ms: a waiter takes a dead holder's lock
-	// within about this long.
+	// CheckInterval is how often, while a waiter sleeps, the holder is
+	// checked to be still alive (by one checker per process, for all its
+	// waiters; the waiters do not wake for it). Default 100 ms: a waiter
+	// takes a dead holder's lock within about this long.
 	CheckInterval time.Duration
 	// Registry names the processes that may hold the lock, so that a dead
 	// holder can be told from a live one. Create and Open use the

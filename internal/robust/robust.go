@@ -59,8 +59,9 @@ const (
 // held lock word while spinning.
 const lockSpinStride = 8
 
-// DefaultCheckInterval is how often a sleeping waiter checks whether the
-// holder is alive, when the caller does not say.
+// DefaultCheckInterval is how often the process's liveness checker asks
+// whether the holder of a lock its waiters sleep on is alive, when the
+// caller does not say.
 const DefaultCheckInterval = 100 * time.Millisecond
 
 // wakeups counts the returns of waiters' sleeps, whatever woke them.
