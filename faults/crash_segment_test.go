@@ -29,9 +29,10 @@ func init() {
 		name:       "segment",
 		workers:    []string{"w", "w", "w", "w"},
 		maxObjects: shm.MaxMaxObjects,
-		// Per entry: 96 bytes of directory, a row of the attach table
-		// (one bit per registry slot), and a 64-byte object.
-		extra: func(int) int { return shm.MaxMaxObjects * (96 + shm.DefaultMaxProcs/8 + 64) },
+		// Per object: two directory entries of 96 bytes and two rows of
+		// the attach table (one bit per registry slot; the directory is a
+		// hash table kept half full), and a 64-byte object.
+		extra: func(int) int { return shm.MaxMaxObjects * (2*(96+shm.DefaultMaxProcs/8) + 64) },
 		setup: func(h *harness) {},
 		worker: func(w *wctx) error {
 			ready()
