@@ -44,6 +44,7 @@ import (
 
 	"github.com/mpipc/mpipc/futex"
 	"github.com/mpipc/mpipc/internal/proc"
+	"github.com/mpipc/mpipc/stats"
 )
 
 const (
@@ -84,6 +85,7 @@ type Mutex struct {
 	self  uint64 // reg.SelfPacked(), cached for the fast path
 	reg   *proc.Registry
 	check time.Duration
+	ctr   stats.Counters // this handle's slow-path events; never on the fast path
 }
 
 // New returns a handle on the lock word at w, which must be 8-byte aligned,
@@ -97,6 +99,14 @@ func New(w *uint64, reg *proc.Registry, check time.Duration) Mutex {
 	reg = proc.Or(reg)
 	return Mutex{w: w, self: reg.SelfPacked(), reg: reg, check: check}
 }
+
+// Stats returns this handle's counters: sleeps, wakes, timeouts,
+// takeovers from dead holders, and spins that ended in sleep.
+func (m *Mutex) Stats() stats.Stats { return m.ctr.Load() }
+
+// Counters returns this handle's counters, for an object that counts its
+// own slow paths alongside the lock's.
+func (m *Mutex) Counters() *stats.Counters { return &m.ctr }
 
 // Registry returns the registry the lock's holders are named in.
 func (m *Mutex) Registry() *proc.Registry { return m.reg }
@@ -131,6 +141,7 @@ func (m *Mutex) tryTakeover() (bool, error) {
 			return false, nil
 		}
 		if atomic.CompareAndSwapUint64(m.w, old, self|inconsistent|old&waiters) {
+			m.ctr.OwnerDead()
 			return true, ErrOwnerDead
 		}
 	}
@@ -180,6 +191,7 @@ func (m *Mutex) lockSlow(ctx context.Context, deadline time.Time) error {
 		}
 	}
 	futex.SpinDone(false)
+	spun := true
 
 	nextCheck := futex.After(m.check)
 	for {
@@ -205,6 +217,7 @@ func (m *Mutex) lockSlow(ctx context.Context, deadline time.Time) error {
 		if !deadline.IsZero() && deadline.Before(wake) {
 			wake = deadline
 		}
+		m.ctr.Sleep(&spun)
 		err := futex.Wait(ctx, m.futexWord(), uint32(old), wake)
 		if err == nil {
 			continue
@@ -214,6 +227,7 @@ func (m *Mutex) lockSlow(ctx context.Context, deadline time.Time) error {
 		}
 		now := time.Now()
 		if !deadline.IsZero() && !now.Before(deadline) {
+			m.ctr.Timeout()
 			return futex.ErrTimeout
 		}
 		if now.Before(nextCheck) {
@@ -222,6 +236,7 @@ func (m *Mutex) lockSlow(ctx context.Context, deadline time.Time) error {
 		nextCheck = now.Add(min(m.check, futex.MaxTimeout))
 		if atomic.LoadUint64(m.w) == old && !m.reg.Alive(holder(old)) {
 			if atomic.CompareAndSwapUint64(m.w, old, self|inconsistent|waiters) {
+				m.ctr.OwnerDead()
 				return ErrOwnerDead
 			}
 		}
@@ -249,6 +264,7 @@ func (m *Mutex) unlockSlow() error {
 		case old&inconsistent != 0:
 			// Released without repair: nobody may ever trust the data.
 			if atomic.CompareAndSwapUint64(m.w, old, notRecoverable) {
+				m.ctr.Wake()
 				futex.WakeAll(m.futexWord())
 				return nil
 			}
@@ -256,6 +272,7 @@ func (m *Mutex) unlockSlow() error {
 		}
 		if atomic.CompareAndSwapUint64(m.w, old, 0) {
 			if old&waiters != 0 {
+				m.ctr.Wake()
 				futex.Wake(m.futexWord(), 1)
 			}
 			return nil
