@@ -30,6 +30,10 @@ const (
 	headerSize = 128
 	ownLockOff = 64
 	flagOwn    = 1 << 0
+	// flagTorn marks an Array whose lock one of its methods took over from
+	// a process that died holding it: the elements may be half written.
+	// Set under the lock by the taker, cleared by Consistent.
+	flagTorn = 1 << 1
 
 	offMagic   = 0
 	offVersion = 4
@@ -62,7 +66,20 @@ var (
 	// process cannot read (pointers, slices, maps, strings, interfaces,
 	// channels, functions); the same value as value.ErrUnsupportedType.
 	ErrUnsupportedType = typeinfo.ErrUnsupportedType
+	// ErrOwnerDead is returned (wrapped) by the methods that return errors,
+	// and by Err, while the Array is marked inconsistent: a process died
+	// holding its lock, perhaps in the middle of a write, so the elements
+	// may be half written. The same value as lock.ErrOwnerDead. Repair,
+	// then call Consistent.
+	ErrOwnerDead = robust.ErrOwnerDead
+	// ErrNotInconsistent is returned by Consistent on an Array that is not
+	// marked inconsistent; the same value as lock.ErrNotInconsistent.
+	ErrNotInconsistent = robust.ErrNotInconsistent
 )
+
+// errTorn is what the methods return while the Array is marked
+// inconsistent; made once, so that reporting it does not allocate.
+var errTorn = fmt.Errorf("array: a process died holding the lock; elements may be half written until Consistent is called: %w", ErrOwnerDead)
 
 // Options configure an Array or RawArray. The zero value (or nil) means the
 // defaults.
@@ -148,7 +165,8 @@ type core[T any] struct {
 	mem   []byte
 	s     []T // the elements, in shared memory
 	info  typeinfo.Info
-	bytes bool // T is a one-byte integer: char-array methods work
+	flags *uint32 // the header's flags word (flagTorn changes at run time)
+	bytes bool    // T is a one-byte integer: char-array methods work
 }
 
 func checkMem(mem []byte) error {
@@ -164,6 +182,7 @@ func checkMem(mem []byte) error {
 func (c *core[T]) setup(mem []byte, info typeinfo.Info, n int, need uintptr) {
 	c.mem = mem[:need:need]
 	c.info = info
+	c.flags = w32(mem, offFlags)
 	// unsafe.Add, not &mem[headerSize]: a zero-length Array ends at the header.
 	c.s = unsafe.Slice((*T)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(mem)), headerSize)), n)
 	k := reflect.TypeFor[T]().Kind()
@@ -211,34 +230,44 @@ func (c *core[T]) attach(mem []byte) (uint32, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := checkMem(mem); err != nil {
+	flags, n, need, err := checkHeader(mem, info)
+	if err != nil {
 		return 0, err
 	}
+	c.setup(mem, info, n, need)
+	return flags, nil
+}
+
+// checkHeader validates the header in mem for elements described by info
+// and returns the flags, the length and the bytes the Array occupies.
+func checkHeader(mem []byte, info typeinfo.Info) (flags uint32, n int, need uintptr, err error) {
+	if err := checkMem(mem); err != nil {
+		return 0, 0, 0, err
+	}
 	if atomic.LoadUint32(w32(mem, offMagic)) != magic {
-		return 0, fmt.Errorf("array: no array in memory (bad magic): %w", shm.ErrCorrupt)
+		return 0, 0, 0, fmt.Errorf("array: no array in memory (bad magic): %w", shm.ErrCorrupt)
 	}
 	if v := atomic.LoadUint32(w32(mem, offVersion)); v != Version {
-		return 0, fmt.Errorf("array: layout version %d, want %d: %w", v, Version, shm.ErrCorrupt)
+		return 0, 0, 0, fmt.Errorf("array: layout version %d, want %d: %w", v, Version, shm.ErrCorrupt)
 	}
 	es, fp := atomic.LoadUint64(w64(mem, offElem)), atomic.LoadUint64(w64(mem, offFP))
 	if es != uint64(info.Size) || fp != info.Fingerprint {
-		return 0, fmt.Errorf("array: stored elements are %d bytes with fingerprint %#x, %s is %d bytes with fingerprint %#x: %w",
+		return 0, 0, 0, fmt.Errorf("array: stored elements are %d bytes with fingerprint %#x, %s is %d bytes with fingerprint %#x: %w",
 			es, fp, info.Desc, info.Size, info.Fingerprint, shm.ErrTypeMismatch)
 	}
 	n64 := atomic.LoadUint64(w64(mem, offLen))
 	if n64 > uint64(len(mem)) { // also rules out lengths that overflow int
-		return 0, fmt.Errorf("array: length %d in %d bytes: %w", n64, len(mem), shm.ErrCorrupt)
+		return 0, 0, 0, fmt.Errorf("array: length %d in %d bytes: %w", n64, len(mem), shm.ErrCorrupt)
 	}
-	need, err := size(info, int(n64))
+	need, err = size(info, int(n64))
 	if err != nil || need > uintptr(len(mem)) {
-		return 0, fmt.Errorf("array: %d elements of %s do not fit in %d bytes: %w", n64, info.Desc, len(mem), shm.ErrCorrupt)
+		return 0, 0, 0, fmt.Errorf("array: %d elements of %s do not fit in %d bytes: %w", n64, info.Desc, len(mem), shm.ErrCorrupt)
 	}
-	flags := atomic.LoadUint32(w32(mem, offFlags))
-	if flags&^flagOwn != 0 {
-		return 0, fmt.Errorf("array: unknown flags %#x: %w", flags, shm.ErrCorrupt)
+	flags = atomic.LoadUint32(w32(mem, offFlags))
+	if flags&^(flagOwn|flagTorn) != 0 {
+		return 0, 0, 0, fmt.Errorf("array: unknown flags %#x: %w", flags, shm.ErrCorrupt)
 	}
-	c.setup(mem, info, int(n64), need)
-	return flags, nil
+	return flags, int(n64), need, nil
 }
 
 func spec(name string, info typeinfo.Info, size uintptr) shm.Spec {
@@ -438,29 +467,37 @@ func OpenOrCreate[T any](seg *shm.Segment, name string, n int, init []T, opts *O
 		func() (*Array[T], error) { return Open[T](seg, name, opts) })
 }
 
+// acquire takes the lock. When it takes the lock over from a dead holder,
+// it marks the lock consistent (so that it stays usable) and the Array
+// inconsistent (so that the death stays visible until Consistent).
 func (a *Array[T]) acquire(ctx context.Context) error {
 	err := a.lk.Acquire(ctx)
 	if err == nil {
 		return nil
 	}
-	if errors.Is(err, robust.ErrOwnerDead) {
-		if c, ok := a.lk.(interface{ Consistent() error }); ok {
-			if cerr := c.Consistent(); cerr != nil {
-				a.lk.Release()
-				return fmt.Errorf("array: marking lock consistent: %w", cerr)
-			}
-		}
-		return nil
+	if !errors.Is(err, robust.ErrOwnerDead) {
+		return err
 	}
-	return err
+	// Mark first, then repair the lock: a taker that dies in between
+	// leaves the lock still owned by the dead, and the next taker marks
+	// again (the mark is idempotent), so the death is never lost.
+	atomic.OrUint32(a.c.flags, flagTorn)
+	if c, ok := a.lk.(interface{ Consistent() error }); ok {
+		if cerr := c.Consistent(); cerr != nil {
+			a.lk.Release()
+			return fmt.Errorf("array: marking lock consistent: %w", cerr)
+		}
+	}
+	return nil
 }
 
 // lock acquires the lock for an element method, which has no error to
-// return. If the lock cannot be acquired (not recoverable, or a word a
-// corrupting peer wrote), the method goes ahead without it: the access is
-// bounds-checked and stays inside the object, so the worst outcome is an
-// unsynchronized read or write, never a crash. Use Update, which returns
-// the error, when that matters.
+// return. A lock taken over from a dead holder marks the Array
+// inconsistent (see Err). If the lock cannot be acquired (not recoverable,
+// or a word a corrupting peer wrote), the method goes ahead without it:
+// the access is bounds-checked and stays inside the object, so the worst
+// outcome is an unsynchronized read or write, never a crash. Use Update,
+// which returns the error, when that matters.
 func (a *Array[T]) lock() bool { return a.acquire(context.Background()) == nil }
 
 // unlock releases what lock took. An error (a peer cleared the word under
@@ -468,6 +505,46 @@ func (a *Array[T]) lock() bool { return a.acquire(context.Background()) == nil }
 func (a *Array[T]) unlock(held bool) {
 	if held {
 		a.lk.Release()
+	}
+}
+
+// torn returns errTorn if the Array is marked inconsistent. Called under
+// the lock, it sees the mark of every taker before this holder.
+func (c *core[T]) torn() error {
+	if atomic.LoadUint32(c.flags)&flagTorn != 0 {
+		return errTorn
+	}
+	return nil
+}
+
+// Err returns an error wrapping ErrOwnerDead while the Array is marked
+// inconsistent, nil otherwise. An Array is marked when one of its methods
+// takes its lock over from a process that died holding it (killed in the
+// middle of a CopyIn, say), and stays marked, in every process, until
+// Consistent is called. The methods that return an error report the mark
+// themselves (Update, SetSlice, SetValue, SetRaw, CopyInContext,
+// CopyOutContext); for those that cannot (At, Set, CopyIn, CopyOut, Slice,
+// All, Value, Raw), call Err after them: if it returns nil, what they read or
+// wrote was not half written by a dead process, since the mark is set
+// before the lock passes to anyone else.
+func (a *Array[T]) Err() error { return a.c.torn() }
+
+// Consistent marks the Array as repaired, after a process rewrote the
+// elements a dead holder may have left half written: Err and the methods
+// return nil again. It returns ErrNotInconsistent if the Array is not
+// marked (for example because another process called Consistent first).
+// Call it while holding Lock() if other processes may use the Array during
+// the repair; it does not take the lock itself, so it may be called
+// either way.
+func (a *Array[T]) Consistent() error {
+	for {
+		f := atomic.LoadUint32(a.c.flags)
+		if f&flagTorn == 0 {
+			return ErrNotInconsistent
+		}
+		if atomic.CompareAndSwapUint32(a.c.flags, f, f&^flagTorn) {
+			return nil
+		}
 	}
 }
 
@@ -513,6 +590,37 @@ func (a *Array[T]) CopyIn(src []T, at int) int {
 	return n
 }
 
+// CopyOutContext is CopyOut that gives up with ctx.Err(), copying
+// nothing, when ctx is done before the lock is acquired (a holder that is
+// stopped, or slow), and that reports what Err reports: an error wrapping
+// ErrOwnerDead, after copying, while the Array is marked inconsistent. It
+// panics if from > Len.
+func (a *Array[T]) CopyOutContext(ctx context.Context, dst []T, from int) (int, error) {
+	_ = a.c.s[from:]
+	if err := a.acquire(ctx); err != nil {
+		return 0, err
+	}
+	n := a.c.copyOut(dst, from)
+	err := a.c.torn()
+	a.unlock(true)
+	return n, err
+}
+
+// CopyInContext is CopyIn that gives up with ctx.Err(), copying nothing,
+// when ctx is done before the lock is acquired, and that reports what Err
+// reports: an error wrapping ErrOwnerDead, after copying, while the Array
+// is marked inconsistent. It panics if at > Len.
+func (a *Array[T]) CopyInContext(ctx context.Context, src []T, at int) (int, error) {
+	_ = a.c.s[at:]
+	if err := a.acquire(ctx); err != nil {
+		return 0, err
+	}
+	n := a.c.copyIn(src, at)
+	err := a.c.torn()
+	a.unlock(true)
+	return n, err
+}
+
 // Slice returns a new slice holding a copy of elements [i, j): Python's
 // arr[i:j]. It panics on bounds a []T of length Len would panic on.
 func (a *Array[T]) Slice(i, j int) []T {
@@ -548,9 +656,11 @@ func (a *Array[T]) All() iter.Seq2[int, T] {
 
 // Update runs fn on elements [i, j) under the lock: fn's slice is the
 // shared memory itself, valid only until fn returns. It panics on bad
-// bounds before taking the lock; fn's panics release the lock. Update marks
-// a lock whose holder died consistent and proceeds; it returns an error,
-// without calling fn, only if the lock cannot be acquired.
+// bounds before taking the lock; fn's panics release the lock. While the
+// Array is marked inconsistent (a process died holding the lock; see Err),
+// Update runs fn all the same and returns an error wrapping ErrOwnerDead:
+// fn is where a repair goes, followed by Consistent. It returns an error
+// without calling fn only if the lock cannot be acquired.
 func (a *Array[T]) Update(i, j int, fn func([]T)) error {
 	return a.UpdateContext(context.Background(), i, j, fn)
 }
@@ -564,7 +674,7 @@ func (a *Array[T]) UpdateContext(ctx context.Context, i, j int, fn func([]T)) er
 	}
 	defer a.unlock(true)
 	fn(s)
-	return nil
+	return a.c.torn()
 }
 
 // Lock returns the Array's lock: its own, or Options.Lock. Do not call
@@ -584,13 +694,17 @@ func (a *Array[T]) Value() []byte {
 
 // SetValue copies v into the array and, if it is shorter, a NUL after it:
 // Python's char-array .value assignment. It returns ErrTooLong, changing
-// nothing, if v is longer than the array. It panics unless T is a
-// one-byte integer type.
+// nothing, if v is longer than the array. While the Array is marked
+// inconsistent it stores v and returns an error wrapping ErrOwnerDead (see
+// Err). It panics unless T is a one-byte integer type.
 func (a *Array[T]) SetValue(v []byte) error {
 	a.c.byteView("SetValue")
 	held := a.lock()
 	defer a.unlock(held)
-	return a.c.setValue(v)
+	if err := a.c.setValue(v); err != nil {
+		return err
+	}
+	return a.c.torn()
 }
 
 // Raw returns a copy of all the bytes: Python's char-array .raw. It panics
@@ -605,25 +719,33 @@ func (a *Array[T]) Raw() []byte {
 // SetRaw copies v over the array's first len(v) bytes, leaving the rest as
 // it was: Python's char-array .raw assignment. It returns ErrTooLong,
 // changing nothing, if v is longer than the array (CopyIn would truncate).
-// It panics unless T is a one-byte integer type.
+// While the Array is marked inconsistent it stores v and returns an error
+// wrapping ErrOwnerDead (see Err). It panics unless T is a one-byte integer
+// type.
 func (a *Array[T]) SetRaw(v []byte) error {
 	a.c.byteView("SetRaw")
 	held := a.lock()
 	defer a.unlock(held)
-	return a.c.setRaw(v)
+	if err := a.c.setRaw(v); err != nil {
+		return err
+	}
+	return a.c.torn()
 }
 
 // SetSlice assigns src to elements [i, j): Python's arr[i:j] = src. It
 // returns ErrRange for indices outside the array and ErrSliceLength for a
-// src whose length is not j-i, changing nothing; it never panics.
+// src whose length is not j-i, changing nothing; it never panics. While
+// the Array is marked inconsistent it assigns src and returns an error
+// wrapping ErrOwnerDead (see Err).
 func (a *Array[T]) SetSlice(i, j int, src []T) error {
 	if err := a.c.checkSlice(i, j, len(src)); err != nil {
 		return err
 	}
 	held := a.lock()
 	copy(a.c.s[i:j], src)
+	err := a.c.torn()
 	a.unlock(held)
-	return nil
+	return err
 }
 
 // State is a snapshot of an Array, for inspection.
@@ -634,10 +756,14 @@ type State struct {
 	Type        string       // layout of T
 	OwnLock     bool         // the lock is the Array's own
 	Lock        *rlock.State // the own lock's state, if OwnLock
+	// Inconsistent: a method took the lock over from a process that died
+	// holding it, and nobody has called Consistent since (see Err).
+	Inconsistent bool
 }
 
 func (c *core[T]) state() State {
-	return State{Len: len(c.s), ElemSize: int(c.info.Size), Fingerprint: c.info.Fingerprint, Type: c.info.Desc}
+	return State{Len: len(c.s), ElemSize: int(c.info.Size), Fingerprint: c.info.Fingerprint, Type: c.info.Desc,
+		Inconsistent: atomic.LoadUint32(c.flags)&flagTorn != 0}
 }
 
 // State returns a snapshot of the Array.

@@ -322,7 +322,7 @@ func TestCorrupt(t *testing.T) {
 		"version":  func(m []byte) { *w32(m, offVersion) = 7 },
 		"length":   func(m []byte) { *w64(m, offLen) = 9 },
 		"huge len": func(m []byte) { *w64(m, offLen) = 1 << 62 },
-		"flags":    func(m []byte) { *w32(m, offFlags) = 2 },
+		"flags":    func(m []byte) { *w32(m, offFlags) = 4 },
 		"magic":    func(m []byte) { *w32(m, offMagic) = 1 },
 	} {
 		m := setup()

@@ -74,6 +74,35 @@ func BenchmarkAt(b *testing.B) {
 	}
 }
 
+// BenchmarkSetUncontended, BenchmarkSetSliceUncontended and
+// BenchmarkUpdateUncontended: the element methods' fast path, the lock
+// free (one element, or four through a slice assignment or Update).
+func BenchmarkSetUncontended(b *testing.B) {
+	a := newArray[int64](b, 16, nil, nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		a.Set(3, 1)
+	}
+}
+
+func BenchmarkSetSliceUncontended(b *testing.B) {
+	a := newArray[int64](b, 16, nil, nil)
+	src := []int64{1, 2, 3, 4}
+	b.ReportAllocs()
+	for b.Loop() {
+		a.SetSlice(4, 8, src)
+	}
+}
+
+func BenchmarkUpdateUncontended(b *testing.B) {
+	a := newArray[int64](b, 16, nil, nil)
+	fn := func(s []int64) { s[0]++ }
+	b.ReportAllocs()
+	for b.Loop() {
+		a.Update(4, 8, fn)
+	}
+}
+
 // ---- W9: cross-process write-then-read bandwidth ----
 //
 // The file holds a turn word at offset 0 (even: the writer's turn, odd:

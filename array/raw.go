@@ -1,9 +1,12 @@
 package array
 
 import (
+	"errors"
 	"fmt"
 	"iter"
+	"reflect"
 
+	"github.com/mpipc/mpipc/internal/typeinfo"
 	"github.com/mpipc/mpipc/shm"
 )
 
@@ -145,3 +148,47 @@ func (a *RawArray[T]) SetSlice(i, j int, src []T) error {
 
 // State returns a snapshot of the RawArray.
 func (a *RawArray[T]) State() State { return a.c.state() }
+
+// ReadBytes returns a copy of the first min(Len, limit) elements of the
+// Array or RawArray named name in seg, as the bytes of their layout, and
+// its length Len, for a tool that learns the element type t only at run
+// time (mpipc stat -type) and would otherwise need one Array[T] compiled
+// per T. The elements are read without the lock, as a RawArray reads
+// them. t must be the recorded element type: another one fails with an
+// error wrapping shm.ErrTypeMismatch that gives both element sizes.
+func ReadBytes(seg *shm.Segment, name string, t reflect.Type, limit int) (b []byte, n int, err error) {
+	info, err := typeinfo.OfType(t)
+	if err != nil {
+		return nil, 0, fmt.Errorf("array: %w", err)
+	}
+	sp := spec(name, info, 0)
+	mem, err := seg.Lookup(sp)
+	if errors.Is(err, shm.ErrTypeMismatch) {
+		// Read the recorded element size for the message: checkHeader
+		// compares it with info's.
+		sp.Fingerprint = 0
+		if objs, _ := seg.Objects(); objs != nil {
+			for _, o := range objs {
+				if o.Name == name {
+					sp.Fingerprint = o.Fingerprint
+				}
+			}
+		}
+		if mem, lerr := seg.Lookup(sp); lerr == nil {
+			if _, _, _, herr := checkHeader(mem, info); herr != nil {
+				return nil, 0, fmt.Errorf("array: %q: %w", name, herr)
+			}
+		}
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("array: opening %q: %w", name, err)
+	}
+	_, n, _, err = checkHeader(mem, info)
+	if err != nil {
+		return nil, 0, err
+	}
+	k := min(n, max(limit, 0))
+	b = make([]byte, uintptr(k)*info.Size)
+	copy(b, mem[headerSize:])
+	return b, n, nil
+}

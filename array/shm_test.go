@@ -4,7 +4,9 @@ package array
 
 import (
 	"errors"
+	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/mpipc/mpipc/internal/proctest"
@@ -52,5 +54,39 @@ func TestSegment(t *testing.T) {
 	}
 	if _, err := Open[byte](seg, "s", nil); !errors.Is(err, ErrNoLock) {
 		t.Errorf("Open of a RawArray as Array: %v", err)
+	}
+}
+
+// TestReadBytes: the type-erased read of an Array by a reflect.Type, with
+// a limit, and its refusals: another element size (both sizes named), an
+// unsupported type, a missing name.
+func TestReadBytes(t *testing.T) {
+	seg, err := shm.Create(proctest.TempName(t), nil)
+	if err != nil {
+		t.Fatalf("shm.Create: %v", err)
+	}
+	defer seg.Close()
+	if _, err := Create(seg, "m", 3, [][2]uint8{{1, 2}, {3, 4}, {5, 6}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	typ := reflect.TypeFor[[2]uint8]()
+	for _, tc := range []struct {
+		limit int
+		want  []byte
+	}{{10, []byte{1, 2, 3, 4, 5, 6}}, {2, []byte{1, 2, 3, 4}}, {0, []byte{}}, {-1, []byte{}}} {
+		b, n, err := ReadBytes(seg, "m", typ, tc.limit)
+		if err != nil || n != 3 || !slices.Equal(b, tc.want) {
+			t.Errorf("ReadBytes limit %d = %v, %d, %v; want %v, 3", tc.limit, b, n, err, tc.want)
+		}
+	}
+	if _, _, err := ReadBytes(seg, "m", reflect.TypeFor[[3]uint8](), 10); !errors.Is(err, shm.ErrTypeMismatch) ||
+		!strings.Contains(err.Error(), "stored elements are 2 bytes") || !strings.Contains(err.Error(), "is 3 bytes") {
+		t.Errorf("ReadBytes with another size: %v", err)
+	}
+	if _, _, err := ReadBytes(seg, "m", reflect.TypeFor[[]byte](), 10); !errors.Is(err, ErrUnsupportedType) {
+		t.Errorf("ReadBytes of a slice type: %v", err)
+	}
+	if _, _, err := ReadBytes(seg, "nope", typ, 10); !errors.Is(err, shm.ErrNotExist) {
+		t.Errorf("ReadBytes of a missing name: %v", err)
 	}
 }

@@ -120,10 +120,13 @@ func latencies(el time.Duration, n int64, sh *shared) []Result {
 	}
 }
 
-// w7Metrics reports the total messages per second of W7.
-func w7Metrics(el time.Duration, n int64, _ *shared) []Result {
-	n = w7N(n)
-	return []Result{{Metric: "msgs_per_s", Value: float64(n) / el.Seconds(), N: n, MsgBytes: 64}}
+// w7Metrics reports the total messages per second of W7 with the given
+// number of producers.
+func w7Metrics(producers int) func(time.Duration, int64, *shared) []Result {
+	return func(el time.Duration, n int64, _ *shared) []Result {
+		n = w7N(n, producers)
+		return []Result{{Metric: "msgs_per_s", Value: float64(n) / el.Seconds(), N: n, MsgBytes: 64}}
+	}
 }
 
 func loadInt64(p *int64) int64     { return atomic.LoadInt64(p) }

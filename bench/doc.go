@@ -19,6 +19,21 @@
 //	W10-1p   the same with 1 process                                 ops_per_s
 //	W11      pool of 2 workers, tiny tasks f(x) = x·x + 1, in order  tasks_per_s, us_per_task
 //
+// Scale workloads, each compared in the table with its base workload of
+// the same run (the ratio shows how the figure holds up as work grows):
+//
+//	W2-8p      W2 with 8 processes (count exactly 8n); base W2          ops_per_s
+//	W7-4x4     W7 with 4 producers + 4 consumers; base W7               msgs_per_s
+//	W7-8x8     W7 with 8 + 8 (16 processes); base W7                    msgs_per_s
+//	W12-K      Open of one Value among K = 10, 1000, 10000 objects in   ns_per_open
+//	           a segment, every name in turn, each checked; base W12-10
+//	W13-C      W6 with a queue of C = 2, 64, 1024, 65536, 1M slots;     msgs_per_s, MB_per_s
+//	           base W13-1024 (W6's geometry)
+//
+// A workload selects the workloads named after it and a dash: W7 runs W7,
+// W7-4x4 and W7-8x8; W13 every capacity; =W7 runs W7 alone. Options.Systems
+// (`mpipc bench -s mpipc-queue`) keeps only the named systems.
+//
 // W11 is timed by the parent, which dispatches (see w_pool.go): the
 // pool's start-up and a 4-task warm-up are outside the clock.
 //
@@ -56,6 +71,10 @@
 //	offset 4096  the case's objects
 //
 // # Output
+//
+// `mpipc bench -format benchstat` (WriteBenchstat) prints one line per run
+// of every case in the go test -bench format, for benchstat to compare two
+// runs.
 //
 // Run returns one Summary per (workload, system, metric) with the median,
 // min and max over the runs; cases run round-robin (run 1 of every case,

@@ -138,21 +138,22 @@ func checkReceived(sh *shared, n int64) error {
 	return nil
 }
 
-// W7 roles: workers 0 and 1 produce, 2 and 3 consume.
+// W7 roles: of 2p workers, workers 0 … p-1 produce and p … 2p-1 consume
+// (p = 2 for W7, 4 and 8 for W7-4x4 and W7-8x8).
 const (
-	w7Producers = 2
-	w7Consumers = 2
-	w7End       = ^uint64(0)
+	w7Pairs = 2
+	w7End   = ^uint64(0)
 )
 
-// mpmc is W7: each producer sends n/2 ids (producer p sends p·n/2 …) and
-// then one end marker; each consumer stops at its first end marker, checks
-// per-producer FIFO order and stores count, Σid and Σmix64(id) in result
-// words 3c, 3c+1, 3c+2.
+// mpmc is W7 with w.Procs/2 producers and as many consumers: each producer
+// p sends n/P ids (p·n/P …, P producers) and then one end marker; each
+// consumer stops at its first end marker, checks per-producer FIFO order
+// and stores count, Σid and Σmix64(id) in result words 3c, 3c+1, 3c+2.
 func mpmc(w *Worker, c msgConn) error {
 	var msg [64]byte
-	per := uint64(w.N) / w7Producers
-	if w.Idx < w7Producers {
+	producers := w.Procs / 2
+	per := uint64(w.N) / uint64(producers)
+	if w.Idx < producers {
 		for i := uint64(0); i < per; i++ {
 			id := uint64(w.Idx)*per + i
 			binary.LittleEndian.PutUint64(msg[:], id)
@@ -166,7 +167,10 @@ func mpmc(w *Worker, c msgConn) error {
 		return c.send(msg[:])
 	}
 	var cnt, sum, hsum uint64
-	last := [w7Producers]int64{-1, -1}
+	last := make([]int64, producers)
+	for i := range last {
+		last[i] = -1
+	}
 	for {
 		if err := c.recv(msg[:]); err != nil {
 			return err
@@ -179,7 +183,7 @@ func mpmc(w *Worker, c msgConn) error {
 			break
 		}
 		p := id / per
-		if p >= w7Producers || int64(id) <= last[p] {
+		if p >= uint64(producers) || int64(id) <= last[p] {
 			return mismatch("ORDER: id %d after %v", id, last)
 		}
 		last[p] = int64(id)
@@ -187,30 +191,38 @@ func mpmc(w *Worker, c msgConn) error {
 		sum += id
 		hsum += mix64(id)
 	}
-	k := 3 * (w.Idx - w7Producers)
+	k := 3 * (w.Idx - producers)
 	*w.Result(k), *w.Result(k + 1), *w.Result(k + 2) = cnt, sum, hsum
 	return nil
 }
 
-// w7N rounds n down to a multiple of the producer count.
-func w7N(n int64) int64 { return max(n-n%w7Producers, w7Producers) }
+// w7N rounds n down to a multiple of the producer count (at least one
+// message per producer).
+func w7N(n int64, producers int) int64 {
+	p := int64(producers)
+	return max(n-n%p, p)
+}
 
-func checkMPMC(sh *shared, n int64) error {
-	var cnt, sum, hsum, esum, ehsum uint64
-	for c := 0; c < w7Consumers; c++ {
-		cnt += *sh.result(3 * c)
-		sum += *sh.result(3*c + 1)
-		hsum += *sh.result(3*c + 2)
+// checkMPMC checks the consumers' results of mpmc with the given number of
+// producers (and as many consumers): every id 0 … n-1 received exactly once.
+func checkMPMC(producers int) func(sh *shared, n int64) error {
+	return func(sh *shared, n int64) error {
+		var cnt, sum, hsum, esum, ehsum uint64
+		for c := 0; c < producers; c++ {
+			cnt += *sh.result(3 * c)
+			sum += *sh.result(3*c + 1)
+			hsum += *sh.result(3*c + 2)
+		}
+		n = w7N(n, producers)
+		for i := uint64(0); i < uint64(n); i++ {
+			esum += i
+			ehsum += mix64(i)
+		}
+		if cnt != uint64(n) || sum != esum || hsum != ehsum {
+			return mismatch("CHECKSUM count=%d/%d sum=%d/%d hsum=%x/%x", cnt, n, sum, esum, hsum, ehsum)
+		}
+		return nil
 	}
-	n = w7N(n)
-	for i := uint64(0); i < uint64(n); i++ {
-		esum += i
-		ehsum += mix64(i)
-	}
-	if cnt != uint64(n) || sum != esum || hsum != ehsum {
-		return mismatch("CHECKSUM count=%d/%d sum=%d/%d hsum=%x/%x", cnt, n, sum, esum, hsum, ehsum)
-	}
-	return nil
 }
 
 // w8Warm is the number of unrecorded warm-up round trips of W8.

@@ -230,26 +230,26 @@ func init() {
 		Workload: "W7", System: "go-chan", BaseN: 5_000_000, Procs: 1,
 		Worker: func(w *Worker) (func() error, error) {
 			c := make(chan64, 1024)
-			w.N = w7N(w.N)
+			w.N = w7N(w.N, w7Pairs)
 			return func() error {
-				return inProcess(w, w7Producers+w7Consumers, func(w *Worker) error { return mpmc(w, c) })
+				return inProcess(w, 2*w7Pairs, func(w *Worker) error { return mpmc(w, c) })
 			}, nil
 		},
-		Check:   checkMPMC,
-		Metrics: w7Metrics,
+		Check:   checkMPMC(w7Pairs),
+		Metrics: w7Metrics(w7Pairs),
 	})
 	addProc(procCase{
-		Workload: "W7", System: "go-os-pipe", BaseN: 1_500_000, Procs: 4, Files: pipes(1),
+		Workload: "W7", System: "go-os-pipe", BaseN: 1_500_000, Procs: 2 * w7Pairs, Files: pipes(1),
 		Worker: func(w *Worker) (func() error, error) {
-			w.N = w7N(w.N)
+			w.N = w7N(w.N, w7Pairs)
 			c := streamConn{w.File(0)} // reads of 64 bytes from 64-byte atomic writes
-			if w.Idx < w7Producers {
+			if w.Idx < w7Pairs {
 				c = streamConn{w.File(1)}
 			}
 			return func() error { return mpmc(w, c) }, nil
 		},
-		Check:   checkMPMC,
-		Metrics: w7Metrics,
+		Check:   checkMPMC(w7Pairs),
+		Metrics: w7Metrics(w7Pairs),
 	})
 
 	// W8: request/response latency.

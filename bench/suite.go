@@ -44,7 +44,7 @@ func (r Result) Key() string { return r.Workload + " " + r.System + " " + r.Metr
 
 // Case is one (workload, system) pair of the suite.
 type Case struct {
-	Workload string // W1 … W9, W6-4KiB, W10, W10-1p, W11
+	Workload string // W1 … W13-1M (see workloadOrder)
 	System   string // mpipc-… for the library, go-… for peers
 	BaseN    int64  // iterations of one run at scale 1, chosen for about 0.5–1 s here
 	Procs    int    // processes (or goroutines, for in-process peers)
@@ -61,7 +61,8 @@ var cases []*Case
 
 func addCase(c *Case) { cases = append(cases, c) }
 
-var workloadOrder = []string{"W1", "W2", "W3", "W4", "W5", "W6", "W6-4KiB", "W7", "W8", "W9", "W10", "W10-1p", "W11"}
+var workloadOrder = []string{"W1", "W2", "W2-8p", "W3", "W4", "W5", "W6", "W6-4KiB", "W7", "W7-4x4", "W7-8x8", "W8", "W9", "W10", "W10-1p", "W11",
+	"W12-10", "W12-1000", "W12-10000", "W13-2", "W13-64", "W13-1024", "W13-65536", "W13-1M"}
 
 func workloadRank(w string) int {
 	if i := slices.Index(workloadOrder, w); i >= 0 {
@@ -91,6 +92,10 @@ type Options struct {
 	// Runs is the number of runs of every case (default 1). Cases run
 	// round-robin: run 1 of every case, then run 2, …
 	Runs int
+	// Systems, if not empty, keeps only the cases of these systems
+	// ("mpipc-queue", "go-os-pipe"): an mpipc figure is then compared
+	// only with the peers selected with it.
+	Systems []string
 	// Scale multiplies every case's N (default 1); 0.01 gives a smoke run.
 	Scale float64
 	// Progress receives a progress line per case run (default: none).
@@ -102,7 +107,8 @@ type Options struct {
 // ErrNoWorkload is returned when Options.Workloads selects no case.
 var ErrNoWorkload = errors.New("bench: no case matches the selected workloads")
 
-// Select returns the cases of the named workloads ("W6" includes "W6-4KiB").
+// Select returns the cases of the named workloads: "W6" includes "W6-4KiB",
+// "=W6" is W6 alone. Names are not case-sensitive.
 func Select(workloads []string) ([]*Case, error) {
 	all := Cases()
 	if len(workloads) == 0 {
@@ -112,7 +118,9 @@ func Select(workloads []string) ([]*Case, error) {
 	for _, c := range all {
 		for _, w := range workloads {
 			w = strings.ToUpper(strings.TrimSpace(w))
-			if c.Workload == w || strings.HasPrefix(c.Workload, w+"-") {
+			exact := strings.HasPrefix(w, "=")
+			w = strings.TrimPrefix(w, "=")
+			if cw := strings.ToUpper(c.Workload); cw == w || !exact && strings.HasPrefix(cw, w+"-") {
 				out = append(out, c)
 				break
 			}
@@ -120,6 +128,28 @@ func Select(workloads []string) ([]*Case, error) {
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("%w %q (known: %s)", ErrNoWorkload, strings.Join(workloads, ","), strings.Join(workloadOrder, ","))
+	}
+	return out, nil
+}
+
+// SelectSystems is Select keeping only the cases of the given systems
+// (all if systems is empty).
+func SelectSystems(workloads, systems []string) ([]*Case, error) {
+	sel, err := Select(workloads)
+	if err != nil || len(systems) == 0 {
+		return sel, err
+	}
+	var out []*Case
+	for _, c := range sel {
+		for _, s := range systems {
+			if strings.EqualFold(c.System, strings.TrimSpace(s)) {
+				out = append(out, c)
+				break
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: no case of system %q among the selected workloads", ErrNoWorkload, strings.Join(systems, ","))
 	}
 	return out, nil
 }
@@ -139,7 +169,7 @@ func (c *Case) ScaledN(scale float64) int64 {
 // remaining cases still run, and the summaries of what succeeded are
 // returned with it.
 func Run(opts Options) ([]Summary, error) {
-	sel, err := Select(opts.Workloads)
+	sel, err := SelectSystems(opts.Workloads, opts.Systems)
 	if err != nil {
 		return nil, err
 	}

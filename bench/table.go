@@ -57,6 +57,23 @@ var anchorPeers = map[string][][]string{
 	"W10-1p mpipc-dict":         {{"c-shm-dict-seqlock", "c-shm-dict-mutex"}, {"py-mp-manager-dict"}},
 }
 
+// scaleBase names, for the scale workloads, the workload of the same
+// system measured in the same run that each is compared with: the ratio
+// then says how the figure holds up as the work grows (W7-8x8 against W7's
+// 2+2, Open among 10,000 objects against 10). The base workloads
+// themselves (W12-10, W13-1024) have no C anchor of their own.
+var scaleBase = map[string]string{
+	"W2-8p":     "W2",
+	"W7-4x4":    "W7",
+	"W7-8x8":    "W7",
+	"W12-1000":  "W12-10",
+	"W12-10000": "W12-10",
+	"W13-2":     "W13-1024",
+	"W13-64":    "W13-1024",
+	"W13-65536": "W13-1024",
+	"W13-1M":    "W13-1024",
+}
+
 // ReadAnchors reads a results-*.jsonl (or .raw.jsonl) file written by the
 // anchors' run.sh, or the -json output of this suite, and returns one
 // summary per (workload, system, metric). Source is set to the file's base
@@ -125,8 +142,9 @@ type Row struct {
 }
 
 // Compare pairs every mpipc figure with the peers of its workload and
-// metric measured in this run (go-…), and with the best relevant anchors
-// (C, then Python) from anchors, if given.
+// metric measured in this run (go-…), a scale workload's figure with its
+// base workload's (scaleBase), and with the best relevant anchors (C, then
+// Python) from anchors, if given.
 func Compare(sums, anchors []Summary) []Row {
 	var rows []Row
 	for _, o := range sums {
@@ -138,6 +156,13 @@ func Compare(sums, anchors []Summary) []Row {
 			p := &sums[i]
 			if !strings.HasPrefix(p.System, "mpipc-") && p.Workload == o.Workload && p.Metric == o.Metric {
 				peers = append(peers, p)
+			}
+		}
+		if base, ok := scaleBase[o.Workload]; ok {
+			for i := range sums {
+				if p := &sums[i]; p.Workload == base && p.System == o.System && p.Metric == o.Metric {
+					peers = append(peers, p)
+				}
 			}
 		}
 		for _, group := range anchorPeers[o.Workload+" "+o.System] {
@@ -191,6 +216,9 @@ func WriteTable(w io.Writer, sums, anchors []Summary) error {
 		last = k
 		if r.Peer != nil {
 			row[6] = r.Peer.System
+			if r.Peer.Workload != r.Ours.Workload {
+				row[6] += " (" + r.Peer.Workload + ")"
+			}
 			if r.Peer.Source != "" {
 				row[6] += " (anchors)"
 			}

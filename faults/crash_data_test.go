@@ -71,7 +71,9 @@ func init() {
 // Value: a Value[int64] counter (Add, one atomic instruction) and a wide
 // Value[quad] whose four words are always equal (Update, under the lock and
 // the writer lock, on a double buffer). A writer killed mid-write must never
-// make a Load torn; the next writer takes the locks over. Conservation:
+// make a Load torn; the next writer takes the locks over, the Update that
+// takes the lock over reporting ErrOwnerDead until a worker calls
+// Consistent. Conservation:
 // each total minus the workers' own counts is in [0, kills].
 
 type quad struct{ A, B, C, D uint64 }
@@ -114,7 +116,19 @@ func valueKind() *crashKind {
 					x.D++
 				})
 				w.blocking(false)
-				if err != nil {
+				if errors.Is(err, value.ErrOwnerDead) {
+					// A worker died holding the lock: the Update was
+					// applied all the same, and the Value, never half
+					// written, needs no repair but Consistent (which
+					// another worker may have called first).
+					inc(w.c.g(gOwnerDead))
+					switch cerr := q.Consistent(); {
+					case cerr == nil:
+						inc(w.c.g(gRepairs))
+					case !errors.Is(cerr, value.ErrNotInconsistent):
+						return fmt.Errorf("consistent: %w", cerr)
+					}
+				} else if err != nil {
 					return fmt.Errorf("update: %w", err)
 				}
 				inc(w.s(2))

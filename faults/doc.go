@@ -75,7 +75,11 @@
 //	Value (wide)   writer lock held, the unpublished      Load never torn (the last published
 //	               slot torn or complete, the sequence    value, or the one the dead writer had
 //	               not advanced (hunted)                  just published); the next writer takes
-//	                                                      the writer lock over
+//	                                                      the writer lock over without a report
+//	                                                      (nothing published is torn)
+//	Value (lock)   the lock held by the dead, what it     the next Update takes it over, marks
+//	               guarded (a compound update) half done  the Value inconsistent: ErrOwnerDead
+//	                                                      from Update and Err until Consistent
 //	Queue          a producer's claim (hunted: claimed,   consumers resolve the claim after a
 //	               not committed), a consumer's borrow    check interval: a producer's becomes
 //	               (hunted); a Get killed while copying   "skip", a consumer's frees the slot;
@@ -97,10 +101,11 @@
 //	               (hunted), an entry left                a name left initializing by a dead
 //	               initializing (hunted)                  creator is reclaimed (its space is not)
 //	Array          the lock held by the dead, elements    the next access takes the lock over
-//	               torn by a CopyIn, Set or Update in     silently (element methods and Update
-//	               progress (hunted)                      mark it consistent): survivors read
-//	                                                      each element old or new, never hang;
-//	                                                      nobody is told the range may be torn
+//	               torn by a CopyIn, Set or Update in     and marks the Array inconsistent:
+//	               progress (hunted)                      each element old or new, never a
+//	                                                      hang; Err, Update, SetSlice report
+//	                                                      ErrOwnerDead in every process until
+//	                                                      a repair calls Consistent
 //	Semaphore,     one state word each: units held by     crash suite: no wedge; a dead holder's
 //	Event          the dead (Semaphore); no two-word      units are lost (see the package docs)
 //	               window to hunt

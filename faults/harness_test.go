@@ -169,6 +169,8 @@ type worker struct {
 	slot int
 	role string
 	dead bool
+	// retired: it exited saying "retired" and has been replaced.
+	retired bool
 }
 
 type harness struct {
@@ -353,6 +355,13 @@ func (h *harness) waitProgress(ws []*worker) {
 	deadline := time.Now().Add(hangTimeout)
 	for i, w := range ws {
 		for ld(h.c.s(w.slot, sProgress)) == before[i] {
+			// A worker may depend on others (a consumer on producers):
+			// replace any that retired meanwhile, or the wait would
+			// blame w for their absence.
+			h.reapRetired()
+			if w.retired {
+				goto next
+			}
 			select {
 			case <-w.ch.Done():
 				if h.retiredNow(w) {
@@ -374,10 +383,14 @@ func (h *harness) waitProgress(ws []*worker) {
 // retiredNow reports whether w exited cleanly saying "retired" (a worker
 // that used up its sequence space), replacing it.
 func (h *harness) retiredNow(w *worker) bool {
+	if w.retired {
+		return true
+	}
 	r := w.ch.Wait(time.Second)
 	if r.Code != 0 || !strings.Contains(r.Stdout, "retired") {
 		return false
 	}
+	w.retired = true
 	h.drop(w)
 	h.retired++
 	h.start(w.role)
@@ -430,15 +443,19 @@ func (h *harness) pause() {
 
 func (h *harness) hang(w *worker, what string) {
 	h.t.Helper()
+	// The shared state and the workers first, while w still lives.
+	state := "\nworkers:"
+	for _, x := range h.ws {
+		state += fmt.Sprintf(" %d(%s, pid %d)", x.slot, x.role, x.ch.Pid())
+	}
+	if h.k.dump != nil {
+		state += "\nshared state: " + h.k.dump(h)
+	}
 	w.ch.Signal(syscall.SIGQUIT)
 	r := w.ch.Wait(5 * time.Second)
 	st := r.Stderr
 	if len(st) > 6000 {
 		st = st[:6000]
-	}
-	state := ""
-	if h.k.dump != nil {
-		state = "\nshared state: " + h.k.dump(h)
 	}
 	h.t.Fatalf("%s: HANG: worker %d (%s, pid %d) %s%s; its goroutines:\n%s", h.k.name, w.slot, w.role, w.ch.Pid(), what, state, st)
 }

@@ -250,7 +250,9 @@ var hostileKinds = []*hostileKind{
 				return err
 			}, err
 		},
-		allowed: []error{lock.ErrNotRecoverable, lock.ErrNotLocked, lock.ErrNotInconsistent, rlock.ErrNotOwner, rlock.ErrLevel, context.DeadlineExceeded},
+		// ErrOwnerDead: a peer wrote a dead holder into the lock word, or
+		// set the inconsistent flag (see package value).
+		allowed: []error{value.ErrOwnerDead, lock.ErrNotRecoverable, lock.ErrNotLocked, lock.ErrNotInconsistent, rlock.ErrNotOwner, rlock.ErrLevel, context.DeadlineExceeded},
 	},
 	{
 		name: "array",
@@ -273,7 +275,9 @@ var hostileKinds = []*hostileKind{
 		// ErrNotInconsistent: a peer rewrote the lock word between the
 		// takeover of a dead owner's lock and Consistent. ErrNotOwner and
 		// ErrLevel: a peer rewrote the own RLock's owner or level words.
-		allowed: []error{lock.ErrNotRecoverable, lock.ErrNotLocked, lock.ErrNotInconsistent, rlock.ErrNotOwner, rlock.ErrLevel, context.DeadlineExceeded},
+		// ErrOwnerDead: a peer wrote a dead holder into the lock word, or
+		// set the inconsistent flag (see package array).
+		allowed: []error{array.ErrOwnerDead, lock.ErrNotRecoverable, lock.ErrNotLocked, lock.ErrNotInconsistent, rlock.ErrNotOwner, rlock.ErrLevel, context.DeadlineExceeded},
 	},
 	{
 		name: "queue",

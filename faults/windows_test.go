@@ -1006,6 +1006,11 @@ func init() {
 					return fmt.Errorf("Load after Store %d = %v", x[0]+i, y)
 				}
 			}
+			// The writer lock guards nothing that can be torn: taking
+			// it over marks nothing (see package value).
+			if err := v.Err(); err != nil {
+				return fmt.Errorf("Err after a dead writer's Store: %v", err)
+			}
 			return nil
 		},
 	})
@@ -1502,11 +1507,14 @@ func init() {
 			}
 			return 1
 		},
-		// A writer killed inside CopyIn leaves the elements it had copied:
-		// the element methods take a dead holder's lock over without a
-		// word (see package array), so the survivor sees the torn range.
-		// What it must see: no hang, elements each either the old or the
-		// new value, and a working Array after it rewrites them.
+		// A writer killed inside CopyIn leaves the elements it had copied.
+		// The element method that takes the dead holder's lock over marks
+		// the Array inconsistent (see package array). What the survivor
+		// must see: no hang, elements each either the old or the new
+		// value, ErrOwnerDead from Err and SetSlice in both windows (a
+		// holder that died outside the copy cannot be told from one that
+		// died inside it) until Consistent, and a working Array after it
+		// rewrites them.
 		after: func(h *hunt, w int) error {
 			a := h.obj.(*array.Array[uint64])
 			last := h.w(hwA)
@@ -1528,6 +1536,15 @@ func init() {
 			if torn != (w == 0) {
 				return fmt.Errorf("torn %v after a kill in window %d", torn, w)
 			}
+			if err := a.Err(); !errors.Is(err, array.ErrOwnerDead) {
+				return fmt.Errorf("Err after taking a dead writer's lock over = %v, want ErrOwnerDead", err)
+			}
+			if err := a.SetSlice(0, 1, got[:1]); !errors.Is(err, array.ErrOwnerDead) {
+				return fmt.Errorf("SetSlice before Consistent = %v, want ErrOwnerDead", err)
+			}
+			if err := a.Consistent(); err != nil {
+				return fmt.Errorf("Consistent: %v", err)
+			}
 			buf := make([]uint64, arrLen)
 			for x := last + 2; x < last+22; x++ {
 				for i := range buf {
@@ -1541,8 +1558,11 @@ func init() {
 					}
 				}
 			}
-			if st := a.State(); st.Lock == nil || st.Lock.Held {
+			if st := a.State(); st.Lock == nil || st.Lock.Held || st.Inconsistent {
 				return fmt.Errorf("State after use: %+v", st)
+			}
+			if err := a.Err(); err != nil {
+				return fmt.Errorf("Err after Consistent: %v", err)
 			}
 			return nil
 		},

@@ -37,6 +37,50 @@ func BenchmarkLockTryUncontended(b *testing.B) {
 	}
 }
 
+// BenchmarkCASPairFloor is the floor W1 can reach from Go: the two
+// compare-and-swaps of an acquire+release on a word of the same shared
+// mapping, with a cold-path call after each as any lock has. The call makes
+// the compiler spill the loop counter, one store per iteration that each
+// locked instruction must wait for; Lock adds only the two loads of its
+// word pointer and identity. Compare with c-futex-mutex in the same run.
+func BenchmarkCASPairFloor(b *testing.B) {
+	_, mem, _ := newShared(b, nil)
+	w := (*uint64)(unsafe.Pointer(&mem[memSize-64]))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if !atomic.CompareAndSwapUint64(w, 0, 5) {
+			coldPath(w)
+		}
+		if !atomic.CompareAndSwapUint64(w, 5, 0) {
+			coldPath(w)
+		}
+	}
+}
+
+//go:noinline
+func coldPath(w *uint64) { panic("word not as expected") }
+
+// BenchmarkLockTryHeld is a TryAcquire on a lock another live process
+// holds: after the first try found the holder alive, a load and a clock
+// read, no system call (the registry is asked again once per check
+// interval).
+func BenchmarkLockTryHeld(b *testing.B) {
+	path, _, l := newShared(b, nil)
+	h := proctest.Start(b, "holder", path)
+	h.Expect(proctest.Ready, 0)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if ok, err := l.TryAcquire(); ok || err != nil {
+			b.Fatal(ok, err)
+		}
+	}
+	b.StopTimer()
+	h.Kill()
+	<-h.Done()
+}
+
 func BenchmarkSyncMutexUncontended(b *testing.B) {
 	var mu sync.Mutex
 	b.ReportAllocs()

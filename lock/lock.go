@@ -52,9 +52,9 @@ var (
 
 // Options configure a Lock. The zero value (or nil) means the defaults.
 type Options struct {
-	// CheckInterval is how often a waiter checks whether the holder is
-	// still alive. Default 100 ms: a waiter takes a dead holder's lock
-	// within about this long.
+	// CheckInterval is how often a waiter, or TryAcquire on a held lock,
+	// checks whether the holder is still alive. Default 100 ms: a waiter
+	// takes a dead holder's lock within about this long.
 	CheckInterval time.Duration
 	// Registry names the processes that may hold the lock, so that a dead
 	// holder can be told from a live one. Create and Open use the
@@ -215,7 +215,9 @@ func (l *Lock) AcquireTimeout(d time.Duration) (bool, error) {
 
 // TryAcquire acquires the lock if it is free, without waiting, and reports
 // whether it is held. If the holder is dead, the lock is taken over and the
-// error is ErrOwnerDead.
+// error is ErrOwnerDead. A holder this handle found alive is asked about
+// again only once per CheckInterval, so polling a held lock makes no
+// system call; a holder that dies is noticed within that interval.
 func (l *Lock) TryAcquire() (bool, error) { return l.m.TryLock() }
 
 // Release releases the lock; any process or goroutine may. Releasing an

@@ -227,6 +227,34 @@ func TestOwnerDeathThenConsistent(t *testing.T) {
 	t.Logf("dead holder detected after %v", took)
 }
 
+// A TryAcquire that finds a live holder asks the registry again only
+// after the check interval: a handle with an hour's interval keeps
+// reporting the lock held after the holder died, one with 1 ms takes it
+// over at its next try after that.
+func TestTryAcquireChecksLiveHolderOncePerInterval(t *testing.T) {
+	path, mem, slow := newShared(t, &lock.Options{CheckInterval: time.Hour})
+	fast, err := lock.Attach(mem[:lock.Size], &lock.Options{CheckInterval: time.Millisecond, Registry: regtest.Registry(t, path)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := proctest.Start(t, "holder", path)
+	h.Expect(proctest.Ready, 0)
+	for _, l := range []*lock.Lock{slow, fast} {
+		if ok, err := l.TryAcquire(); ok || err != nil {
+			t.Fatalf("TryAcquire of a live holder's lock: %v %v", ok, err)
+		}
+	}
+	h.Kill()
+	<-h.Done()
+	if ok, err := slow.TryAcquire(); ok || err != nil {
+		t.Fatalf("TryAcquire within the check interval of finding the holder alive: %v %v, want false, nil", ok, err)
+	}
+	time.Sleep(10 * time.Millisecond)
+	if ok, err := fast.TryAcquire(); !ok || !errors.Is(err, lock.ErrOwnerDead) {
+		t.Fatalf("TryAcquire after the check interval: %v %v, want ErrOwnerDead", ok, err)
+	}
+}
+
 func TestOwnerDeathWithoutConsistentIsNotRecoverable(t *testing.T) {
 	path, _, l := newShared(t, &lock.Options{CheckInterval: 50 * time.Millisecond})
 	h := proctest.Start(t, "holder", path)

@@ -38,7 +38,7 @@ func init() { goidOnce.Do(calibrate) }
 // syscall and does not allocate.
 func goid() uint64 {
 	if off := goidOff; off != 0 {
-		return *(*uint64)(unsafe.Add(getg(), off))
+		return goidAt(off)
 	}
 	return slowGoid()
 }
@@ -94,4 +94,14 @@ func calibrate() {
 	if len(cands) == 1 {
 		goidOff = cands[0]
 	}
+}
+
+// storeGoid stores the calling goroutine's id at p with release order
+// (see storeRelease64).
+func storeGoid(p *uint64) {
+	if off := goidOff; off != 0 {
+		storeGoidAt(p, off)
+		return
+	}
+	storeRelease64(p, slowGoid())
 }

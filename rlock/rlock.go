@@ -32,7 +32,9 @@ import (
 // both. Keeping the level minus one makes the common acquire and release
 // (level 1) leave that word alone: it is 0 before and after, so the fast
 // path is the lock word's compare-and-swap plus one store of the goroutine
-// id each way.
+// id each way. Those stores need only release order (storeRelease64): the
+// goroutine id matters only to the goroutine that wrote it, and the id is
+// cleared before the lock word is released.
 const (
 	// Size is the number of bytes an RLock occupies.
 	Size = 64
@@ -93,9 +95,9 @@ func (unlockedError) Is(target error) bool {
 
 // Options configure an RLock. The zero value (or nil) means the defaults.
 type Options struct {
-	// CheckInterval is how often a waiter checks whether the owner process
-	// is still alive. Default 100 ms: a waiter takes a dead owner's lock
-	// within about this long.
+	// CheckInterval is how often a waiter, or TryAcquire on a held lock,
+	// checks whether the owner process is still alive. Default 100 ms: a
+	// waiter takes a dead owner's lock within about this long.
 	CheckInterval time.Duration
 	// Registry names the processes that may own the lock, so that a dead
 	// owner can be told from a live one. Create and Open use the
@@ -269,7 +271,7 @@ func (r *RLock) raise(n int) error {
 	if uint64(x)+uint64(n) > MaxLevel-1 {
 		return ErrLevel
 	}
-	atomic.StoreUint32(r.extra, x+uint32(n))
+	storeRelease32(r.extra, x+uint32(n))
 	return nil
 }
 
@@ -278,9 +280,9 @@ func (r *RLock) raise(n int) error {
 // 0 (every release leaves them so); after a takeover they are the dead
 // owner's and must be overwritten.
 func (r *RLock) took(g uint64, n int, err error) {
-	atomic.StoreUint64(r.owner, g)
+	storeRelease64(r.owner, g)
 	if n != 1 || err != nil {
-		atomic.StoreUint32(r.extra, uint32(n-1))
+		storeRelease32(r.extra, uint32(n-1))
 	}
 }
 
@@ -288,7 +290,19 @@ func (r *RLock) took(g uint64, n int, err error) {
 // owns it, blocking until then or until ctx is done (nil: never). It
 // returns nil; ErrOwnerDead, holding the lock at level 1; ErrNotRecoverable;
 // or ctx.Err(), leaving the lock as it was.
+//
+// The fast path takes a free lock word with one compare-and-swap and
+// records the goroutine with one plain store: a lock that was free cannot
+// have been the caller's, so the ownership check is left to the slow path.
 func (r *RLock) Acquire(ctx context.Context) error {
+	if r.m.TryLockFree() {
+		storeGoid(r.owner)
+		return nil
+	}
+	return r.acquireSlow(ctx)
+}
+
+func (r *RLock) acquireSlow(ctx context.Context) error {
 	g := goid()
 	if r.owns(g) {
 		return r.raise(1)
@@ -313,8 +327,16 @@ func (r *RLock) AcquireTimeout(d time.Duration) (bool, error) {
 
 // TryAcquire acquires the RLock, or raises its level, if that needs no
 // wait, and reports whether the caller owns it. If the owner process is
-// dead the lock is taken over and the error is ErrOwnerDead.
-func (r *RLock) TryAcquire() (bool, error) { return r.acquireTimeout(0, 1) }
+// dead the lock is taken over and the error is ErrOwnerDead. An owner this
+// handle found alive is asked about again only once per CheckInterval, so
+// polling a held RLock makes no system call.
+func (r *RLock) TryAcquire() (bool, error) {
+	if r.m.TryLockFree() { // as in Acquire
+		storeGoid(r.owner)
+		return true, nil
+	}
+	return r.acquireTimeout(0, 1)
+}
 
 func (r *RLock) acquireTimeout(d time.Duration, n int) (bool, error) {
 	g := goid()
@@ -391,15 +413,17 @@ func (r *RLock) Release() error {
 		return r.notOwned()
 	}
 	if x := atomic.LoadUint32(r.extra); x > 0 {
-		atomic.StoreUint32(r.extra, x-1)
+		storeRelease32(r.extra, x-1)
 		return nil
 	}
 	return r.unlock()
 }
 
-// unlock frees the lock word; the extra levels are 0.
+// unlock frees the lock word; the extra levels are 0. The owner word is
+// cleared before the lock word is released (the release store keeps that
+// order), so no later holder's goroutine is ever taken for this one.
 func (r *RLock) unlock() error {
-	atomic.StoreUint64(r.owner, 0)
+	storeRelease64(r.owner, 0)
 	return r.m.Unlock()
 }
 
@@ -412,7 +436,7 @@ func (r *RLock) ReleaseAll() (level int, err error) {
 	}
 	x := atomic.LoadUint32(r.extra)
 	if x > 0 {
-		atomic.StoreUint32(r.extra, 0)
+		storeRelease32(r.extra, 0)
 	}
 	return int(x) + 1, r.unlock()
 }

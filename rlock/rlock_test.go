@@ -457,6 +457,23 @@ func BenchmarkRLockUncontended(b *testing.B) {
 	}
 }
 
+// BenchmarkRLockTryUncontended is TryAcquire+Release on a free RLock: the
+// same fast path as Acquire.
+func BenchmarkRLockTryUncontended(b *testing.B) {
+	mem := make([]uint64, rlock.Size/8)
+	r, err := rlock.Init(unsafe.Slice((*byte)(unsafe.Pointer(&mem[0])), rlock.Size), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if ok, err := r.TryAcquire(); !ok || err != nil {
+			b.Fatal(ok, err)
+		}
+		r.Release()
+	}
+}
+
 func BenchmarkRLockRecursive(b *testing.B) {
 	mem := make([]uint64, rlock.Size/8)
 	r, _ := rlock.Init(unsafe.Slice((*byte)(unsafe.Pointer(&mem[0])), rlock.Size), nil)

@@ -22,7 +22,9 @@ import (
 //	offset 4    uint32  layout version
 //	offset 8    uint64  size of T in bytes
 //	offset 16   uint64  fingerprint of T (package internal/typeinfo)
-//	offset 24   uint32  flags: bit 0 = the Value has its own lock at offset 64
+//	offset 24   uint32  flags: bit 0 = the Value has its own lock at offset 64;
+//	                    bit 1 = inconsistent: the lock was taken over from a
+//	                    process that died holding it, not yet repaired
 //	offset 28   uint32  alignment of T
 //	offset 32   uint64  sequence: number of completed writes (T wider than 8 bytes)
 //	offset 40   uint64  writer lock word (robust lock word, T wider than 8 bytes)
@@ -54,6 +56,10 @@ const (
 	headerSize = 128
 	ownLockOff = 64
 	flagOwn    = 1 << 0
+	// flagTorn marks a Value whose lock an Update took over from a process
+	// that died holding it: what that process guarded with the lock may be
+	// half done. Set under the lock by the taker, cleared by Consistent.
+	flagTorn = 1 << 1
 
 	offMagic   = 0
 	offVersion = 4
@@ -107,6 +113,7 @@ type cell[T any] struct {
 	mask  uint64
 	fmask []byte // wide: field mask, nil when T has no padding
 	seq   *uint64
+	flags *uint32 // the header's flags word (flagTorn changes at run time)
 	wr    robust.Mutex
 	info  typeinfo.Info
 }
@@ -146,17 +153,22 @@ func typeOf[T any]() (typeinfo.Info, error) {
 
 // setup fills c from mem (already validated) for T.
 func (c *cell[T]) setup(mem []byte, info typeinfo.Info, o *Options) {
+	c.setupAs(mem, info, reflect.TypeFor[T](), o)
+}
+
+// setupAs is setup for a value of type t, which is T except in loadBytes.
+func (c *cell[T]) setupAs(mem []byte, info typeinfo.Info, t reflect.Type, o *Options) {
 	size, slot := layout(info)
-	t := reflect.TypeFor[T]()
 	*c = cell[T]{
-		mem:  mem[:size:size],
-		data: unsafe.Pointer(&mem[headerSize]),
-		slot: slot,
-		size: info.Size,
-		num:  numClass(t),
-		seq:  word64(mem, offSeq),
-		wr:   robust.New(word64(mem, offWriter), o.registry(), o.check()),
-		info: info,
+		mem:   mem[:size:size],
+		data:  unsafe.Pointer(&mem[headerSize]),
+		slot:  slot,
+		size:  info.Size,
+		num:   numClass(t),
+		seq:   word64(mem, offSeq),
+		flags: word32(mem, offFlags),
+		wr:    robust.New(word64(mem, offWriter), o.registry(), o.check()),
+		info:  info,
 	}
 	fm := typeinfo.FieldMask(t)
 	switch {
@@ -220,6 +232,12 @@ func publish(mem []byte) { atomic.StoreUint32(word32(mem, offMagic), magic) }
 // attach validates a Value header for T in mem and fills c. It returns the
 // header flags.
 func (c *cell[T]) attach(mem []byte, info typeinfo.Info, o *Options) (uint32, error) {
+	return c.attachAs(mem, info, reflect.TypeFor[T](), o)
+}
+
+// attachAs is attach for a value of type t, which is T except in
+// loadBytes.
+func (c *cell[T]) attachAs(mem []byte, info typeinfo.Info, t reflect.Type, o *Options) (uint32, error) {
 	if err := checkMem(mem); err != nil {
 		return 0, err
 	}
@@ -240,13 +258,13 @@ func (c *cell[T]) attach(mem []byte, info typeinfo.Info, o *Options) (uint32, er
 		return 0, fmt.Errorf("value: memory is %d bytes, %s needs %d: %w", len(mem), info.Desc, need, shm.ErrCorrupt)
 	}
 	flags := atomic.LoadUint32(word32(mem, offFlags))
-	if flags&^flagOwn != 0 {
+	if flags&^(flagOwn|flagTorn) != 0 {
 		return 0, fmt.Errorf("value: unknown flags %#x: %w", flags, shm.ErrCorrupt)
 	}
 	if !robust.Valid(atomic.LoadUint64(word64(mem, offWriter))) {
 		return 0, fmt.Errorf("value: invalid writer lock word: %w", shm.ErrCorrupt)
 	}
-	c.setup(mem, info, o)
+	c.setupAs(mem, info, t, o)
 	return flags, nil
 }
 
@@ -392,19 +410,42 @@ func (c *cell[T]) unlockWriter() {
 }
 
 func (c *cell[T]) loadWide() (x T) {
-	dst := bytesOf(&x, c.size)
+	c.loadWideInto(bytesOf(&x, c.size))
+	return x
+}
+
+// loadWideInto copies the current value of a wide T into dst (c.size
+// bytes), never torn.
+func (c *cell[T]) loadWideInto(dst []byte) {
 	for i := 0; i < maxOptimistic; i++ {
 		s := atomic.LoadUint64(c.seq)
 		copyOut(dst, c.slotAt(s))
 		if atomic.LoadUint64(c.seq) == s {
-			return x
+			return
 		}
 	}
 	// Writers keep overtaking this reader: queue behind them once.
 	c.lockWriter()
 	copyOut(dst, c.slotAt(atomic.LoadUint64(c.seq)))
 	c.unlockWriter()
-	return x
+}
+
+// loadInto copies the value, as load reads it, into dst (c.size bytes),
+// whatever T is: the type-erased load of loadBytes.
+func (c *cell[T]) loadInto(dst []byte) {
+	var w uint64
+	switch c.op {
+	case op64:
+		w = atomic.LoadUint64(c.w64())
+	case op32:
+		w = uint64(atomic.LoadUint32(c.w32()))
+	default:
+		c.loadWideInto(dst)
+		return
+	}
+	for i := range dst {
+		dst[i] = byte(w >> (8 * i))
+	}
 }
 
 // publishWide writes x to the free slot and publishes it. The writer lock

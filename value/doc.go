@@ -52,6 +52,29 @@
 // Options.Lock (a lock.Lock is cheaper when nobody re-enters it), and all
 // processes must pass the same one.
 //
+// # A process that dies holding the lock
+//
+// As with a robust mutex (lock.ErrOwnerDead), a process that dies holding
+// the Value's lock may have left half done whatever it did under it, for
+// example a change to this Value and an Array sharing the lock. The Update
+// that takes such a lock over marks the Value inconsistent in shared
+// memory, and from then on every Update, in every process, returns its
+// result with an error wrapping ErrOwnerDead (errors.Is), and Err returns
+// that error, until a process repairs and calls Consistent:
+//
+//	x, err := v.Update(fn)
+//	if errors.Is(err, value.ErrOwnerDead) {
+//		// fn was applied; repair what the lock guards, then:
+//		v.Consistent()
+//	}
+//
+// Load, Store, Swap, CompareAndSwap and Add do not take the lock, so they
+// neither mark nor check: they cannot return an error, and they need not,
+// since the Value itself is never half written. The private writer lock of
+// a wide T is different: a writer that dies holding it wrote only the slot
+// that was never published, so the next writer takes it over silently and
+// nothing is marked. A RawValue has no lock and is never marked.
+//
 // # Binary layout
 //
 // Little-endian, 64-byte aligned, SizeOf[T]() bytes (192 for T of at most
@@ -61,7 +84,9 @@
 //	offset 4    uint32  layout version (1)
 //	offset 8    uint64  size of T
 //	offset 16   uint64  fingerprint of T
-//	offset 24   uint32  flags: bit 0 = own lock at offset 64
+//	offset 24   uint32  flags: bit 0 = own lock at offset 64;
+//	                    bit 1 = inconsistent (lock taken over from a dead
+//	                    holder, Consistent not yet called)
 //	offset 28   uint32  alignment of T
 //	offset 32   uint64  sequence (wide T): completed writes; current slot = sequence & 1
 //	offset 40   uint64  writer lock word (wide T; package internal/robust)
@@ -86,9 +111,12 @@
 //   - A wide Load retries while writers keep completing writes during its
 //     copy; after 64 retries it queues on the writer lock once, so it
 //     always finishes, but it may then wait for one writer.
-//   - Update marks a lock whose holder died consistent and proceeds; to
-//     repair state kept across several objects, acquire the lock yourself
-//     and handle lock.ErrOwnerDead.
+//   - An Update that takes the lock over from a dead holder marks the lock
+//     consistent, so that it stays usable, but marks the Value
+//     inconsistent (see the section above). With a lock shared by several
+//     objects (Options.Lock), only the object whose method took the lock
+//     over is marked: to repair state kept across several objects,
+//     acquire the lock yourself and handle lock.ErrOwnerDead.
 //   - The private writer lock of a T wider than 8 bytes is always marked
 //     consistent, so a not-recoverable or malformed word there can only be
 //     a corrupting peer's: the next writer seizes it (the double buffer

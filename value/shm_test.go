@@ -3,7 +3,11 @@
 package value
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
+	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/mpipc/mpipc/internal/proctest"
@@ -48,5 +52,43 @@ func TestSegment(t *testing.T) {
 	}
 	if _, err := Open[int32](seg, "n", nil); !errors.Is(err, ErrNoLock) {
 		t.Errorf("Open of a RawValue as Value: %v", err)
+	}
+}
+
+// TestLoadBytes: the type-erased Load reads a one-word and a
+// double-buffered Value by a reflect.Type, and refuses another type (with
+// both sizes), an unsupported type and a missing name.
+func TestLoadBytes(t *testing.T) {
+	seg, err := shm.Create(proctest.TempName(t), nil)
+	if err != nil {
+		t.Fatalf("shm.Create: %v", err)
+	}
+	defer seg.Close()
+	if _, err := Create(seg, "narrow", [2]int16{-2, 7}, nil); err != nil {
+		t.Fatal(err)
+	}
+	wide, err := Create(seg, "wide", [3]uint64{1, 2, 3}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wide.Store([3]uint64{4, 5, 1 << 63})
+	b, err := LoadBytes(seg, "narrow", reflect.TypeFor[[2]int16]())
+	if err != nil || !bytes.Equal(b, []byte{0xfe, 0xff, 7, 0}) {
+		t.Errorf("LoadBytes narrow = %x, %v", b, err)
+	}
+	b, err = LoadBytes(seg, "wide", reflect.TypeFor[[3]uint64]())
+	want := binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(nil, 4), 5), 1<<63)
+	if err != nil || !bytes.Equal(b, want) {
+		t.Errorf("LoadBytes wide = %x, %v", b, err)
+	}
+	if _, err := LoadBytes(seg, "wide", reflect.TypeFor[[4]uint64]()); !errors.Is(err, shm.ErrTypeMismatch) ||
+		!strings.Contains(err.Error(), "type of 24 bytes") || !strings.Contains(err.Error(), "is 32 bytes") {
+		t.Errorf("LoadBytes with another size: %v", err)
+	}
+	if _, err := LoadBytes(seg, "wide", reflect.TypeFor[string]()); !errors.Is(err, ErrUnsupportedType) {
+		t.Errorf("LoadBytes of a string: %v", err)
+	}
+	if _, err := LoadBytes(seg, "nope", reflect.TypeFor[int64]()); !errors.Is(err, shm.ErrNotExist) {
+		t.Errorf("LoadBytes of a missing name: %v", err)
 	}
 }

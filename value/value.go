@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync/atomic"
 	"time"
 
@@ -23,14 +24,28 @@ var (
 	// cannot read: one with pointers, slices, maps, strings, interfaces,
 	// channels or functions in it.
 	ErrUnsupportedType = typeinfo.ErrUnsupportedType
+	// ErrOwnerDead is returned (wrapped) by Update and Err while the Value
+	// is marked inconsistent: a process died holding its lock, so what it
+	// guarded with the lock may be half done. The same value as
+	// lock.ErrOwnerDead and rlock.ErrOwnerDead. Repair, then call
+	// Consistent.
+	ErrOwnerDead = robust.ErrOwnerDead
+	// ErrNotInconsistent is returned by Consistent on a Value that is not
+	// marked inconsistent; the same value as lock.ErrNotInconsistent.
+	ErrNotInconsistent = robust.ErrNotInconsistent
 )
+
+// errTorn is what Update and Err return while the Value is marked
+// inconsistent; made once, so that reporting it does not allocate.
+var errTorn = fmt.Errorf("value: a process died holding the lock; inconsistent until Consistent is called: %w", ErrOwnerDead)
 
 // Locker is the lock a Value exposes (Python's get_lock()) and that Update
 // takes, with mpipc's three blocking forms. *rlock.RLock implements it (a
 // Value's and an Array's own lock is one, as Python's default lock is an
 // RLock), and so does *lock.Lock. A Locker that also has a Consistent()
 // error method is marked consistent by Update when its Acquire reports
-// that the previous holder died (see Value.Update).
+// that the previous holder died, and the Value is marked inconsistent
+// instead (see Value.Update).
 type Locker interface {
 	Acquire(ctx context.Context) error
 	AcquireTimeout(d time.Duration) (bool, error)
@@ -272,10 +287,17 @@ func (v *Value[T]) Add(delta T) T { return v.c.add(delta) }
 // its argument only. For a wider T, fn runs while holding the writer lock:
 // keep it short.
 //
-// If the lock's previous holder died holding it, Update marks the lock
-// consistent (the Value itself is never left half-written) and proceeds.
-// It returns an error, without applying fn, only when the lock cannot be
-// acquired (ErrNotRecoverable, or a Locker's own error).
+// If the lock's previous holder died holding it, Update takes the lock
+// over, marks the Value inconsistent (what the dead process did under the
+// lock, to this Value and to anything else the lock guards, may be half
+// done), applies fn all the same and returns the new value with an error
+// wrapping ErrOwnerDead. Every later Update returns that error too, after
+// applying fn, until a process repairs what the lock guards and calls
+// Consistent. The Value itself is never half written (see the package
+// documentation): the mark is about what the lock guards.
+//
+// Update returns an error without applying fn only when the lock cannot
+// be acquired (ErrNotRecoverable, or a Locker's own error).
 //
 // With the default lock, an RLock, Update may be called by the goroutine
 // that holds Lock(); with a non-recursive Options.Lock it deadlocks.
@@ -286,7 +308,7 @@ func (v *Value[T]) Update(fn func(*T)) (T, error) { return v.UpdateContext(conte
 // writer lock (which a Store, Swap or CompareAndSwap holds while it writes,
 // without the lock).
 func (v *Value[T]) UpdateContext(ctx context.Context, fn func(*T)) (T, error) {
-	if err := acquire(ctx, v.lk); err != nil {
+	if err := v.acquire(ctx); err != nil {
 		var zero T
 		return zero, err
 	}
@@ -297,28 +319,71 @@ func (v *Value[T]) UpdateContext(ctx context.Context, fn func(*T)) (T, error) {
 		v.lk.Release()
 		return x, err
 	}
+	// Read under the lock: a mark set by a taker is seen by every holder
+	// after it.
+	torn := atomic.LoadUint32(v.c.flags)&flagTorn != 0
 	if err := v.lk.Release(); err != nil {
 		return x, fmt.Errorf("value: releasing lock: %w", err)
+	}
+	if torn {
+		return x, errTorn
 	}
 	return x, nil
 }
 
-// acquire takes l, marking it consistent after an owner's death.
-func acquire(ctx context.Context, l Locker) error {
-	err := l.Acquire(ctx)
+// acquire takes the lock. When it takes the lock over from a dead holder,
+// it marks the lock consistent (so that it stays usable) and the Value
+// inconsistent (so that the death stays visible until Consistent).
+func (v *Value[T]) acquire(ctx context.Context) error {
+	err := v.lk.Acquire(ctx)
 	if err == nil {
 		return nil
 	}
-	if errors.Is(err, robust.ErrOwnerDead) {
-		if c, ok := l.(consistenter); ok {
-			if cerr := c.Consistent(); cerr != nil {
-				l.Release()
-				return fmt.Errorf("value: marking lock consistent: %w", cerr)
-			}
-		}
-		return nil
+	if !errors.Is(err, robust.ErrOwnerDead) {
+		return err
 	}
-	return err
+	// Mark first, then repair the lock: a taker that dies in between
+	// leaves the lock still owned by the dead, and the next taker marks
+	// again (the mark is idempotent), so the death is never lost.
+	atomic.OrUint32(v.c.flags, flagTorn)
+	if c, ok := v.lk.(consistenter); ok {
+		if cerr := c.Consistent(); cerr != nil {
+			v.lk.Release()
+			return fmt.Errorf("value: marking lock consistent: %w", cerr)
+		}
+	}
+	return nil
+}
+
+// Err returns an error wrapping ErrOwnerDead while the Value is marked
+// inconsistent (see Update), nil otherwise. Load, Store and the other
+// methods that do not take the lock neither mark nor check it; a process
+// that read what the lock guards under the lock and then sees Err return
+// nil read nothing a dead holder left half done (the mark is set before
+// the lock passes to anyone else).
+func (v *Value[T]) Err() error {
+	if atomic.LoadUint32(v.c.flags)&flagTorn != 0 {
+		return errTorn
+	}
+	return nil
+}
+
+// Consistent marks the Value as repaired, after a process repaired what
+// the lock guards: Update and Err return nil again. It returns
+// ErrNotInconsistent if the Value is not marked inconsistent (for example
+// because another process called Consistent first). Call it while holding
+// Lock() if other processes may use the Value during the repair; it does
+// not take the lock itself, so it may be called either way.
+func (v *Value[T]) Consistent() error {
+	for {
+		f := atomic.LoadUint32(v.c.flags)
+		if f&flagTorn == 0 {
+			return ErrNotInconsistent
+		}
+		if atomic.CompareAndSwapUint32(v.c.flags, f, f&^flagTorn) {
+			return nil
+		}
+	}
 }
 
 // Lock returns the Value's lock: its own, or Options.Lock.
@@ -336,10 +401,14 @@ type State struct {
 	WriterAlive bool         // whether the registry says the writer lives
 	OwnLock     bool         // the lock is the Value's own
 	Lock        *rlock.State // the own lock's state, if OwnLock
+	// Inconsistent: an Update took the lock over from a process that died
+	// holding it, and nobody has called Consistent since (see Update).
+	Inconsistent bool
 }
 
 func (c *cell[T]) state() State {
-	st := State{Size: int(c.size), Fingerprint: c.info.Fingerprint, Type: c.info.Desc}
+	st := State{Size: int(c.size), Fingerprint: c.info.Fingerprint, Type: c.info.Desc,
+		Inconsistent: atomic.LoadUint32(c.flags)&flagTorn != 0}
 	if c.op == opWide {
 		st.Writes = atomic.LoadUint64(c.seq)
 		s := c.wr.Load()
@@ -444,3 +513,49 @@ func (v *RawValue[T]) Update(fn func(*T)) T { return v.c.update(fn) }
 
 // State returns a snapshot of the RawValue.
 func (v *RawValue[T]) State() State { return v.c.state() }
+
+// LoadBytes returns the value of the Value or RawValue named name in seg,
+// read as Load reads it (never torn, without the lock), as the bytes of
+// t's layout, for a tool that learns the element type t only at run time
+// (mpipc stat -type) and would otherwise need one Value[T] compiled per T.
+// t must be the recorded element type: another one fails with an error
+// wrapping shm.ErrTypeMismatch that gives both sizes.
+func LoadBytes(seg *shm.Segment, name string, t reflect.Type) ([]byte, error) {
+	info, err := typeinfo.OfType(t)
+	if err != nil {
+		return nil, fmt.Errorf("value: %w", err)
+	}
+	size, _ := layout(info)
+	sp := shm.Spec{Name: name, Kind: shm.KindValue, KindVersion: Version, Fingerprint: info.Fingerprint, Size: int64(size)}
+	mem, err := seg.Lookup(sp)
+	if errors.Is(err, shm.ErrTypeMismatch) {
+		return nil, mismatch(seg, sp, info)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("value: opening %q: %w", name, err)
+	}
+	var c cell[byte] // T unused: loadInto works from info
+	if _, err := c.attachAs(mem, info, t, (*Options)(nil).in(seg)); err != nil {
+		return nil, err
+	}
+	b := make([]byte, info.Size)
+	c.loadInto(b)
+	return b, nil
+}
+
+// mismatch describes why the Value sp names is not of the type info
+// describes: the recorded size and fingerprint against info's.
+func mismatch(seg *shm.Segment, sp shm.Spec, info typeinfo.Info) error {
+	objs, _ := seg.Objects()
+	for _, o := range objs {
+		if o.Name != sp.Name {
+			continue
+		}
+		sp.Fingerprint, sp.Size = o.Fingerprint, 0
+		if mem, err := seg.Lookup(sp); err == nil && len(mem) >= headerSize {
+			return fmt.Errorf("value: %q holds a type of %d bytes (fingerprint %#x), %s is %d bytes (fingerprint %#x): %w",
+				sp.Name, atomic.LoadUint64(word64(mem, offSize)), o.Fingerprint, info.Desc, info.Size, info.Fingerprint, shm.ErrTypeMismatch)
+		}
+	}
+	return fmt.Errorf("value: %q is not of type %s (%d bytes, fingerprint %#x): %w", sp.Name, info.Desc, info.Size, info.Fingerprint, shm.ErrTypeMismatch)
+}

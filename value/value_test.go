@@ -531,7 +531,8 @@ func TestProcWriterDiesMidWrite(t *testing.T) {
 }
 
 // TestProcLockHolderDies: Update takes over the own lock of a Value whose
-// holder died, marks it consistent, and applies the update.
+// holder died, marks the lock consistent and the Value inconsistent,
+// applies the update and reports ErrOwnerDead.
 func TestProcLockHolderDies(t *testing.T) {
 	size, _ := SizeOf[int64]()
 	mem, path := mapFile(t, size)
@@ -547,10 +548,17 @@ func TestProcLockHolderDies(t *testing.T) {
 		t.Fatalf("lock state: %+v", st.Lock)
 	}
 	x, err := v.Update(func(p *int64) { *p++ })
-	if err != nil || x != 42 {
-		t.Fatalf("Update = %d, %v", x, err)
+	if !errors.Is(err, ErrOwnerDead) || x != 42 {
+		t.Fatalf("Update = %d, %v; want 42, ErrOwnerDead", x, err)
 	}
-	if st := v.State(); st.Lock.Held || st.Lock.Inconsistent || st.Lock.NotRecoverable {
-		t.Fatalf("lock after Update: %+v", st.Lock)
+	st := v.State()
+	if st.Lock.Held || st.Lock.Inconsistent || st.Lock.NotRecoverable || !st.Inconsistent {
+		t.Fatalf("state after Update: %+v, lock %+v", st, st.Lock)
+	}
+	if err := v.Consistent(); err != nil {
+		t.Fatal(err)
+	}
+	if x, err := v.Update(func(p *int64) { *p++ }); err != nil || x != 43 {
+		t.Fatalf("Update after Consistent = %d, %v", x, err)
 	}
 }

@@ -189,7 +189,7 @@ the pool replaces it and runs its task again. The parent prints what each
 worker did and checks every result. The segment is removed at the end, also
 on SIGINT or SIGTERM.`,
 	"bench": `
-Runs workloads W1..W9 (see bench/README or /work/shared/anchors/README.md)
+Runs workloads W1..W11 (each described by 'go doc github.com/mpipc/mpipc/bench')
 with mpipc and with peers measured in the same run (sync.Mutex and channels in
 one process; os.Pipe and unix SOCK_SEQPACKET sockets across processes). Every
 case starts its workers as separate processes (this binary, re-executed),
@@ -213,9 +213,9 @@ exits 1.
 
 With -type T and an OBJECT that is a Value[T] or an Array[T], shows its
 contents: T is the element type in Go syntax, one of bool, int8, int16,
-int32, int64, uint8, uint16, uint32, uint64, float32, float64 (arrays [N]T
-are not supported yet). The object's recorded type must match (else it
-says so and exits 1). A Value is read as Load reads it; an Array's first 64
+int32, int64, uint8, uint16, uint32, uint64, float32, float64, or an array
+of them, nested or not ([4]float64, [2][3]int32). The object's recorded
+type must match (else it says so, with both sizes, and exits 1). A Value is read as Load reads it; an Array's first 64
 elements are read without taking its lock.
 
 With -counters, also shows each object's contention counters (waits,

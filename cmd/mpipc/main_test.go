@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -147,7 +148,7 @@ func TestUsage(t *testing.T) {
 	}
 	for _, args := range [][]string{
 		{"stat"}, {"stat", "a", "b", "c"}, {"rm"}, {"ls", "a", "b"},
-		{"bench", "-n", "0"}, {"bench", "-scale", "-1"}, {"bench", "-w", "W42"}, {"bench", "extra"},
+		{"bench", "-n", "0"}, {"bench", "-scale", "-1"}, {"bench", "-w", "W42"}, {"bench", "extra"}, {"bench", "-format", "csv"}, {"bench", "-w", "W1", "-s", "mpipc-queue"},
 		{"demo", "-workers", "0"}, {"demo", "extra"},
 	} {
 		if rc, _, e := mpipc(t, args...); rc != exitUsage || !strings.Contains(e, "usage: mpipc "+args[0]) {
@@ -342,6 +343,42 @@ func TestBenchJSON(t *testing.T) {
 	}
 }
 
+// bench -format benchstat prints go test -bench lines: one per run of
+// every case, "BenchmarkWORKLOAD/SYSTEM-P N value unit ...".
+func TestBenchBenchstat(t *testing.T) {
+	rc, out, e := mpipc(t, "bench", "-format", "benchstat", "-w", "W1,W7", "-s", "mpipc-lock,mpipc-queue,go-chan", "-scale", "0.01", "-n", "2", "-q")
+	if rc != exitOK {
+		t.Fatalf("bench -format benchstat: rc %d\n%s", rc, e)
+	}
+	line := regexp.MustCompile(`^Benchmark(W[0-9A-Za-z-]+)/([a-z0-9-]+)-[0-9]+\t[0-9]+(\t[0-9.e+-]+ [A-Za-z_/]+)+$`)
+	config := regexp.MustCompile(`^[a-z][^ :]*: `)
+	runs := map[string]int{}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		switch m := line.FindStringSubmatch(l); {
+		case m != nil:
+			for _, f := range strings.Split(l, "\t")[2:] {
+				v, unit, _ := strings.Cut(f, " ")
+				if x, err := strconv.ParseFloat(v, 64); err != nil || x <= 0 || unit == "" {
+					t.Errorf("bad value %q in %q", f, l)
+				}
+			}
+			runs[m[1]+" "+m[2]]++
+		case config.MatchString(l):
+		default:
+			t.Errorf("neither a benchmark nor a configuration line: %q", l)
+		}
+	}
+	sel, _ := bench.SelectSystems([]string{"W1", "W7"}, []string{"mpipc-lock", "mpipc-queue", "go-chan"})
+	for _, c := range sel {
+		if runs[c.Label()] != 2 {
+			t.Errorf("%s: %d lines, want 2 (one per run)", c.Label(), runs[c.Label()])
+		}
+	}
+	if len(runs) != len(sel) || len(sel) != 5 {
+		t.Errorf("%d cases printed, %d selected, want 5 (-s filters systems): %v", len(runs), len(sel), runs)
+	}
+}
+
 var knownPeers = map[string]bool{"go-sync-mutex": true, "go-chan": true, "go-os-pipe": true, "go-unix-seqpacket": true,
 	"go-rwmutex-map": true, "go-sync-map": true}
 
@@ -355,7 +392,8 @@ func TestBenchTableAndAnchors(t *testing.T) {
 		t.Fatalf("bench: rc %d\n%s", rc, e)
 	}
 	for _, re := range []string{
-		`W1\s+ns_per_op\s+mpipc-lock\s+[\d.]+\s+[\d.]+–[\d.]+\s+2\s+go-sync-mutex\s+[\d.]+\s+[\d.]+×`,
+		// Figures above 1,000 print with commas (the race detector's are).
+		`W1\s+ns_per_op\s+mpipc-lock\s+[\d.,]+\s+[\d.,]+–[\d.,]+\s+2\s+go-sync-mutex\s+[\d.,]+\s+[\d.]+×`,
 		`c-futex-mutex \(anchors\)\s+9\.80\s+[\d.]+×`,
 		`py-mp-lock \(anchors\)\s+32\.70\s+[\d.]+×`,
 		`W2\s+ops_per_s\s+mpipc-lock.*go-sync-mutex`,

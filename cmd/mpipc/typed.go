@@ -3,7 +3,10 @@ package main
 import (
 	"errors"
 	"fmt"
+	"reflect"
+	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/mpipc/mpipc/array"
 	"github.com/mpipc/mpipc/shm"
@@ -19,74 +22,98 @@ const statShown = 64
 // contents reads an object's contents as text.
 type contents func(seg *shm.Segment, o shm.Object) (string, error)
 
-// parseType turns a -type argument in Go syntax (bool, int8..int64,
-// uint8..uint64, float32, float64) into the reader of a Value or Array of
-// that element type.
-//
-// Arrays of them ([N]T) are refused: each Go type that stat can open an
-// object with is compiled into mpipc (value and array are generic and check
-// the element type's fingerprint), and every [N]T instantiation costs
-// about a third of a second of compile time: [1..16] of eleven kinds would
-// add over a minute to every build of this command. Reading them needs a
-// type-erased read in packages value and array.
-func parseType(s string) (contents, error) {
-	elem := strings.TrimSpace(s)
-	if strings.HasPrefix(elem, "[") {
-		return nil, fmt.Errorf("%q: arrays as element types are not supported yet (only bool, int8..int64, uint8..uint64, float32, float64): %w", s, errType)
-	}
-	switch elem {
-	case "bool":
-		return read[bool], nil
-	case "int8":
-		return read[int8], nil
-	case "int16":
-		return read[int16], nil
-	case "int32":
-		return read[int32], nil
-	case "int64":
-		return read[int64], nil
-	case "uint8":
-		return read[uint8], nil
-	case "uint16":
-		return read[uint16], nil
-	case "uint32":
-		return read[uint32], nil
-	case "uint64":
-		return read[uint64], nil
-	case "float32":
-		return read[float32], nil
-	case "float64":
-		return read[float64], nil
-	}
-	return nil, fmt.Errorf("%q: want bool, int8..int64, uint8..uint64, float32 or float64: %w", s, errType)
+// scalars are the element types -type accepts, by Go name.
+var scalars = map[string]reflect.Type{
+	"bool":    reflect.TypeFor[bool](),
+	"int8":    reflect.TypeFor[int8](),
+	"int16":   reflect.TypeFor[int16](),
+	"int32":   reflect.TypeFor[int32](),
+	"int64":   reflect.TypeFor[int64](),
+	"uint8":   reflect.TypeFor[uint8](),
+	"uint16":  reflect.TypeFor[uint16](),
+	"uint32":  reflect.TypeFor[uint32](),
+	"uint64":  reflect.TypeFor[uint64](),
+	"float32": reflect.TypeFor[float32](),
+	"float64": reflect.TypeFor[float64](),
 }
 
-// read opens o as a Value[T] or an Array[T] and formats its contents: a
-// Value's Load (which never waits for a writer), an Array's first
-// statShown elements read without its lock (a writer at that moment may
-// tear the snapshot). Opening checks T against the object's recorded type
-// (shm.ErrTypeMismatch).
-func read[T any](seg *shm.Segment, o shm.Object) (string, error) {
+// maxTypeSize bounds the size of a -type, so that [N]T with a huge N is
+// refused rather than built.
+const maxTypeSize = 1 << 24
+
+// parseType turns a -type argument in Go syntax into the reader of a
+// Value or Array of that element type: bool, int8..int64, uint8..uint64,
+// float32, float64, or arrays of them, nested or not ([4]float64,
+// [2][3]int32). The type is built at run time with reflect and the object
+// read through value.LoadBytes and array.ReadBytes, which take a
+// reflect.Type: no Value[T] or Array[T] is compiled per T.
+func parseType(s string) (contents, error) {
+	t, err := typeOf(strings.TrimSpace(s))
+	if err != nil {
+		return nil, fmt.Errorf("%q: %w", s, err)
+	}
+	return func(seg *shm.Segment, o shm.Object) (string, error) { return read(seg, o, t) }, nil
+}
+
+// typeOf parses [N]...T.
+func typeOf(s string) (reflect.Type, error) {
+	rest, ok := strings.CutPrefix(s, "[")
+	if !ok {
+		if t := scalars[s]; t != nil {
+			return t, nil
+		}
+		return nil, fmt.Errorf("want bool, int8..int64, uint8..uint64, float32 or float64, or [N] of them: %w", errType)
+	}
+	num, elem, ok := strings.Cut(rest, "]")
+	n, err := strconv.Atoi(num)
+	if !ok || err != nil || n < 1 || strings.TrimLeft(num, "0123456789") != "" {
+		return nil, fmt.Errorf("array length %q: want [N]T with N a positive integer: %w", num, errType)
+	}
+	et, err := typeOf(elem)
+	if err != nil {
+		return nil, err
+	}
+	if n > maxTypeSize/int(et.Size()) {
+		return nil, fmt.Errorf("[%d]%s is over %d bytes: %w", n, et, maxTypeSize, errType)
+	}
+	return reflect.ArrayOf(n, et), nil
+}
+
+// read reads o as a Value or an Array of element type t and formats its
+// contents: a Value as Load reads it (never waiting for a writer), an
+// Array's first statShown elements without its lock (a writer at that
+// moment may tear the snapshot). The type is checked against the object's
+// recorded type (shm.ErrTypeMismatch).
+func read(seg *shm.Segment, o shm.Object, t reflect.Type) (string, error) {
 	switch o.Kind {
 	case shm.KindValue:
-		v, err := value.OpenRaw[T](seg, o.Name, nil)
+		b, err := value.LoadBytes(seg, o.Name, t)
 		if err != nil {
 			return "", err
 		}
-		return fmt.Sprint(v.Load()), nil
+		return fmt.Sprint(decode(b, t, 1).Index(0)), nil
 	case shm.KindArray:
-		a, err := array.OpenRaw[T](seg, o.Name)
+		b, n, err := array.ReadBytes(seg, o.Name, t, statShown)
 		if err != nil {
 			return "", err
 		}
-		n := min(a.Len(), statShown)
-		s := fmt.Sprint(a.Slice(0, n))
-		if more := a.Len() - n; more > 0 {
-			s = fmt.Sprintf("%s ... (%d elements, first %d shown)", s, a.Len(), n)
+		k := len(b) / int(t.Size())
+		s := fmt.Sprint(decode(b, t, k))
+		if n > k {
+			s = fmt.Sprintf("%s ... (%d elements, first %d shown)", s, n, k)
 		}
 		return s, nil
 	}
 	return "", fmt.Errorf("%s is a %s: -type reads values and arrays only: %w", o.Name, o.Kind, errType)
+}
+
+// decode returns a []t of k elements holding the bytes b (k*t.Size()).
+func decode(b []byte, t reflect.Type, k int) reflect.Value {
+	s := reflect.MakeSlice(reflect.SliceOf(t), k, k)
+	if k > 0 {
+		copy(unsafe.Slice((*byte)(s.UnsafePointer()), k*int(t.Size())), b)
+	}
+	return s
 }
 
 // typeErr describes why -type typ could not read o.

@@ -86,7 +86,21 @@ type Mutex struct {
 	reg   *proc.Registry
 	check time.Duration
 	ctr   stats.Counters // this handle's slow-path events; never on the fast path
+
+	// A TryLock that finds the lock held asks the registry whether the
+	// holder lives (an fcntl) at most once per check interval for one
+	// holder: aliveID is the holder (slot and generation, flag bits
+	// cleared) it last found alive, aliveAt when (monotonic ns since
+	// clockBase). Both are read and written atomically; aliveAt is stored
+	// before aliveID, so a reader that sees an id sees its time or a later
+	// one.
+	aliveID uint64
+	aliveAt int64
 }
+
+// clockBase is the origin of Mutex.aliveAt: time.Since reads only the
+// monotonic clock.
+var clockBase = time.Now()
 
 // New returns a handle on the lock word at w, which must be 8-byte aligned,
 // whose holders are named in reg (nil: the blind registry, which never
@@ -116,12 +130,26 @@ func (m *Mutex) futexWord() *uint32 { return (*uint32)(unsafe.Pointer(m.w)) }
 // TryLock acquires the lock if that needs no wait. It reports whether the
 // lock is now held by the caller; the error is ErrOwnerDead (held) or
 // ErrNotRecoverable (not held).
+//
+// On a held lock it asks the registry whether the holder lives, but not
+// again for the same holder until the check interval has passed since it
+// found it alive: polling a held lock costs a few loads and a clock read
+// per try, not a system call, and a holder that dies is noticed within
+// the check interval, as a sleeping waiter notices it. A holder this
+// handle never saw alive is checked at once.
 func (m *Mutex) TryLock() (bool, error) {
 	if atomic.CompareAndSwapUint64(m.w, 0, m.self) {
 		return true, nil
 	}
 	return m.tryTakeover()
 }
+
+// TryLockFree acquires the lock if it is unlocked, with one
+// compare-and-swap, and reports whether it did. Unlike TryLock it never
+// looks at the holder: it is the fast path of a caller that has its own
+// slow path (RLock's Acquire, which must first ask whether it already
+// owns the lock).
+func (m *Mutex) TryLockFree() bool { return atomic.CompareAndSwapUint64(m.w, 0, m.self) }
 
 // tryTakeover handles a failed fast path for a non-waiting caller.
 func (m *Mutex) tryTakeover() (bool, error) {
@@ -137,7 +165,13 @@ func (m *Mutex) tryTakeover() (bool, error) {
 		case old&notRecoverable != 0:
 			return false, ErrNotRecoverable
 		}
+		id := old &^ (notRecoverable | inconsistent | waiters)
+		if atomic.LoadUint64(&m.aliveID) == id && time.Since(clockBase)-time.Duration(atomic.LoadInt64(&m.aliveAt)) < m.check {
+			return false, nil // found alive less than a check interval ago
+		}
 		if m.reg.Alive(holder(old)) {
+			atomic.StoreInt64(&m.aliveAt, int64(time.Since(clockBase)))
+			atomic.StoreUint64(&m.aliveID, id)
 			return false, nil
 		}
 		if atomic.CompareAndSwapUint64(m.w, old, self|inconsistent|old&waiters) {
