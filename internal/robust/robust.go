@@ -85,7 +85,6 @@ type Mutex struct {
 	self  uint64 // reg.SelfPacked(), cached for the fast path
 	reg   *proc.Registry
 	check time.Duration
-	ctr   stats.Counters // this handle's slow-path events; never on the fast path
 
 	// A TryLock that finds the lock held asks the registry whether the
 	// holder lives (an fcntl) at most once per check interval for one
@@ -96,6 +95,10 @@ type Mutex struct {
 	// one.
 	aliveID uint64
 	aliveAt int64
+
+	// ctr counts this handle's slow-path events; it is last so that the
+	// fields the fast paths and TryLock read stay together.
+	ctr stats.Counters
 }
 
 // clockBase is the origin of Mutex.aliveAt: time.Since reads only the
