@@ -76,17 +76,3 @@ func Snapshot() map[string]map[string]Object {
 	}
 	return out
 }
-
-// Handles returns how many live published handles this process has, for
-// tests of the registry's bound.
-func Handles() int {
-	registry.mu.Lock()
-	defer registry.mu.Unlock()
-	n := 0
-	for wp := range registry.m {
-		if wp.Value() != nil {
-			n++
-		}
-	}
-	return n
-}
