@@ -49,15 +49,17 @@ func TestConcurrentIncrements(t *testing.T) {
 	}
 }
 
+// handle stands for an object handle: the counters are a field of it, as
+// in every mpipc handle, so the registry's weak pointers are interior ones.
 type handle struct {
-	word uint64
+	name string
 	ctr  Counters
 }
 
 // TestSnapshotSumsPerObject: two handles on one object add up; another
 // object and another segment stay apart.
 func TestSnapshotSumsPerObject(t *testing.T) {
-	a, b, other, far := new(handle), new(handle), new(handle), new(handle)
+	a, b, other, far := &handle{name: "a"}, &handle{name: "b"}, &handle{name: "other"}, &handle{name: "far"}
 	Publish("/dev/shm/snap-a", "x", "lock", &a.ctr)
 	Publish("/dev/shm/snap-a", "x", "lock", &b.ctr)
 	Publish("/dev/shm/snap-a", "y", "event", &other.ctr)
