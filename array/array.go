@@ -431,14 +431,14 @@ func Create[T any](seg *shm.Segment, name string, n int, init []T, opts *Options
 		return nil, err
 	}
 	var a *Array[T]
-	_, err = seg.Alloc(spec(name, info, sz), func(mem []byte) (err error) {
+	mem, err := seg.Alloc(spec(name, info, sz), func(mem []byte) (err error) {
 		a, err = Init(mem, n, init, opts.in(seg))
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("array: creating %q: %w", name, err)
 	}
-	shm.Keep(seg, a)
+	shm.Keep(seg, a, mem)
 	return a, nil
 }
 
@@ -454,7 +454,9 @@ func Open[T any](seg *shm.Segment, name string, opts *Options) (*Array[T], error
 	}
 	h, err := Attach[T](mem, opts.in(seg))
 	if err == nil {
-		shm.Keep(seg, h)
+		shm.Keep(seg, h, mem)
+	} else {
+		seg.Release(mem)
 	}
 	return h, err
 }

@@ -53,14 +53,14 @@ func CreateRaw[T any](seg *shm.Segment, name string, n int, init []T) (*RawArray
 		return nil, err
 	}
 	var a *RawArray[T]
-	_, err = seg.Alloc(spec(name, info, sz), func(mem []byte) (err error) {
+	mem, err := seg.Alloc(spec(name, info, sz), func(mem []byte) (err error) {
 		a, err = InitRaw(mem, n, init)
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("array: creating %q: %w", name, err)
 	}
-	shm.Keep(seg, a)
+	shm.Keep(seg, a, mem)
 	return a, nil
 }
 
@@ -76,7 +76,9 @@ func OpenRaw[T any](seg *shm.Segment, name string) (*RawArray[T], error) {
 	}
 	h, err := AttachRaw[T](mem)
 	if err == nil {
-		shm.Keep(seg, h)
+		shm.Keep(seg, h, mem)
+	} else {
+		seg.Release(mem)
 	}
 	return h, err
 }

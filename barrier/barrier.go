@@ -323,14 +323,14 @@ func Create(seg *shm.Segment, name string, parties int, opts *Options) (*Barrier
 		return nil, ErrInvalidParties
 	}
 	var b *Barrier
-	_, err := seg.Alloc(spec(name, SizeOf(parties, o.Handles)), func(mem []byte) (err error) {
+	mem, err := seg.Alloc(spec(name, SizeOf(parties, o.Handles)), func(mem []byte) (err error) {
 		b, err = Init(mem, parties, opts)
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("barrier: creating %q: %w", name, err)
 	}
-	shm.Keep(seg, b)
+	shm.Keep(seg, b, mem)
 	stats.Publish(seg.Path(), name, shm.KindBarrier.String(), &b.ctr)
 	return b, nil
 }
@@ -344,8 +344,10 @@ func Open(seg *shm.Segment, name string, opts *Options) (*Barrier, error) {
 	}
 	h, err := Attach(mem, opts.in(seg))
 	if err == nil {
-		shm.Keep(seg, h)
+		shm.Keep(seg, h, mem)
 		stats.Publish(seg.Path(), name, shm.KindBarrier.String(), &h.ctr)
+	} else {
+		seg.Release(mem)
 	}
 	return h, err
 }

@@ -413,7 +413,7 @@ func Create(seg *shm.Segment, name, lockName string, opts *Options) (*Condition,
 		return nil, fmt.Errorf("condition: %d slots, want 1..%d", n, MaxSlots)
 	}
 	var c *Condition
-	_, err := seg.Alloc(spec(name, SizeOf(n)), func(mem []byte) (err error) {
+	mem, err := seg.Alloc(spec(name, SizeOf(n)), func(mem []byte) (err error) {
 		if c, err = Init(mem, lk, opts); err != nil {
 			return err
 		}
@@ -423,7 +423,7 @@ func Create(seg *shm.Segment, name, lockName string, opts *Options) (*Condition,
 	if err != nil {
 		return nil, fmt.Errorf("condition: creating %q: %w", name, err)
 	}
-	shm.Keep(seg, c)
+	shm.Keep(seg, c, mem)
 	stats.Publish(seg.Path(), name, shm.KindCondition.String(), &c.ctr)
 	return c, nil
 }
@@ -436,6 +436,12 @@ func Open(seg *shm.Segment, name string, opts *Options) (*Condition, error) {
 	if err != nil {
 		return nil, fmt.Errorf("condition: opening %q: %w", name, err)
 	}
+	kept := false
+	defer func() {
+		if !kept {
+			seg.Release(mem) // no handle uses it
+		}
+	}()
 	c, kind, err := attach(mem, opts)
 	if err != nil {
 		return nil, err
@@ -461,8 +467,9 @@ func Open(seg *shm.Segment, name string, opts *Options) (*Condition, error) {
 	if k != kind {
 		return nil, fmt.Errorf("condition: opening %q: %w", name, ErrLockType)
 	}
-	shm.Keep(seg, c)
+	shm.Keep(seg, c, mem)
 	stats.Publish(seg.Path(), name, shm.KindCondition.String(), &c.ctr)
+	kept = true
 	return c, nil
 }
 

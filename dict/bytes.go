@@ -85,14 +85,14 @@ func CreateBytes(seg *shm.Segment, name string, capacity, maxKey, maxValue int, 
 	sp := bytesSpec(name)
 	sp.Size = int64(n)
 	var b *Bytes
-	_, err = seg.Alloc(sp, func(mem []byte) (err error) {
+	mem, err := seg.Alloc(sp, func(mem []byte) (err error) {
 		b, err = InitBytes(mem, capacity, maxKey, maxValue, opts.in(seg))
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("dict: creating %q: %w", name, err)
 	}
-	shm.Keep(seg, b)
+	shm.Keep(seg, b, mem)
 	return b, nil
 }
 
@@ -104,7 +104,9 @@ func OpenBytes(seg *shm.Segment, name string, opts *Options) (*Bytes, error) {
 	}
 	b, err := AttachBytes(mem, opts.in(seg))
 	if err == nil {
-		shm.Keep(seg, b)
+		shm.Keep(seg, b, mem)
+	} else {
+		seg.Release(mem)
 	}
 	return b, err
 }

@@ -252,14 +252,14 @@ func Create[K, V any](seg *shm.Segment, name string, capacity int, opts *Options
 	}
 	sp.Size = int64(n)
 	var d *Dict[K, V]
-	_, err = seg.Alloc(sp, func(mem []byte) (err error) {
+	mem, err := seg.Alloc(sp, func(mem []byte) (err error) {
 		d, err = Init[K, V](mem, capacity, opts.in(seg))
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("dict: creating %q: %w", name, err)
 	}
-	shm.Keep(seg, d)
+	shm.Keep(seg, d, mem)
 	return d, nil
 }
 
@@ -276,7 +276,9 @@ func Open[K, V any](seg *shm.Segment, name string, opts *Options) (*Dict[K, V], 
 	}
 	d, err := Attach[K, V](mem, opts.in(seg))
 	if err == nil {
-		shm.Keep(seg, d)
+		shm.Keep(seg, d, mem)
+	} else {
+		seg.Release(mem)
 	}
 	return d, err
 }

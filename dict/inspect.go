@@ -43,6 +43,7 @@ func Inspect(seg *shm.Segment, name string, maxKeys, maxKeyLen int) (Summary, er
 	if err != nil {
 		return Summary{}, fmt.Errorf("dict: inspecting %q: %w", name, err)
 	}
+	defer seg.Release(mem)
 	g, err := readGeometry(mem)
 	if err != nil {
 		return Summary{}, err

@@ -131,14 +131,14 @@ func spec(name string) shm.Spec {
 // shm.ErrExist if the name is taken.
 func Create(seg *shm.Segment, name string, opts *Options) (*Event, error) {
 	var e *Event
-	_, err := seg.Alloc(spec(name), func(mem []byte) (err error) {
+	mem, err := seg.Alloc(spec(name), func(mem []byte) (err error) {
 		e, err = Init(mem, opts)
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("event: creating %q: %w", name, err)
 	}
-	shm.Keep(seg, e)
+	shm.Keep(seg, e, mem)
 	stats.Publish(seg.Path(), name, shm.KindEvent.String(), &e.ctr)
 	return e, nil
 }
@@ -151,8 +151,10 @@ func Open(seg *shm.Segment, name string, opts *Options) (*Event, error) {
 	}
 	h, err := Attach(mem, opts)
 	if err == nil {
-		shm.Keep(seg, h)
+		shm.Keep(seg, h, mem)
 		stats.Publish(seg.Path(), name, shm.KindEvent.String(), &h.ctr)
+	} else {
+		seg.Release(mem)
 	}
 	return h, err
 }

@@ -29,8 +29,10 @@ func init() {
 		name:       "segment",
 		workers:    []string{"w", "w", "w", "w"},
 		maxObjects: shm.MaxMaxObjects,
-		extra:      func(int) int { return shm.MaxMaxObjects * (96 + 64) },
-		setup:      func(h *harness) {},
+		// Per entry: 96 bytes of directory, a row of the attach table
+		// (one bit per registry slot), and a 64-byte object.
+		extra: func(int) int { return shm.MaxMaxObjects * (96 + shm.DefaultMaxProcs/8 + 64) },
+		setup: func(h *harness) {},
 		worker: func(w *wctx) error {
 			ready()
 			full := false

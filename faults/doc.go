@@ -95,11 +95,11 @@
 //	               published, a record consumed whose     record intact and in order (every
 //	               Recv had not returned (hunted); a      Send that returned arrives), then
 //	               dead process's end                     EOF; a dead end is claimed again
-//	segment        the segment lock held by the dead,     the next Alloc takes the lock over and
-//	directory      an entry written but not reserved,     repairs: entries of dead creators
-//	               the allocation offset advanced         freed, the offset past every object;
-//	               (hunted), an entry left                a name left initializing by a dead
-//	               initializing (hunted)                  creator is reclaimed (its space is not)
+//	segment        the segment lock held by the dead in   the next Alloc takes the lock over and
+//	directory      Alloc (entry written, not reserved;    repairs: entries of dead creators
+//	               reserved) or in Destroy (entry dying;  freed with their space, a dying entry
+//	               freed) (hunted), an entry left         ready again (then destroyable: the
+//	               initializing (hunted)                  dead hold nothing); no space is lost
 //	Array          the lock held by the dead, elements    the next access takes the lock over
 //	               torn by a CopyIn, Set or Update in     and marks the Array inconsistent:
 //	               progress (hunted)                      each element old or new, never a

@@ -366,9 +366,9 @@ var hostileKinds = []*hostileKind{
 		allowed: []error{ringbuf.ErrFull, ringbuf.ErrEmpty, ringbuf.ErrClosed, ringbuf.ErrShutdown, ringbuf.ErrPeerGone, ringbuf.ErrShortBuffer, ringbuf.ErrTooLarge, io.EOF},
 	},
 	{
-		// The segment itself: header, segment lock, allocation offset and
-		// directory scribbled while processes look objects up, allocate,
-		// list, inspect and open the segment anew.
+		// The segment itself: header, segment lock, directory and attach
+		// table scribbled while processes look objects up, allocate,
+		// destroy, list, inspect and open the segment anew.
 		name:   "segment",
 		header: true,
 		create: func(seg *shm.Segment) error {
@@ -394,9 +394,14 @@ var hostileKinds = []*hostileKind{
 					_ = seg.Info()
 				case 2:
 					seq++
-					_, err := seg.Alloc(shm.Spec{Name: fmt.Sprintf("n%d-%d-%d", os.Getpid(), end, seq), Kind: shm.KindBytes, KindVersion: 1, Size: 64},
+					name := fmt.Sprintf("n%d-%d-%d", os.Getpid(), end, seq)
+					mem, err := seg.Alloc(shm.Spec{Name: name, Kind: shm.KindBytes, KindVersion: 1, Size: 64 << rng.IntN(4)},
 						func([]byte) error { return nil })
 					errs = append(errs, err)
+					if err == nil && rng.IntN(2) == 0 {
+						seg.Release(mem)
+						errs = append(errs, seg.Destroy(name))
+					}
 				case 3:
 					_, err := shm.Inspect(path)
 					errs = append(errs, err)
@@ -413,7 +418,7 @@ var hostileKinds = []*hostileKind{
 		},
 		allowed: []error{shm.ErrNotExist, shm.ErrExist, shm.ErrKindMismatch, shm.ErrTypeMismatch, shm.ErrFull, shm.ErrNotReady,
 			shm.ErrChecksum, shm.ErrNotSegment, shm.ErrVersion, shm.ErrTruncated, shm.ErrInvalidSize, futex.ErrTimeout,
-			lock.ErrNotRecoverable, lock.ErrOwnerDead, lock.ErrNotLocked},
+			lock.ErrNotRecoverable, lock.ErrOwnerDead, lock.ErrNotLocked, shm.ErrInUse},
 		watchdog: 15 * time.Second, // Alloc waits up to 10 s for the segment lock
 	},
 }

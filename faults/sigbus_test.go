@@ -211,7 +211,7 @@ func TestFullFileSystem(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer seg.Close()
-	n := (200 << 10) / 8
+	n := (160 << 10) / 8
 	if _, err := array.CreateRaw[int64](seg, "a", n, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -82,7 +82,7 @@ type windowKind struct {
 	inspect func(h *hunt) int
 	// after recovers from a kill in window w and uses the object normally.
 	after func(h *hunt, w int) error
-	// renew: the victim uses the segment up (space is never reused) and
+	// renew: the victim uses the segment up and
 	// then exits cleanly; the hunter makes a new segment and goes on.
 	renew bool
 	// segSize is the size of the hunt's segment (0: 1 MiB).
@@ -1310,15 +1310,22 @@ func init() {
 // ---- Segment directory --------------------------------------------------
 
 // The segment header at its documented layout (shm/layout.go): directory
-// capacity at 12, segment lock word at 64, allocation offset at 128,
-// directory entries of 96 bytes from 192 (state at +0, object offset at
-// +16, size at +24, creator at +32, name at +48).
+// capacity at 12, segment lock word at 64, directory entries of 96 bytes
+// from 192 (state at +0, object offset at +16, size at +24, creator at
+// +32, name at +48). Free space is what no entry in use covers.
 const (
 	sgCapacity = 12
 	sgLock     = 64
-	sgAlloc    = 128
 	sgDir      = 192
 	sgEntry    = 96
+
+	sgFree  = 0 // entry states: never used
+	sgInit  = 1
+	sgDying = 3
+	sgGone  = 4 // free again
+
+	sgCreating   = 1 // hwB: the victim is in Alloc
+	sgDestroying = 2 // hwB: the victim is in Destroy
 )
 
 var errInitRefused = errors.New("init refused")
@@ -1347,12 +1354,12 @@ func init() {
 	addWindowKind(&windowKind{
 		name: "segment",
 		windows: []string{
-			"entry fields written, allocation offset not yet advanced",
-			"allocation offset advanced, entry not yet reserved",
-			"entry reserved (initializing), segment lock held",
-			"entry initializing, lock released (init running)",
+			"Alloc: entry fields written, entry not yet reserved (lock held)",
+			"Alloc: entry reserved (initializing), segment lock held",
+			"Alloc: entry initializing, lock released (init running)",
+			"Destroy: entry dying, segment lock held (holders being checked)",
+			"Destroy: entry freed, segment lock still held",
 		},
-		renew:   true,
 		segSize: 4 << 20,
 		setup: func(h *hunt) {
 			if old, ok := h.obj.([]byte); ok {
@@ -1365,18 +1372,31 @@ func init() {
 			h.obj = hdr
 			h.t.Cleanup(func() { syscall.Munmap(hdr) })
 		},
-		// The victim allocates 64-byte objects whose init fails: the entry
-		// is freed, the space stays used (it is never reused), so the
-		// victim uses the segment up and exits. Word hwA: the iteration.
+		// The victim allocates objects of a few sizes and destroys them;
+		// every third init fails (the entry and its space are freed).
+		// Destroyed and failed objects' space is reused, so it never uses
+		// the segment up. Word hwA: the iteration; hwB: in Alloc or in
+		// Destroy.
 		victim: func(seg *shm.Segment, words []uint64) error {
 			proctest.SignalReady()
 			for k := uint64(1); ; k++ {
 				atomic.StoreUint64(&words[hwA], k)
-				_, err := seg.Alloc(shm.Spec{Name: sgName(k), Kind: shm.KindBytes, KindVersion: 1, Size: 64}, func([]byte) error { return errInitRefused })
+				atomic.StoreUint64(&words[hwB], sgCreating)
+				name := sgName(k)
+				mem, err := seg.Alloc(shm.Spec{Name: name, Kind: shm.KindBytes, KindVersion: 1, Size: 64 << (k % 5)}, func([]byte) error {
+					if k%3 == 0 {
+						return errInitRefused
+					}
+					return nil
+				})
 				switch {
+				case err == nil:
+					seg.Release(mem)
+					atomic.StoreUint64(&words[hwB], sgDestroying)
+					if err := seg.Destroy(name); err != nil {
+						return fmt.Errorf("Destroy %d: %v", k, err)
+					}
 				case errors.Is(err, errInitRefused):
-				case errors.Is(err, shm.ErrFull):
-					return nil // used up: the hunter makes a new segment
 				default:
 					return fmt.Errorf("Alloc %d: %v", k, err)
 				}
@@ -1387,66 +1407,77 @@ func init() {
 			hdr := sgHeader(h)
 			self := h.w(hwSelf)
 			held := heldBy(atomic.LoadUint64((*uint64)(unsafe.Pointer(&hdr[sgLock]))), self)
-			alloc := atomic.LoadUint64((*uint64)(unsafe.Pointer(&hdr[sgAlloc])))
 			e := sgEntryOf(hdr, sgName(h.w(hwA)))
 			if e == nil {
 				return -1
 			}
 			st := atomic.LoadUint32((*uint32)(unsafe.Pointer(&e[0])))
-			off := atomic.LoadUint64((*uint64)(unsafe.Pointer(&e[16])))
 			creator := atomic.LoadUint64((*uint64)(unsafe.Pointer(&e[32])))
+			phase := h.w(hwB)
 			switch {
 			case creator != self:
 				return -1
-			case st == 0 && held && off == alloc:
+			case (st == sgFree || st == sgGone) && held && phase == sgCreating:
 				return 0
-			case st == 0 && held && off+64 == alloc:
+			case st == sgInit && held:
 				return 1
-			case st == 1 && held:
+			case st == sgInit:
 				return 2
-			case st == 1:
+			case st == sgDying && held:
 				return 3
+			case (st == sgFree || st == sgGone) && held && phase == sgDestroying:
+				return 4
 			}
 			return -1
 		},
 		after: func(h *hunt, w int) error {
-			probe := func(name string) error {
-				_, err := h.seg.Alloc(shm.Spec{Name: name, Kind: shm.KindBytes, KindVersion: 1, Size: 64}, func([]byte) error { return errInitRefused })
-				if errors.Is(err, shm.ErrFull) {
-					return nil // the victim used the segment up: nothing to allocate from
-				}
+			probe := func(name string, size int64) error {
+				_, err := h.seg.Alloc(shm.Spec{Name: name, Kind: shm.KindBytes, KindVersion: 1, Size: size}, func([]byte) error { return errInitRefused })
 				if !errors.Is(err, errInitRefused) {
-					return fmt.Errorf("Alloc %q after the kill = %v, want the init's error", name, err)
+					return fmt.Errorf("Alloc %q of %d bytes after the kill = %v, want the init's error", name, size, err)
 				}
 				return nil
 			}
 			// The segment lock (taken over if the victim died holding it,
-			// and the directory repaired), then the victim's name: an
-			// entry its dead creator left initializing is reclaimed.
-			if err := probe("probe"); err != nil {
+			// and the directory repaired: an entry left dying is ready
+			// again, one its dead creator left initializing is freed).
+			if err := probe("probe", 64); err != nil {
 				return err
 			}
-			if err := probe(sgName(h.w(hwA))); err != nil {
-				return err
-			}
-			// The directory: only the hunt's words are there, inside the
-			// allocated space.
 			objs, err := h.seg.Objects()
 			if err != nil {
 				return err
 			}
-			hdr := sgHeader(h)
-			alloc := atomic.LoadUint64((*uint64)(unsafe.Pointer(&hdr[sgAlloc])))
-			if len(objs) != 1 || objs[0].Name != "hunt" || !objs[0].Ready || uint64(objs[0].Offset+objs[0].Size) > alloc {
-				return fmt.Errorf("directory after the kill: %+v (allocation offset %d)", objs, alloc)
+			var hunt *shm.Object
+			for i, o := range objs {
+				switch {
+				case !o.Ready:
+					return fmt.Errorf("after a kill in window %d: %q left initializing by the dead: %+v", w, o.Name, objs)
+				case o.Name == "hunt":
+					hunt = &objs[i]
+				case o.Name == sgName(h.w(hwA)):
+					// Published and not yet destroyed (or its Destroy
+					// undone): the dead victim's hold does not count.
+					if err := h.seg.Destroy(o.Name); err != nil {
+						return fmt.Errorf("Destroy of the dead victim's object: %v", err)
+					}
+				default:
+					return fmt.Errorf("directory after the kill: %+v", objs)
+				}
+			}
+			if hunt == nil {
+				return fmt.Errorf("directory after the kill: no hunt: %+v", objs)
 			}
 			if st := h.seg.Info(); st.NumObjects != 1 || st.LockHolder != 0 {
 				return fmt.Errorf("Info after the kill: %+v", st)
 			}
-			for i := 0; i < 20; i++ {
-				if err := probe("p" + strconv.Itoa(i)); err != nil {
-					return err
-				}
+			// No space lost: all of it after the hunt's words is one gap.
+			end := hunt.Offset + (hunt.Size+shm.ObjectAlign-1)/shm.ObjectAlign*shm.ObjectAlign
+			if err := probe("rest", h.seg.Size()-end); err != nil {
+				return err
+			}
+			if err := probe(sgName(h.w(hwA)), 64); err != nil {
+				return err
 			}
 			if _, err := h.seg.Lookup(huntSpec); err != nil {
 				return err

@@ -153,14 +153,14 @@ func spec(name string) shm.Spec {
 // shm.ErrExist if the name is taken.
 func Create(seg *shm.Segment, name string, opts *Options) (*Lock, error) {
 	var l *Lock
-	_, err := seg.Alloc(spec(name), func(mem []byte) (err error) {
+	mem, err := seg.Alloc(spec(name), func(mem []byte) (err error) {
 		l, err = Init(mem, opts.in(seg))
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("lock: creating %q: %w", name, err)
 	}
-	shm.Keep(seg, l)
+	shm.Keep(seg, l, mem)
 	stats.Publish(seg.Path(), name, shm.KindLock.String(), l.m.Counters())
 	return l, nil
 }
@@ -173,8 +173,10 @@ func Open(seg *shm.Segment, name string, opts *Options) (*Lock, error) {
 	}
 	h, err := Attach(mem, opts.in(seg))
 	if err == nil {
-		shm.Keep(seg, h)
+		shm.Keep(seg, h, mem)
 		stats.Publish(seg.Path(), name, shm.KindLock.String(), h.m.Counters())
+	} else {
+		seg.Release(mem)
 	}
 	return h, err
 }

@@ -370,14 +370,14 @@ func CreatePipe(seg *shm.Segment, name string, opts *PipeOptions) (*Conn, error)
 		return nil, err
 	}
 	var c *Conn
-	_, err := seg.Alloc(pipeSpec(name, size), func(mem []byte) (err error) {
+	mem, err := seg.Alloc(pipeSpec(name, size), func(mem []byte) (err error) {
 		c, err = InitPipe(mem, opts.in(seg))
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("ringbuf: creating pipe %q: %w", name, err)
 	}
-	shm.Keep(seg, c)
+	shm.Keep(seg, c, mem)
 	stats.Publish(seg.Path(), name, shm.KindPipe.String(), &c.ctr)
 	return c, nil
 }
@@ -392,8 +392,10 @@ func OpenPipe(seg *shm.Segment, name string, end int, opts *PipeOptions) (*Conn,
 	}
 	h, err := AttachPipe(mem, end, opts.in(seg))
 	if err == nil {
-		shm.Keep(seg, h)
+		shm.Keep(seg, h, mem)
 		stats.Publish(seg.Path(), name, shm.KindPipe.String(), &h.ctr)
+	} else {
+		seg.Release(mem)
 	}
 	return h, err
 }

@@ -509,14 +509,14 @@ func qCreate(seg *shm.Segment, name string, kind shm.Kind, capacity, maxMsg int,
 		return nil, fmt.Errorf("ringbuf: creating %q: capacity %d or max message size %d: %w", name, capacity, maxMsg, ErrInvalidParam)
 	}
 	var q *Queue
-	_, err := seg.Alloc(qSpec(name, kind, fp, size), func(mem []byte) (err error) {
+	mem, err := seg.Alloc(qSpec(name, kind, fp, size), func(mem []byte) (err error) {
 		q, err = qInit(mem, capacity, maxMsg, flags, fp, opts.in(seg))
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("ringbuf: creating %q: %w", name, err)
 	}
-	shm.Keep(seg, q)
+	shm.Keep(seg, q, mem)
 	stats.Publish(seg.Path(), name, kind.String(), &q.ctr)
 	return q, nil
 }
@@ -541,9 +541,10 @@ func qOpen(seg *shm.Segment, name string, kind shm.Kind, fp uint64, opts *Option
 	}
 	q, err := Attach(mem, opts.in(seg))
 	if err != nil {
+		seg.Release(mem)
 		return nil, fmt.Errorf("ringbuf: opening %q: %w", name, err)
 	}
-	shm.Keep(seg, q)
+	shm.Keep(seg, q, mem)
 	stats.Publish(seg.Path(), name, kind.String(), &q.ctr)
 	return q, nil
 }

@@ -208,14 +208,14 @@ func spec(name string) shm.Spec {
 // shm.ErrExist if the name is taken.
 func Create(seg *shm.Segment, name string, opts *Options) (*RLock, error) {
 	var r *RLock
-	_, err := seg.Alloc(spec(name), func(mem []byte) (err error) {
+	mem, err := seg.Alloc(spec(name), func(mem []byte) (err error) {
 		r, err = Init(mem, opts.in(seg))
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("rlock: creating %q: %w", name, err)
 	}
-	shm.Keep(seg, r)
+	shm.Keep(seg, r, mem)
 	stats.Publish(seg.Path(), name, shm.KindRLock.String(), r.m.Counters())
 	return r, nil
 }
@@ -229,8 +229,10 @@ func Open(seg *shm.Segment, name string, opts *Options) (*RLock, error) {
 	}
 	h, err := Attach(mem, opts.in(seg))
 	if err == nil {
-		shm.Keep(seg, h)
+		shm.Keep(seg, h, mem)
 		stats.Publish(seg.Path(), name, shm.KindRLock.String(), h.m.Counters())
+	} else {
+		seg.Release(mem)
 	}
 	return h, err
 }

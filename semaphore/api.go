@@ -59,14 +59,14 @@ func Attach(mem []byte, opts *Options) (*Semaphore, error) {
 // It fails with shm.ErrExist if the name is taken.
 func Create(seg *shm.Segment, name string, value int, opts *Options) (*Semaphore, error) {
 	var s *Semaphore
-	_, err := seg.Alloc(spec(name, shm.KindSemaphore), func(mem []byte) (err error) {
+	mem, err := seg.Alloc(spec(name, shm.KindSemaphore), func(mem []byte) (err error) {
 		s, err = Init(mem, value, opts)
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("semaphore: creating %q: %w", name, err)
 	}
-	shm.Keep(seg, s)
+	shm.Keep(seg, s, mem)
 	stats.Publish(seg.Path(), name, shm.KindSemaphore.String(), s.s.ctr)
 	return s, nil
 }
@@ -79,8 +79,10 @@ func Open(seg *shm.Segment, name string, opts *Options) (*Semaphore, error) {
 	}
 	h, err := Attach(mem, opts)
 	if err == nil {
-		shm.Keep(seg, h)
+		shm.Keep(seg, h, mem)
 		stats.Publish(seg.Path(), name, shm.KindSemaphore.String(), h.s.ctr)
+	} else {
+		seg.Release(mem)
 	}
 	return h, err
 }
@@ -116,14 +118,14 @@ func AttachBounded(mem []byte, opts *Options) (*BoundedSemaphore, error) {
 // CreateBounded places a new BoundedSemaphore named name in seg.
 func CreateBounded(seg *shm.Segment, name string, value int, opts *Options) (*BoundedSemaphore, error) {
 	var s *BoundedSemaphore
-	_, err := seg.Alloc(spec(name, shm.KindBoundedSemaphore), func(mem []byte) (err error) {
+	mem, err := seg.Alloc(spec(name, shm.KindBoundedSemaphore), func(mem []byte) (err error) {
 		s, err = InitBounded(mem, value, opts)
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("semaphore: creating %q: %w", name, err)
 	}
-	shm.Keep(seg, s)
+	shm.Keep(seg, s, mem)
 	stats.Publish(seg.Path(), name, shm.KindBoundedSemaphore.String(), s.s.ctr)
 	return s, nil
 }
@@ -136,8 +138,10 @@ func OpenBounded(seg *shm.Segment, name string, opts *Options) (*BoundedSemaphor
 	}
 	h, err := AttachBounded(mem, opts)
 	if err == nil {
-		shm.Keep(seg, h)
+		shm.Keep(seg, h, mem)
 		stats.Publish(seg.Path(), name, shm.KindBoundedSemaphore.String(), h.s.ctr)
+	} else {
+		seg.Release(mem)
 	}
 	return h, err
 }

@@ -70,6 +70,9 @@ var (
 	// errors.Is(err, errors.ErrUnsupported) holds too.
 	ErrUnsupported = fmt.Errorf("mpipc: shared-memory IPC needs little-endian Linux (this is %s/%s): %w",
 		runtime.GOOS, runtime.GOARCH, errors.ErrUnsupported)
+	// ErrInUse is returned by Segment.Destroy when a live process, this
+	// one included, has the object open.
+	ErrInUse = errors.New("shm: object in use")
 	// ErrInvalidSize is returned for a negative segment size, an object
 	// size that is not positive, or a directory capacity out of range.
 	ErrInvalidSize = errors.New("shm: invalid size")
@@ -172,7 +175,9 @@ type Options struct {
 	ReadyTimeout time.Duration
 	// MaxObjects is the directory capacity of a new segment: how many
 	// named objects it can hold. Default DefaultMaxObjects (64), at most
-	// MaxMaxObjects. Each entry takes 96 bytes of the header. Ignored by
+	// MaxMaxObjects. The directory is a hash table with two entries of 96
+	// bytes (and two attach rows) per object, so that a lookup stays a few
+	// entries long however many objects there are. Ignored by
 	// Open.
 	MaxObjects int
 	// MaxProcs is the size of a new segment's process registry: how many

@@ -10,9 +10,9 @@ import (
 // BenchmarkLookup finds an existing object among n in the directory: a
 // scan of the entries and the checks, no syscall, no allocation.
 func BenchmarkLookup(b *testing.B) {
-	for _, n := range []int{1, 16, 64} {
+	for _, n := range []int{1, 64, 10000} {
 		b.Run("objects="+strconv.Itoa(n), func(b *testing.B) {
-			s, _ := mustCreate(b, &Options{MaxObjects: n})
+			s, _ := mustCreate(b, &Options{MaxObjects: n, Size: int64(n)*64 + 8<<20})
 			var last Spec
 			for i := 0; i < n; i++ {
 				last = Spec{Name: "object-" + strconv.Itoa(i), Kind: KindBytes, KindVersion: 1, Fingerprint: 7, Size: 64}

@@ -14,7 +14,8 @@
 // region, runs the object's initializer and publishes the entry "ready";
 // [Segment.Lookup] finds it, checks its kind, kind version, type
 // fingerprint and size, and waits a bounded time for one still being
-// initialized.
+// initialized. [Segment.Destroy] removes an object nobody has open and
+// frees its space for the next ones (see "Destroying objects").
 //
 // # Binary layout
 //
@@ -24,9 +25,9 @@
 //
 //	offset  size  field
 //	0       4     magic 0x6773706d ("mpsg" in file order); stored last, atomically: it publishes the header
-//	4       4     layout version (2)
-//	8       4     header size H: the offset of the first object = align64(R + 32*P)
-//	12      4     directory capacity N (1..65536)
+//	4       4     layout version (3)
+//	8       4     header size H: the offset of the first object = align64(A + 8*W*N)
+//	12      4     directory entries N = 2 * MaxObjects (2..131072, even): a hash table kept at most half full
 //	16      8     total size S of the segment, header included (the file may be longer)
 //	24      8     creator's pid, as it saw itself (display only)
 //	32      8     creation time, Unix nanoseconds
@@ -36,9 +37,12 @@
 //	52      4     process registry offset R = align64(192 + 96*N)
 //	56      8     checksum: FNV-1a 64 over bytes 0..55
 //	64      8     segment lock word (atomic; internal/robust), alone on its cache line
-//	128     8     allocation offset (atomic): the first free byte, in [H, S], 64-aligned
+//	128     8     reserved, zero (version 2 kept an allocation offset here)
 //	192     96*N  directory entries
 //	R       32*P  process registry: one slot record per process (see below)
+//	A       8*W*N attach table, A = align64(R + 32*P), W = ceil(P/64): one
+//	              row of W words (atomic) per directory entry, one bit per
+//	              registry slot (see "Destroying objects")
 //	H       S-H   objects, each at a 64-aligned offset
 //
 // FNV-1a 64: h = 14695981039346656037; for each byte c: h ^= c; h *= 1099511628211 (mod 2^64).
@@ -46,7 +50,7 @@
 // A directory entry (96 bytes, at 192 + 96*i):
 //
 //	offset  size  field
-//	0       4     state (atomic): 0 free, 1 initializing, 2 ready
+//	0       4     state (atomic): 0 never used, 1 initializing, 2 ready, 3 being destroyed, 4 free again
 //	4       2     kind (see Kind)
 //	6       2     kind version
 //	8       8     type fingerprint (0 for untyped objects)
@@ -58,10 +62,15 @@
 //	48      48    name, NUL-padded (at most 47 bytes, so always NUL-terminated)
 //
 // An entry's fields are written before its state; a reader that loads
-// state "ready" (an acquire) may read them, and a ready entry never changes
-// again. A reader in another language: check magic, version and checksum,
-// then for each entry with state 2 read the fields and check
-// H <= offset, offset+size <= S.
+// state "ready" (an acquire) may read them, and they do not change until
+// the entry is freed by Destroy. A reader in another language: check
+// magic, version and checksum, then for each entry with state 2 read the
+// fields and check H <= offset, offset+size <= S.
+//
+// Free space is not recorded anywhere: it is the part of [H, S) that no
+// entry in use (states 1, 2 and 3) covers. Alloc takes the lowest gap
+// that fits (first fit); entries in use must not overlap (Alloc fails
+// with [ErrCorrupt] if they do, or if one lies outside [H, S)).
 //
 // # Processes
 //
@@ -101,17 +110,56 @@
 //
 // # Concurrent creation and crashes
 //
-// Allocation scans the directory and reserves an entry under the segment
-// lock, a robust lock word: when a process dies inside the locked part of
-// Alloc, the next allocator takes the lock over, repairs the directory (it
-// frees entries left initializing by dead creators and moves the
-// allocation offset past every object) and goes on. Of two processes
-// allocating one name at once, exactly one wins; the other gets
-// [ErrExist] (it does not attach: call Lookup for that). An entry whose
-// creator died while initializing it (outside the lock) is freed by the
-// next Alloc of the same name, or by the next repair; until then Lookup
-// reports [ErrNotReady] and says that the creator has died. Freed entries
-// are reused; the space of a freed object is not.
+// Allocation scans the directory and reserves an entry and its space under
+// the segment lock, a robust lock word: when a process dies inside the
+// locked part of Alloc or Destroy, the next process to take the lock
+// (Alloc, Destroy, or a Lookup that meets an entry being destroyed) takes
+// it over, repairs the directory — it frees entries left initializing by
+// dead creators and makes an entry left being destroyed ready again — and
+// goes on. Of two processes allocating one name at once, exactly one wins;
+// the other gets [ErrExist] (it does not attach: call Lookup for that). An
+// entry whose creator died while initializing it (outside the lock) is
+// freed, with its space, by the next Alloc or the next repair; until then
+// Lookup reports [ErrNotReady] and says that the creator has died.
+//
+// Every change to the allocation is one atomic store of an entry's state,
+// so a process killed at any instruction leaves either the object or the
+// free space, never a leak or a space handed out twice: the entry's fields
+// are written while it is free (a crash there leaves it free), the store
+// of "initializing" takes the name and the space at once, and the store of
+// "free" gives both back.
+//
+// # Destroying objects
+//
+// [Segment.Destroy] removes a ready object from the directory and frees its
+// space; a later Lookup of the name gives [ErrNotExist], and the name can
+// be created again. It refuses with [ErrInUse], naming the pids, while a
+// live process — this one included — has the object open;
+// [Segment.DestroyForce] does not ask (and mpipc destroy -f calls it).
+//
+// "Open" is decided with the attach table: a process sets its bit (its
+// registry slot's) in an object's row when Alloc or Lookup gives it the
+// object, and clears it when it has given back every such hold: every
+// package's Create and Open hands the hold to the handle it returns
+// ([Keep] with the object's memory), and the hold goes when the garbage
+// collector has collected the handle; a caller of Alloc or Lookup that
+// keeps no handle gives its hold back with [Segment.Release]. A bit whose
+// slot is not held by a live process counts for nothing (a SIGKILLed
+// holder blocks nothing), and a process that claims a slot clears the
+// bits its dead predecessor left. This process's own holds are counted in
+// its memory, not read from the table.
+//
+// Destroy, under the segment lock, marks the entry "being destroyed"
+// (state 3), then reads the row: a holder found makes it ready again and
+// Destroy fails. Lookup sets its bit, then reads the state again: Dekker's
+// handshake on sequentially consistent atomics, so either Destroy sees the
+// bit or Lookup sees the entry going and looks again (an entry being
+// destroyed makes Lookup wait for the segment lock). Destroy of an object
+// still initializing fails with [ErrNotReady], unless its creator is dead.
+//
+// A handle used after a forced destroy works on memory the next object
+// created in the segment may be given: the two corrupt each other. Without
+// force that cannot happen to a handle of a live process.
 //
 // Of processes racing [OpenOrCreate], one creates the file with O_EXCL and
 // the others open it and wait up to Options.ReadyTimeout for the header to
@@ -150,14 +198,32 @@
 //   - A process that dies between creating the file and publishing its
 //     header leaves a file that Open and OpenOrCreate reject with
 //     ErrNotSegment; remove it.
-//   - Space is never reclaimed: there is no Free. A failed or crashed
-//     initialization leaves its region unused until the segment is
-//     recreated.
+//   - Space is reused first fit, without compaction: objects of many
+//     sizes created and destroyed in random order can fragment the object
+//     area, and Alloc fails with ErrFull while the total free space would
+//     suffice. Finding the gap sorts the objects in use (N log N in the
+//     directory's size) under the segment lock.
+//   - A handle's hold on its object lasts until the garbage collector has
+//     collected the handle: a process that dropped a handle and calls
+//     Destroy at once may be refused (ErrInUse, "this process holds…");
+//     runtime.GC then retry, or DestroyForce when sure. A caller of Alloc
+//     or Lookup without Keep holds the object until Release, or until this
+//     process's last mapping of the segment goes.
+//   - The header is large: the directory has two 96-byte entries per
+//     object allowed (it is a hash table kept half full), the registry 32
+//     bytes per process slot, and the attach table P/8 bytes per directory
+//     entry. With the defaults (64 objects, 1024 slots) that is about 60
+//     KiB; at the largest directory and registry, about 1 GiB. A segment
+//     of a few objects and a few processes wants MaxObjects and MaxProcs
+//     set to fit; Size is the whole segment, header included. A process with a blind registry (an inherited memfd
+//     without /proc) cannot record its holds: Destroy does not see them.
 //   - The segment lock is waited on for at most 10 s: a process stopped
-//     (SIGSTOP) inside Alloc makes others' Alloc fail (wrapping
+//     (SIGSTOP) inside Alloc or Destroy makes others' Alloc and Destroy fail (wrapping
 //     futex.ErrTimeout), not hang.
-//   - Lookup and Alloc scan the directory linearly (about 20 ns an entry):
-//     look objects up once and keep the handle, not once per operation.
+//   - Lookup probes the hashed directory (a few entries, about 80 ns
+//     among 10,000 objects); Alloc still visits every entry, and sorts the
+//     objects in use to find a gap, under the segment lock. Look objects up
+//     once and keep the handle, not once per operation.
 //   - A Segment that is dropped without Close keeps its mapping: byte
 //     slices from Alloc and Lookup may still point into it, so there is no
 //     finalizer that unmaps.

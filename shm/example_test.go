@@ -14,7 +14,7 @@ import (
 // object, the other finds it by name and kind.
 func Example() {
 	name := fmt.Sprintf("mpipc-example-%d", os.Getpid())
-	seg, err := shm.Create(name, &shm.Options{Size: 64 << 10})
+	seg, err := shm.Create(name, &shm.Options{Size: 128 << 10})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -103,4 +103,38 @@ func ExampleCreateAnonymous() {
 	fmt.Println(child.Size())
 	// Output:
 	// 1048576
+}
+
+// Destroy frees an object's space for the next ones, once nobody holds it:
+// here the raw bytes from Alloc, given back with Release (a package's
+// handle gives its hold back when it is collected).
+func ExampleSegment_Destroy() {
+	name := fmt.Sprintf("mpipc-example-destroy-%d", os.Getpid())
+	seg, err := shm.Create(name, &shm.Options{Size: 128 << 10})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer shm.Remove(name, nil)
+	defer seg.Close()
+
+	spec := shm.Spec{Name: "session-42", Kind: shm.KindBytes, KindVersion: 1, Size: 4096}
+	mem, err := seg.Alloc(spec, nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	err = seg.Destroy("session-42")
+	fmt.Println(errors.Is(err, shm.ErrInUse)) // this process still holds it
+	seg.Release(mem)
+	fmt.Println(seg.Destroy("session-42"))
+	_, err = seg.Lookup(spec)
+	fmt.Println(errors.Is(err, shm.ErrNotExist))
+	_, err = seg.Alloc(spec, nil) // the name and the space are free again
+	fmt.Println(err)
+	// Output:
+	// true
+	// <nil>
+	// true
+	// <nil>
 }

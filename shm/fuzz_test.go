@@ -37,8 +37,13 @@ func segmentBytes(capacity int, size int64, objs []seedObject) []byte {
 		creator: 4242, created: 1700000000e9}
 	b := make([]byte, size)
 	h.encode(b)
-	alloc := uint64(h.headerSize)
-	for i, o := range objs {
+	for _, o := range objs {
+		// Each object at the first free entry of its probe sequence, as
+		// Alloc places it.
+		i := home(o.name, capacity)
+		for le.Uint32(entry(b, i)[eState:]) != stateFree {
+			i = (i + 1) % capacity
+		}
 		e := entry(b, i)
 		le.PutUint32(e[eState:], o.state)
 		le.PutUint32(e[eKind:], uint32(o.kind)|1<<16)
@@ -46,9 +51,7 @@ func segmentBytes(capacity int, size int64, objs []seedObject) []byte {
 		le.PutUint64(e[eSize:], o.size)
 		le.PutUint64(e[eCreator:], proc.ID{Slot: seedSlots, Gen: 1}.Pack())
 		copy(e[eName:], o.name)
-		alloc = max(alloc, o.off+o.size)
 	}
-	le.PutUint64(b[offAlloc:], uint64(alignUp(int64(alloc), ObjectAlign)))
 	return b
 }
 
@@ -76,7 +79,7 @@ func fuzzSeeds() []seed {
 	return []seed{
 		{"valid", valid, false},
 		{"valid-fix", valid, true},
-		{"empty-dir", segmentBytes(1, headerSizeFor(1, seedSlots), nil), false},
+		{"empty-dir", segmentBytes(2, headerSizeFor(2, seedSlots), nil), false},
 		{"big-dir", bigDir, true},
 		{"initializing", init, false},
 		{"huge-offsets", huge, false},
@@ -155,7 +158,7 @@ var robustErrNotRecoverable = robust.ErrNotRecoverable
 var openErrs = []error{ErrNotSegment, ErrVersion, ErrChecksum, ErrTruncated, ErrCorrupt}
 
 // FuzzOpen feeds arbitrary bytes as a segment file to Open, Inspect,
-// Objects, Lookup and Alloc: each must return an error or work, never
+// Objects, Lookup, Alloc and Destroy: each must return an error or work, never
 // panic or fault. With fix set, the header checksum is recomputed first,
 // as a hostile peer would, so that the fields behind it get fuzzed too.
 func FuzzOpen(f *testing.F) {
@@ -222,18 +225,47 @@ func FuzzOpen(f *testing.F) {
 					t.Fatalf("Lookup %q: %d bytes, want %d", o.Name, len(mem), o.Size)
 				}
 				clear(mem) // every byte handed out is writable
+				s.Release(mem)
 			} else if !isAny(err, ErrNotReady, ErrCorrupt, ErrNotExist, ErrKindMismatch, ErrTypeMismatch) {
 				t.Fatalf("Lookup %q: %v", o.Name, err)
 			}
 		}
 		_ = s.Info()
 		spec := Spec{Name: "fuzz-new", Kind: KindBytes, Size: 24}
-		if _, err := s.Alloc(spec, func(m []byte) error { m[23] = 1; return nil }); err == nil {
-			if _, err := s.Lookup(spec); err != nil {
+		if mem, err := s.Alloc(spec, func(m []byte) error { m[23] = 1; return nil }); err == nil {
+			s.Release(mem)
+			if mem, err := s.Lookup(spec); err != nil {
 				t.Fatalf("Lookup after Alloc: %v", err)
+			} else {
+				s.Release(mem)
+			}
+			// Alloc checked every entry in use: none overlaps another.
+			objs, _ := s.Objects()
+			for i, a := range objs {
+				for _, b := range objs[i+1:] {
+					if a.Offset < b.Offset+b.Size && b.Offset < a.Offset+a.Size {
+						t.Fatalf("Alloc succeeded with %+v and %+v overlapping", a, b)
+					}
+				}
 			}
 		} else if !isAny(err, ErrFull, ErrCorrupt, ErrExist, robustErrNotRecoverable) {
 			t.Fatalf("Alloc: %v", err)
+		}
+		// Destroy every object listed, and the new one: an error or done.
+		objs, _ = s.Objects()
+		named := map[string]int{}
+		for _, o := range objs {
+			named[o.Name]++
+		}
+		for _, o := range append(objs, Object{Name: spec.Name}) {
+			if err := s.Destroy(o.Name); err == nil {
+				// A hostile directory may hold a name twice.
+				if _, err := s.Lookup(Spec{Name: o.Name, Kind: o.Kind, KindVersion: o.KindVersion, Fingerprint: o.Fingerprint}); named[o.Name] <= 1 && !errors.Is(err, ErrNotExist) {
+					t.Fatalf("Lookup of destroyed %q: %v", o.Name, err)
+				}
+			} else if !isAny(err, ErrNotReady, ErrCorrupt, ErrNotExist, ErrInUse, robustErrNotRecoverable) {
+				t.Fatalf("Destroy %q: %v", o.Name, err)
+			}
 		}
 	})
 }

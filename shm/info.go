@@ -16,8 +16,8 @@ type Info struct {
 	Version    int       // layout version
 	Size       int64     // total size in bytes, header included
 	HeaderSize int64     // bytes before the first object
-	Used       int64     // bytes allocated, header included (the allocation offset)
-	MaxObjects int       // directory capacity
+	Used       int64     // bytes in use: the header and every valid object in use, each rounded up to ObjectAlign
+	MaxObjects int       // how many objects the directory holds
 	NumObjects int       // directory entries in use, corrupt ones included
 	CreatorPid int       // pid of the process that created the segment, as it saw itself
 	Created    time.Time // when the segment was created
@@ -49,7 +49,7 @@ func infoFrom(path string, h header, b []byte, procs []Process) Info {
 		Version:    LayoutVersion,
 		Size:       h.size,
 		HeaderSize: h.headerSize,
-		MaxObjects: h.capacity,
+		MaxObjects: h.capacity / 2,
 		MaxProcs:   h.slots,
 		CreatorPid: h.creator,
 		Created:    unixTime(h.created),
@@ -68,13 +68,9 @@ func infoFrom(path string, h header, b []byte, procs []Process) Info {
 	if id := robust.Decode(w).Holder; id.Slot >= 1 && int(id.Slot) <= h.slots {
 		inf.LockHolder = int(le.Uint32(b[h.regOffset()+int64(id.Slot-1)*proc.SlotSize+4:]))
 	}
-	a := atomic.LoadUint64(u64(b, offAlloc))
-	if a < uint64(h.headerSize) || a > uint64(h.size) || a%ObjectAlign != 0 {
-		if inf.Err == nil {
-			inf.Err = fmt.Errorf("allocation offset %d: %w", a, ErrCorrupt)
-		}
-	} else {
-		inf.Used = int64(a)
+	inf.Used = h.headerSize
+	for _, o := range inf.Objects {
+		inf.Used += alignUp(o.Size, ObjectAlign)
 	}
 	return inf
 }
@@ -84,7 +80,7 @@ func infoFrom(path string, h header, b []byte, procs []Process) Info {
 func (s *Segment) Info() Info {
 	if s.mem == nil {
 		return Info{Path: s.path, Version: LayoutVersion, Size: s.hdr.size, HeaderSize: s.hdr.headerSize,
-			MaxObjects: s.hdr.capacity, MaxProcs: s.hdr.slots, CreatorPid: s.hdr.creator, Created: unixTime(s.hdr.created)}
+			MaxObjects: s.hdr.capacity / 2, MaxProcs: s.hdr.slots, CreatorPid: s.hdr.creator, Created: unixTime(s.hdr.created)}
 	}
 	inf := infoFrom(s.path, s.hdr, s.mem[:s.hdr.headerSize], s.Processes())
 	inf.Owner, inf.Mode, inf.Unsafe = fileTrust(s.f)

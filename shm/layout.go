@@ -21,7 +21,11 @@ const (
 	//
 	// Version 2 added the process registry (internal/proc) after the
 	// directory, and owner records name registry slots instead of pids.
-	LayoutVersion = 2
+	// Version 3 added the attach table after the registry (which processes
+	// have each object open), the "destroying" entry state, and retired
+	// the allocation offset: free space is what the directory leaves
+	// uncovered, so a destroyed object's space is reused.
+	LayoutVersion = 3
 
 	// Magic is the first word of every segment: "mpsg" in file byte order.
 	// It is stored last, atomically, when the header is complete.
@@ -51,14 +55,14 @@ const (
 	fixedLen      = 64
 
 	// Mutable header words, each on its own cache line.
-	offLock  = 64  // uint64 robust lock word (internal/robust)
-	offAlloc = 128 // uint64 allocation offset: the first free byte
+	offLock     = 64  // uint64 robust lock word (internal/robust)
+	offReserved = 128 // uint64 zero (the allocation offset of version 2)
 
 	dirOffset = 192 // the directory: capacity entries of entrySize bytes
 
 	// A directory entry.
 	entrySize    = 96
-	eState       = 0  // uint32 stateFree, stateInit or stateReady
+	eState       = 0  // uint32 stateFree, stateInit, stateReady, stateDying or stateGone
 	eKind        = 4  // uint16 Kind, then uint16 kind version (one uint32)
 	eFingerprint = 8  // uint64 type fingerprint
 	eOffset      = 16 // uint64 object offset from the segment start
@@ -70,7 +74,16 @@ const (
 
 	stateFree  = 0 // unused; every other field is meaningless
 	stateInit  = 1 // reserved and being initialized by its creator
-	stateReady = 2 // published: immutable from now on
+	stateReady = 2 // published: immutable until destroyed
+	// stateDying: a Destroy holding the segment lock is checking who has
+	// the object open; it ends ready again (refused) or free. Seen only
+	// while the destroyer holds the lock, or after it died there (the
+	// next holder's repair makes it ready again).
+	stateDying = 3
+	// stateGone: used once and free again (destroyed, abandoned by a dead
+	// creator, or its init failed). Free for a new object, but unlike
+	// stateFree it does not end a lookup's probe (see find).
+	stateGone = 4
 )
 
 var le = binary.LittleEndian
@@ -86,11 +99,21 @@ func regOffsetFor(capacity int) int64 {
 	return alignUp(dirOffset+int64(capacity)*entrySize, ObjectAlign)
 }
 
+// attachOffsetFor is the offset of the attach table: one row per directory
+// entry, each attachWords(slots) 64-bit words, after the registry.
+func attachOffsetFor(capacity, slots int) int64 {
+	return alignUp(regOffsetFor(capacity)+int64(slots)*proc.SlotSize, ObjectAlign)
+}
+
+// attachWords is the number of 64-bit words in one attach row: one bit
+// per registry slot.
+func attachWords(slots int) int { return (slots + 63) / 64 }
+
 // headerSizeFor is the size of the header of a segment whose directory
 // holds capacity entries and whose registry has slots slots: the offset of
 // the first object.
 func headerSizeFor(capacity, slots int) int64 {
-	return alignUp(regOffsetFor(capacity)+int64(slots)*proc.SlotSize, ObjectAlign)
+	return alignUp(attachOffsetFor(capacity, slots)+int64(capacity)*int64(attachWords(slots))*8, ObjectAlign)
 }
 
 // alignUp rounds n up to a multiple of a (a power of two). It returns a
@@ -123,6 +146,8 @@ type header struct {
 }
 
 func (h *header) regOffset() int64 { return regOffsetFor(h.capacity) }
+
+func (h *header) attachOffset() int64 { return attachOffsetFor(h.capacity, h.slots) }
 
 // encode writes the fixed fields of h, magic and checksum included, into b.
 func (h *header) encode(b []byte) {
@@ -166,7 +191,7 @@ func parseHeader(b []byte, fileSize int64) (header, error) {
 	switch {
 	case le.Uint32(b[offEntrySize:]) != entrySize || le.Uint32(b[offDirOffset:]) != dirOffset:
 		return h, fmt.Errorf("directory geometry: %w", ErrCorrupt)
-	case capacity < 1 || capacity > MaxMaxObjects:
+	case capacity < 2 || capacity > 2*MaxMaxObjects || capacity%2 != 0:
 		return h, fmt.Errorf("directory capacity %d: %w", capacity, ErrCorrupt)
 	case slots < 1 || slots > MaxProcs:
 		return h, fmt.Errorf("process registry of %d slots: %w", slots, ErrCorrupt)
@@ -213,7 +238,7 @@ func entryName(f []byte) (string, bool) {
 // against the segment so that the object can be sliced without a panic.
 func decodeEntry(e []byte, st uint32, headerSize, size int64) (Object, error) {
 	var o Object
-	if st != stateInit && st != stateReady {
+	if st != stateInit && st != stateReady && st != stateDying {
 		return o, fmt.Errorf("entry state %d: %w", st, ErrCorrupt)
 	}
 	name, ok := entryName(e[eName : eName+nameField])
@@ -232,7 +257,7 @@ func decodeEntry(e []byte, st uint32, headerSize, size int64) (Object, error) {
 		Fingerprint: le.Uint64(e[eFingerprint:]),
 		Offset:      int64(off),
 		Size:        int64(sz),
-		Ready:       st == stateReady,
+		Ready:       st != stateInit,
 		Creator:     int(le.Uint32(e[eCreatorPid:])),
 		CreatorID:   proc.Unpack(le.Uint64(e[eCreator:])),
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"runtime/debug"
 	"sync/atomic"
 
 	"github.com/mpipc/mpipc/internal/proc"
@@ -34,11 +35,17 @@ type mapping struct {
 	mem  []byte
 	reg  *proc.Registry
 	refs atomic.Int64 // the Segment's own (until Close) plus one per kept handle
+
+	// The attach table's geometry (see attach.go).
+	attachOff int64
+	words     int
+	slots     int
 }
 
-func newMapping(mem []byte, reg *proc.Registry) *mapping {
-	m := &mapping{mem: mem, reg: reg}
+func newMapping(mem []byte, reg *proc.Registry, h header) *mapping {
+	m := &mapping{mem: mem, reg: reg, attachOff: h.attachOffset(), words: attachWords(h.slots), slots: h.slots}
 	m.refs.Store(1)
+	m.joinHolds(h.capacity)
 	return m
 }
 
@@ -48,6 +55,7 @@ func (m *mapping) release() error {
 	if m.refs.Add(-1) != 0 {
 		return nil
 	}
+	m.leaveHolds()
 	mem := m.mem
 	m.mem = nil
 	err := munmap(mem)
@@ -62,11 +70,25 @@ func (m *mapping) release() error {
 // Create and Open on the handle it returns, so that using an object after
 // its segment's Close never faults. It does nothing if seg is closed (its
 // Alloc and Lookup then fail anyway) or h is nil.
-func Keep[T any](seg *Segment, h *T) {
+//
+// objs are the memory of the objects h uses, as Alloc or Lookup returned
+// it: Keep hands the hold that call took on each (see Segment.Destroy) to
+// h, and the hold is given back when h is collected. A hold that is not
+// handed to a handle (Keep without objs) lasts until Segment.Release or
+// until this process's last mapping of the segment goes.
+func Keep[T any](seg *Segment, h *T, objs ...[]byte) {
 	if seg == nil || h == nil || seg.m == nil {
 		return
 	}
 	m := seg.m
+	var entries []int
+	for _, o := range objs {
+		if off, ok := seg.offsetOf(o); ok {
+			if i := m.heldEntry(off); i >= 0 {
+				entries = append(entries, i)
+			}
+		}
+	}
 	for {
 		n := m.refs.Load()
 		if n <= 0 {
@@ -76,5 +98,37 @@ func Keep[T any](seg *Segment, h *T) {
 			break
 		}
 	}
-	runtime.AddCleanup(h, func(m *mapping) { m.release() }, m)
+	if len(entries) == 0 {
+		runtime.AddCleanup(h, func(m *mapping) { m.release() }, m)
+		return
+	}
+	runtime.AddCleanup(h, func(k kept) {
+		for _, i := range k.entries {
+			k.m.unholdSafe(i)
+		}
+		k.m.release()
+	}, kept{m, entries})
+}
+
+// unholdSafe is unhold for a handle's cleanup, which runs whenever the
+// garbage collector says: a segment file truncated under the mapping by a
+// hostile writer must not crash the process there with SIGBUS. The fault
+// becomes a panic, recovered; the bit stays (and names a process that
+// cannot use the object anyway).
+func (m *mapping) unholdSafe(i int) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			if _, fault := r.(interface{ Addr() uintptr }); !fault {
+				panic(r)
+			}
+		}
+	}()
+	m.unhold(i)
+}
+
+// kept is what a handle's cleanup releases.
+type kept struct {
+	m       *mapping
+	entries []int
 }

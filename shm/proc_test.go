@@ -25,6 +25,7 @@ func registerRoles() {
 	proctest.Register("die-locked", roleDieLocked)
 	proctest.Register("die-init", roleDieInit)
 	proctest.Register("unsealed", roleUnsealed)
+	registerDestroyRoles()
 }
 
 var raceSpec = Spec{Name: "obj", Kind: KindBytes, KindVersion: 1, Size: 8}
@@ -279,8 +280,9 @@ func TestAllocerKilledHoldingSegmentLock(t *testing.T) {
 	if _, err := s.Alloc(Spec{Name: "x", Kind: KindBytes, Size: 8}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if objs := mustObjects(t, s); len(objs) != 2 || objs[1].Offset <= objs[0].Offset {
-		t.Fatalf("objects %+v", objs)
+	if objs := mustObjects(t, s); len(objs) != 2 || objs[0].Name == objs[1].Name ||
+		objs[0].Offset < objs[1].Offset+objs[1].Size && objs[1].Offset < objs[0].Offset+objs[0].Size {
+		t.Fatalf("objects %+v, want x and y apart", objs)
 	}
 }
 

@@ -108,6 +108,8 @@ func (o *Options) geometry() (size int64, capacity, slots int, err error) {
 			capacity = o.MaxObjects
 		}
 	}
+	// The directory is a hash table kept at most half full (see find).
+	capacity *= 2
 	size = max(size, headerSizeFor(capacity, slots))
 	size = alignUp(size, int64(os.Getpagesize()))
 	if size < 0 || uint64(size) > uint64(maxMapping) {

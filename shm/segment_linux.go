@@ -102,7 +102,6 @@ func build(f *os.File, path string, size int64, capacity, slots int, ready time.
 	h.encode(b[:])
 	copy(mem[offMagic+4:fixedLen], b[offMagic+4:])
 	atomic.StoreUint64(u64(mem, offLock), 0)
-	atomic.StoreUint64(u64(mem, offAlloc), uint64(h.headerSize))
 	ro := h.regOffset()
 	proc.InitTable(mem[ro:ro+int64(h.slots)*proc.SlotSize], h.slots)
 	// Publishes the header: an opener that sees the magic sees the rest.
@@ -128,7 +127,7 @@ func newSegment(f *os.File, path string, mem []byte, h header, ready time.Durati
 		f:     f,
 		path:  path,
 		mem:   mem,
-		m:     newMapping(mem, reg),
+		m:     newMapping(mem, reg, h),
 		hdr:   h,
 		lock:  robust.New(u64(mem, offLock), reg, 0),
 		reg:   reg,

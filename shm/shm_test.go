@@ -133,7 +133,7 @@ func TestCreateAllocOpenLookup(t *testing.T) {
 		t.Fatalf("Objects: %v %v", objs, err)
 	}
 	o := objs[0]
-	want := Object{Name: "obj", Kind: KindBytes, KindVersion: 1, Offset: headerSizeFor(DefaultMaxObjects, DefaultMaxProcs),
+	want := Object{Name: "obj", Kind: KindBytes, KindVersion: 1, Offset: headerSizeFor(2*DefaultMaxObjects, DefaultMaxProcs),
 		Size: 100, Ready: true, Creator: os.Getpid(), CreatorID: s2.Registry().Self()}
 	if o != want {
 		t.Fatalf("object %+v, want %+v", o, want)
@@ -271,7 +271,7 @@ func TestSizeRounding(t *testing.T) {
 		size, max int64
 		want      int64
 	}{
-		{1, 0, alignUp(headerSizeFor(DefaultMaxObjects, DefaultMaxProcs), page)},
+		{1, 0, alignUp(headerSizeFor(2*DefaultMaxObjects, DefaultMaxProcs), page)},
 		{page + 1, 1, 2 * page},
 		{3 * page, 1, 3 * page},
 	} {
@@ -325,11 +325,15 @@ func TestOpenVersion(t *testing.T) {
 	// Version 1, the layout before the process registry, must never be
 	// misread. Version is checked before the checksum, which no longer
 	// matches.
-	patch(t, path, offVersion, []byte{1, 0, 0, 0})
-	_, err := Open(path, nil)
-	wantErr(t, err, ErrVersion)
-	_, err = Inspect(path)
-	wantErr(t, err, ErrVersion)
+	// Version 2, the layout before the attach table and destroyable
+	// objects, neither.
+	for _, v := range []byte{1, 2} {
+		patch(t, path, offVersion, []byte{v, 0, 0, 0})
+		_, err := Open(path, nil)
+		wantErr(t, err, ErrVersion)
+		_, err = Inspect(path)
+		wantErr(t, err, ErrVersion)
+	}
 }
 
 func TestOpenChecksum(t *testing.T) {
@@ -545,9 +549,13 @@ func TestAllocInitFails(t *testing.T) {
 	if _, err := s.Alloc(bytesSpec, nil); err != nil {
 		t.Fatalf("name not free after failed inits: %v", err)
 	}
-	// The space of the failed attempts stays used (documented).
-	if got, want := s.Info().Used, used+3*alignUp(bytesSpec.Size, ObjectAlign); got != want {
+	// The space of the failed attempts is free again: the object got the
+	// first bytes after the header.
+	if got, want := s.Info().Used, used+alignUp(bytesSpec.Size, ObjectAlign); got != want {
 		t.Fatalf("used %d, want %d", got, want)
+	}
+	if o := mustObjects(t, s)[0]; o.Offset != s.Info().HeaderSize {
+		t.Fatalf("object at %d, want %d (the failed inits' space)", o.Offset, s.Info().HeaderSize)
 	}
 	if n := len(mustObjects(t, s)); n != 1 {
 		t.Fatalf("%d objects, want 1", n)
@@ -607,6 +615,17 @@ func TestLookupNotReady(t *testing.T) {
 // entryOff is the file offset of directory entry i.
 func entryOff(i int) int64 { return dirOffset + int64(i)*entrySize }
 
+// entryOfName is the file offset of the directory entry of the object
+// name, which must exist.
+func entryOfName(t *testing.T, s *Segment, name string) int64 {
+	t.Helper()
+	i, _ := s.find(name)
+	if i < 0 {
+		t.Fatalf("no entry named %q", name)
+	}
+	return entryOff(i)
+}
+
 func TestCorruptEntries(t *testing.T) {
 	u64b := func(v uint64) []byte { return le.AppendUint64(nil, v) }
 	for _, c := range []struct {
@@ -617,7 +636,7 @@ func TestCorruptEntries(t *testing.T) {
 		{"huge offset", eOffset, u64b(1 << 63)},
 		{"offset+size overflows", eSize, u64b(^uint64(0) - 100)},
 		{"offset in header", eOffset, u64b(64)},
-		{"offset misaligned", eOffset, u64b(uint64(headerSizeFor(DefaultMaxObjects, DefaultMaxProcs)) + 8)},
+		{"offset misaligned", eOffset, u64b(uint64(headerSizeFor(2*DefaultMaxObjects, DefaultMaxProcs)) + 8)},
 		{"past the end", eOffset, u64b(defaultSize - 64)},
 		{"size zero", eSize, u64b(0)},
 		{"bad state", eState, []byte{7, 0, 0, 0}},
@@ -627,7 +646,7 @@ func TestCorruptEntries(t *testing.T) {
 			if _, err := s.Alloc(bytesSpec, nil); err != nil {
 				t.Fatal(err)
 			}
-			patch(t, path, entryOff(0)+int64(c.off), c.val)
+			patch(t, path, entryOfName(t, s, bytesSpec.Name)+int64(c.off), c.val)
 			_, err := s.Lookup(bytesSpec)
 			wantErr(t, err, ErrCorrupt)
 			objs, err := s.Objects()
@@ -648,7 +667,7 @@ func TestCorruptEntries(t *testing.T) {
 		if _, err := s.Alloc(bytesSpec, nil); err != nil {
 			t.Fatal(err)
 		}
-		patch(t, path, entryOff(0)+eName, []byte(strings.Repeat("z", nameField)))
+		patch(t, path, entryOfName(t, s, bytesSpec.Name)+eName, []byte(strings.Repeat("z", nameField)))
 		_, err := s.Objects()
 		wantErr(t, err, ErrCorrupt)
 		_, err = s.Lookup(bytesSpec)
@@ -660,14 +679,32 @@ func TestCorruptEntries(t *testing.T) {
 		_, err := s.Alloc(bytesSpec, nil)
 		wantErr(t, err, ErrCorrupt)
 	})
-	t.Run("allocation offset", func(t *testing.T) {
-		for _, v := range []uint64{0, defaultSize + 64, uint64(headerSizeFor(DefaultMaxObjects, DefaultMaxProcs)) + 1} {
+	t.Run("entry out of bounds blocks Alloc", func(t *testing.T) {
+		// Free space is what the directory leaves uncovered: an entry
+		// whose space cannot be known must stop allocation, not let it
+		// hand out space that may be in use.
+		for _, v := range []uint64{0, defaultSize + 64, uint64(headerSizeFor(2*DefaultMaxObjects, DefaultMaxProcs)) + 1} {
 			s, path := mustCreate(t, nil)
-			patch(t, path, offAlloc, u64b(v))
-			_, err := s.Alloc(bytesSpec, nil)
+			if _, err := s.Alloc(bytesSpec, nil); err != nil {
+				t.Fatal(err)
+			}
+			patch(t, path, entryOfName(t, s, bytesSpec.Name)+eOffset, u64b(v))
+			_, err := s.Alloc(Spec{Name: "other", Kind: KindBytes, KindVersion: 1, Size: 8}, nil)
 			wantErr(t, err, ErrCorrupt)
 			wantErr(t, s.Info().Err, ErrCorrupt)
 		}
+	})
+	t.Run("overlapping objects block Alloc", func(t *testing.T) {
+		s, path := mustCreate(t, nil)
+		for _, n := range []string{"a", "b"} {
+			if _, err := s.Alloc(Spec{Name: n, Kind: KindBytes, KindVersion: 1, Size: 128}, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// b now claims to start inside a.
+		patch(t, path, entryOfName(t, s, "b")+eOffset, u64b(uint64(headerSizeFor(2*DefaultMaxObjects, DefaultMaxProcs))+64))
+		_, err := s.Alloc(Spec{Name: "c", Kind: KindBytes, KindVersion: 1, Size: 8}, nil)
+		wantErr(t, err, ErrCorrupt)
 	})
 	t.Run("lock word", func(t *testing.T) {
 		s, path := mustCreate(t, nil)
@@ -708,7 +745,7 @@ func TestInfoAndInspect(t *testing.T) {
 		}
 	}
 	inf := s.Info()
-	hs := headerSizeFor(10, DefaultMaxProcs)
+	hs := headerSizeFor(2*10, DefaultMaxProcs)
 	if inf.Path != path || inf.Version != LayoutVersion || inf.Size != defaultSize || inf.HeaderSize != hs ||
 		inf.Used != hs+64+128 || inf.MaxObjects != 10 || inf.NumObjects != 2 || len(inf.Objects) != 2 ||
 		inf.CreatorPid != os.Getpid() || inf.LockHolder != 0 || inf.Err != nil ||
@@ -874,7 +911,7 @@ func TestOpenOrCreateWaitsForHeader(t *testing.T) {
 			t.Fatal(err)
 		}
 		time.Sleep(20 * time.Millisecond)
-		creator, err := build(f, path, 1<<16, 4, 4, time.Second)
+		creator, err := build(f, path, 1<<16, 2*4, 4, time.Second) // room for 4 objects
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -937,14 +974,19 @@ func TestRepairAfterOwnerDeath(t *testing.T) {
 	}
 	dead := proc.ID{Slot: DefaultMaxProcs, Gen: 12345}.Pack()
 	patch(t, path, offLock, le.AppendUint64(nil, dead))
-	patch(t, path, entryOff(1)+eState, []byte{stateInit})
-	patch(t, path, entryOff(1)+eCreator, le.AppendUint64(nil, dead))
-	patch(t, path, entryOff(1)+eName, []byte("half\x00"))
+	half := entryOff(home("half", s.hdr.capacity))
+	patch(t, path, half+eState, []byte{stateInit})
+	patch(t, path, half+eCreator, le.AppendUint64(nil, dead))
+	patch(t, path, half+eName, []byte("half\x00"))
 	if _, err := s.Alloc(Spec{Name: "next", Kind: KindBytes, Size: 8}, nil); err != nil {
 		t.Fatal(err)
 	}
 	objs := mustObjects(t, s)
-	if len(objs) != 2 || objs[0].Name != "obj" || objs[1].Name != "next" {
+	names := map[string]bool{}
+	for _, o := range objs {
+		names[o.Name] = true
+	}
+	if len(objs) != 2 || !names["obj"] || !names["next"] {
 		t.Fatalf("objects after repair: %+v", objs)
 	}
 	if st := s.lock.Load(); st.Held || st.Inconsistent || st.NotRecoverable {

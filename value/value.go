@@ -207,14 +207,14 @@ func create[T, H any](seg *shm.Segment, name string, init func([]byte) (*H, erro
 	if err != nil {
 		return nil, err
 	}
-	_, err = seg.Alloc(sp, func(mem []byte) (err error) {
+	mem, err := seg.Alloc(sp, func(mem []byte) (err error) {
 		h, err = init(mem)
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("value: creating %q: %w", name, err)
 	}
-	shm.Keep(seg, h)
+	shm.Keep(seg, h, mem)
 	return h, nil
 }
 
@@ -231,7 +231,9 @@ func open[T, H any](seg *shm.Segment, name string, attach func([]byte) (*H, erro
 	}
 	h, err := attach(mem)
 	if err == nil {
-		shm.Keep(seg, h)
+		shm.Keep(seg, h, mem)
+	} else {
+		seg.Release(mem)
 	}
 	return h, err
 }

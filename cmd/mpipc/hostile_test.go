@@ -120,7 +120,7 @@ func TestUnsafeFlagged(t *testing.T) {
 func TestNamesEscaped(t *testing.T) {
 	dir := t.TempDir()
 	evil := "evil\x1b[31m\nNAME\tforged\xff"
-	seg, err := shm.Create(evil, &shm.Options{Dir: dir, Size: 64 << 10})
+	seg, err := shm.Create(evil, &shm.Options{Dir: dir, Size: 128 << 10})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,7 +50,7 @@ func TestLsJSON(t *testing.T) {
 	for _, n := range []string{"live", "killed", "never\x1b"} {
 		r := byName[n]
 		created, err := time.Parse(time.RFC3339Nano, r.Created)
-		if r.Problem != "" || r.Size != 64<<10 || r.Used <= 0 || r.Used > r.Size || r.MaxObjects <= 0 || r.MaxProcs <= 0 ||
+		if r.Problem != "" || r.Size != 128<<10 || r.Used <= 0 || r.Used > r.Size || r.MaxObjects <= 0 || r.MaxProcs <= 0 ||
 			r.Owner != uid || r.Mode != "0600" || r.CreatorPid != os.Getpid() || err != nil || time.Since(created) > time.Minute ||
 			r.Objects != 0 || r.LockHolderPid != 0 || r.Stale {
 			t.Errorf("%q: %+v (created: %v)", n, r, err)

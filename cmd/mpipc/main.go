@@ -46,6 +46,7 @@ func init() {
 		{"ls", "[-a] [-json] [dir]", "list the mpipc segments in a directory (default /dev/shm)", runLs},
 		{"stat", "[-json] [-counters] SEGMENT [OBJECT [-type T]]", "show a segment's header and objects with their live state", runStat},
 		{"rm", "[-f] SEGMENT... | -stale [-grace d] [DIR]", "remove segments (refuses files that are not mpipc segments unless -f), or the stale ones", runRm},
+		{"destroy", "[-f] SEGMENT OBJECT...", "destroy objects in a segment, freeing their space (refuses objects in use unless -f)", runDestroy},
 	}
 }
 

@@ -78,7 +78,7 @@ func mpipc(t *testing.T, args ...string) (rc int, stdout, stderr string) {
 func newSegment(t *testing.T) (dir, path string) {
 	t.Helper()
 	dir = t.TempDir()
-	seg, err := shm.Create("seg1", &shm.Options{Dir: dir, Size: 64 << 10})
+	seg, err := shm.Create("seg1", &shm.Options{Dir: dir, Size: 128 << 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +164,7 @@ func TestLs(t *testing.T) {
 	if rc != exitOK {
 		t.Fatalf("ls: rc %d, stderr %s", rc, e)
 	}
-	if !regexp.MustCompile(`seg1\s+\S+ -rw-------\s+64K\s+\S+\s+7/\d+\s+\d+\s+` + fmt.Sprint(os.Getpid()) + `\s`).MatchString(out) {
+	if !regexp.MustCompile(`seg1\s+\S+ -rw-------\s+128K\s+\S+\s+7/\d+\s+\d+\s+` + fmt.Sprint(os.Getpid()) + `\s`).MatchString(out) {
 		t.Errorf("ls does not list seg1 with its owner, size, objects, attached processes and its creator:\n%s", out)
 	}
 	if strings.Contains(out, "notes.txt") {

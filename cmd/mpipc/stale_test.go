@@ -36,7 +36,7 @@ func staleDir(t *testing.T) (dir string) {
 	t.Helper()
 	dir = t.TempDir()
 	for _, n := range []string{"live", "killed", "never\x1b"} {
-		seg, err := shm.Create(n, &shm.Options{Dir: dir, Size: 64 << 10})
+		seg, err := shm.Create(n, &shm.Options{Dir: dir, Size: 128 << 10})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -16,7 +16,7 @@ import (
 
 func typedSegment(t *testing.T) string {
 	t.Helper()
-	seg, err := shm.Create("typed", &shm.Options{Dir: t.TempDir(), Size: 64 << 10})
+	seg, err := shm.Create("typed", &shm.Options{Dir: t.TempDir(), Size: 128 << 10})
 	if err != nil {
 		t.Fatal(err)
 	}
