@@ -162,6 +162,35 @@
 // as Recv returns. Indices and record headers written by the peer are
 // validated before use (shm.ErrCorrupt).
 //
+// A message may be up to [PipeMaxMsgSize] (2 GiB - 1, as in Python)
+// whatever the ring size: the ring size is a throughput choice, not a
+// limit. A message of at most C-8 bytes is one record; a longer one is
+// sent in pieces of about C/4 bytes, framed in the record header's spare
+// bits:
+//
+//	first piece     header (n | 1<<31, ^(n | 1<<31)), uint64 total length,
+//	                n-8 bytes of the message
+//	continuation    header (n | 1<<30, ^(n | 1<<30)), the next n bytes
+//
+// The receiver reassembles the pieces, into the caller's buffer (Recv) or
+// a slice it allocates (RecvBytes), and delivers the message whole or not
+// at all. One Send call writes every piece of its message, and Sends on an
+// end do not overlap, so pieces of two messages never interleave. A Send
+// that fails
+// part way (timeout, cancellation, Close) abandons its message: the
+// receiver drops the pieces it took when the next message starts. A
+// sender that dies part way is seen as at the end of any stream: the
+// receiver drops the partial message and returns io.EOF. A total length
+// over the pipe's MaxMsgSize, or pieces that carry more than it, are
+// shm.ErrCorrupt; RecvBytes allocates what a validated first piece
+// announces, at most 64 MiB before the bytes arrive, and [Conn.RecvBytesMax]
+// refuses (consuming it) a message longer than its maxLength with
+// [ErrMaxLength]. To receive a message of unknown size, call RecvBytes, or
+// Recv, which on a short buffer returns the message's length with
+// [ErrShortBuffer] and leaves the message for a call with a larger buffer.
+// [Conn.Readable], [Conn.Writable] and [Conn.Closed] are Python's
+// Connection.readable, writable and closed.
+//
 // # Caveats
 //
 //   - Liveness of a claimant comes from the segment's process registry
@@ -184,8 +213,14 @@
 //   - Fairness: Vyukov's ring is not FIFO between waiting producers; a
 //     woken sleeper may lose to a spinning one.
 //   - A Pipe end is single-producer, single-consumer: one goroutine may
-//     send while another receives, but Sends (and Recvs) must not overlap.
+//     send while another receives, but Sends (and Recvs) must not overlap;
+//     goroutines that share an end for sending hold a lock of their own
+//     around each Send (the pipe keeps its fast path free of one).
 //     A Send that finds room in the ring to a peer that died succeeds (the
 //     message is lost with the peer); only a Send that waits notices.
 //     A peer end never claimed counts as alive: Recv waits for it.
+//   - Poll reports a message that has begun to arrive: for one in pieces,
+//     Recv may then wait for the rest, as Python's recv does after poll.
+//     A message in pieces that a dead receiver had begun to take is lost
+//     to the end's next owner (who drops its remaining pieces).
 package ringbuf

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/bits"
+	"slices"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -22,7 +23,7 @@ import (
 //	offset 0    uint32  magic "mppi"; stored last by Init, it publishes the pipe
 //	offset 4    uint32  layout version (PipeVersion)
 //	offset 8    uint32  capacity C of each ring, bytes, a power of two
-//	offset 12   uint32  maximum message size, <= C-8
+//	offset 12   uint32  maximum message size, <= PipeMaxMsgSize
 //	offset 16   uint32  flags: bit 0 one-way
 //	offset 64   end 0:  uint64 owner (proc.ID.Pack; 0 until claimed),
 //	                    uint32 closed (0 or 1)
@@ -31,17 +32,25 @@ import (
 //	offset 192+256+C  ring 1: messages to end 1, duplex pipes only
 //
 // Each ring is a 256-byte header (tail, head, reader-waiting and
-// writer-waiting words, each on its own cache line) and C data bytes.
+// writer-waiting words, each on its own cache line) and C data bytes of
+// records: a message of at most C-8 bytes is one record, a longer one a
+// first piece carrying its total length and continuation pieces (see
+// spscShared for the framing).
 const (
 	// PipeVersion is the layout version of a Pipe. Version 2: end owners
-	// are process registry identities, not pids.
-	PipeVersion = 2
+	// are process registry identities, not pids. Version 3: messages
+	// longer than the ring travel in pieces.
+	PipeVersion = 3
 	// PipeDefaultCapacity is the ring size of each direction unless
 	// PipeOptions.Capacity says otherwise.
 	PipeDefaultCapacity = 64 << 10
 	// PipeMinCapacity and PipeMaxCapacity bound PipeOptions.Capacity.
 	PipeMinCapacity = 256
 	PipeMaxCapacity = 1 << 30
+	// PipeMaxMsgSize is the largest message a pipe can carry, 2 GiB - 1
+	// as in Python, whatever its ring size, and the default of
+	// PipeOptions.MaxMsgSize.
+	PipeMaxMsgSize = 1<<31 - 1
 
 	pipeMagic      = 0x6970706d // "mppi"
 	pipeFlagOneWay = 1
@@ -51,6 +60,11 @@ const (
 	pipeEndClosed  = 1
 
 	pipeDefaultCheck = 100 * time.Millisecond
+
+	// pipeAllocAhead bounds what RecvBytes allocates on the word of a first
+	// piece's header before the bytes arrive: beyond it the buffer grows
+	// with the pieces received.
+	pipeAllocAhead = 64 << 20
 )
 
 // Errors of the pipe; it also returns ErrClosed, ErrFull, ErrEmpty,
@@ -71,6 +85,11 @@ var (
 	// ErrPipeWriteOnly is returned by Recv and Poll on the sending end of
 	// a one-way pipe (end 1).
 	ErrPipeWriteOnly = errors.New("ringbuf: pipe end is send-only")
+	// ErrMaxLength is returned (wrapped, with the length) by RecvBytesMax
+	// for a message longer than its maxLength: Python's recv_bytes
+	// (maxlength). The message is consumed and dropped; the pipe stays
+	// usable and the next call receives the next message.
+	ErrMaxLength = errors.New("ringbuf: pipe message longer than maxLength")
 )
 
 // PipeOptions configure a pipe. The zero value (or nil) means the defaults.
@@ -80,8 +99,10 @@ type PipeOptions struct {
 	// PipeDefaultCapacity. Read by CreatePipe, InitPipe and PipeSizeOf;
 	// OpenPipe and AttachPipe take it from the pipe.
 	Capacity int
-	// MaxMsgSize is the largest message Send accepts, at most Capacity-8.
-	// Default Capacity-8. Read by CreatePipe and InitPipe.
+	// MaxMsgSize is the largest message Send accepts, at most
+	// PipeMaxMsgSize (the default). A message longer than Capacity-8
+	// travels through the ring in pieces, so Capacity is a throughput
+	// choice, not a limit. Read by CreatePipe and InitPipe.
 	MaxMsgSize int
 	// OneWay makes a one-way pipe, Python's Pipe(duplex=False): end 0
 	// (the creator's) only receives and end 1 only sends. Default duplex.
@@ -177,14 +198,20 @@ type pipeEnd struct {
 // Conn is not usable. Each end belongs to one process at a time (its
 // liveness is what the peer checks); Detach hands an end to another.
 //
-// Messages are byte slices of 0 to MaxMsgSize bytes, delivered whole, in
-// order, exactly once. A Send synchronizes before the Recv that receives
-// its message, in any process mapping the pipe.
+// Messages are byte slices of 0 to MaxMsgSize bytes (up to 2 GiB - 1),
+// delivered whole or not at all, in order, exactly once. One longer than
+// the ring (Capacity-8 bytes) is sent in pieces that the receiver
+// reassembles; the pieces of one message are never interleaved with
+// another message. A Send synchronizes before the Recv that receives its
+// message, in any process mapping the pipe.
 //
 // A Conn must not be copied. One goroutine may send while another
 // receives, but Sends must not run concurrently with each other, nor Recvs
 // (and Polls) with each other: each direction is a single-producer,
-// single-consumer ring. Close may be called at any time from any goroutine.
+// single-consumer ring. Goroutines that share an end for sending hold a
+// lock of their own around each Send; one Send call writes every piece of
+// its message, so their messages never interleave. Close may be called at
+// any time from any goroutine.
 type Conn struct {
 	_      pipeNoCopy
 	tx     *spscWriter // nil on the receive-only end
@@ -195,6 +222,7 @@ type Conn struct {
 	oneWay bool
 	cap    int
 	maxMsg int
+	maxRec int // largest message sent as one record: min(maxMsg, cap-8)
 	check  time.Duration
 	reg    *proc.Registry
 	closed atomic.Bool
@@ -203,6 +231,19 @@ type Conn struct {
 	// whether the peer lives (unix nanoseconds), to do so at most every
 	// check.
 	lastCheck atomic.Int64
+	// part is the message being received in pieces; receivers only.
+	part pipeRxMsg
+}
+
+// pipeRxMsg is a receiver's record of a message that arrives in pieces,
+// kept across calls: a Recv that returns before the last piece (timeout,
+// cancellation, try) leaves it for the next.
+type pipeRxMsg struct {
+	active  bool   // a first piece was taken, and not yet the last
+	discard bool   // the message is dropped as it arrives (RecvBytesMax)
+	total   int    // the message's length
+	got     int    // bytes of it taken from the ring
+	saved   []byte // the bytes taken (len got) when no call holds them; nil when discarding
 }
 
 type pipeNoCopy struct{}
@@ -233,10 +274,10 @@ func InitPipe(mem []byte, opts *PipeOptions) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	maxMsg := capacity - spscRecHeader
+	maxMsg := PipeMaxMsgSize
 	if opts != nil && opts.MaxMsgSize > 0 {
 		if opts.MaxMsgSize > maxMsg {
-			return nil, fmt.Errorf("ringbuf: pipe max message size %d exceeds capacity %d - 8: %w", opts.MaxMsgSize, capacity, ErrTooLarge)
+			return nil, fmt.Errorf("ringbuf: pipe max message size %d exceeds %d: %w", opts.MaxMsgSize, PipeMaxMsgSize, ErrTooLarge)
 		}
 		maxMsg = opts.MaxMsgSize
 	}
@@ -271,7 +312,8 @@ func InitPipe(mem []byte, opts *PipeOptions) (*Conn, error) {
 // InitPipe itself, so it is free only after its owner's Detach, or once
 // its process has died: an end whose process the registry reports dead is
 // claimed again (a message its dead owner was receiving is received
-// again). It fails with ErrPipeInUse if the end is held by a live
+// again, unless it came in pieces: the new owner drops the pieces its
+// predecessor did not take). It fails with ErrPipeInUse if the end is held by a live
 // process, and with shm.ErrCorrupt if mem does not hold a valid pipe.
 func AttachPipe(mem []byte, end int, opts *PipeOptions) (*Conn, error) {
 	if end != 0 && end != 1 {
@@ -313,12 +355,13 @@ func newConn(mem []byte, end int, opts *PipeOptions) (*Conn, error) {
 		return nil, fmt.Errorf("ringbuf: pipe layout version %d, want %d: %w", v, PipeVersion, shm.ErrCorrupt)
 	}
 	capacity := int(atomic.LoadUint32(&h.capacity))
-	maxMsg := int(atomic.LoadUint32(&h.maxMsg))
+	maxMsg32 := atomic.LoadUint32(&h.maxMsg) // checked before int(), which is 32 bits on some platforms
+	maxMsg := int(min(maxMsg32, PipeMaxMsgSize))
 	flags := atomic.LoadUint32(&h.flags)
 	if capacity < PipeMinCapacity || capacity > PipeMaxCapacity || capacity&(capacity-1) != 0 ||
-		maxMsg > capacity-spscRecHeader || flags&^pipeFlagOneWay != 0 {
+		maxMsg32 > PipeMaxMsgSize || flags&^pipeFlagOneWay != 0 {
 		return nil, fmt.Errorf("ringbuf: pipe header (capacity %d, max message %d, flags %#x): %w",
-			capacity, maxMsg, flags, shm.ErrCorrupt)
+			capacity, maxMsg32, flags, shm.ErrCorrupt)
 	}
 	oneWay := flags&pipeFlagOneWay != 0
 	if err := pipeCheckMem(mem, pipeSize(capacity, oneWay)); err != nil {
@@ -334,11 +377,12 @@ func newConn(mem []byte, end int, opts *PipeOptions) (*Conn, error) {
 	}
 	ring := func(r int) []byte { return mem[pipeRingsOff+r*(spscHeaderSize+capacity):] }
 	c := &Conn{self: ends[end], peer: ends[1-end], end: end, oneWay: oneWay,
-		cap: capacity, maxMsg: maxMsg, check: opts.check(), reg: proc.Or(opts.registry())}
+		cap: capacity, maxMsg: maxMsg, maxRec: min(maxMsg, capacity-spscRecHeader),
+		check: opts.check(), reg: proc.Or(opts.registry())}
 	var err error
 	// Ring r carries messages to end r.
 	if !oneWay || end == 0 {
-		if c.rx, err = newSPSCReader(ring(end), capacity, maxMsg); err != nil {
+		if c.rx, err = newSPSCReader(ring(end), capacity, c.maxRec); err != nil {
 			return nil, err
 		}
 		c.rx.ctr = &c.ctr
@@ -406,27 +450,49 @@ func (c *Conn) End() int { return c.end }
 // MaxMsgSize returns the largest message Send accepts.
 func (c *Conn) MaxMsgSize() int { return c.maxMsg }
 
+// Readable reports whether this end receives: false only on the send-only
+// end of a one-way pipe (Python's Connection.readable).
+func (c *Conn) Readable() bool { return c.rx != nil }
+
+// Writable reports whether this end sends: false only on the
+// receive-only end of a one-way pipe (Python's Connection.writable).
+func (c *Conn) Writable() bool { return c.tx != nil }
+
+// Closed reports whether this handle is closed or detached (Python's
+// Connection.closed): its calls return ErrClosed. It says nothing of the
+// peer; see State.
+func (c *Conn) Closed() bool { return c.closed.Load() }
+
 // Send sends msg, waiting for room in the ring while it is full, until ctx
 // is done (nil: never). It returns nil; ErrTooLarge; ErrClosed after Close;
 // ErrPeerGone when the peer closed its end or (noticed while waiting) its
 // process died; ErrPipeReadOnly; ctx.Err(); or shm.ErrCorrupt. The message
-// is copied: msg may be reused when Send returns. Send makes no syscall
-// unless the receiver sleeps, and no allocation.
+// is copied: msg may be reused when Send returns. A message of at most
+// Capacity-8 bytes goes as one record: Send then makes no syscall unless
+// the receiver sleeps, and no allocation. A longer one goes in pieces of
+// about Capacity/4 bytes, each waiting for room; a Send that fails part
+// way leaves no message: the receiver drops the pieces it took.
 func (c *Conn) Send(ctx context.Context, msg []byte) error {
 	return c.send(ctx, msg, time.Time{}, false)
 }
 
 // SendTimeout is Send waiting at most d for room; it returns ErrFull when
-// the ring stays full. A d of zero or less tries once, like TrySend.
+// the ring stays full. A message in pieces must be all sent within d, or
+// it is abandoned (ErrFull). A d of zero or less tries once, like TrySend.
 func (c *Conn) SendTimeout(msg []byte, d time.Duration) error {
-	// Try first: the clock is read only when the call has to wait.
-	if err := c.send(context.Background(), msg, time.Time{}, true); err != ErrFull || d <= 0 {
-		return err
+	// Try first: the clock is read only when the call has to wait. A
+	// message in pieces cannot be tried and then waited for.
+	if len(msg) <= c.maxRec || d <= 0 {
+		if err := c.send(context.Background(), msg, time.Time{}, true); err != ErrFull || d <= 0 {
+			return err
+		}
 	}
 	return c.send(context.Background(), msg, futex.After(d), false)
 }
 
-// TrySend is Send without waiting: ErrFull when there is no room.
+// TrySend is Send without waiting: ErrFull when there is no room. A
+// message longer than the ring is sent only if the receiver makes room as
+// fast as the pieces come.
 func (c *Conn) TrySend(msg []byte) error { return c.send(context.Background(), msg, time.Time{}, true) }
 
 func (c *Conn) send(ctx context.Context, msg []byte, deadline time.Time, try bool) error {
@@ -434,8 +500,8 @@ func (c *Conn) send(ctx context.Context, msg []byte, deadline time.Time, try boo
 	if w == nil {
 		return ErrPipeReadOnly
 	}
-	if len(msg) > c.maxMsg {
-		return fmt.Errorf("ringbuf: pipe message of %d bytes, max %d: %w", len(msg), c.maxMsg, ErrTooLarge)
+	if len(msg) > c.maxRec {
+		return c.sendPieces(ctx, msg, deadline, try)
 	}
 	if c.closed.Load() {
 		return ErrClosed
@@ -446,19 +512,62 @@ func (c *Conn) send(ctx context.Context, msg []byte, deadline time.Time, try boo
 	if ok, err := w.tryWrite(msg); ok || err != nil {
 		return err
 	}
+	if err := c.waitRoom(ctx, spscRecSize(len(msg)), deadline, try); err != nil {
+		return err
+	}
+	_, err := w.tryWrite(msg)
+	return err
+}
+
+// sendPieces sends a message longer than the largest record: a first
+// piece with its total length, then continuations. Sends do not overlap,
+// so no other message comes between them.
+func (c *Conn) sendPieces(ctx context.Context, msg []byte, deadline time.Time, try bool) error {
+	if len(msg) > c.maxMsg {
+		return fmt.Errorf("ringbuf: pipe message of %d bytes, max %d: %w", len(msg), c.maxMsg, ErrTooLarge)
+	}
+	w := c.tx
+	piece := c.cap/4 - spscRecHeader
+	for off := 0; off < len(msg); {
+		// A failure past the first piece abandons the message: the
+		// receiver drops its pieces when the next message starts or the
+		// stream ends.
+		if c.closed.Load() {
+			return ErrClosed
+		}
+		if atomic.LoadUint32(&c.peer.closed) != 0 {
+			return ErrPeerGone
+		}
+		kind, head := uint32(spscPieceMore), 0
+		if off == 0 {
+			kind, head = spscPieceFirst, spscPieceTotal
+		}
+		k := min(piece-head, len(msg)-off)
+		if err := c.waitRoom(ctx, spscRecSize(head+k), deadline, try); err != nil {
+			return err
+		}
+		w.writePiece(kind, uint64(len(msg)), msg[off:off+k])
+		off += k
+	}
+	return nil
+}
+
+// waitRoom waits until the ring has room for a record of rec bytes: nil,
+// or ErrFull at the deadline or for try, ErrClosed, ErrPeerGone, ctx.Err()
+// or a corruption error.
+func (c *Conn) waitRoom(ctx context.Context, rec uint64, deadline time.Time, try bool) error {
+	w := c.tx
+	if ok, err := w.room(rec); ok || err != nil {
+		return err
+	}
 	if try {
 		if !c.peerAliveRateLimited() {
 			return ErrPeerGone
 		}
 		return ErrFull
 	}
-	return c.sendSlow(ctx, msg, deadline)
-}
-
-func (c *Conn) sendSlow(ctx context.Context, msg []byte, deadline time.Time) error {
-	w := c.tx
 	for i := 0; futex.Spin(i); i++ {
-		if ok, err := w.tryWrite(msg); ok || err != nil {
+		if ok, err := w.room(rec); ok || err != nil {
 			futex.SpinDone(ok)
 			return err
 		}
@@ -470,8 +579,7 @@ func (c *Conn) sendSlow(ctx context.Context, msg []byte, deadline time.Time) err
 	nextCheck := futex.After(c.check)
 	for {
 		atomic.StoreUint32(&w.sh.wwait, 1)
-		ok, err := w.tryWrite(msg)
-		if ok || err != nil {
+		if ok, err := w.room(rec); ok || err != nil {
 			return err
 		}
 		if c.closed.Load() {
@@ -480,7 +588,7 @@ func (c *Conn) sendSlow(ctx context.Context, msg []byte, deadline time.Time) err
 		if atomic.LoadUint32(&c.peer.closed) != 0 {
 			return ErrPeerGone
 		}
-		err = c.sleep(ctx, &w.sh.wwait, deadline, nextCheck, &spun)
+		err := c.sleep(ctx, &w.sh.wwait, deadline, nextCheck, &spun)
 		switch err {
 		case nil:
 			continue
@@ -559,42 +667,83 @@ func (c *Conn) peerAliveRateLimited() bool {
 // Recv receives the next message into buf and returns its length, waiting
 // until one arrives or ctx is done (nil: never). Once the peer has closed
 // its end or its process has died (checked every CheckInterval while
-// waiting), Recv returns the messages already sent and then io.EOF. A buf
-// shorter than the message gives the message's length and ErrShortBuffer,
-// leaving the message in the pipe. Other errors: ErrClosed after Close,
-// ErrPipeWriteOnly, ctx.Err(), shm.ErrCorrupt. Recv does not allocate.
+// waiting), Recv returns the messages already sent and then io.EOF; a
+// message of which only some pieces came is dropped. A buf shorter than
+// the message gives the message's length and ErrShortBuffer, leaving the
+// message in the pipe: call again with a buffer that long, or use
+// RecvBytes, which allocates one. Other errors: ErrClosed after Close,
+// ErrPipeWriteOnly, ctx.Err(), shm.ErrCorrupt. Recv of a message that fits
+// the ring does not allocate; a message in pieces goes straight into buf,
+// and a Recv that returns before its last piece (timeout, cancellation)
+// keeps the part it took for the next call, which allocates.
 func (c *Conn) Recv(ctx context.Context, buf []byte) (int, error) {
 	return c.recv(ctx, buf, time.Time{}, false)
 }
 
 // RecvTimeout is Recv waiting at most d; it returns ErrEmpty when no
-// message arrives in time. A d of zero or less tries once, like TryRecv.
+// message arrives in time, or not all of one. A d of zero or less tries
+// once, like TryRecv.
 func (c *Conn) RecvTimeout(buf []byte, d time.Duration) (int, error) {
+	if d <= 0 {
+		return c.recv(context.Background(), buf, time.Time{}, true)
+	}
 	// Try first: the clock is read only when the call has to wait.
-	if n, err := c.recv(context.Background(), buf, time.Time{}, true); err != ErrEmpty || d <= 0 {
+	if n, done, err := c.recvFast(buf); done {
 		return n, err
 	}
 	return c.recv(context.Background(), buf, futex.After(d), false)
 }
 
-// TryRecv is Recv without waiting: ErrEmpty when no message is there.
+// TryRecv is Recv without waiting: ErrEmpty when no message is there, or
+// not yet all of one (the pieces that came are kept for the next call).
 func (c *Conn) TryRecv(buf []byte) (int, error) {
 	return c.recv(context.Background(), buf, time.Time{}, true)
 }
 
-// RecvBytes receives the next message into a new slice of its exact size.
-// It waits and ends like Recv.
+// RecvBytes receives the next message into a new slice of its exact size:
+// the way to receive a message whose size is not known in advance. It
+// waits and ends like Recv. A message in pieces announces its length in
+// its first piece; RecvBytes allocates that much (at most 64 MiB before
+// the bytes arrive, growing with them beyond) once it has checked the
+// length against MaxMsgSize. Use RecvBytesMax to bound it further.
 func (c *Conn) RecvBytes(ctx context.Context) ([]byte, error) {
-	if err := c.waitReadable(ctx, time.Time{}, false); err != nil {
-		return nil, err
+	return c.RecvBytesMax(ctx, c.maxMsg)
+}
+
+// RecvBytesMax is RecvBytes refusing a message longer than maxLength
+// bytes, Python's recv_bytes(maxlength): it consumes and drops such a
+// message (taking its pieces as they come, without keeping them) and
+// returns ErrMaxLength, wrapped with the length; the next call receives
+// the next message. Nothing longer than maxLength is allocated.
+func (c *Conn) RecvBytesMax(ctx context.Context, maxLength int) ([]byte, error) {
+	if c.rx == nil {
+		return nil, ErrPipeWriteOnly
 	}
-	n, ok, err := c.rx.next()
-	if !ok {
-		return nil, err
+	if c.closed.Load() {
+		return nil, ErrClosed
 	}
-	buf := make([]byte, n)
-	c.rx.take(buf, n)
-	return buf, nil
+	n, b, err := c.recvSlow(ctx, nil, true, max(maxLength, 0), time.Time{}, false)
+	if errors.Is(err, ErrMaxLength) {
+		return nil, fmt.Errorf("ringbuf: pipe message of %d bytes, maxLength %d: %w", n, maxLength, err)
+	}
+	return b, err
+}
+
+// recvFast receives a whole message that is waiting, without a piece in
+// progress; done is false when the call must take the slow path.
+func (c *Conn) recvFast(buf []byte) (n int, done bool, err error) {
+	if c.rx == nil {
+		return 0, true, ErrPipeWriteOnly
+	}
+	if c.closed.Load() {
+		return 0, true, ErrClosed
+	}
+	if !c.part.active {
+		if n, ok, err := c.rx.tryRead(buf); ok || err != nil {
+			return n, true, err
+		}
+	}
+	return 0, false, nil
 }
 
 func (c *Conn) recv(ctx context.Context, buf []byte, deadline time.Time, try bool) (int, error) {
@@ -605,19 +754,152 @@ func (c *Conn) recv(ctx context.Context, buf []byte, deadline time.Time, try boo
 	if c.closed.Load() {
 		return 0, ErrClosed
 	}
-	if n, ok, err := r.tryRead(buf); ok || err != nil {
-		return n, err
+	if !c.part.active {
+		if n, ok, err := r.tryRead(buf); ok || err != nil {
+			return n, err
+		}
+		// Wait as before pieces existed; only a piece takes recvSlow.
+		if err := c.waitReadable(ctx, deadline, try); err != nil {
+			return 0, err
+		}
+		if n, ok, err := r.tryRead(buf); ok || err != nil {
+			return n, err
+		}
 	}
-	if err := c.waitReadable(ctx, deadline, try); err != nil {
-		return 0, err
-	}
-	n, _, err := r.tryRead(buf)
+	n, _, err := c.recvSlow(ctx, buf, false, 0, deadline, try)
 	return n, err
 }
 
+// recvSlow receives the next message, waiting for it and for each of its
+// pieces. With alloc false it goes into buf (ErrShortBuffer, leaving the
+// message, when buf is too short); with alloc it goes into a new slice,
+// returned, and a message longer than limit is consumed and dropped
+// (ErrMaxLength). n is the message's length.
+func (c *Conn) recvSlow(ctx context.Context, buf []byte, alloc bool, limit int, deadline time.Time, try bool) (n int, out []byte, err error) {
+	r := c.rx
+	p := &c.part
+	for {
+		if !p.active {
+			if err := c.waitReadable(ctx, deadline, try); err != nil {
+				return 0, nil, err
+			}
+			h, _, err := r.next()
+			if err != nil {
+				return 0, nil, err
+			}
+			switch k, n := h&spscPieceKinds, int(h&^spscPieceKinds); k {
+			case 0: // a whole message
+				switch {
+				case !alloc && n > len(buf):
+					return n, nil, ErrShortBuffer
+				case !alloc:
+					r.take(buf, n)
+					return n, nil, nil
+				case n > limit:
+					r.takePiece(nil, 0, n)
+					return n, nil, ErrMaxLength
+				}
+				out = make([]byte, n)
+				r.take(out, n)
+				return n, out, nil
+			case spscPieceMore: // the rest of a message whose start this end never took
+				r.takePiece(nil, 0, n)
+				continue
+			}
+			n := int(h &^ spscPieceKinds)
+			total := r.pieceTotal()
+			if total > uint64(c.maxMsg) || total < uint64(n-spscPieceTotal) {
+				return 0, nil, fmt.Errorf("ringbuf: pipe message of %d bytes (first piece %d), max %d: %w",
+					total, n, c.maxMsg, shm.ErrCorrupt)
+			}
+			t := int(total)
+			if !alloc && t > len(buf) {
+				return t, nil, ErrShortBuffer
+			}
+			*p = pipeRxMsg{active: true, total: t}
+			if alloc && t > limit {
+				p.discard = true
+			} else if alloc {
+				p.saved = make([]byte, 0, min(t, pipeAllocAhead))
+			}
+			r.takePiece(p.dst(buf, alloc, n-spscPieceTotal), spscPieceTotal, n)
+			p.got = n - spscPieceTotal
+		} else { // resume a message a previous call began
+			switch {
+			case p.discard: // dropped as it comes, whoever calls
+			case !alloc && p.total > len(buf):
+				return p.total, nil, ErrShortBuffer
+			case !alloc && !p.discard:
+				copy(buf, p.saved)
+				p.saved = nil
+			case alloc && p.total > limit && !p.discard:
+				p.discard, p.saved = true, nil
+			}
+		}
+		for p.got < p.total {
+			if err := c.waitReadable(ctx, deadline, try); err != nil {
+				switch {
+				case err == ErrEmpty || ctx != nil && err == ctx.Err():
+					// Keep what came for the next call.
+					if !alloc && !p.discard {
+						p.saved = append([]byte(nil), buf[:p.got]...)
+					}
+				default: // io.EOF: the sender is gone part way; or closed, or corrupt
+					*p = pipeRxMsg{}
+				}
+				return 0, nil, err
+			}
+			h, _, err := r.next()
+			if err != nil {
+				*p = pipeRxMsg{}
+				return 0, nil, err
+			}
+			if h&spscPieceKinds != spscPieceMore {
+				// The sender gave this message up (its Send failed part
+				// way): drop it, and take the record as the next message.
+				*p = pipeRxMsg{}
+				break
+			}
+			n := int(h &^ spscPieceKinds)
+			if n > p.total-p.got {
+				*p = pipeRxMsg{}
+				return 0, nil, fmt.Errorf("ringbuf: pipe piece of %d bytes at %d of a %d-byte message: %w",
+					n, p.got, p.total, shm.ErrCorrupt)
+			}
+			r.takePiece(p.dst(buf, alloc, n), 0, n)
+			p.got += n
+		}
+		if p.active {
+			n, out, drop := p.total, p.saved, p.discard
+			*p = pipeRxMsg{}
+			if drop {
+				return n, nil, ErrMaxLength
+			}
+			if !alloc {
+				out = nil
+			}
+			return n, out, nil
+		}
+	}
+}
+
+// dst returns where the next n bytes of the message go: buf, the growing
+// saved slice (alloc), or nil when the message is dropped.
+func (p *pipeRxMsg) dst(buf []byte, alloc bool, n int) []byte {
+	switch {
+	case p.discard:
+		return nil
+	case !alloc:
+		return buf[p.got : p.got+n]
+	}
+	p.saved = slices.Grow(p.saved, n)[:p.got+n]
+	return p.saved[p.got:]
+}
+
 // Poll reports whether Recv would return without waiting (a message, or
-// the end of the stream) within d. A d of zero or less checks once. The
-// error is ErrClosed, ErrPipeWriteOnly or shm.ErrCorrupt.
+// the end of the stream) within d. For a message in pieces it reports the
+// first piece: Recv may then wait for the rest. A d of zero or less
+// checks once. The error is ErrClosed, ErrPipeWriteOnly or shm.ErrCorrupt.
 func (c *Conn) Poll(d time.Duration) (bool, error) {
 	if c.rx == nil {
 		return false, ErrPipeWriteOnly

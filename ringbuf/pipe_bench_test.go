@@ -84,6 +84,51 @@ func BenchmarkPipeSPSC(b *testing.B) {
 	}
 }
 
+// BenchmarkPipeLarge streams messages longer than the ring, sent in
+// pieces, from one goroutine to another: 1 MiB messages through 64 KiB
+// rings, received into a buffer (Recv) or a new slice (RecvBytes).
+func BenchmarkPipeLarge(b *testing.B) {
+	for _, recv := range []string{"Recv", "RecvBytes"} {
+		b.Run("1MiB/"+recv, func(b *testing.B) {
+			const size = 1 << 20
+			a, c, _ := pipeTestPair(b, &PipeOptions{Capacity: 64 << 10})
+			b.ReportAllocs()
+			b.SetBytes(size)
+			done := make(chan error, 1)
+			n := b.N
+			go func() {
+				msg := make([]byte, size)
+				for i := range n {
+					binary.LittleEndian.PutUint64(msg, uint64(i))
+					if err := a.Send(context.Background(), msg); err != nil {
+						done <- err
+						return
+					}
+				}
+				done <- nil
+			}()
+			buf := make([]byte, size)
+			for i := range n {
+				m := buf
+				var err error
+				if recv == "Recv" {
+					var k int
+					k, err = c.Recv(context.Background(), buf)
+					m = buf[:k]
+				} else {
+					m, err = c.RecvBytes(context.Background())
+				}
+				if err != nil || len(m) != size || binary.LittleEndian.Uint64(m) != uint64(i) {
+					b.Fatalf("message %d: %d bytes, %v", i, len(m), err)
+				}
+			}
+			if err := <-done; err != nil {
+				b.Fatal(err)
+			}
+		})
+	}
+}
+
 func BenchmarkChanSPSC(b *testing.B) {
 	b.Run("64B", func(b *testing.B) {
 		benchChanSPSC(b, 1024, func(m *[64]byte) []byte { return m[:] })

@@ -78,3 +78,31 @@ func ExampleConn_Poll() {
 	// ready after send: true
 	// ringbuf: pipe end is send-only
 }
+
+// A message longer than the ring travels in pieces: the ring size is a
+// throughput choice, not a limit. RecvBytesMax refuses (and consumes) a
+// message longer than its maxLength, as Python's recv_bytes(maxlength).
+func ExampleConn_RecvBytesMax() {
+	opts := &ringbuf.PipeOptions{OneWay: true, Capacity: 4096}
+	mem := make([]byte, ringbuf.PipeSizeOf(opts))
+	r, _ := ringbuf.InitPipe(mem, opts)
+	w, _ := ringbuf.AttachPipe(mem, 1, opts)
+	fmt.Println(r.Readable(), r.Writable(), w.Readable(), w.Writable())
+
+	go func() {
+		w.Send(context.Background(), make([]byte, 1<<20)) // 1 MiB through 4 KiB
+		w.Send(context.Background(), make([]byte, 1<<20))
+		w.Close()
+	}()
+	big, _ := r.RecvBytes(context.Background())
+	fmt.Println("received", len(big), "bytes")
+	_, err := r.RecvBytesMax(context.Background(), 1000)
+	fmt.Println(errors.Is(err, ringbuf.ErrMaxLength))
+	_, err = r.RecvBytes(context.Background())
+	fmt.Println(err, w.Closed())
+	// Output:
+	// true false false true
+	// received 1048576 bytes
+	// true
+	// EOF true
+}

@@ -24,19 +24,35 @@ import (
 // belong to the producer. tail and head only grow (a uint64 byte count does
 // not wrap in practice) and are always multiples of spscRecAlign.
 //
-// A record is an 8-byte header, the low half the payload length n and the
-// high half ^n (a cheap check against garbage), followed by n payload bytes,
-// padded to a multiple of 8. A payload that reaches the end of the data area
-// continues at its start: records are never split in their header (the
-// header is 8-aligned) and never padded to the end of the ring.
+// A record is an 8-byte header, the low half a word h and the high half ^h
+// (a cheap check against garbage), followed by n payload bytes, padded to a
+// multiple of 8. A payload that reaches the end of the data area continues
+// at its start: records are never split in their header (the header is
+// 8-aligned) and never padded to the end of the ring. h is n for a whole
+// message (n <= the largest whole record, min(max message, cap-8)); a
+// message longer than that travels as pieces, records with a kind bit in h
+// above n (n <= cap-8 < 1<<30):
+//
+//	h = n | spscPieceFirst  the first piece: a uint64 total length of the
+//	                        message, then its first n-8 bytes (n >= 8)
+//	h = n | spscPieceMore   a continuation: the next n bytes
+//
+// The message is complete when the pieces carried total bytes. A first
+// piece or a whole message where a continuation is due means the sender
+// gave its message up (its Send failed part way); the receiver drops what
+// it took of it. A continuation where none is due is the rest of a message
+// whose start this end never took (its previous owner died part way), and
+// is dropped too.
 //
 // Each side keeps its own index in process memory and only ever stores it
 // to the shared word, never reads it back, so a peer that scribbles on our
 // index cannot move us. The peer's index is read only when the cached copy
 // says the ring is full (producer) or empty (consumer), and it is validated
 // before use: it must lie between our cached copy and our own index, and be
-// 8-aligned; a record header must carry ^n, n <= max message size, and fit
-// in the published bytes. Anything else is shm.ErrCorrupt.
+// 8-aligned; a record header must carry ^h, a known kind, n within the
+// record bounds above, and fit in the published bytes; a first piece's
+// total must not exceed the pipe's maximum message size, nor pieces carry
+// more than it. Anything else is shm.ErrCorrupt.
 //
 // The consumer publishes head after every record, although in Go that
 // store is a full fence: giving space back in batches would be cheaper,
@@ -67,6 +83,11 @@ const (
 	spscHeaderSize = int(unsafe.Sizeof(spscShared{})) // 256
 	spscRecHeader  = 8
 	spscRecAlign   = 8
+
+	spscPieceFirst = 1 << 31 // record header kind: the first piece of a long message
+	spscPieceMore  = 1 << 30 // record header kind: a continuation piece
+	spscPieceKinds = spscPieceFirst | spscPieceMore
+	spscPieceTotal = 8 // bytes of the total length at the start of a first piece
 )
 
 // spscRecSize is the ring space one record of n payload bytes takes.
@@ -92,7 +113,7 @@ type spscReader struct {
 	data   []byte
 	mask   uint64
 	cap    uint64
-	maxMsg uint64
+	maxRec uint64          // largest whole-message record
 	head   uint64          // our index
 	tail   uint64          // cached producer index; tail <= shared tail
 	ctr    *stats.Counters // the Conn's: counts the wake syscalls made
@@ -134,13 +155,13 @@ func newSPSCWriter(mem []byte, cap int) (*spscWriter, error) {
 	return &spscWriter{sh: sh, data: data, mask: uint64(cap) - 1, cap: uint64(cap), tail: tail, head: head}, nil
 }
 
-func newSPSCReader(mem []byte, cap, maxMsg int) (*spscReader, error) {
+func newSPSCReader(mem []byte, cap, maxRec int) (*spscReader, error) {
 	sh, data := spscAt(mem, cap)
 	head, tail, err := spscLoad(sh, uint64(cap))
 	if err != nil {
 		return nil, err
 	}
-	return &spscReader{sh: sh, data: data, mask: uint64(cap) - 1, cap: uint64(cap), maxMsg: uint64(maxMsg),
+	return &spscReader{sh: sh, data: data, mask: uint64(cap) - 1, cap: uint64(cap), maxRec: uint64(maxRec),
 		head: head, tail: tail}, nil
 }
 
@@ -192,10 +213,37 @@ func (w *spscWriter) wakeReader() {
 	}
 }
 
-// next returns the length of the next record, reloading the producer's
-// index when the cached one says the ring is empty. ok is false when the
-// ring is empty.
-func (r *spscReader) next() (n int, ok bool, err error) {
+// writePiece appends a piece of a long message: data, after the total
+// length for a first piece. The caller has made sure of room for it
+// (spscRecSize(len(data)), plus spscPieceTotal for a first piece).
+func (w *spscWriter) writePiece(kind uint32, total uint64, data []byte) {
+	n := len(data)
+	if kind == spscPieceFirst {
+		n += spscPieceTotal
+	}
+	h := uint32(n) | kind
+	off := w.tail & w.mask
+	*(*uint64)(unsafe.Pointer(&w.data[off])) = uint64(h) | uint64(^h)<<32
+	off = (off + spscRecHeader) & w.mask
+	if kind == spscPieceFirst {
+		*(*uint64)(unsafe.Pointer(&w.data[off])) = total // 8-aligned, so never split
+		off = (off + spscPieceTotal) & w.mask
+	}
+	if k := copy(w.data[off:], data); k < len(data) {
+		copy(w.data, data[k:]) // wrap around
+	}
+	w.tail += spscRecSize(n)
+	atomic.StoreUint64(&w.sh.tail, w.tail) // publishes the piece
+	if atomic.LoadUint32(&w.sh.rwait) != 0 {
+		w.wakeReader()
+	}
+}
+
+// next returns the header word h of the next record: the length of a
+// whole message, or a piece's length with its kind bit (spscPieceKinds).
+// It reloads the producer's index when the cached one says the ring is
+// empty. ok is false when the ring is empty.
+func (r *spscReader) next() (h uint32, ok bool, err error) {
 	if r.head == r.tail {
 		t := atomic.LoadUint64(&r.sh.tail)
 		// The producer's index only grows and stays within cap of ours.
@@ -208,15 +256,32 @@ func (r *spscReader) next() (n int, ok bool, err error) {
 		}
 	}
 	hdr := *(*uint64)(unsafe.Pointer(&r.data[r.head&r.mask]))
-	ln := uint32(hdr)
-	if uint32(hdr>>32) != ^ln || uint64(ln) > r.maxMsg {
+	h = uint32(hdr)
+	if uint32(hdr>>32) != ^h {
 		return 0, false, fmt.Errorf("ringbuf: pipe record header %#x at %d: %w", hdr, r.head, shm.ErrCorrupt)
 	}
-	if rec := spscRecSize(int(ln)); rec > r.tail-r.head {
-		return 0, false, fmt.Errorf("ringbuf: pipe record of %d bytes at %d exceeds the %d published: %w",
-			ln, r.head, r.tail-r.head, shm.ErrCorrupt)
+	n := h
+	if uint64(h) > r.maxRec {
+		if n, err = r.pieceLen(h); err != nil {
+			return 0, false, err
+		}
 	}
-	return int(ln), true, nil
+	if rec := spscRecSize(int(n)); rec > r.tail-r.head {
+		return 0, false, fmt.Errorf("ringbuf: pipe record of %d bytes at %d exceeds the %d published: %w",
+			n, r.head, r.tail-r.head, shm.ErrCorrupt)
+	}
+	return h, true, nil
+}
+
+// pieceLen returns the payload length of a piece's header word h, or an
+// error when h is no valid piece (kept out of next, the fast path).
+func (r *spscReader) pieceLen(h uint32) (uint32, error) {
+	n := h &^ spscPieceKinds
+	if k := h & spscPieceKinds; k == spscPieceKinds || k == 0 || uint64(n) > r.cap-spscRecHeader ||
+		k == spscPieceFirst && n < spscPieceTotal {
+		return 0, fmt.Errorf("ringbuf: pipe record header %#x at %d: %w", h, r.head, shm.ErrCorrupt)
+	}
+	return n, nil
 }
 
 // take copies the next record, of n bytes as next returned, into buf (at
@@ -233,6 +298,27 @@ func (r *spscReader) take(buf []byte, n int) {
 	}
 }
 
+// pieceTotal returns the total length a first piece at head carries.
+func (r *spscReader) pieceTotal() uint64 {
+	return *(*uint64)(unsafe.Pointer(&r.data[(r.head+spscRecHeader)&r.mask])) // 8-aligned, never split
+}
+
+// takePiece copies the payload bytes [skip, n) of the record at head, of n
+// payload bytes, into dst (len n-skip; nil drops them) and frees its space.
+func (r *spscReader) takePiece(dst []byte, skip, n int) {
+	if dst != nil {
+		off := (r.head + spscRecHeader + uint64(skip)) & r.mask
+		if k := copy(dst[:n-skip], r.data[off:]); k < n-skip {
+			copy(dst[k:n-skip], r.data) // wrap around
+		}
+	}
+	r.head += spscRecSize(n)
+	atomic.StoreUint64(&r.sh.head, r.head) // frees the record's bytes
+	if atomic.LoadUint32(&r.sh.wwait) != 0 {
+		r.wakeWriter()
+	}
+}
+
 func (r *spscReader) wakeWriter() {
 	if atomic.SwapUint32(&r.sh.wwait, 0) != 0 {
 		r.ctr.Wake()
@@ -240,14 +326,16 @@ func (r *spscReader) wakeWriter() {
 	}
 }
 
-// tryRead copies the next record into buf. It returns ok false when the
-// ring is empty, and the record's length with ErrShortBuffer, leaving it in
-// the ring, when buf is too small.
+// tryRead copies the next record, a whole message, into buf. It returns ok
+// false when the ring is empty or the next record is a piece (err nil
+// both), and the record's length with ErrShortBuffer, leaving it in the
+// ring, when buf is too small.
 func (r *spscReader) tryRead(buf []byte) (n int, ok bool, err error) {
-	n, ok, err = r.next()
-	if !ok {
+	h, ok, err := r.next()
+	if !ok || h&spscPieceKinds != 0 {
 		return 0, false, err
 	}
+	n = int(h)
 	if n > len(buf) {
 		return n, false, ErrShortBuffer
 	}

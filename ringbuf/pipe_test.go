@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"math"
 	"os"
 	"strconv"
 	"sync"
@@ -95,10 +96,12 @@ func pipeMix(i uint64) uint64 {
 
 func pipeMsgSize(i uint64, max int) int {
 	m := pipeMix(i)
+	// Reduce in uint64: int(m>>8) is negative half the time where int is
+	// 32 bits.
 	if m%16 == 0 { // now and then a large one
-		return 12 + int(m>>8)%(max-11)
+		return 12 + int((m>>8)%uint64(max-11))
 	}
-	return 12 + int(m>>8)%min(300, max-11)
+	return 12 + int((m>>8)%uint64(min(300, max-11)))
 }
 
 func pipeMakeMsg(buf []byte, i uint64, max int) []byte {
@@ -160,11 +163,11 @@ func TestPipeLayout(t *testing.T) {
 	}
 }
 
-// TestPipeInProcess streams messages of varying sizes through a small
-// ring in both directions at once, so records wrap around the ring's end
-// constantly and both sides sleep and wake.
+// TestPipeInProcess streams messages of varying sizes, some of them in
+// pieces, through a small ring in both directions at once, so records wrap
+// around the ring's end constantly and both sides sleep and wake.
 func TestPipeInProcess(t *testing.T) {
-	opts := &PipeOptions{Capacity: 1024}
+	opts := &PipeOptions{Capacity: 1024, MaxMsgSize: 4096}
 	a, b, _ := pipeTestPair(t, opts)
 	n := uint64(100000)
 	if testing.Short() {
@@ -262,8 +265,14 @@ func TestPipeTooLarge(t *testing.T) {
 	if n, err := b.Recv(context.Background(), make([]byte, 100)); n != 100 || err != nil {
 		t.Fatalf("Recv = %d, %v", n, err)
 	}
-	if _, err := InitPipe(pipeAligned(PipeSizeOf(nil)), &PipeOptions{Capacity: 256, MaxMsgSize: 249}); !errors.Is(err, ErrTooLarge) {
-		t.Errorf("InitPipe with MaxMsgSize > capacity-8: %v, want ErrTooLarge", err)
+	// Where int is 32 bits no int exceeds PipeMaxMsgSize.
+	if tooBig := uint64(PipeMaxMsgSize) + 1; tooBig <= math.MaxInt {
+		if _, err := InitPipe(pipeAligned(PipeSizeOf(nil)), &PipeOptions{Capacity: 256, MaxMsgSize: int(tooBig)}); !errors.Is(err, ErrTooLarge) {
+			t.Errorf("InitPipe with MaxMsgSize > PipeMaxMsgSize: %v, want ErrTooLarge", err)
+		}
+	}
+	if c, _, _ := pipeTestPair(t, &PipeOptions{Capacity: 256}); c.MaxMsgSize() != PipeMaxMsgSize {
+		t.Errorf("default MaxMsgSize = %d, want %d", c.MaxMsgSize(), PipeMaxMsgSize)
 	}
 	if _, err := InitPipe(pipeAligned(1024), &PipeOptions{Capacity: PipeMaxCapacity + 1}); err == nil {
 		t.Error("InitPipe with capacity over the maximum succeeded")
@@ -664,7 +673,7 @@ func TestPipeCorrupt(t *testing.T) {
 		{"capacity not a power of two", func(m []byte) { *u32(m, 8) = 1000 }},
 		{"capacity larger than memory", func(m []byte) { *u32(m, 8) = 1 << 20 }},
 		{"capacity too small", func(m []byte) { *u32(m, 8) = 8 }},
-		{"max message", func(m []byte) { *u32(m, 12) = capa }},
+		{"max message", func(m []byte) { *u32(m, 12) = PipeMaxMsgSize + 1 }},
 		{"flags", func(m []byte) { *u32(m, 16) = 6 }},
 		{"end closed word", func(m []byte) { *u32(m, pipeEndsOff+8) = 77 }},
 		{"end owner pid", func(m []byte) { *u64(m, pipeEndsOff) = 1 << 30 }},
@@ -837,7 +846,7 @@ func pipeRoleIdle(args []string) error {
 // the parent receives every one, in order, exactly once, then io.EOF
 // (from the close, not from the process's exit).
 func TestPipeAcrossProcesses(t *testing.T) {
-	opts := &PipeOptions{OneWay: true, Capacity: 8192}
+	opts := &PipeOptions{OneWay: true, Capacity: 8192, MaxMsgSize: 32 << 10}
 	mem, path := pipeTestFile(t, PipeSizeOf(opts))
 	r, err := InitPipe(mem, pipeRegOpts(t, opts, path))
 	if err != nil {
@@ -879,7 +888,7 @@ func TestPipeAcrossProcesses(t *testing.T) {
 
 // TestPipeDuplexAcrossProcesses: request/response with a child.
 func TestPipeDuplexAcrossProcesses(t *testing.T) {
-	opts := &PipeOptions{Capacity: 4096}
+	opts := &PipeOptions{Capacity: 4096, MaxMsgSize: 16 << 10}
 	mem, path := pipeTestFile(t, PipeSizeOf(opts))
 	c, err := InitPipe(mem, pipeRegOpts(t, opts, path))
 	if err != nil {
@@ -910,8 +919,9 @@ func TestPipeDuplexAcrossProcesses(t *testing.T) {
 	child.WaitOK() // the child saw io.EOF and exited
 }
 
-// TestPipePeerKilled kills a streaming child at a random point: the
-// parent receives every committed message, in order and exactly once, then
+// TestPipePeerKilled kills a streaming child at a random point, which may
+// be in the middle of a message in pieces: the parent receives every
+// committed message, in order and exactly once, never a part of one, then
 // io.EOF within a second.
 func TestPipePeerKilled(t *testing.T) {
 	trials := 3
@@ -919,7 +929,7 @@ func TestPipePeerKilled(t *testing.T) {
 		trials = 1
 	}
 	for trial := range trials {
-		opts := &PipeOptions{OneWay: true, Capacity: 16384}
+		opts := &PipeOptions{OneWay: true, Capacity: 16384, MaxMsgSize: 64 << 10}
 		mem, path := pipeTestFile(t, PipeSizeOf(opts))
 		r, err := InitPipe(mem, pipeRegOpts(t, opts, path))
 		if err != nil {
