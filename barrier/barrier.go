@@ -91,6 +91,10 @@ const (
 // last party's action) before it breaks the round. A variable for tests.
 var outcomeGrace = 50 * time.Millisecond
 
+// releaseHook, if set (by tests), runs between a release's swap of the
+// state word and its count of the round.
+var releaseHook func(*Barrier)
+
 // DefaultCheckInterval is how often a sleeping waiter checks whether every
 // registered process is alive, when Options.CheckInterval is zero.
 const DefaultCheckInterval = 100 * time.Millisecond
@@ -559,8 +563,13 @@ func (b *Barrier) release(g uint32) (int, error) {
 			nw = w&^(countMask|waiters) | (b.parties-1)<<countShift | draining
 		}
 		if atomic.CompareAndSwapUint32(b.w, w, nw) {
+			if releaseHook != nil {
+				releaseHook(b)
+			}
 			atomic.AddUint64(b.rounds, 1)
-			if w&waiters != 0 {
+			// An observer (Arm) that marked a sleeper after the swap
+			// above read the round count before it moved: wake it too.
+			if w&waiters != 0 || atomic.LoadUint32(b.w)&waiters != 0 {
 				b.wakeAll()
 			}
 			return int(b.parties) - 1, nil

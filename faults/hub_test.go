@@ -48,8 +48,10 @@ type hubKind struct {
 }
 
 // hubCheck is the liveness check interval of the waiters here: long, so
-// that 10,000 waiters do not wake 100,000 times a second to ask whether
-// their owners live (each kind's liveness is tested elsewhere); what this
+// that 10,000 waiters of the kinds that still wake to check (Condition,
+// Barrier, the queues) do not wake 100,000 times a second to ask whether
+// their owners live (each kind's liveness is tested elsewhere; Lock and
+// RLock waiters sleep through checks, see liveness_test.go); what this
 // test measures is the hub: threads, release and cancellation.
 const hubCheck = time.Hour
 

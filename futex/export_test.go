@@ -24,3 +24,11 @@ func SetMaxDirect(n int32) (restore func()) {
 	maxDirect.Store(n)
 	return func() { maxDirect.Store(old) }
 }
+
+// SetRecheckHook makes the hub thread call f between its look at a
+// registration's goroutines and its read of the word; nothing may wait
+// while it is set.
+func SetRecheckHook(f func()) (restore func()) {
+	old := recheckHook.Swap(&f)
+	return func() { recheckHook.Store(old) }
+}

@@ -47,6 +47,32 @@ func Wake(addr *uint32, n int) int {
 // WakeAll wakes every sleeper on addr in every process.
 func WakeAll(addr *uint32) int { return Wake(addr, math.MaxInt32) }
 
+// WakeLocal wakes every goroutine of this process that sleeps on addr (in
+// Wait or WaitAny), whether or not the word changed, and no sleeper of
+// another process (but, spuriously, one that shares this process's wake
+// bit, on the legacy path). It is for news that is not in the word: the
+// holder that a lock word names has died. A plain FUTEX_WAKE does not
+// carry such news through the hub, whose waiter thread learns of one woken
+// word per futex_waitv return and drops wakes that left a word as it was.
+// A waiter woken by WakeLocal returns nil, as for any wake. On the legacy
+// path a wake that lands just before the sleeper enters the kernel is
+// lost; callers that must not lose one repeat it.
+func WakeLocal(addr *uint32) {
+	b := bucketOf(addr)
+	b.mu.Lock()
+	if q := b.m[addr]; q != nil && q.leading {
+		wakeSelf(addr) // a leader sleeps in the kernel itself
+	}
+	for k, r := range b.regs {
+		if k.addr == addr && r.w != nil {
+			r.w.mu.Lock()
+			r.w.fire(r, nil)
+			r.w.mu.Unlock()
+		}
+	}
+	b.mu.Unlock()
+}
+
 // wakeSelf wakes this process's leader on addr (and, spuriously, leaders of
 // processes that share its bit).
 func wakeSelf(addr *uint32) {

@@ -58,8 +58,8 @@ func TestWaitReturnsAtOnceOnMismatch(t *testing.T) {
 // instead of spinning past it for as long as the peer writes.
 func TestWaitMismatchAfterDeadline(t *testing.T) {
 	var w uint32 = 1
-	deadline := time.Now().Add(20 * time.Millisecond)
-	start := time.Now()
+	start := time.Now() // before the deadline is set: elapsed is then at least 20ms
+	deadline := start.Add(20 * time.Millisecond)
 	for i := 0; ; i++ {
 		err := futex.Wait(context.Background(), &w, 0, deadline) // never equal: the peer "changed" it
 		if errors.Is(err, futex.ErrTimeout) {

@@ -175,8 +175,13 @@ type waiter struct {
 	vec      [waitvMax]waitv
 	snap     [waitvMax]*reg
 	idle     []*reg // registrations nobody waited on at the last wake
-	fired    int    // registrations fired since the last yield (w.mu)
+	busy     []*reg // registrations someone waited on at the last wake
+	fired    int    // registrations fired since the last yield (mu)
 }
+
+// recheckHook, if set (by tests), runs between the look at a
+// registration's goroutines and the read of its word, to widen that window.
+var recheckHook atomic.Pointer[func()]
 
 var hub struct {
 	mu      sync.Mutex
@@ -403,6 +408,37 @@ func (w *waiter) fire(r *reg, err error) {
 	}
 }
 
+// recheck fires the registrations of w.busy whose word no longer holds
+// their value. A word is read only under its bucket lock while a
+// goroutine is registered on it: that goroutine is then still inside its
+// Wait, so the word is still mapped. (Reading it after an unlocked look
+// at refs raced with a Wait that timed out and a caller that unmapped the
+// word at once: a fault in the waiter thread.) It takes each word's bucket
+// lock before w.mu, in the order hubWait does.
+func (w *waiter) recheck() {
+	hook := recheckHook.Load()
+	for i, r := range w.busy {
+		b := bucketOf(r.key.addr)
+		b.mu.Lock()
+		if r.refs.Load() > 0 {
+			if hook != nil {
+				(*hook)()
+			}
+			w.mu.Lock()
+			if r.idx >= 0 && atomic.LoadUint32(r.key.addr) != r.key.val {
+				w.fire(r, nil)
+			}
+			w.mu.Unlock()
+		} else {
+			// Left meanwhile: sweep it unless taken back.
+			w.idle = append(w.idle, r)
+		}
+		b.mu.Unlock()
+		w.busy[i] = nil
+	}
+	w.busy = w.busy[:0]
+}
+
 // sweep drops the registrations nobody waited on when the waiter woke
 // (w.idle), unless a goroutine took one back since; their words are not
 // read, as they may be unmapped. It takes each word's
@@ -480,18 +516,22 @@ func (w *waiter) run() {
 			if r.refs.Load() == 0 {
 				// Its word may be unmapped by now: do not read it.
 				w.idle = append(w.idle, r)
-			} else if atomic.LoadUint32(r.key.addr) != r.key.val {
-				w.fire(r, nil)
+			} else {
+				w.busy = append(w.busy, r)
 			}
 		}
 		w.mu.Unlock()
+		w.recheck()
 		w.sweep()
-		if fired := w.fired; fired > 0 {
+		w.mu.Lock() // WakeLocal fires from other goroutines too
+		fired := w.fired
+		w.fired = 0
+		w.mu.Unlock()
+		if fired > 0 {
 			// The goroutines just readied wait on this thread's P, which
 			// the next futex_waitv would hold in a blocking system call
 			// until the scheduler's monitor takes it back (up to 10 ms
 			// when the process was idle): let them run first.
-			w.fired = 0
 			runtime.Gosched()
 		}
 	}

@@ -319,3 +319,88 @@ func TestHubRemappedAddress(t *testing.T) {
 		t.Fatalf("wait on the new mapping: %v (not woken)", err)
 	}
 }
+
+// TestHubUnmapAfterTimeout: goroutines whose waits on a mapping timed out
+// return, and the caller unmaps the mapping at once, while the hub thread
+// is busy looking at its registrations (another goroutine keeps poking
+// it). The hub thread must never read a word nobody waits on any more: a
+// read of the unmapped page would crash the process.
+func TestHubUnmapAfterTimeout(t *testing.T) {
+	restore, ok := futex.SetHub(true)
+	defer restore()
+	if !ok {
+		t.Skip("kernel lacks futex_waitv")
+	}
+	// Widen the window between the hub thread's look at who waits and its
+	// read of the word, so that a Wait times out and its page goes inside
+	// it.
+	defer futex.SetRecheckHook(func() { time.Sleep(20 * time.Microsecond) })()
+	const size = 4096
+	words := 100
+	rounds := 300
+	if testing.Short() {
+		rounds = 100
+	}
+	stop := make(chan struct{})
+	var churn sync.WaitGroup
+	churn.Add(1)
+	go func() { // keeps the hub thread waking and rescanning
+		defer churn.Done()
+		var w uint32
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			futex.Wait(context.Background(), &w, 0, time.Now().Add(50*time.Microsecond))
+		}
+	}()
+	defer func() { close(stop); churn.Wait() }()
+	for range rounds {
+		p, err := unix.MmapPtr(-1, 0, nil, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_ANON)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		deadline := time.Now().Add(time.Millisecond)
+		for i := range words {
+			w := (*uint32)(unsafe.Add(p, 4*i))
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				futex.Wait(context.Background(), w, 0, deadline)
+			}()
+		}
+		wg.Wait()
+		if err := unix.MunmapPtr(p, size); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestWakeLocal: WakeLocal releases this process's sleepers on a word
+// that did not change (Wait and WaitAny), on both paths.
+func TestWakeLocal(t *testing.T) {
+	bothPaths(t, func(t *testing.T) {
+		var w, other uint32
+		res := make(chan error, 2)
+		go func() { res <- futex.Wait(context.Background(), &w, 0, time.Now().Add(10*time.Second)) }()
+		go func() {
+			res <- futex.WaitAny(context.Background(), []*uint32{&other, &w}, []uint32{0, 0}, time.Now().Add(10*time.Second))
+		}()
+		for got := 0; got < 2; {
+			time.Sleep(20 * time.Millisecond) // asleep (a legacy wake before that is lost)
+			futex.WakeLocal(&w)
+			select {
+			case err := <-res:
+				if err != nil {
+					t.Fatalf("woken with %v", err)
+				}
+				got++
+			case <-time.After(2 * time.Second):
+				t.Fatalf("%d of 2 sleepers woken", got)
+			}
+		}
+	})
+}

@@ -52,8 +52,10 @@ var (
 
 // Options configure a Lock. The zero value (or nil) means the defaults.
 type Options struct {
-	// CheckInterval is how often a waiter, or TryAcquire on a held lock,
-	// checks whether the holder is still alive. Default 100 ms: a waiter
+	// CheckInterval is how often the holder is checked to be still
+	// alive: while a waiter sleeps (by one checker per process, for all
+	// its waiters; the waiters do not wake for it), and at most once per
+	// interval by TryAcquire on a held lock. Default 100 ms: a waiter
 	// takes a dead holder's lock within about this long.
 	CheckInterval time.Duration
 	// Registry names the processes that may hold the lock, so that a dead

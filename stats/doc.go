@@ -43,9 +43,10 @@
 //
 // The counts of one handle are read one counter at a time: a snapshot
 // taken while other goroutines use the handle may mix counts from slightly
-// different moments. Counters wrap after 2^64 events. A Lock's Waits count
-// sleeps, not calls: a waiter that wakes to check whether the holder is
-// alive (every CheckInterval) and sleeps again counts two, and a sleep the
-// kernel refuses because the word changed just before counts as well.
+// different moments. Counters wrap after 2^64 events. Waits count sleeps,
+// not calls: a waiter woken without getting what it waited for (a
+// spurious wake, a periodic liveness check, a release another waiter won)
+// that sleeps again counts two, and a sleep the kernel refuses because the
+// word changed just before counts as well.
 // A handle that was closed but is still reachable stays in the snapshot.
 package stats

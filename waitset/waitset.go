@@ -6,8 +6,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mpipc/mpipc/barrier"
 	"github.com/mpipc/mpipc/event"
 	"github.com/mpipc/mpipc/futex"
+	"github.com/mpipc/mpipc/lock"
 	"github.com/mpipc/mpipc/ringbuf"
 	"github.com/mpipc/mpipc/semaphore"
 )
@@ -131,6 +133,73 @@ func (c semCase) try() (bool, error) {
 }
 func (c semCase) arm() (*uint32, uint32) { return c.s.Arm() }
 func (c semCase) disarm()                {}
+
+// Lock acquires l: it completes when it took the lock, as l.TryAcquire
+// would. If the holder died holding it, the case completes holding the
+// lock and Select returns lock.ErrOwnerDead with its index, as
+// l.Acquire does: repair, call Consistent, then Release. A dead holder is
+// found while Select sleeps, within l's check interval. Select returns
+// lock.ErrNotRecoverable with its index for a lock that is not
+// recoverable.
+func Lock(l *lock.Lock) Case { return lockCase{l} }
+
+type lockCase struct{ l *lock.Lock }
+
+func (c lockCase) try() (bool, error) {
+	ok, err := c.l.TryAcquire()
+	if err != nil && !ok {
+		return false, err
+	}
+	return ok, err
+}
+func (c lockCase) arm() (*uint32, uint32) { return c.l.Arm() }
+func (c lockCase) disarm()                { c.l.Disarm() }
+
+// Tripped watches b from outside the round: it is ready once b has
+// released a round since the case was made or last reported ready, and it
+// is ready with barrier.ErrBrokenBarrier while b is broken. It takes no
+// part in a round: a Select never counts as a party, and choosing another
+// case leaves b as it was.
+//
+// Why an observer and not a Wait: a barrier Wait adds the caller to the
+// round's count, and that arrival cannot be taken back once another party
+// completes the round. A Select whose Wait case lost to another case would
+// either leave a phantom party behind (the round trips one party short of
+// the real ones) or have to break the round to withdraw. A coordinator
+// that waits for "the workers finished a phase, or a job came in, or
+// stop" wants the round's outcome, not a seat in it; a party that must
+// arrive calls Wait.
+//
+// A Reset alone (no Abort) does not make the case ready: a reset round did
+// not trip, and an observer is not among the waiters a Reset breaks; it
+// waits for the next round. An Abort followed by a Reset before the Select
+// looked may go unseen, as an Event pulse may. The case does not check
+// whether the parties live: the waiting parties do, and break the barrier
+// when one dies, which makes the case ready with ErrBrokenBarrier.
+func Tripped(b *barrier.Barrier) *TripCase { return &TripCase{b: b, seen: b.Rounds()} }
+
+// A TripCase is the case Tripped returns; after Select chose it without an
+// error, Rounds is the number of rounds released since the case was made
+// or last chosen (one, unless rounds passed while the Select was not
+// looking).
+type TripCase struct {
+	b      *barrier.Barrier
+	seen   uint64
+	Rounds uint64
+}
+
+func (c *TripCase) try() (bool, error) {
+	if c.b.Broken() {
+		return true, barrier.ErrBrokenBarrier
+	}
+	if r := c.b.Rounds(); r != c.seen {
+		c.Rounds, c.seen = r-c.seen, r
+		return true, nil
+	}
+	return false, nil
+}
+func (c *TripCase) arm() (*uint32, uint32) { return c.b.Arm() }
+func (c *TripCase) disarm()                {}
 
 // A GetCase gets a message from a queue into its buffer; after Select
 // chose it, N is the message's length.

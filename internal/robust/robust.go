@@ -27,10 +27,12 @@
 //
 // # Owner death
 //
-// A waiter that sleeps wakes up every check interval and asks the process
-// registry whether the holder (slot, generation) is still alive: one
-// fcntl, never a pid or /proc. A process stopped with SIGSTOP, or running
-// in another pid namespace, is alive. If the holder is dead, the waiter swaps the word
+// Every check interval, one checker per process asks the process registry
+// whether the holder (slot, generation) of each lock its waiters sleep on
+// is still alive: one fcntl per distinct holder, never a pid or /proc; it
+// wakes this process's waiters of a dead holder only (see watch.go). A
+// process stopped with SIGSTOP, or running in another pid namespace, is
+// alive. If the holder is dead, the waiter swaps the word
 // from the dead holder's value to its own with the inconsistent bit set, and
 // returns [ErrOwnerDead] holding the lock.
 package robust
@@ -58,9 +60,18 @@ const (
 // held lock word while spinning.
 const lockSpinStride = 8
 
-// DefaultCheckInterval is how often a sleeping waiter checks whether the
-// holder is alive, when the caller does not say.
+// DefaultCheckInterval is how often the process's liveness checker asks
+// whether the holder of a lock its waiters sleep on is alive, when the
+// caller does not say.
 const DefaultCheckInterval = 100 * time.Millisecond
+
+// wakeups counts the returns of waiters' sleeps, whatever woke them.
+var wakeups atomic.Uint64
+
+// Wakeups returns how many times a waiter of this process returned from a
+// sleep on a lock word (a release, a liveness check, a timeout, a
+// spurious wake), for tests and inspection of wake storms.
+func Wakeups() uint64 { return wakeups.Load() }
 
 // Errors. They are shared by every lock-like object in mpipc.
 var (
@@ -230,7 +241,14 @@ func (m *Mutex) lockSlow(ctx context.Context, deadline time.Time) error {
 	futex.SpinDone(false)
 	spun := true
 
-	nextCheck := futex.After(m.check)
+	// Sleep without a check deadline: the process's liveness checker
+	// (watch.go) wakes us if the holder dies.
+	watched := false
+	defer func() {
+		if watched {
+			m.unwatch()
+		}
+	}()
 	for {
 		old := atomic.LoadUint64(m.w)
 		if old == 0 {
@@ -250,27 +268,22 @@ func (m *Mutex) lockSlow(ctx context.Context, deadline time.Time) error {
 			}
 			old |= waiters
 		}
-		wake := nextCheck
-		if !deadline.IsZero() && deadline.Before(wake) {
-			wake = deadline
+		if !watched {
+			m.watch()
+			watched = true
 		}
 		m.ctr.Sleep(&spun)
-		err := futex.Wait(ctx, m.futexWord(), uint32(old), wake)
-		if err == nil {
-			continue
+		err := futex.Wait(ctx, m.futexWord(), uint32(old), deadline)
+		wakeups.Add(1)
+		if err != nil {
+			if err == futex.ErrTimeout {
+				m.ctr.Timeout()
+			}
+			return err // futex.ErrTimeout, or the context is done
 		}
-		if err != futex.ErrTimeout {
-			return err // context done
-		}
-		now := time.Now()
-		if !deadline.IsZero() && !now.Before(deadline) {
-			m.ctr.Timeout()
-			return futex.ErrTimeout
-		}
-		if now.Before(nextCheck) {
-			continue
-		}
-		nextCheck = now.Add(min(m.check, futex.MaxTimeout))
+		// Woken with the word unchanged: a release that has not changed
+		// it yet, a spurious wake, or the checker found the holder dead.
+		// Ask (one fcntl); such wakes are rare.
 		if atomic.LoadUint64(m.w) == old && !m.reg.Alive(holder(old)) {
 			if atomic.CompareAndSwapUint64(m.w, old, self|inconsistent|waiters) {
 				m.ctr.OwnerDead()
@@ -389,3 +402,31 @@ func holder(w uint64) proc.ID { return proc.Unpack(w) }
 func (m *Mutex) IsSelf() bool {
 	return holder(atomic.LoadUint64(m.w)) == m.reg.Self()
 }
+
+// Arm is for waiting on the lock from outside Lock (a Select): it marks a
+// sleeper, so that the Unlock that frees the lock wakes the returned
+// word, registers the caller with the process's liveness checker, which
+// wakes this process's sleepers on the word if it finds the holder dead,
+// and returns the value to sleep on. The caller tries the lock again
+// (TryLock, which takes a dead holder's lock over) before it sleeps while
+// *word == val, and calls Disarm once after the sleep. On a free lock the
+// value is one the word never holds, so that the caller does not sleep
+// but tries again.
+func (m *Mutex) Arm() (word *uint32, val uint32) {
+	m.watch()
+	for {
+		old := atomic.LoadUint64(m.w)
+		switch {
+		case old == 0:
+			return m.futexWord(), ^uint32(0)
+		case old&waiters != 0:
+			return m.futexWord(), uint32(old)
+		case atomic.CompareAndSwapUint64(m.w, old, old|waiters):
+			return m.futexWord(), uint32(old | waiters)
+		}
+	}
+}
+
+// Disarm undoes one Arm's registration with the liveness checker. A
+// waiters mark stays: it costs one spurious wake.
+func (m *Mutex) Disarm() { m.unwatch() }

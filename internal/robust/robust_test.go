@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -94,5 +95,59 @@ func TestTakeoverOfDeadHolder(t *testing.T) {
 	}
 	if ok, err := m.TryLock(); !ok || err != nil {
 		t.Fatalf("TryLock after recovery: %v %v", ok, err)
+	}
+}
+
+// TestCheckerOneLookupPerHolder: 1,000 goroutines blocked on locks of one
+// live holder cost one registry lookup per check, not one each, and no
+// wake; when the words come to name a dead holder (without a wake), every
+// waiter takes its lock over within about one interval.
+func TestCheckerOneLookupPerHolder(t *testing.T) {
+	const n, check = 1000, 10 * time.Millisecond
+	reg := testRegistry(t)
+	words := make([]uint64, n)
+	res := make(chan error, n)
+	for i := range words {
+		words[i] = reg.SelfPacked()
+		m := New(&words[i], reg, check)
+		go func() { res <- m.Lock(context.Background(), time.Now().Add(time.Minute)) }()
+	}
+	for i := range words {
+		for atomic.LoadUint64(&words[i])&waiters == 0 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	time.Sleep(2 * check)
+	l0, w0 := checker.lookups.Load(), Wakeups()
+	time.Sleep(20 * check)
+	lookups, wakes := checker.lookups.Load()-l0, Wakeups()-w0
+	t.Logf("%d waiters on locks of one live holder: %d registry lookups and %d wakes in 20 intervals", n, lookups, wakes)
+	if lookups > 40 {
+		t.Errorf("%d lookups for %d watches of one holder in 20 intervals", lookups, n)
+	}
+	if wakes != 0 {
+		t.Errorf("%d wakes while the holder lives", wakes)
+	}
+	dead := proc.ID{Slot: 4, Gen: 7}.Pack() | waiters
+	for i := range words {
+		atomic.StoreUint64(&words[i], dead)
+	}
+	start := time.Now()
+	for range n {
+		select {
+		case err := <-res:
+			if !errors.Is(err, ErrOwnerDead) {
+				t.Fatalf("Lock: %v, want ErrOwnerDead", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a waiter never took the dead holder's lock over")
+		}
+	}
+	t.Logf("dead holder: every waiter took over after %v", time.Since(start))
+	checker.mu.Lock()
+	left := len(checker.list)
+	checker.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d watches left", left)
 	}
 }

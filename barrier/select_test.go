@@ -1,0 +1,43 @@
+//go:build linux
+
+package barrier
+
+import (
+	"context"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/mpipc/mpipc/futex"
+)
+
+// TestReleaseWakesLateObserver: an observer (waitset.Tripped) that arms
+// after a release swapped the state word, but before the release counted
+// the round, reads the old count and sleeps; the release must wake it.
+func TestReleaseWakesLateObserver(t *testing.T) {
+	mem := make([]uint64, SizeOf(1, 0)/8)
+	b, err := Init(unsafe.Slice((*byte)(unsafe.Pointer(&mem[0])), len(mem)*8), 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := make(chan error, 1)
+	defer func() { releaseHook = nil }()
+	releaseHook = func(b *Barrier) {
+		releaseHook = nil
+		word, val := b.Arm()
+		if b.Rounds() != 0 {
+			t.Error("the round was counted before the hook")
+		}
+		go func() { res <- futex.Wait(context.Background(), word, val, time.Now().Add(2*time.Second)) }()
+		time.Sleep(50 * time.Millisecond) // the observer sleeps
+	}
+	if _, err := b.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-res; err != nil {
+		t.Fatalf("the observer that armed inside the release was not woken: %v", err)
+	}
+	if b.Rounds() != 1 {
+		t.Fatalf("rounds = %d", b.Rounds())
+	}
+}
