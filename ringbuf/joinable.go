@@ -316,10 +316,16 @@ func (q *Queue) doneIn(t *qTaker, mine bool) bool {
 // zero or this load sees it.
 func (q *Queue) wakeJoiners() {
 	if atomic.LoadUint32(q.joinWaiters) != 0 {
-		atomic.AddUint32(q.joinEpoch, 1) // a new epoch: sleepers must look again
-		q.ctr.Wake()
-		futex.WakeAll(q.joinEpoch)
+		q.wakeJoinersSlow()
 	}
+}
+
+// wakeJoinersSlow is wakeJoiners with a sleeper announced, outlined so
+// that the test above stays inline in TaskDone.
+func (q *Queue) wakeJoinersSlow() {
+	atomic.AddUint32(q.joinEpoch, 1) // a new epoch: sleepers must look again
+	q.ctr.Wake()
+	futex.WakeAll(q.joinEpoch)
 }
 
 // Unfinished returns the number of tasks put and not yet done: messages in
