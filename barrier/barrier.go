@@ -11,6 +11,7 @@ import (
 	"github.com/mpipc/mpipc/futex"
 	"github.com/mpipc/mpipc/internal/proc"
 	"github.com/mpipc/mpipc/shm"
+	"github.com/mpipc/mpipc/stats"
 )
 
 // Binary layout of a Barrier (SizeOf(parties, handles) bytes, little-endian,
@@ -178,6 +179,7 @@ type Barrier struct {
 	timeout time.Duration // this handle's default timeout; 0: the barrier's
 	shared  *int64        // the barrier's default timeout, in nanoseconds
 	check   time.Duration
+	ctr     stats.Counters // this handle's slow-path events
 }
 
 type noCopy struct{}
@@ -333,6 +335,7 @@ func Create(seg *shm.Segment, name string, parties int, opts *Options) (*Barrier
 		return nil, fmt.Errorf("barrier: creating %q: %w", name, err)
 	}
 	shm.Keep(seg, b, mem)
+	stats.Publish(seg.Path(), name, shm.KindBarrier.String(), &b.ctr)
 	return b, nil
 }
 
@@ -346,6 +349,7 @@ func Open(seg *shm.Segment, name string, opts *Options) (*Barrier, error) {
 	h, err := Attach(mem, opts.in(seg))
 	if err == nil {
 		shm.Keep(seg, h, mem)
+		stats.Publish(seg.Path(), name, shm.KindBarrier.String(), &h.ctr)
 	} else {
 		seg.Release(mem)
 	}
@@ -413,6 +417,7 @@ func (b *Barrier) wait(ctx context.Context, deadline time.Time) (int, error) {
 		arrived   bool
 		spins     int // iterations spent waiting without sleeping
 		slept     bool
+		spun      bool // the spin ran out; the next sleep counts it
 		nextCheck time.Time
 	)
 	if !deadline.IsZero() && !time.Now().Before(deadline) {
@@ -469,7 +474,7 @@ func (b *Barrier) wait(ctx context.Context, deadline time.Time) (int, error) {
 				continue
 			}
 			futex.SpinDone(false)
-			slept = true
+			slept, spun = true, true
 			nextCheck = futex.After(b.check)
 		}
 		if w&waiters == 0 {
@@ -482,6 +487,7 @@ func (b *Barrier) wait(ctx context.Context, deadline time.Time) (int, error) {
 		if !deadline.IsZero() && deadline.Before(wake) {
 			wake = deadline
 		}
+		b.ctr.Sleep(&spun)
 		err := futex.Wait(ctx, b.w, w, wake)
 		switch {
 		case err == nil:
@@ -494,9 +500,11 @@ func (b *Barrier) wait(ctx context.Context, deadline time.Time) (int, error) {
 					// action runs long, or a peer forged "last party
 					// arrived". Break the round rather than wait on.
 					b.breakIf(func(w uint32) bool { return gen(w) == g && w&draining == 0 })
+					b.ctr.Timeout()
 					return -1, graceErr
 				}
 				if b.timedOut(arrived, g) {
+					b.ctr.Timeout()
 					return -1, ErrTimedOut
 				}
 				// The last party arrived: the outcome is near.
@@ -562,7 +570,7 @@ func (b *Barrier) release(g uint32) (int, error) {
 			// An observer (Arm) that marked a sleeper after the swap
 			// above read the round count before it moved: wake it too.
 			if w&waiters != 0 || atomic.LoadUint32(b.w)&waiters != 0 {
-				futex.WakeAll(b.w)
+				b.wakeAll()
 			}
 			return int(b.parties) - 1, nil
 		}
@@ -596,7 +604,7 @@ func (b *Barrier) leave(w uint32) (idx int, err error, ok bool) {
 		return 0, nil, false
 	}
 	if c == 1 && w&waiters != 0 {
-		futex.WakeAll(b.w)
+		b.wakeAll()
 	}
 	return int(c) - 1, nil, true
 }
@@ -617,7 +625,7 @@ func (b *Barrier) timedOut(arrived bool, g uint32) bool {
 		nw := w&^waiters | broken // a draining round still drains
 		if atomic.CompareAndSwapUint32(b.w, w, nw) {
 			if w&waiters != 0 {
-				futex.WakeAll(b.w)
+				b.wakeAll()
 			}
 			return true
 		}
@@ -656,7 +664,7 @@ func (b *Barrier) breakIf(cond func(w uint32) bool) {
 		// with their indices; the break holds for every later Wait.
 		if atomic.CompareAndSwapUint32(b.w, w, w&^waiters|broken) {
 			if w&waiters != 0 {
-				futex.WakeAll(b.w)
+				b.wakeAll()
 			}
 			return
 		}
@@ -664,6 +672,20 @@ func (b *Barrier) breakIf(cond func(w uint32) bool) {
 }
 
 func always(uint32) bool { return true }
+
+// wakeAll wakes every sleeper on the state word.
+func (b *Barrier) wakeAll() {
+	b.ctr.Wake()
+	futex.WakeAll(b.w)
+}
+
+// Stats returns this process's contention counters for this handle (see
+// package stats): sleeps in Wait, wakes made by the party that released a
+// round (or broke, reset or drained it), Waits that timed out, and
+// registrations of dead processes this handle freed. Only slow paths
+// count: the last party to arrive at a barrier nobody sleeps on touches
+// no counter.
+func (b *Barrier) Stats() stats.Stats { return b.ctr.Load() }
 
 // checkParties breaks the barrier if a registered process is dead, after
 // freeing its slot.
@@ -687,6 +709,7 @@ func (b *Barrier) reclaimDead() bool {
 			continue
 		}
 		if !b.reg.Alive(proc.Unpack(v)) && atomic.CompareAndSwapUint64(&b.slots[i], v, 0) {
+			b.ctr.OwnerDead()
 			dead = true
 		}
 	}
@@ -724,7 +747,7 @@ func (b *Barrier) Reset() {
 		nw := w&^(countMask|draining|broken|waiters) + 1<<genShift
 		if atomic.CompareAndSwapUint32(b.w, w, nw) {
 			if w&waiters != 0 {
-				futex.WakeAll(b.w)
+				b.wakeAll()
 			}
 			return
 		}

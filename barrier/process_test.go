@@ -39,6 +39,7 @@ func TestMain(m *testing.M) {
 	proctest.Register("observer", childObserver)
 	proctest.Register("drain", childDrain)
 	proctest.Register("timeout", childTimeout)
+	proctest.Register("stats-wait", childStatsWait)
 	proctest.Main(m)
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/mpipc/mpipc/lock"
 	"github.com/mpipc/mpipc/rlock"
 	"github.com/mpipc/mpipc/shm"
+	"github.com/mpipc/mpipc/stats"
 )
 
 // Binary layout of a Condition (SizeOf(slots) bytes, little-endian,
@@ -219,6 +220,7 @@ type Condition struct {
 	rl     *rlock.RLock //
 	check  time.Duration
 	reg    *proc.Registry // names the waiters' processes
+	ctr    stats.Counters // this handle's slow-path events
 }
 
 type noCopy struct{}
@@ -422,6 +424,7 @@ func Create(seg *shm.Segment, name, lockName string, opts *Options) (*Condition,
 		return nil, fmt.Errorf("condition: creating %q: %w", name, err)
 	}
 	shm.Keep(seg, c, mem)
+	stats.Publish(seg.Path(), name, shm.KindCondition.String(), &c.ctr)
 	return c, nil
 }
 
@@ -465,6 +468,7 @@ func Open(seg *shm.Segment, name string, opts *Options) (*Condition, error) {
 		return nil, fmt.Errorf("condition: opening %q: %w", name, ErrLockType)
 	}
 	shm.Keep(seg, c, mem)
+	stats.Publish(seg.Path(), name, shm.KindCondition.String(), &c.ctr)
 	kept = true
 	return c, nil
 }
@@ -666,6 +670,7 @@ func (c *Condition) mark(i int, s uint32, seq uint32) bool {
 		return false
 	}
 	if s&stMask == stSleeping {
+		c.ctr.Wake()
 		futex.Wake(sw, 1)
 	}
 	return true
@@ -842,6 +847,7 @@ func (c *Condition) sleep(ctx context.Context, i int, s uint32, deadline time.Ti
 		}
 	}
 	futex.SpinDone(false)
+	spun := true
 	sleeping := gen | stSleeping
 	if !atomic.CompareAndSwapUint32(sw, s, sleeping) {
 		return notified, nil // only a Notify moves a live waiter's slot
@@ -852,6 +858,7 @@ func (c *Condition) sleep(ctx context.Context, i int, s uint32, deadline time.Ti
 		if !deadline.IsZero() && deadline.Before(wake) {
 			wake = deadline
 		}
+		c.ctr.Sleep(&spun)
 		err := futex.Wait(ctx, sw, sleeping, wake)
 		if atomic.LoadUint32(sw) != sleeping {
 			return notified, nil
@@ -872,6 +879,9 @@ func (c *Condition) sleep(ctx context.Context, i int, s uint32, deadline time.Ti
 			out, err = timedOut, nil
 		}
 		if atomic.CompareAndSwapUint32(sw, sleeping, gen|stWithdrawn) {
+			if out == timedOut {
+				c.ctr.Timeout()
+			}
 			return out, err
 		}
 		return notified, nil // the Notify won the race: it is ours
@@ -964,6 +974,12 @@ func (c *Condition) WaitForTimeout(d time.Duration, pred func() bool) (bool, err
 	}
 	return r, nil
 }
+
+// Stats returns this process's contention counters for this handle (see
+// package stats): sleeps in Wait, wakes made by Notify, Waits that timed
+// out, and waits whose spin ended in sleep. The lock's own events
+// (reacquiring it after a Wait, a dead holder) count on the lock's handle.
+func (c *Condition) Stats() stats.Stats { return c.ctr.Load() }
 
 // State is a snapshot of a Condition and its lock, for inspection.
 type State struct {

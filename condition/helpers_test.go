@@ -159,6 +159,7 @@ func errName(err error) string {
 }
 
 func TestMain(m *testing.M) {
+	proctest.Register("stats-wait", childStatsWait)
 	// waiter PATH KIND TIMEOUT_MS: acquire, then Wait (TIMEOUT_MS 0: with a
 	// 30 s context) or WaitTimeout; print "done <notified> <err> <level>";
 	// increment word 0; release.

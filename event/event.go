@@ -10,6 +10,7 @@ import (
 
 	"github.com/mpipc/mpipc/futex"
 	"github.com/mpipc/mpipc/shm"
+	"github.com/mpipc/mpipc/stats"
 )
 
 // Binary layout of an Event (Size bytes, little-endian, Align-aligned):
@@ -78,8 +79,9 @@ func (*noCopy) Unlock() {}
 // handle must not be copied after first use; it is safe for concurrent use
 // by many goroutines.
 type Event struct {
-	_ noCopy
-	w *uint32
+	_   noCopy
+	w   *uint32
+	ctr stats.Counters // this handle's slow-path events
 }
 
 func word(mem []byte, off int) *uint32 { return (*uint32)(unsafe.Pointer(&mem[off])) }
@@ -137,6 +139,7 @@ func Create(seg *shm.Segment, name string, opts *Options) (*Event, error) {
 		return nil, fmt.Errorf("event: creating %q: %w", name, err)
 	}
 	shm.Keep(seg, e, mem)
+	stats.Publish(seg.Path(), name, shm.KindEvent.String(), &e.ctr)
 	return e, nil
 }
 
@@ -149,6 +152,7 @@ func Open(seg *shm.Segment, name string, opts *Options) (*Event, error) {
 	h, err := Attach(mem, opts)
 	if err == nil {
 		shm.Keep(seg, h, mem)
+		stats.Publish(seg.Path(), name, shm.KindEvent.String(), &h.ctr)
 	} else {
 		seg.Release(mem)
 	}
@@ -186,6 +190,7 @@ func (e *Event) setSlow(old uint32) {
 		nw := (old|flagSet)&^waiters + 1<<genShift
 		if atomic.CompareAndSwapUint32(e.w, old, nw) {
 			if old&waiters != 0 {
+				e.ctr.Wake()
 				futex.WakeAll(e.w)
 			}
 			return
@@ -244,6 +249,7 @@ func (e *Event) waitSlow(ctx context.Context, deadline time.Time, start uint32) 
 		}
 	}
 	futex.SpinDone(false)
+	spun := true
 	for {
 		old := atomic.LoadUint32(e.w)
 		if released(old, start) {
@@ -255,16 +261,26 @@ func (e *Event) waitSlow(ctx context.Context, deadline time.Time, start uint32) 
 			}
 			old |= waiters
 		}
+		e.ctr.Sleep(&spun)
 		if err := futex.Wait(ctx, e.w, old, deadline); err != nil {
 			// A Set that raced with the timeout or the cancellation
 			// still counts: Python's wait returns the flag.
 			if released(atomic.LoadUint32(e.w), start) {
 				return nil
 			}
+			if err == futex.ErrTimeout {
+				e.ctr.Timeout()
+			}
 			return err
 		}
 	}
 }
+
+// Stats returns this process's contention counters for this handle (see
+// package stats): sleeps while waiting, wakes made by Set, WaitTimeout
+// calls that ran out, and waits whose spin ended in sleep. Only slow paths
+// count: a Set with nobody waiting and a Wait on a set Event touch none.
+func (e *Event) Stats() stats.Stats { return e.ctr.Load() }
 
 // State is a snapshot of an Event, for inspection.
 type State struct {

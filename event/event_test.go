@@ -30,6 +30,7 @@ const (
 func TestMain(m *testing.M) {
 	proctest.Register("waiter", childWaiter)
 	proctest.Register("pong", childPong)
+	proctest.Register("stats-set", childStatsSet)
 	proctest.Main(m)
 }
 

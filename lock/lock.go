@@ -12,6 +12,7 @@ import (
 	"github.com/mpipc/mpipc/futex"
 	"github.com/mpipc/mpipc/internal/robust"
 	"github.com/mpipc/mpipc/shm"
+	"github.com/mpipc/mpipc/stats"
 )
 
 // Binary layout of a Lock (Size bytes, little-endian, Align-aligned):
@@ -162,6 +163,7 @@ func Create(seg *shm.Segment, name string, opts *Options) (*Lock, error) {
 		return nil, fmt.Errorf("lock: creating %q: %w", name, err)
 	}
 	shm.Keep(seg, l, mem)
+	stats.Publish(seg.Path(), name, shm.KindLock.String(), l.m.Counters())
 	return l, nil
 }
 
@@ -174,6 +176,7 @@ func Open(seg *shm.Segment, name string, opts *Options) (*Lock, error) {
 	h, err := Attach(mem, opts.in(seg))
 	if err == nil {
 		shm.Keep(seg, h, mem)
+		stats.Publish(seg.Path(), name, shm.KindLock.String(), h.m.Counters())
 	} else {
 		seg.Release(mem)
 	}
@@ -259,6 +262,13 @@ func (l *Lock) State() State {
 	}
 	return st
 }
+
+// Stats returns this process's contention counters for this handle (see
+// package stats): sleeps while acquiring, wakes made by Release,
+// AcquireTimeout calls that ran out, takeovers from a dead holder, and
+// acquires whose spin ended in sleep. Only slow paths count: an
+// uncontended Acquire or Release touches no counter.
+func (l *Lock) Stats() stats.Stats { return l.m.Stats() }
 
 // Locker returns a sync.Locker whose Lock and Unlock acquire and release l.
 // They panic on any error. A Lock that finds the previous owner died

@@ -32,6 +32,7 @@ func TestMain(m *testing.M) {
 	proctest.Register("releaser", roleReleaser)
 	proctest.Register("contend", roleContend)
 	proctest.Register("seg-try", roleSegTry)
+	proctest.Register("stats-release", roleStatsRelease)
 	proctest.Main(m)
 }
 

@@ -316,9 +316,16 @@ func (q *Queue) doneIn(t *qTaker, mine bool) bool {
 // zero or this load sees it.
 func (q *Queue) wakeJoiners() {
 	if atomic.LoadUint32(q.joinWaiters) != 0 {
-		atomic.AddUint32(q.joinEpoch, 1) // a new epoch: sleepers must look again
-		futex.WakeAll(q.joinEpoch)
+		q.wakeJoinersSlow()
 	}
+}
+
+// wakeJoinersSlow is wakeJoiners with a sleeper announced, outlined so
+// that the test above stays inline in TaskDone.
+func (q *Queue) wakeJoinersSlow() {
+	atomic.AddUint32(q.joinEpoch, 1) // a new epoch: sleepers must look again
+	q.ctr.Wake()
+	futex.WakeAll(q.joinEpoch)
 }
 
 // Unfinished returns the number of tasks put and not yet done: messages in
@@ -356,6 +363,7 @@ func (j *JoinableQueue) joinWait(ctx context.Context, deadline time.Time, try bo
 	if try {
 		return false, nil
 	}
+	spun := false // Join sleeps without spinning first
 	for {
 		atomic.AddUint32(q.joinWaiters, 1) // announces a sleeper to TaskDone
 		ep := atomic.LoadUint32(q.joinEpoch)
@@ -369,13 +377,18 @@ func (j *JoinableQueue) joinWait(ctx context.Context, deadline time.Time, try bo
 		if !deadline.IsZero() && deadline.Before(wake) {
 			wake = deadline
 		}
+		q.ctr.Sleep(&spun)
 		err := futex.Wait(ctx, q.joinEpoch, ep, wake)
 		atomic.AddUint32(q.joinWaiters, ^uint32(0))
 		switch {
 		case err == nil:
 		case err == futex.ErrTimeout:
 			if !deadline.IsZero() && !time.Now().Before(deadline) {
-				return q.done(), nil
+				done := q.done()
+				if !done {
+					q.ctr.Timeout()
+				}
+				return done, nil
 			}
 		default:
 			return false, err

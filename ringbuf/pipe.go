@@ -14,6 +14,7 @@ import (
 	"github.com/mpipc/mpipc/futex"
 	"github.com/mpipc/mpipc/internal/proc"
 	"github.com/mpipc/mpipc/shm"
+	"github.com/mpipc/mpipc/stats"
 )
 
 // Binary layout of a Pipe (PipeSizeOf bytes, little-endian, 64-byte
@@ -225,6 +226,7 @@ type Conn struct {
 	check  time.Duration
 	reg    *proc.Registry
 	closed atomic.Bool
+	ctr    stats.Counters // this end's slow-path events (the rings count its wakes here)
 	// lastCheck is when a non-blocking call last asked the registry
 	// whether the peer lives (unix nanoseconds), to do so at most every
 	// check.
@@ -383,6 +385,7 @@ func newConn(mem []byte, end int, opts *PipeOptions) (*Conn, error) {
 		if c.rx, err = newSPSCReader(ring(end), capacity, c.maxRec); err != nil {
 			return nil, err
 		}
+		c.rx.ctr = &c.ctr
 	}
 	if !oneWay || end == 1 {
 		to := 1 - end
@@ -392,6 +395,7 @@ func newConn(mem []byte, end int, opts *PipeOptions) (*Conn, error) {
 		if c.tx, err = newSPSCWriter(ring(to), capacity); err != nil {
 			return nil, err
 		}
+		c.tx.ctr = &c.ctr
 	}
 	return c, nil
 }
@@ -418,6 +422,7 @@ func CreatePipe(seg *shm.Segment, name string, opts *PipeOptions) (*Conn, error)
 		return nil, fmt.Errorf("ringbuf: creating pipe %q: %w", name, err)
 	}
 	shm.Keep(seg, c, mem)
+	stats.Publish(seg.Path(), name, shm.KindPipe.String(), &c.ctr)
 	return c, nil
 }
 
@@ -432,6 +437,7 @@ func OpenPipe(seg *shm.Segment, name string, end int, opts *PipeOptions) (*Conn,
 	h, err := AttachPipe(mem, end, opts.in(seg))
 	if err == nil {
 		shm.Keep(seg, h, mem)
+		stats.Publish(seg.Path(), name, shm.KindPipe.String(), &h.ctr)
 	} else {
 		seg.Release(mem)
 	}
@@ -567,6 +573,7 @@ func (c *Conn) waitRoom(ctx context.Context, rec uint64, deadline time.Time, try
 		}
 	}
 	futex.SpinDone(false)
+	spun := true
 	// Whatever ends the wait, leave no waiting flag behind.
 	defer atomic.CompareAndSwapUint32(&w.sh.wwait, 1, 0)
 	nextCheck := futex.After(c.check)
@@ -581,7 +588,7 @@ func (c *Conn) waitRoom(ctx context.Context, rec uint64, deadline time.Time, try
 		if atomic.LoadUint32(&c.peer.closed) != 0 {
 			return ErrPeerGone
 		}
-		err := c.sleep(ctx, &w.sh.wwait, deadline, nextCheck)
+		err := c.sleep(ctx, &w.sh.wwait, deadline, nextCheck, &spun)
 		switch err {
 		case nil:
 			continue
@@ -604,12 +611,14 @@ var (
 )
 
 // sleep waits on word while it is 1, until woken, the deadline
-// (errPipeDeadline), the next liveness check (errPipeCheck) or ctx.
-func (c *Conn) sleep(ctx context.Context, word *uint32, deadline, nextCheck time.Time) error {
+// (errPipeDeadline), the next liveness check (errPipeCheck) or ctx. spun
+// is the caller's "the spin ran out" flag, for the counters.
+func (c *Conn) sleep(ctx context.Context, word *uint32, deadline, nextCheck time.Time, spun *bool) error {
 	wake := nextCheck
 	if !deadline.IsZero() && deadline.Before(wake) {
 		wake = deadline
 	}
+	c.ctr.Sleep(spun)
 	err := futex.Wait(ctx, word, 1, wake)
 	if err != nil && err != futex.ErrTimeout {
 		return err // ctx done
@@ -618,6 +627,7 @@ func (c *Conn) sleep(ctx context.Context, word *uint32, deadline, nextCheck time
 	// peer that keeps rewriting the word cannot hold us past a deadline.
 	now := time.Now()
 	if !deadline.IsZero() && !now.Before(deadline) {
+		c.ctr.Timeout()
 		return errPipeDeadline
 	}
 	if !now.Before(nextCheck) {
@@ -935,6 +945,7 @@ func (c *Conn) waitReadable(ctx context.Context, deadline time.Time, try bool) e
 		}
 	}
 	futex.SpinDone(false)
+	spun := true
 	// Whatever ends the wait, leave no waiting flag behind.
 	defer atomic.CompareAndSwapUint32(&r.sh.rwait, 1, 0)
 	nextCheck := futex.After(c.check)
@@ -949,7 +960,7 @@ func (c *Conn) waitReadable(ctx context.Context, deadline time.Time, try bool) e
 		if atomic.LoadUint32(&c.peer.closed) != 0 {
 			return c.drainedOr(io.EOF)
 		}
-		err := c.sleep(ctx, &r.sh.rwait, deadline, nextCheck)
+		err := c.sleep(ctx, &r.sh.rwait, deadline, nextCheck, &spun)
 		switch err {
 		case nil:
 			continue
@@ -1049,11 +1060,19 @@ type PipeState struct {
 	Wakes uint64
 }
 
+// Stats returns this process's contention counters for this end (see
+// package stats): sleeps of Send and Recv, wakes they made for the peer,
+// timed calls that ran out, and calls whose spin ended in sleep. Only
+// slow paths count: a Send into a ring with room and no sleeping reader
+// touches no counter.
+func (c *Conn) Stats() stats.Stats { return c.ctr.Load() }
+
 // State returns a snapshot of the pipe as this end sees it. It asks the
 // process registry whether the peer is alive.
 func (c *Conn) State() PipeState {
 	st := PipeState{End: c.end, OneWay: c.oneWay, Capacity: c.cap, MaxMsgSize: c.maxMsg,
-		Closed: c.closed.Load(), PeerClosed: atomic.LoadUint32(&c.peer.closed) != 0}
+		Closed: c.closed.Load(), PeerClosed: atomic.LoadUint32(&c.peer.closed) != 0,
+		Wakes: c.ctr.Load().Wakes}
 	st.Pid = c.reg.Pid(proc.Unpack(atomic.LoadUint64(&c.self.owner)))
 	if w := atomic.LoadUint64(&c.peer.owner); w != 0 {
 		id := proc.Unpack(w)
@@ -1071,12 +1090,10 @@ func (c *Conn) State() PipeState {
 	if r := c.rx; r != nil {
 		st.RecvBytes = used(r.sh)
 		st.RecvWaiting = atomic.LoadUint32(&r.sh.rwait) != 0 || atomic.LoadUint32(&r.sh.wwait) != 0
-		st.Wakes += r.wakes.Load()
 	}
 	if w := c.tx; w != nil {
 		st.SendBytes = used(w.sh)
 		st.SendWaiting = atomic.LoadUint32(&w.sh.rwait) != 0 || atomic.LoadUint32(&w.sh.wwait) != 0
-		st.Wakes += w.wakes.Load()
 	}
 	return st
 }

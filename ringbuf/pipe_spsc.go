@@ -7,6 +7,7 @@ import (
 
 	"github.com/mpipc/mpipc/futex"
 	"github.com/mpipc/mpipc/shm"
+	"github.com/mpipc/mpipc/stats"
 )
 
 // A single-producer single-consumer byte ring (Lamport's ring with cached
@@ -96,14 +97,14 @@ func spscRecSize(n int) uint64 {
 
 // spscWriter is the producer's process-local handle.
 type spscWriter struct {
-	sh    *spscShared
-	data  []byte
-	mask  uint64
-	cap   uint64
-	tail  uint64        // our index; the shared tail is a copy we publish
-	head  uint64        // cached consumer index; head <= shared head
-	wakes atomic.Uint64 // wake syscalls made, for State
-	_     [64]byte      // keep the sender's and receiver's handles apart
+	sh   *spscShared
+	data []byte
+	mask uint64
+	cap  uint64
+	tail uint64          // our index; the shared tail is a copy we publish
+	head uint64          // cached consumer index; head <= shared head
+	ctr  *stats.Counters // the Conn's: counts the wake syscalls made
+	_    [64]byte        // keep the sender's and receiver's handles apart
 }
 
 // spscReader is the consumer's process-local handle.
@@ -112,10 +113,10 @@ type spscReader struct {
 	data   []byte
 	mask   uint64
 	cap    uint64
-	maxRec uint64 // largest whole-message record
-	head   uint64 // our index
-	tail   uint64 // cached producer index; tail <= shared tail
-	wakes  atomic.Uint64
+	maxRec uint64          // largest whole-message record
+	head   uint64          // our index
+	tail   uint64          // cached producer index; tail <= shared tail
+	ctr    *stats.Counters // the Conn's: counts the wake syscalls made
 	_      [64]byte
 }
 
@@ -207,8 +208,8 @@ func (w *spscWriter) tryWrite(msg []byte) (bool, error) {
 
 func (w *spscWriter) wakeReader() {
 	if atomic.SwapUint32(&w.sh.rwait, 0) != 0 {
+		w.ctr.Wake()
 		futex.WakeAll(&w.sh.rwait)
-		w.wakes.Add(1)
 	}
 }
 
@@ -320,8 +321,8 @@ func (r *spscReader) takePiece(dst []byte, skip, n int) {
 
 func (r *spscReader) wakeWriter() {
 	if atomic.SwapUint32(&r.sh.wwait, 0) != 0 {
+		r.ctr.Wake()
 		futex.WakeAll(&r.sh.wwait)
-		r.wakes.Add(1)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/mpipc/mpipc/internal/proc"
 	"github.com/mpipc/mpipc/shm"
+	"github.com/mpipc/mpipc/stats"
 )
 
 // Binary layout of a Queue (SizeOf(capacity, maxMsg) bytes, little-endian,
@@ -359,6 +360,8 @@ type Queue struct {
 	joinTab      []qTaker      // joinable: the taker entries
 	joinIdx      atomic.Int32  // joinable: this process's taker entry; -1 unknown yet, -2 none free
 	joinMiss     atomic.Uint32 // joinable: takes counted loose since the last look for a free entry
+
+	ctr stats.Counters // this handle's slow-path events
 }
 
 type qNoCopy struct{}
@@ -514,6 +517,7 @@ func qCreate(seg *shm.Segment, name string, kind shm.Kind, capacity, maxMsg int,
 		return nil, fmt.Errorf("ringbuf: creating %q: %w", name, err)
 	}
 	shm.Keep(seg, q, mem)
+	stats.Publish(seg.Path(), name, kind.String(), &q.ctr)
 	return q, nil
 }
 
@@ -541,6 +545,7 @@ func qOpen(seg *shm.Segment, name string, kind shm.Kind, fp uint64, opts *Option
 		return nil, fmt.Errorf("ringbuf: opening %q: %w", name, err)
 	}
 	shm.Keep(seg, q, mem)
+	stats.Publish(seg.Path(), name, kind.String(), &q.ctr)
 	return q, nil
 }
 
@@ -903,12 +908,14 @@ func (q *Queue) wakeEpoch(e *qEvent, all bool) {
 		}
 		// Publishes a new epoch without sleepers: they are all woken.
 		if atomic.CompareAndSwapUint64(e.word(), w, uint64(uint32(w)+1)) {
+			q.ctr.Wake()
 			qFutexWake(&e.seq, math.MaxInt32)
 			return
 		}
 	}
 	// The word never held still (a peer rewrites it): wake whoever sleeps
 	// anyway; they re-check the queue and their deadlines.
+	q.ctr.Wake()
 	qFutexWake(&e.seq, math.MaxInt32)
 }
 
@@ -1104,6 +1111,13 @@ type State struct {
 	JoinWaiters int  // joinable queues: joiners registered as sleeping
 	Head, Tail  uint64
 }
+
+// Stats returns this process's contention counters for this handle (see
+// package stats): sleeps of Put and Get, wakes they made, timed calls
+// that ran out, slots reclaimed from dead claimants, and calls whose spin
+// ended in sleep. Only slow paths count: a Put into a queue with room and
+// nobody asleep touches no counter.
+func (q *Queue) Stats() stats.Stats { return q.ctr.Load() }
 
 // State returns a snapshot of the queue.
 func (q *Queue) State() State {

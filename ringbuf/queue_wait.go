@@ -31,6 +31,7 @@ type qWaiter struct {
 	deadline   time.Time // zero: none
 	spin       int
 	spinning   bool
+	spun       bool // the spin ran out and no sleep has counted it yet
 	registered bool
 	seq        uint32 // the epoch this waiter registered in
 	blkSlot    unsafe.Pointer
@@ -67,6 +68,7 @@ func (w *qWaiter) pause(st qStatus, s unsafe.Pointer, blk uint64) error {
 		}
 		futex.SpinDone(false)
 		w.spinning = false
+		w.spun = true
 	}
 	if !w.registered {
 		// Register, then attempt once more: a notifier that changes the
@@ -92,6 +94,7 @@ func (w *qWaiter) pause(st qStatus, s unsafe.Pointer, blk uint64) error {
 	if !w.deadline.IsZero() && w.deadline.Before(wake) {
 		wake = w.deadline
 	}
+	w.q.ctr.Sleep(&w.spun)
 	err := futex.Wait(w.ctx, &w.ev.seq, w.seq, wake)
 	w.ev.leave(w.seq)
 	w.registered = false
@@ -102,6 +105,7 @@ func (w *qWaiter) pause(st qStatus, s unsafe.Pointer, blk uint64) error {
 		if w.deadline.IsZero() || time.Now().Before(w.deadline) {
 			return nil // periodic re-check
 		}
+		w.q.ctr.Timeout()
 	}
 	return err
 }
@@ -133,12 +137,14 @@ func (q *Queue) reclaim(s unsafe.Pointer, w uint64) {
 	if prodClaim {
 		// Publishes "nothing here": the dead producer's message is lost.
 		if atomic.CompareAndSwapUint64(qSlotWord(s), w, qWord(seq+1, qClaimFull|qClaimSkip)) {
+			q.ctr.OwnerDead()
 			q.wake(q.notEmpty)
 		}
 		return
 	}
 	// Frees the slot for the next lap: the dead consumer's message is lost.
 	if atomic.CompareAndSwapUint64(qSlotWord(s), w, qWord(seq-1+q.capacity, 0)) {
+		q.ctr.OwnerDead()
 		q.wake(q.notFull)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/mpipc/mpipc/shm"
+	"github.com/mpipc/mpipc/stats"
 )
 
 // SimpleQueue is Python's multiprocessing.SimpleQueue: Put, Get, Empty
@@ -25,6 +26,10 @@ import (
 type SimpleQueue struct {
 	q *Queue
 }
+
+// Stats returns this process's contention counters for this handle: the
+// underlying Queue's (see Queue.Stats).
+func (s *SimpleQueue) Stats() stats.Stats { return s.q.Stats() }
 
 // SizeOfSimple returns the bytes a SimpleQueue takes: SizeOf(capacity,
 // maxMsg).

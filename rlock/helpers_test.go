@@ -85,6 +85,7 @@ func errName(err error) string {
 }
 
 func TestMain(m *testing.M) {
+	proctest.Register("stats-hold", childStatsHold)
 	// holder PATH LEVEL: acquire at LEVEL, print "held", wait for word 0
 	// to become 1, release LEVEL times, print "released".
 	proctest.Register("holder", func(args []string) error {

@@ -12,6 +12,7 @@ import (
 	"github.com/mpipc/mpipc/futex"
 	"github.com/mpipc/mpipc/internal/robust"
 	"github.com/mpipc/mpipc/shm"
+	"github.com/mpipc/mpipc/stats"
 )
 
 // Binary layout of an RLock (Size bytes, little-endian, Align-aligned):
@@ -215,6 +216,7 @@ func Create(seg *shm.Segment, name string, opts *Options) (*RLock, error) {
 		return nil, fmt.Errorf("rlock: creating %q: %w", name, err)
 	}
 	shm.Keep(seg, r, mem)
+	stats.Publish(seg.Path(), name, shm.KindRLock.String(), r.m.Counters())
 	return r, nil
 }
 
@@ -228,6 +230,7 @@ func Open(seg *shm.Segment, name string, opts *Options) (*RLock, error) {
 	h, err := Attach(mem, opts.in(seg))
 	if err == nil {
 		shm.Keep(seg, h, mem)
+		stats.Publish(seg.Path(), name, shm.KindRLock.String(), h.m.Counters())
 	} else {
 		seg.Release(mem)
 	}
@@ -462,6 +465,13 @@ type State struct {
 	Inconsistent   bool // held after an owner died; not yet Consistent
 	NotRecoverable bool
 }
+
+// Stats returns this process's contention counters for this handle (see
+// package stats): sleeps while acquiring, wakes made by the last Release,
+// AcquireTimeout calls that ran out, takeovers from a dead owner, and
+// acquires whose spin ended in sleep. Only slow paths count: an
+// uncontended or recursive Acquire touches no counter.
+func (r *RLock) Stats() stats.Stats { return r.m.Stats() }
 
 // State returns a snapshot of the RLock. It asks the process registry
 // whether the holder is alive (one fcntl). The fields are read one by one while others may

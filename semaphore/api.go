@@ -7,6 +7,7 @@ import (
 
 	"github.com/mpipc/mpipc/futex"
 	"github.com/mpipc/mpipc/shm"
+	"github.com/mpipc/mpipc/stats"
 )
 
 // Semaphore is a counting semaphore shared between processes: Python's
@@ -66,6 +67,7 @@ func Create(seg *shm.Segment, name string, value int, opts *Options) (*Semaphore
 		return nil, fmt.Errorf("semaphore: creating %q: %w", name, err)
 	}
 	shm.Keep(seg, s, mem)
+	stats.Publish(seg.Path(), name, shm.KindSemaphore.String(), s.s.ctr)
 	return s, nil
 }
 
@@ -78,6 +80,7 @@ func Open(seg *shm.Segment, name string, opts *Options) (*Semaphore, error) {
 	h, err := Attach(mem, opts)
 	if err == nil {
 		shm.Keep(seg, h, mem)
+		stats.Publish(seg.Path(), name, shm.KindSemaphore.String(), h.s.ctr)
 	} else {
 		seg.Release(mem)
 	}
@@ -123,6 +126,7 @@ func CreateBounded(seg *shm.Segment, name string, value int, opts *Options) (*Bo
 		return nil, fmt.Errorf("semaphore: creating %q: %w", name, err)
 	}
 	shm.Keep(seg, s, mem)
+	stats.Publish(seg.Path(), name, shm.KindBoundedSemaphore.String(), s.s.ctr)
 	return s, nil
 }
 
@@ -135,6 +139,7 @@ func OpenBounded(seg *shm.Segment, name string, opts *Options) (*BoundedSemaphor
 	h, err := AttachBounded(mem, opts)
 	if err == nil {
 		shm.Keep(seg, h, mem)
+		stats.Publish(seg.Path(), name, shm.KindBoundedSemaphore.String(), h.s.ctr)
 	} else {
 		seg.Release(mem)
 	}
@@ -188,6 +193,12 @@ func (s *Semaphore) Value() int { return s.s.value() }
 // State returns a snapshot of the semaphore.
 func (s *Semaphore) State() State { return s.s.state() }
 
+// Stats returns this process's contention counters for this handle (see
+// package stats): sleeps while acquiring, wakes made by Release,
+// AcquireTimeout calls that ran out, and acquires whose spin ended in
+// sleep. Only slow paths count.
+func (s *Semaphore) Stats() stats.Stats { return s.s.ctr.Load() }
+
 // Acquire is Semaphore.Acquire.
 func (s *BoundedSemaphore) Acquire(ctx context.Context) error {
 	if s.s.fastAcquire() {
@@ -223,6 +234,9 @@ func (s *BoundedSemaphore) Bound() int { return int(s.s.bound) }
 
 // State returns a snapshot of the semaphore.
 func (s *BoundedSemaphore) State() State { return s.s.state() }
+
+// Stats is Semaphore.Stats.
+func (s *BoundedSemaphore) Stats() stats.Stats { return s.s.ctr.Load() }
 
 // State is a snapshot of a semaphore, for inspection.
 type State struct {

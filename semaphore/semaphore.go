@@ -11,6 +11,7 @@ import (
 
 	"github.com/mpipc/mpipc/futex"
 	"github.com/mpipc/mpipc/shm"
+	"github.com/mpipc/mpipc/stats"
 )
 
 // Binary layout of a Semaphore or BoundedSemaphore (Size bytes,
@@ -93,6 +94,7 @@ type sem struct {
 	limit   uint32  // the most the value may be: bound, or MaxValue
 	bound   uint32  // the initial value of a bounded semaphore, else 0
 	bounded bool
+	ctr     *stats.Counters // this handle's slow-path events
 }
 
 func check(mem []byte) error {
@@ -130,7 +132,7 @@ func initSem(mem []byte, value int, kind uint32) (sem, error) {
 }
 
 func newSem(mem []byte, bound, kind uint32) sem {
-	s := sem{w: word(mem, 0), limit: MaxValue, bound: bound, bounded: kind == kindBounded}
+	s := sem{w: word(mem, 0), limit: MaxValue, bound: bound, bounded: kind == kindBounded, ctr: new(stats.Counters)}
 	if s.bounded {
 		s.limit = bound
 	}
@@ -203,6 +205,7 @@ func (s *sem) acquireSlow(ctx context.Context, deadline time.Time) error {
 		}
 	}
 	futex.SpinDone(false)
+	spun := true
 	for {
 		old := atomic.LoadUint32(s.w)
 		if old>>valueShift > 0 {
@@ -218,10 +221,14 @@ func (s *sem) acquireSlow(ctx context.Context, deadline time.Time) error {
 			}
 			old |= waiters
 		}
+		s.ctr.Sleep(&spun)
 		if err := futex.Wait(ctx, s.w, old, deadline); err != nil {
 			// A unit may have arrived with the timeout or cancellation;
 			// leaving it to the next acquirer keeps "cancelled leaves
 			// the semaphore unchanged" true.
+			if err == futex.ErrTimeout {
+				s.ctr.Timeout()
+			}
 			return err
 		}
 	}
@@ -257,6 +264,7 @@ func (s *sem) releaseSlow(n int) error {
 		nw := uint32(v+uint64(n)) << valueShift
 		if atomic.CompareAndSwapUint32(s.w, old, nw) {
 			if old&waiters != 0 {
+				s.ctr.Wake()
 				futex.WakeAll(s.w)
 			}
 			return nil

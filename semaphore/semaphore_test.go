@@ -34,6 +34,7 @@ func TestMain(m *testing.M) {
 	proctest.Register("section", childSection)
 	proctest.Register("acquirer", childAcquirer)
 	proctest.Register("pong", childPong)
+	proctest.Register("stats-release", childStatsRelease)
 	proctest.Main(m)
 }
 

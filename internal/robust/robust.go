@@ -46,6 +46,7 @@ import (
 
 	"github.com/mpipc/mpipc/futex"
 	"github.com/mpipc/mpipc/internal/proc"
+	"github.com/mpipc/mpipc/stats"
 )
 
 const (
@@ -105,6 +106,10 @@ type Mutex struct {
 	// one.
 	aliveID uint64
 	aliveAt int64
+
+	// ctr counts this handle's slow-path events; it is last so that the
+	// fields the fast paths and TryLock read stay together.
+	ctr stats.Counters
 }
 
 // clockBase is the origin of Mutex.aliveAt: time.Since reads only the
@@ -122,6 +127,14 @@ func New(w *uint64, reg *proc.Registry, check time.Duration) Mutex {
 	reg = proc.Or(reg)
 	return Mutex{w: w, self: reg.SelfPacked(), reg: reg, check: check}
 }
+
+// Stats returns this handle's counters: sleeps, wakes, timeouts,
+// takeovers from dead holders, and spins that ended in sleep.
+func (m *Mutex) Stats() stats.Stats { return m.ctr.Load() }
+
+// Counters returns this handle's counters, for an object that counts its
+// own slow paths alongside the lock's.
+func (m *Mutex) Counters() *stats.Counters { return &m.ctr }
 
 // Registry returns the registry the lock's holders are named in.
 func (m *Mutex) Registry() *proc.Registry { return m.reg }
@@ -176,6 +189,7 @@ func (m *Mutex) tryTakeover() (bool, error) {
 			return false, nil
 		}
 		if atomic.CompareAndSwapUint64(m.w, old, self|inconsistent|old&waiters) {
+			m.ctr.OwnerDead()
 			return true, ErrOwnerDead
 		}
 	}
@@ -225,6 +239,7 @@ func (m *Mutex) lockSlow(ctx context.Context, deadline time.Time) error {
 		}
 	}
 	futex.SpinDone(false)
+	spun := true
 
 	// Sleep without a check deadline: the process's liveness checker
 	// (watch.go) wakes us if the holder dies.
@@ -257,9 +272,13 @@ func (m *Mutex) lockSlow(ctx context.Context, deadline time.Time) error {
 			m.watch()
 			watched = true
 		}
+		m.ctr.Sleep(&spun)
 		err := futex.Wait(ctx, m.futexWord(), uint32(old), deadline)
 		wakeups.Add(1)
 		if err != nil {
+			if err == futex.ErrTimeout {
+				m.ctr.Timeout()
+			}
 			return err // futex.ErrTimeout, or the context is done
 		}
 		// Woken with the word unchanged: a release that has not changed
@@ -267,6 +286,7 @@ func (m *Mutex) lockSlow(ctx context.Context, deadline time.Time) error {
 		// Ask (one fcntl); such wakes are rare.
 		if atomic.LoadUint64(m.w) == old && !m.reg.Alive(holder(old)) {
 			if atomic.CompareAndSwapUint64(m.w, old, self|inconsistent|waiters) {
+				m.ctr.OwnerDead()
 				return ErrOwnerDead
 			}
 		}
@@ -294,6 +314,7 @@ func (m *Mutex) unlockSlow() error {
 		case old&inconsistent != 0:
 			// Released without repair: nobody may ever trust the data.
 			if atomic.CompareAndSwapUint64(m.w, old, notRecoverable) {
+				m.ctr.Wake()
 				futex.WakeAll(m.futexWord())
 				return nil
 			}
@@ -301,6 +322,7 @@ func (m *Mutex) unlockSlow() error {
 		}
 		if atomic.CompareAndSwapUint64(m.w, old, 0) {
 			if old&waiters != 0 {
+				m.ctr.Wake()
 				futex.Wake(m.futexWord(), 1)
 			}
 			return nil

@@ -1,0 +1,113 @@
+//go:build linux
+
+package ringbuf
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/mpipc/mpipc/internal/proctest"
+	"github.com/mpipc/mpipc/internal/statstest"
+	"github.com/mpipc/mpipc/shm"
+	"github.com/mpipc/mpipc/stats"
+)
+
+func init() {
+	roles["q-stats-put"] = qRoleStatsPut
+	roles["q-stats-reserve"] = qRoleStatsReserve
+}
+
+const qStatsCheck = 20 * time.Millisecond
+
+func qStatsOpen(segName string) (*Queue, error) {
+	seg, err := shm.Open(segName, nil)
+	if err != nil {
+		return nil, err
+	}
+	return Open(seg, "q", &Options{CheckInterval: qStatsCheck})
+}
+
+// qRoleStatsPut (segment): waits until a getter registers as a sleeper on
+// the queue "q", gives it time to fall asleep, puts one message and
+// reports its counters.
+func qRoleStatsPut(args []string) error {
+	q, err := qStatsOpen(args[0])
+	if err != nil {
+		return err
+	}
+	if err := statstest.Until("a sleeping getter", 30*time.Second, func() bool { return q.State().GetWaiters > 0 }); err != nil {
+		return err
+	}
+	// The getter registers, tries once more, then sleeps: let it get there.
+	time.Sleep(100 * time.Millisecond)
+	if err := q.Put(context.Background(), []byte("m")); err != nil {
+		return err
+	}
+	statstest.Report(q.Stats())
+	return nil
+}
+
+// qRoleStatsReserve (segment): claims a slot with Reserve, says ready and
+// stays until killed, so that the slot's claimant dies mid-message.
+func qRoleStatsReserve(args []string) error {
+	q, err := qStatsOpen(args[0])
+	if err != nil {
+		return err
+	}
+	if _, err := q.Reserve(context.Background(), 1); err != nil {
+		return err
+	}
+	proctest.SignalReady()
+	time.Sleep(time.Hour)
+	return nil
+}
+
+// TestQueueStatsAcrossProcesses provokes every event a Queue counts with a
+// second process: a Get that another process's Put ends (a wait and a spin
+// that ended in sleep here, a wake there), a GetTimeout that runs out, and
+// a slot reclaimed from a producer killed mid-message.
+func TestQueueStatsAcrossProcesses(t *testing.T) {
+	name := proctest.TempName(t)
+	seg, err := shm.Create(name, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer seg.Close()
+	q, err := Create(seg, "q", 4, 16, &Options{CheckInterval: qStatsCheck})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	c := proctest.Start(t, "q-stats-put", name)
+	if m, err := q.Get(context.Background()); err != nil || string(m) != "m" {
+		t.Fatalf("Get: %q, %v", m, err)
+	}
+	statstest.Within(t, "putter", statstest.Read(t, c), stats.Stats{Wakes: 1}, stats.Stats{Wakes: 1})
+	c.WaitOK()
+	statstest.Within(t, "getter", q.Stats(),
+		stats.Stats{Waits: 1, SpinSleeps: 1}, stats.Stats{Waits: statstest.Any, SpinSleeps: 1})
+
+	if _, err := q.GetTimeout(20 * time.Millisecond); !errors.Is(err, ErrEmpty) {
+		t.Fatalf("GetTimeout of an empty queue: %v, want ErrEmpty", err)
+	}
+	statstest.Within(t, "timed-out getter", q.Stats(),
+		stats.Stats{Waits: 2, Timeouts: 1, SpinSleeps: 2}, stats.Stats{Waits: statstest.Any, Timeouts: 1, SpinSleeps: 2})
+
+	c = proctest.Start(t, "q-stats-reserve", name)
+	c.Expect(proctest.Ready, 0)
+	c.Kill()
+	c.Wait(0)
+	if _, err := q.GetTimeout(20 * qStatsCheck); !errors.Is(err, ErrEmpty) {
+		t.Fatalf("GetTimeout behind a dead producer's slot: %v, want ErrEmpty", err)
+	}
+	got := q.Stats()
+	statstest.Within(t, "getter behind a dead producer", got,
+		stats.Stats{Waits: 3, Timeouts: 2, OwnerDeaths: 1, SpinSleeps: 3},
+		stats.Stats{Waits: statstest.Any, Wakes: statstest.Any, Timeouts: 2, OwnerDeaths: 1, SpinSleeps: 3})
+
+	if o := stats.Snapshot()[seg.Path()]["q"]; o.Kind != "queue" || o.Stats != got {
+		t.Errorf("Snapshot: %+v, want kind queue and %+v", o, got)
+	}
+}
