@@ -204,6 +204,11 @@ func (s *Segment) claimLocked(spec Spec) (int, int64, error) {
 	atomic.StoreUint64(u64(e, eSize), uint64(spec.Size))
 	atomic.StoreUint64(u64(e, eCreator), s.reg.SelfPacked())
 	atomic.StoreUint32(u32(e, eCreatorPid), uint32(os.Getpid()))
+	// A Lookup of the entry's previous object that set its attach bit
+	// after that object's Destroy looked must see that the entry changed
+	// hands even if the new object has the same name and place, since the
+	// row is cleared below (see lookup).
+	atomic.AddUint32(u32(e, eIncarnation), 1)
 	clear(e[eName+copy(e[eName:], spec.Name):])
 	// The row may hold the bits of the processes that had a destroyed
 	// object of this entry open; the new object starts with the creator's.
@@ -303,6 +308,7 @@ func (s *Segment) lookup(spec Spec) ([]byte, error) {
 		e := entry(s.mem, i)
 		switch st {
 		case stateReady:
+			inc := atomic.LoadUint32(u32(e, eIncarnation))
 			mem, err := s.check(e, spec)
 			if err != nil {
 				return nil, err
@@ -311,7 +317,9 @@ func (s *Segment) lookup(spec Spec) ([]byte, error) {
 			s.m.hold(i, off)
 			// The hold is published (its bit set); now the entry must
 			// still be this object, or a Destroy may have missed the bit.
-			if loadState(e) == stateReady && nameEq(e[eName:], spec.Name) {
+			// The incarnation tells this object from one created in the
+			// same entry since, whose Alloc cleared the row, our bit too.
+			if loadState(e) == stateReady && atomic.LoadUint32(u32(e, eIncarnation)) == inc && nameEq(e[eName:], spec.Name) {
 				if again, err := s.check(e, spec); err == nil && len(again) == len(mem) && addrOf(again) == addrOf(mem) {
 					return mem, nil
 				}

@@ -58,7 +58,7 @@
 //	24      8     object size in bytes
 //	32      8     creator's registry identity: slot | generation<<32
 //	40      4     creator's pid, as it saw itself (display only)
-//	44      4     reserved, zero
+//	44      4     incarnation (atomic): advanced by every Alloc that takes the entry
 //	48      48    name, NUL-padded (at most 47 bytes, so always NUL-terminated)
 //
 // An entry's fields are written before its state; a reader that loads

@@ -69,6 +69,7 @@ const (
 	eSize        = 24 // uint64 object size in bytes
 	eCreator     = 32 // uint64 creator's registry identity (proc.ID.Pack)
 	eCreatorPid  = 40 // uint32 creator's pid, as it saw itself (display only)
+	eIncarnation = 44 // uint32 advanced by every Alloc that takes the entry
 	eName        = 48 // [48]byte name, NUL-padded; at least one NUL
 	nameField    = entrySize - eName
 
