@@ -1337,17 +1337,20 @@ func sgName(k uint64) string { return "o" + strconv.FormatUint(k%2, 10) }
 
 func sgHeader(h *hunt) []byte { return h.obj.([]byte) }
 
-// sgEntryOf returns the directory entry named name, nil if none.
-func sgEntryOf(hdr []byte, name string) []byte {
+// sgEntriesOf returns the directory entries named name: the current one
+// and any left free again (state 4) by earlier objects of that name, which
+// keep their name.
+func sgEntriesOf(hdr []byte, name string) [][]byte {
+	var es [][]byte
 	n := int(atomic.LoadUint32((*uint32)(unsafe.Pointer(&hdr[sgCapacity]))))
 	for i := 0; i < n && sgDir+(i+1)*sgEntry <= len(hdr); i++ {
 		e := hdr[sgDir+i*sgEntry : sgDir+(i+1)*sgEntry]
 		raw := e[48:]
 		if j := strings.IndexByte(string(raw), 0); j >= 0 && string(raw[:j]) == name {
-			return e
+			es = append(es, e)
 		}
 	}
-	return nil
+	return es
 }
 
 func init() {
@@ -1407,28 +1410,28 @@ func init() {
 			hdr := sgHeader(h)
 			self := h.w(hwSelf)
 			held := heldBy(atomic.LoadUint64((*uint64)(unsafe.Pointer(&hdr[sgLock]))), self)
-			e := sgEntryOf(hdr, sgName(h.w(hwA)))
-			if e == nil {
-				return -1
-			}
-			st := atomic.LoadUint32((*uint32)(unsafe.Pointer(&e[0])))
-			creator := atomic.LoadUint64((*uint64)(unsafe.Pointer(&e[32])))
 			phase := h.w(hwB)
-			switch {
-			case creator != self:
-				return -1
-			case (st == sgFree || st == sgGone) && held && phase == sgCreating:
-				return 0
-			case st == sgInit && held:
-				return 1
-			case st == sgInit:
-				return 2
-			case st == sgDying && held:
-				return 3
-			case (st == sgFree || st == sgGone) && held && phase == sgDestroying:
-				return 4
+			// An entry in use wins over one free again (an earlier object
+			// of the name, which may be this victim's too).
+			win := -1
+			for _, e := range sgEntriesOf(hdr, sgName(h.w(hwA))) {
+				st := atomic.LoadUint32((*uint32)(unsafe.Pointer(&e[0])))
+				creator := atomic.LoadUint64((*uint64)(unsafe.Pointer(&e[32])))
+				switch {
+				case creator != self:
+				case st == sgInit && held:
+					return 1
+				case st == sgInit:
+					return 2
+				case st == sgDying && held:
+					return 3
+				case (st == sgFree || st == sgGone) && held && phase == sgCreating:
+					win = 0
+				case (st == sgFree || st == sgGone) && held && phase == sgDestroying:
+					win = 4
+				}
 			}
-			return -1
+			return win
 		},
 		after: func(h *hunt, w int) error {
 			probe := func(name string, size int64) error {
