@@ -569,7 +569,22 @@ func (b *Barrier) release(g uint32) (int, error) {
 			atomic.AddUint64(b.rounds, 1)
 			// An observer (Arm) that marked a sleeper after the swap
 			// above read the round count before it moved: wake it too.
-			if w&waiters != 0 || atomic.LoadUint32(b.w)&waiters != 0 {
+			// A wake must follow a change of the word (the futex
+			// contract: a sleeper that had not yet entered the kernel
+			// would sleep on through a wake that left its value), so
+			// its mark is cleared first.
+			woke := w&waiters != 0
+			for {
+				cur := atomic.LoadUint32(b.w)
+				if cur&waiters == 0 {
+					break
+				}
+				if atomic.CompareAndSwapUint32(b.w, cur, cur&^waiters) {
+					woke = true
+					break
+				}
+			}
+			if woke {
 				b.wakeAll()
 			}
 			return int(b.parties) - 1, nil

@@ -4,6 +4,7 @@ package barrier
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 	"unsafe"
@@ -15,6 +16,14 @@ import (
 // after a release swapped the state word, but before the release counted
 // the round, reads the old count and sleeps; the release must wake it.
 func TestReleaseWakesLateObserver(t *testing.T) {
+	// Wait sleeps alone on the word; WaitAny goes through the hub, which
+	// passes on only wakes that changed the word.
+	for _, any := range []bool{false, true} {
+		t.Run(fmt.Sprintf("WaitAny=%v", any), func(t *testing.T) { releaseWakesLateObserver(t, any) })
+	}
+}
+
+func releaseWakesLateObserver(t *testing.T, any bool) {
 	mem := make([]uint64, SizeOf(1, 0)/8)
 	b, err := Init(unsafe.Slice((*byte)(unsafe.Pointer(&mem[0])), len(mem)*8), 1, nil)
 	if err != nil {
@@ -28,7 +37,13 @@ func TestReleaseWakesLateObserver(t *testing.T) {
 		if b.Rounds() != 0 {
 			t.Error("the round was counted before the hook")
 		}
-		go func() { res <- futex.Wait(context.Background(), word, val, time.Now().Add(2*time.Second)) }()
+		go func() {
+			if any {
+				res <- futex.WaitAny(context.Background(), []*uint32{word}, []uint32{val}, time.Now().Add(2*time.Second))
+				return
+			}
+			res <- futex.Wait(context.Background(), word, val, time.Now().Add(2*time.Second))
+		}()
 		time.Sleep(50 * time.Millisecond) // the observer sleeps
 	}
 	if _, err := b.Wait(context.Background()); err != nil {
