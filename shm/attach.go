@@ -35,6 +35,7 @@ import (
 type holds struct {
 	n     map[int]int64 // directory entry index → holds
 	byOff map[int64]int // object offset → entry index of its latest hold
+	offOf map[int]int64 // entry index → object offset of its latest hold (byOff's inverse)
 	segs  int           // Segments of this file open in the process
 }
 
@@ -73,7 +74,7 @@ func (m *mapping) joinHolds(capacity int) {
 	defer held.mu.Unlock()
 	h := held.m[m.reg]
 	if h == nil {
-		h = &holds{n: make(map[int]int64), byOff: make(map[int64]int)}
+		h = &holds{n: make(map[int]int64), byOff: make(map[int64]int), offOf: make(map[int]int64)}
 		if held.m == nil {
 			held.m = make(map[*proc.Registry]*holds)
 		}
@@ -109,6 +110,10 @@ func (m *mapping) hold(i int, off int64) {
 		return
 	}
 	h.n[i]++
+	if old, ok := h.offOf[i]; ok && old != off && h.byOff[old] == i {
+		delete(h.byOff, old)
+	}
+	h.offOf[i] = off
 	h.byOff[off] = i
 	if slot := m.ownSlot(); slot != 0 {
 		w, bit := m.attachBit(i, slot)
@@ -129,8 +134,9 @@ func (m *mapping) unhold(i int) {
 		return
 	}
 	delete(h.n, i)
-	for off, j := range h.byOff {
-		if j == i {
+	if off, ok := h.offOf[i]; ok {
+		delete(h.offOf, i)
+		if h.byOff[off] == i {
 			delete(h.byOff, off)
 		}
 	}
