@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -179,7 +177,7 @@ func stopMidCopyIn(t *testing.T, mem []byte, path string) int {
 		if err := c.Signal(syscall.SIGSTOP); err != nil {
 			t.Fatal(err)
 		}
-		waitStopped(t, c.Pid())
+		proctest.WaitStopped(t, c.Pid())
 		// Mid-update: the lock is held, and the elements are x up to
 		// some k and x-1 from k on, with 0 < k < tornLen.
 		k, first, last := 0, elem(0), elem(tornLen-1)
@@ -208,21 +206,6 @@ func stopMidCopyIn(t *testing.T, mem []byte, path string) int {
 	}
 	t.Fatal("never stopped the writer inside a CopyIn in 500 tries")
 	return 0
-}
-
-// waitStopped waits until process pid is in state T (stopped).
-func waitStopped(t *testing.T, pid int) {
-	t.Helper()
-	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Microsecond) {
-		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:])); len(f) > 0 && f[0] == "T" {
-			return
-		}
-	}
-	t.Fatalf("process %d did not stop", pid)
 }
 
 // TestProcWriterKilledMidCopyIn: a writer killed in the middle of a CopyIn

@@ -3,12 +3,9 @@
 package barrier_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -59,20 +56,6 @@ func childTimeout(args []string) error {
 	return nil
 }
 
-// stopped waits until the process with pid is stopped (state T).
-func stopped(t *testing.T, pid int) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-		if err == nil {
-			if i := bytes.LastIndexByte(b, ')'); i > 0 && i+2 < len(b) && b[i+2] == 'T' {
-				return
-			}
-		}
-	}
-	t.Fatalf("process %d never stopped", pid)
-}
-
 func drainSetup(t *testing.T) (*shm.Segment, *barrier.Barrier) {
 	t.Helper()
 	seg, err := shm.Create(proctest.TempName(t), nil)
@@ -113,7 +96,7 @@ func TestAbortDuringDrainFromLastParty(t *testing.T) {
 	waitFor(t, "two waiting", func() bool { return b.NWaiting() == 2 })
 	for _, c := range cs {
 		c.Signal(syscall.SIGSTOP)
-		stopped(t, c.Pid())
+		proctest.WaitStopped(t, c.Pid())
 	}
 	if idx, err := b.Wait(context.Background()); idx != 2 || err != nil {
 		t.Fatalf("last party: %d, %v", idx, err)
@@ -146,7 +129,7 @@ func TestAbortDuringDrainFromMiddleParty(t *testing.T) {
 	y.Expect(proctest.Ready, 0)
 	waitFor(t, "two waiting", func() bool { return b.NWaiting() == 2 })
 	y.Signal(syscall.SIGSTOP)
-	stopped(t, y.Pid())
+	proctest.WaitStopped(t, y.Pid())
 	if idx, err := b.Wait(context.Background()); idx != 2 || err != nil {
 		t.Fatalf("last party: %d, %v", idx, err)
 	}

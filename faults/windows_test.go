@@ -28,7 +28,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -144,36 +143,6 @@ func windowVictim(args []string) error {
 	return k.victim(seg, words)
 }
 
-// threadsStopped reports whether every thread of pid is stopped (threads
-// that exited are skipped; a zombie is not stopped: exited sees it).
-func threadsStopped(pid int) (bool, error) {
-	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
-	if err != nil || len(tasks) == 0 {
-		return false, fmt.Errorf("no threads of %d in /proc", pid)
-	}
-	seen := 0
-	for _, p := range tasks {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			continue // the thread exited
-		}
-		seen++
-		i := strings.LastIndexByte(string(b), ')')
-		if i < 0 || i+2 >= len(b) {
-			return false, fmt.Errorf("%s: %q", p, b)
-		}
-		switch b[i+2] {
-		case 'T', 't':
-		default:
-			return false, nil
-		}
-	}
-	if seen == 0 {
-		return false, fmt.Errorf("every thread of %d is gone", pid)
-	}
-	return true, nil
-}
-
 // stop stops the victim and waits until every thread of it has stopped.
 // It reports false when the victim had exited cleanly, having used up a
 // segment of a renewing kind: the hunter then made a new one and started
@@ -195,7 +164,7 @@ func (h *hunt) stop() bool {
 		if h.exited() {
 			return false
 		}
-		ok, err := threadsStopped(pid)
+		ok, err := proctest.ThreadsStopped(pid)
 		if err != nil {
 			// Gone from /proc: reaped, and Done is about to say so.
 			select {

@@ -277,6 +277,7 @@ func TestPipeSenderKilledMidMessage(t *testing.T) {
 			if err := child.Signal(syscall.SIGSTOP); err != nil {
 				t.Fatal(err)
 			}
+			proctest.WaitStopped(t, child.Pid())
 			head := atomic.LoadUint64(&sh.head)
 			h := *(*uint32)(unsafe.Pointer(&data[(head+16)%capa]))
 			total := *(*uint64)(unsafe.Pointer(&data[(head+24)%capa]))

@@ -388,7 +388,7 @@ func TestKilledDuringCreateOrDestroy(t *testing.T) {
 			if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 				t.Fatal(err)
 			}
-			waitStopped(t, pid)
+			proctest.WaitStopped(t, pid)
 			where = s.whereIs(c.Pid())
 			if where == "dying" || (where != "" && round%2 == 1) {
 				break
@@ -450,37 +450,6 @@ func (s *Segment) whereIs(pid int) string {
 		}
 	}
 	return ""
-}
-
-// waitStopped waits until every thread of pid has stopped.
-func waitStopped(t *testing.T, pid int) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-		if err != nil {
-			t.Fatal(err)
-		}
-		all := true
-		for _, task := range tasks {
-			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
-			if err != nil {
-				continue // gone
-			}
-			f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-			if len(f) == 0 || (f[0] != "T" && f[0] != "t") {
-				all = false
-				break
-			}
-		}
-		if all {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("process does not stop")
-		}
-		time.Sleep(20 * time.Microsecond)
-	}
 }
 
 // checkAfterKill checks the segment after a churn process was killed: the

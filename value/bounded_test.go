@@ -6,8 +6,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -32,21 +30,6 @@ func roleStopHoldingWriter(args []string) error {
 	proctest.SignalReady()
 	syscall.Kill(os.Getpid(), syscall.SIGSTOP)
 	select {}
-}
-
-// waitStopped waits until process pid is in state T (stopped).
-func waitStopped(t *testing.T, pid int) {
-	t.Helper()
-	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(time.Millisecond) {
-		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:])); len(f) > 0 && f[0] == "T" {
-			return
-		}
-	}
-	t.Fatalf("process %d did not stop", pid)
 }
 
 // inTime runs f, which should give up after want, and fails the test if
@@ -88,7 +71,7 @@ func TestStoppedWideWriter(t *testing.T) {
 	}
 	c := proctest.Start(t, "stopHoldingWriter", path)
 	c.Expect(proctest.Ready, 10*time.Second)
-	waitStopped(t, c.Pid())
+	proctest.WaitStopped(t, c.Pid())
 
 	const d = 300 * time.Millisecond
 	inTime(t, "UpdateContext", d, func() {

@@ -146,7 +146,7 @@ func TestProcDeadInCompoundUpdate(t *testing.T) {
 	}
 	c := proctest.Start(t, "stopInCompound", path)
 	c.Expect(proctest.Ready, 10*time.Second)
-	waitStopped(t, c.Pid())
+	proctest.WaitStopped(t, c.Pid())
 	// Half way: v written, w not, the lock held by the stopped process.
 	if st := v.State(); v.Load() != 1 || w.Load() != 0 || !st.Lock.Held || st.Lock.HolderPid != c.Pid() {
 		t.Fatalf("not half way: v=%d w=%d lock %+v", v.Load(), w.Load(), st.Lock)

@@ -339,3 +339,52 @@ func MapFile(path string) ([]byte, error) {
 	}
 	return unix.Mmap(int(f.Fd()), 0, int(fi.Size()), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 }
+
+// ThreadsStopped reports whether every thread of process pid is stopped
+// (state T or t in /proc/PID/task/*/stat). A SIGSTOP stops a process's
+// threads one by one: until all are, one may still be writing shared
+// memory. It returns an error when no thread of pid is left in /proc.
+func ThreadsStopped(pid int) (bool, error) {
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+	if err != nil || len(tasks) == 0 {
+		return false, fmt.Errorf("no threads of %d in /proc", pid)
+	}
+	seen := 0
+	for _, p := range tasks {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue // the thread exited
+		}
+		seen++
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 || i+2 >= len(b) {
+			return false, fmt.Errorf("%s: %q", p, b)
+		}
+		if s := b[i+2]; s != 'T' && s != 't' {
+			return false, nil
+		}
+	}
+	if seen == 0 {
+		return false, fmt.Errorf("every thread of %d is gone", pid)
+	}
+	return true, nil
+}
+
+// WaitStopped waits until every thread of process pid has stopped (see
+// ThreadsStopped), and fails the test if that takes over 10 s or the
+// process is gone.
+func WaitStopped(tb testing.TB, pid int) {
+	tb.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Microsecond) {
+		ok, err := ThreadsStopped(pid)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("process %d did not stop", pid)
+		}
+	}
+}
