@@ -530,12 +530,7 @@ func (s *Segment) find(name string) (int, uint32) {
 // home is the first directory entry of name's probe sequence: FNV-1a of
 // the name modulo the capacity.
 func home(name string, capacity int) int {
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(name); i++ {
-		h ^= uint64(name[i])
-		h *= 1099511628211
-	}
-	return int(h % uint64(capacity))
+	return int(fnv1a(name) % uint64(capacity))
 }
 
 // check compares the ready entry e with spec and returns the object.

@@ -127,10 +127,14 @@ func alignUp(n, a int64) int64 {
 }
 
 // checksum is FNV-1a 64 over b: easy to compute in any language.
-func checksum(b []byte) uint64 {
+func checksum(b []byte) uint64 { return fnv1a(b) }
+
+// fnv1a is FNV-1a 64 of b: the header checksum, and the directory's hash
+// of a name (see home).
+func fnv1a[B ~string | ~[]byte](b B) uint64 {
 	h := uint64(14695981039346656037)
-	for _, c := range b {
-		h ^= uint64(c)
+	for i := 0; i < len(b); i++ {
+		h ^= uint64(b[i])
 		h *= 1099511628211
 	}
 	return h
