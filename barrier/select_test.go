@@ -56,3 +56,40 @@ func releaseWakesLateObserver(t *testing.T, any bool) {
 		t.Fatalf("rounds = %d", b.Rounds())
 	}
 }
+
+// TestReleaseChangesWordForLateObserver: an observer that armed inside a
+// release (after its swap, before the round count moved) and reaches its
+// sleep only after the release's wake must not sleep: the wake changed the
+// word (the futex contract), so a sleep on the value it armed with returns
+// at once. A wake that left the word as it was would leave it asleep.
+func TestReleaseChangesWordForLateObserver(t *testing.T) {
+	mem := make([]uint64, SizeOf(1, 0)/8)
+	b, err := Init(unsafe.Slice((*byte)(unsafe.Pointer(&mem[0])), len(mem)*8), 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var word *uint32
+	var val uint32
+	defer func() { releaseHook = nil }()
+	releaseHook = func(b *Barrier) {
+		releaseHook = nil
+		word, val = b.Arm()
+	}
+	if _, err := b.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if word == nil {
+		t.Fatal("the release hook did not run")
+	}
+	for _, any := range []bool{false, true} {
+		dl := time.Now().Add(500 * time.Millisecond)
+		if any {
+			err = futex.WaitAny(context.Background(), []*uint32{word}, []uint32{val}, dl)
+		} else {
+			err = futex.Wait(context.Background(), word, val, dl)
+		}
+		if err != nil {
+			t.Fatalf("WaitAny=%v: the late observer slept through the release: %v", any, err)
+		}
+	}
+}
