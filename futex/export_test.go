@@ -32,3 +32,35 @@ func SetRecheckHook(f func()) (restore func()) {
 	old := recheckHook.Swap(&f)
 	return func() { recheckHook.Store(old) }
 }
+
+// Borrowers reports how many hub waiters are run by a waiting goroutine
+// (borrowed) rather than by their own goroutine.
+func Borrowers() int {
+	hub.mu.Lock()
+	defer hub.mu.Unlock()
+	n := 0
+	for _, w := range hub.waiters {
+		w.mu.Lock()
+		if w.borrowed {
+			n++
+		}
+		w.mu.Unlock()
+	}
+	return n
+}
+
+// HubIdle reports whether every hub waiter is parked without a
+// registration.
+func HubIdle() bool {
+	hub.mu.Lock()
+	defer hub.mu.Unlock()
+	for _, w := range hub.waiters {
+		w.mu.Lock()
+		idle := len(w.regs) == 0 && w.parked && !w.borrowed
+		w.mu.Unlock()
+		if !idle {
+			return false
+		}
+	}
+	return true
+}

@@ -25,6 +25,7 @@ func TestMain(m *testing.M) {
 	proctest.Register("sleeper", roleSleeper)
 	proctest.Register("wakemany", roleWakeMany)
 	proctest.Register("ping", rolePing)
+	proctest.Register("borrow", roleBorrow)
 	proctest.Main(m)
 }
 

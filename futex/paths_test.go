@@ -5,6 +5,7 @@ package futex_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -403,4 +404,89 @@ func TestWakeLocal(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestHubBorrowerHandsBack: through the hub, the first goroutine to wait
+// on an idle waiter sleeps in futex_waitv itself (borrows the waiter) and
+// serves the registrations that join meanwhile; when its own word is woken
+// it returns at once and the waiter's goroutine takes over the rest. It
+// runs in a fresh process on the hub alone, whose waiter is idle.
+func TestHubBorrowerHandsBack(t *testing.T) {
+	if !futex.Hub() {
+		t.Skip("kernel lacks futex_waitv or MPIPC_FUTEX=legacy")
+	}
+	proctest.StartOpts(t, "borrow", proctest.Options{Env: []string{"MPIPC_FUTEX=hub"}}).WaitOK()
+}
+
+func roleBorrow([]string) error {
+	words := make([]uint32, 3) // a: the borrower's, b and c: served by it
+	a, b, c := &words[0], &words[1], &words[2]
+	waitOn := func(w *uint32) chan error {
+		res := make(chan error, 1)
+		go func() { res <- futex.Wait(context.Background(), w, 0, time.Time{}) }()
+		return res
+	}
+	wake := func(w *uint32) {
+		atomic.StoreUint32(w, 1)
+		futex.Wake(w, 1)
+	}
+	expect := func(res chan error, what string) error {
+		select {
+		case err := <-res:
+			if err != nil {
+				return fmt.Errorf("%s: %v", what, err)
+			}
+			return nil
+		case <-time.After(5 * time.Second):
+			return fmt.Errorf("%s: not released", what)
+		}
+	}
+	until := func(what string, f func() bool) error {
+		for end := time.Now().Add(5 * time.Second); !f(); time.Sleep(time.Millisecond) {
+			if time.Now().After(end) {
+				return fmt.Errorf("never %s", what)
+			}
+		}
+		return nil
+	}
+
+	ra := waitOn(a)
+	if err := until("borrowed", func() bool { return futex.Borrowers() == 1 }); err != nil {
+		return err
+	}
+	rb, rc := waitOn(b), waitOn(c)
+	time.Sleep(20 * time.Millisecond) // registered, served by a's goroutine
+	wake(b)
+	if err := expect(rb, "b, served by the borrower"); err != nil {
+		return err
+	}
+	wake(a)
+	if err := expect(ra, "the borrower"); err != nil {
+		return err
+	}
+	if err := until("handed back", func() bool { return futex.Borrowers() == 0 }); err != nil {
+		return err
+	}
+	time.Sleep(20 * time.Millisecond)
+	wake(c)
+	if err := expect(rc, "c, after the hand-back"); err != nil {
+		return err
+	}
+	if err := until("idle", futex.HubIdle); err != nil {
+		return err
+	}
+
+	// A borrower's deadline is the kernel's: never early, and not a
+	// millisecond late as a Go timer can be.
+	var d uint32
+	start := time.Now()
+	err := futex.Wait(context.Background(), &d, 0, start.Add(30*time.Millisecond))
+	if el := time.Since(start); !errors.Is(err, futex.ErrTimeout) || el < 30*time.Millisecond || el > 2*time.Second {
+		return fmt.Errorf("timed wait: %v after %v", err, el)
+	}
+	// It left nothing behind: a timed-out borrower drops its registration.
+	if !futex.HubIdle() {
+		return errors.New("a timed-out borrower's registration stayed")
+	}
+	return nil
 }
