@@ -64,3 +64,6 @@ func HubIdle() bool {
 	}
 	return true
 }
+
+// SpinLimit is the adaptive spin budget's active limit, in iterations.
+func SpinLimit() int32 { return activeLimit.Load() }

@@ -277,6 +277,39 @@ func TestSpinIsBounded(t *testing.T) {
 	_ = runtime.NumCPU()
 }
 
+// TestSpinProbeRestoresBudget: with the budget at its floor (every spin
+// ran out), one spin in every few still runs the full budget, and if that
+// one succeeds the full budget is back; otherwise two processes waiting on
+// each other stay at the floor and sleep on every message.
+func TestSpinProbeRestoresBudget(t *testing.T) {
+	if runtime.NumCPU() < 2 {
+		t.Skip("spinning is passive on one CPU; the budget is still probed, but this test counts active iterations")
+	}
+	for futex.SpinLimit() > 8 {
+		futex.SpinDone(false)
+	}
+	floor := futex.SpinLimit()
+	longest := 0
+	for range 64 {
+		n := 0
+		for futex.Spin(n) {
+			n++
+		}
+		longest = max(longest, n)
+		if n > int(floor)+8 { // a probe: it succeeds
+			futex.SpinDone(true)
+			break
+		}
+		futex.SpinDone(false)
+	}
+	if longest <= int(floor)+8 {
+		t.Fatalf("64 spins at the floor of %d iterations, none longer than %d", floor, longest)
+	}
+	if got := futex.SpinLimit(); got <= floor*2 {
+		t.Fatalf("after a probe succeeded the budget is %d iterations, floor %d", got, floor)
+	}
+}
+
 func BenchmarkWakeNoWaiters(b *testing.B) {
 	b.ReportAllocs()
 	var w uint32
