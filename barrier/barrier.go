@@ -23,7 +23,9 @@ import (
 //	offset 12  uint32  parties
 //	offset 16  uint32  handles: the number of registration slots
 //	offset 20  uint32  reserved, 0
-//	offset 24  uint64  rounds completed, for inspection
+//	offset 24  uint64  rounds released: bits 0..18 the generation of the
+//	                   last round counted, bits 19..63 the count (see
+//	                   countRound)
 //	offset 32  int64   default Wait timeout in nanoseconds (0: none), set by Init
 //	offset 40  padding to 64 bytes
 //	offset 64  [handles]uint64  slots: a registered process, its registry
@@ -33,7 +35,8 @@ const (
 	Align = 64
 	// Version is the layout version of a Barrier.
 	// Version 2: owner records name process registry slots, not pids.
-	Version = 2
+	// Version 3: the rounds word names the last round it counted.
+	Version = 3
 	// MaxParties is the largest number of parties a Barrier supports.
 	MaxParties = 1<<countBits - 1
 	// MaxHandles is the largest number of registration slots.
@@ -94,6 +97,40 @@ var outcomeGrace = 50 * time.Millisecond
 // releaseHook, if set (by tests), runs between a release's swap of the
 // state word and its count of the round.
 var releaseHook func(*Barrier)
+
+// The rounds word. A release swaps the state word, then counts the round:
+// two words, so a party killed between the two would leave a released
+// round uncounted, and an observer (waitset.Tripped) waiting for that
+// round would wait for the next one, for ever if it was the last. So the
+// word also names the generation of the last round it counted: a release
+// and the last party to leave the round both count it (countRound), of
+// which only the first counts; and while the round drains, Rounds counts
+// it from the state word before anyone did.
+const (
+	lastGenBits = 32 - genShift // the generation's width
+	lastGenMask = 1<<lastGenBits - 1
+)
+
+// countRound counts the round of generation g released, unless the rounds
+// word counted it (or a later round) already. It reports whether it did.
+func (b *Barrier) countRound(g uint32) bool {
+	for {
+		r := atomic.LoadUint64(b.rounds)
+		if !newer(g, uint32(r)&lastGenMask) {
+			return false
+		}
+		if atomic.CompareAndSwapUint64(b.rounds, r, (r>>lastGenBits+1)<<lastGenBits|uint64(g)) {
+			return true
+		}
+	}
+}
+
+// newer reports whether generation g comes after generation last, both of
+// lastGenBits bits, which wrap.
+func newer(g, last uint32) bool {
+	d := (g - last) & lastGenMask
+	return d != 0 && d < 1<<(lastGenBits-1)
+}
 
 // DefaultCheckInterval is how often a sleeping waiter checks whether every
 // registered process is alive, when Options.CheckInterval is zero.
@@ -232,7 +269,7 @@ func Init(mem []byte, parties int, opts *Options) (*Barrier, error) {
 		atomic.StoreUint64((*uint64)(unsafe.Pointer(&mem[offSlots+8*i])), 0)
 	}
 	atomic.StoreUint32(word32(mem, 0), 0)
-	atomic.StoreUint64((*uint64)(unsafe.Pointer(&mem[offRounds])), 0)
+	atomic.StoreUint64((*uint64)(unsafe.Pointer(&mem[offRounds])), lastGenMask) // 0 rounds; generation 0 is next
 	atomic.StoreInt64((*int64)(unsafe.Pointer(&mem[offTimeout])), int64(max(o.Timeout, 0)))
 	atomic.StoreUint32(word32(mem, offParties), uint32(parties))
 	atomic.StoreUint32(word32(mem, offHandles), uint32(handles))
@@ -566,7 +603,7 @@ func (b *Barrier) release(g uint32) (int, error) {
 			if releaseHook != nil {
 				releaseHook(b)
 			}
-			atomic.AddUint64(b.rounds, 1)
+			b.countRound(g)
 			// An observer (Arm) that marked a sleeper after the swap
 			// above read the round count before it moved: wake it too.
 			// A wake must follow a change of the word (the futex
@@ -618,8 +655,13 @@ func (b *Barrier) leave(w uint32) (idx int, err error, ok bool) {
 	if !atomic.CompareAndSwapUint32(b.w, w, nw) {
 		return 0, nil, false
 	}
-	if c == 1 && w&waiters != 0 {
-		b.wakeAll()
+	if c == 1 {
+		// The releaser counts the round right after its swap; if it has
+		// not, it may have died there, before its wake too: wake the
+		// observers (whose marks its swap cleared) ourselves.
+		if b.countRound(gen(w)) || w&waiters != 0 {
+			b.wakeAll()
+		}
 	}
 	return int(c) - 1, nil, true
 }
@@ -761,7 +803,10 @@ func (b *Barrier) Reset() {
 		// left yet get ErrBrokenBarrier.
 		nw := w&^(countMask|draining|broken|waiters) + 1<<genShift
 		if atomic.CompareAndSwapUint32(b.w, w, nw) {
-			if w&waiters != 0 {
+			// A drain cut short ends a released round, which counts
+			// (its releaser may have died before it counted it).
+			counted := w&draining != 0 && b.countRound(gen(w))
+			if w&waiters != 0 || counted {
 				b.wakeAll()
 			}
 			return
@@ -812,7 +857,7 @@ func (b *Barrier) State() State {
 	st := State{
 		Parties: int(b.parties), Waiting: int(count(w)),
 		Draining: w&draining != 0, Broken: w&broken != 0, Waiters: w&waiters != 0,
-		Generation: gen(w), Rounds: atomic.LoadUint64(b.rounds), Handles: len(b.slots),
+		Generation: gen(w), Rounds: b.Rounds(), Handles: len(b.slots),
 	}
 	for i := range b.slots {
 		if v := atomic.LoadUint64(&b.slots[i]); v != 0 {

@@ -76,7 +76,8 @@
 //	offset 8   uint32  layout version (Version)
 //	offset 12  uint32  parties
 //	offset 16  uint32  handles (registration slots)
-//	offset 24  uint64  rounds released, for inspection
+//	offset 24  uint64  rounds released: bits 19..63 the count, bits 0..18
+//	                   the generation of the last round counted
 //	offset 64  [handles]uint64  registered processes (registry slot | generation<<32), 0 free
 //
 // # Cost

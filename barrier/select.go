@@ -1,6 +1,9 @@
 package barrier
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+	"time"
+)
 
 // Arm is for watching the barrier from outside it (waitset.Select): it
 // marks a sleeper, so that the next change of the barrier's state (an
@@ -21,6 +24,21 @@ func (b *Barrier) Arm() (word *uint32, val uint32) {
 }
 
 // Rounds returns the number of rounds the barrier has released since
-// Init (modulo 2^64), with one atomic load. A round is counted before its
-// waiters are woken.
-func (b *Barrier) Rounds() uint64 { return atomic.LoadUint64(b.rounds) }
+// Init (modulo 2^45), with two atomic loads. A round is counted before its
+// waiters are woken, and from its release on even if the party that
+// released it died before it counted it.
+func (b *Barrier) Rounds() uint64 {
+	r := atomic.LoadUint64(b.rounds)
+	w := atomic.LoadUint32(b.w)
+	n := r >> lastGenBits
+	if w&draining != 0 && newer(gen(w), uint32(r)&lastGenMask) {
+		n++ // released, not counted yet
+	}
+	return n
+}
+
+// CheckInterval is how often this handle's sleeping waiters look at the
+// other parties; an observer that sleeps on Arm's word looks again as
+// often (waitset.Tripped does), as a wake may be lost with a party killed
+// in the middle of a release.
+func (b *Barrier) CheckInterval() time.Duration { return b.check }

@@ -700,10 +700,17 @@ func init() {
 				}
 				defer bs[i].Close()
 			}
+			// Rounds counts every released round, including one whose
+			// releaser was killed before it counted it (window 2).
+			rounds := obs.Rounds()
 			// One Wait: it completes a round with the dead party's arrival,
 			// or finds the dead party and breaks; never hangs.
-			if _, err := bs[0].WaitTimeout(5 * time.Second); err != nil && (!errors.Is(err, barrier.ErrBrokenBarrier) || errors.Is(err, barrier.ErrTimedOut)) {
+			_, err := bs[0].WaitTimeout(5 * time.Second)
+			if err != nil && (!errors.Is(err, barrier.ErrBrokenBarrier) || errors.Is(err, barrier.ErrTimedOut)) {
 				return fmt.Errorf("first Wait after the kill: %w", err)
+			}
+			if err == nil {
+				rounds++
 			}
 			obs.Reset()
 			var wg sync.WaitGroup
@@ -730,6 +737,9 @@ func init() {
 				if idx[0][r]+idx[1][r] != 1 {
 					return fmt.Errorf("round %d: indices %d and %d", r, idx[0][r], idx[1][r])
 				}
+			}
+			if got, want := obs.Rounds(), rounds+uint64(len(idx[0])); got != want {
+				return fmt.Errorf("%d rounds counted, want %d", got, want)
 			}
 			return nil
 		},

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/mpipc/mpipc/barrier"
 	"github.com/mpipc/mpipc/event"
@@ -286,5 +288,33 @@ func TestSelectTrippedOnePartyRounds(t *testing.T) {
 		if err := <-res; err != nil || trip.Rounds != 1 {
 			t.Fatalf("round %d: %v, %d rounds", k, err, trip.Rounds)
 		}
+	}
+}
+
+// TestSelectTrippedReleaserDied: the state a party leaves when it is
+// killed inside its release of a round, after its swap of the state word
+// and before its count and wake (forged here in a barrier's memory: the
+// round released, draining, nobody woken). A Select on Tripped wakes by
+// itself within the barrier's check interval and reports the round.
+// (barrier's TestReleaserKilledAfterSwap kills a real releaser there.)
+func TestSelectTrippedReleaserDied(t *testing.T) {
+	mem := make([]uint64, barrier.SizeOf(2, 0)/8)
+	b := must(barrier.Init(unsafe.Slice((*byte)(unsafe.Pointer(&mem[0])), len(mem)*8), 2,
+		&barrier.Options{CheckInterval: lockCheck}))(t)
+	trip := waitset.Tripped(b)
+	res := selectAsync(trip)
+	expectPending(t, res, 50*time.Millisecond)
+	// State word: draining (bit 1), count 1 (bits 3..12: the released
+	// waiter yet to leave), generation 0; the sleeper's mark (bit 0)
+	// cleared by the swap, and no wake.
+	const draining, countShift = 2, 3
+	atomic.StoreUint32((*uint32)(unsafe.Pointer(&mem[0])), draining|1<<countShift)
+	start := time.Now()
+	r := receive(t, res)
+	if r.i != 0 || r.err != nil || trip.Rounds != 1 {
+		t.Fatalf("Select: %d, %v, %d rounds; want the round", r.i, r.err, trip.Rounds)
+	}
+	if el := r.at.Sub(start); el > time.Second {
+		t.Fatalf("Select saw the round %v after the release, want within the check interval (%v)", el, lockCheck)
 	}
 }

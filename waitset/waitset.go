@@ -14,6 +14,10 @@ import (
 	"github.com/mpipc/mpipc/semaphore"
 )
 
+// periodic is a Case that Select looks at again at least every every(),
+// even if no wake came.
+type periodic interface{ every() time.Duration }
+
 // A Case is one object and what Select waits for on it. Obtain one from
 // the functions of this package; a Case is used by one Select at a time.
 type Case interface {
@@ -75,6 +79,16 @@ func sel(ctx context.Context, deadline time.Time, try bool, cases []Case) (int, 
 	if i, err := poll(); i >= 0 || try {
 		return i, err
 	}
+	// Cases whose wake may be lost to a process killed mid-update ask to
+	// be looked at again periodically.
+	var every time.Duration
+	for _, c := range cases {
+		if p, ok := c.(periodic); ok {
+			if d := p.every(); d > 0 && (every == 0 || d < every) {
+				every = d
+			}
+		}
+	}
 	words := make([]*uint32, n)
 	vals := make([]uint32, n)
 	for {
@@ -86,8 +100,14 @@ func sel(ctx context.Context, deadline time.Time, try bool, cases []Case) (int, 
 		}
 		i, err := poll()
 		if i < 0 && err == nil {
-			err = futex.WaitAny(ctx, words, vals, deadline)
-			if err == nil {
+			wake, early := deadline, false
+			if every > 0 {
+				if next := futex.After(every); wake.IsZero() || next.Before(wake) {
+					wake, early = next, true
+				}
+			}
+			err = futex.WaitAny(ctx, words, vals, wake)
+			if err == nil || early && errors.Is(err, futex.ErrTimeout) {
 				i, err = poll()
 			}
 		}
@@ -199,6 +219,7 @@ func (c *TripCase) try() (bool, error) {
 	return false, nil
 }
 func (c *TripCase) arm() (*uint32, uint32) { return c.b.Arm() }
+func (c *TripCase) every() time.Duration   { return c.b.CheckInterval() }
 func (c *TripCase) disarm()                {}
 
 // A GetCase gets a message from a queue into its buffer; after Select
