@@ -67,3 +67,7 @@ func HubIdle() bool {
 
 // SpinLimit is the adaptive spin budget's active limit, in iterations.
 func SpinLimit() int32 { return activeLimit.Load() }
+
+// SpinFloor puts the adaptive spin budget at its floor, as a run of
+// spins that all ran out leaves it.
+func SpinFloor() { activeLimit.Store(minActive) }
