@@ -30,11 +30,17 @@
 // Timeouts and cancellations are the goroutine's own (a Go timer, the
 // context's Done channel), so a cancelled wait returns at once.
 //
-// The hub costs a sleep two more handoffs between threads, so while few
-// goroutines of the process sleep (up to 32 at once), a wait sleeps in the
-// kernel itself, on the path below, and only the others go through the
-// hub; short timed waits (under 2 ms) prefer the kernel too, as a Go timer
-// may fire a millisecond late in an idle process.
+// A hub thread is borrowed when it can be: the first goroutine to register
+// with a waiter whose own goroutine is parked (it has nothing to wait on)
+// runs the waiter's futex_waitv itself, with its deadline given to the
+// kernel, serves the registrations that join meanwhile, and hands them
+// back to the waiter's goroutine when its own word fires. A lone wait then
+// costs what a plain FUTEX_WAIT does; otherwise the hub thread's wake and
+// the scheduler's readying of the goroutine cost a sleep two more thread
+// wake-ups. Still, while few goroutines of the process sleep (up to 32 at
+// once), a wait sleeps in the kernel itself, on the path below, and only
+// the others go through the hub; short timed waits (under 2 ms) prefer the
+// kernel too, as a Go timer may fire a millisecond late in an idle process.
 //
 // On kernels without futex_waitv (ENOSYS), chosen once at start-up, or
 // when the environment variable MPIPC_FUTEX=legacy is set, [Wait] lets at
@@ -56,7 +62,10 @@
 // measure, while a handoff between two running processes costs about 60 ns.
 // Primitives therefore spin briefly with [Spin] before they register as
 // waiters and sleep. The spin is bounded, yields the processor in its second
-// half, and adapts: a process whose spins keep failing spins less.
+// half, and adapts: a process whose spins keep failing spins less, but one
+// spin in eight at the reduced budget runs the full one, and its success
+// restores it (two processes waiting on each other would otherwise both
+// settle at the short budget and sleep on every message).
 //
 // # Caveats
 //
