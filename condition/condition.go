@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
-	"runtime"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -542,20 +541,35 @@ func (c *Condition) lockHeld() bool {
 	return c.l.Held()
 }
 
-// fineSpins bounds the fine-grained spins of a notified waiter on the
-// lock, and of every waiter on its slot before the futex package's spin:
-// each is a load and a runtime.Gosched (about 0.1 µs when nothing else is
-// runnable), a finer grain than futex.Spin's (30 PAUSEs, about 0.4 µs on
-// the machines we measure). A notifier usually releases the lock within a
-// microsecond (it notifies and then waits or releases), so a notified
-// waiter that watches the lock takes it as soon as it is free instead of
-// at the next step of a coarse spin.
-const fineSpins = 16
+// minSpin is the number of spin iterations (futex.Spin's, about 60 ns
+// each) a waiter makes on its slot, and a notified waiter on the lock,
+// however low the process's adaptive spin budget has fallen: about 6 µs,
+// the time a peer that sleeps takes to be woken and answer on this
+// machine class. Below it, a waiter whose partner had to sleep once
+// sleeps in its turn, the partner then too, and the budget, halved at
+// each sleep, never recovers: the pair stays in the slow mode (a futex
+// wake and two context switches per Wait) for good. The spin is PAUSEs,
+// not runtime.Gosched: a Gosched with nothing else runnable wakes an
+// idle thread of the Go scheduler to steal the goroutine (a futex wake
+// and a context switch), and looks at the word only after a pass of the
+// scheduler.
+const minSpin = 100
 
-// awaitLock spins briefly until the lock looks free.
+// spin reports whether a waiter in its k-th spin iteration spins once more
+// (and has spun): the first minSpin iterations are active whatever the
+// adaptive budget says (futex.Spin(0) always pauses on a multicore
+// machine), then the budget decides.
+func spin(k int) bool { return k < minSpin && futex.Spin(0) || futex.Spin(k) }
+
+// awaitLock spins, looking at the lock word every iteration, until the
+// lock looks free or the spin runs out. A notifier usually releases the
+// lock within a microsecond (it notifies and then waits or releases), so
+// a notified waiter that watches the lock takes it with one
+// compare-and-swap as soon as it is free, instead of at the next look of
+// the lock's own coarser spin (every few hundred nanoseconds) or after a
+// sleep.
 func (c *Condition) awaitLock() {
-	for k := 0; k < fineSpins && c.lockHeld(); k++ {
-		runtime.Gosched()
+	for k := 0; c.lockHeld() && spin(k); k++ {
 	}
 }
 
@@ -716,15 +730,22 @@ func (c *Condition) notifyLocked(n int) {
 	seq := atomic.LoadUint32(sq) + 1
 	atomic.StoreUint32(sq, seq)
 	if n >= occ {
-		// Every waiter: order does not matter.
-		for i := 0; i < c.nslots; i++ {
-			if atomic.LoadUint64(&c.bitmap[i/64])&(1<<(i%64)) == 0 {
-				continue
-			}
-			for {
-				s := atomic.LoadUint32(c.state(i))
-				if !waiting(s) || c.mark(i, s, seq) {
+		// Every waiter: order does not matter. Only the set bits are
+		// visited: a Notify with one waiter in a table of 128 slots
+		// looks at one slot, not 128 bits one by one.
+		for w := range c.bitmap {
+			occ := atomic.LoadUint64(&c.bitmap[w])
+			for occ != 0 {
+				i := w*64 + bits.TrailingZeros64(occ)
+				occ &= occ - 1
+				if i >= c.nslots {
 					break
+				}
+				for {
+					s := atomic.LoadUint32(c.state(i))
+					if !waiting(s) || c.mark(i, s, seq) {
+						break
+					}
 				}
 			}
 		}
@@ -831,18 +852,14 @@ func (c *Condition) wait(ctx context.Context, deadline time.Time) (bool, error) 
 func (c *Condition) sleep(ctx context.Context, i int, s uint32, deadline time.Time) (int, error) {
 	sw := c.state(i)
 	gen := s &^ stMask
-	for k := 0; k < fineSpins; k++ {
-		if atomic.LoadUint32(sw) != s {
-			return notified, nil
-		}
-		runtime.Gosched()
-	}
 	for k := 0; ; k++ {
 		if atomic.LoadUint32(sw) != s {
-			futex.SpinDone(true)
+			if k > 0 {
+				futex.SpinDone(true)
+			}
 			return notified, nil
 		}
-		if !futex.Spin(k) {
+		if !spin(k) {
 			break
 		}
 	}
