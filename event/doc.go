@@ -33,9 +33,10 @@
 // a set Event is one atomic load. None of them makes a system call or
 // allocates. Set on a clear Event is one compare-and-swap, plus a futex
 // wake system call only when the waiters bit says someone may sleep. A
-// waiter polls and spins briefly ([futex.Spin]) before it sets the waiters
-// bit and sleeps, so that a Set from a running process on another CPU is
-// seen without either side entering the kernel.
+// waiter polls and spins (at least a few microseconds, then as long as
+// [futex.Spin] allows) before it sets the waiters bit and sleeps, so that
+// a Set from a running process on another CPU is seen without either side
+// entering the kernel.
 //
 // # Caveats
 //

@@ -241,8 +241,19 @@ func released(w, start uint32) bool {
 	return w&flagSet != 0 || w>>genShift != start>>genShift
 }
 
+// minSpin is the number of spin iterations (futex.Spin's, about 60 ns
+// each, so about 6 µs) a waiter makes before it sleeps, however low the
+// process's adaptive spin budget has fallen: about the time a peer that
+// sleeps takes to be woken and answer. Below it, a waiter whose partner
+// had to sleep once sleeps in its turn, the partner then too, and the
+// budget, halved at each sleep, stays low: a ping-pong that fell into the
+// kernel once keeps paying a wake and two context switches per round.
+const minSpin = 100
+
 func (e *Event) waitSlow(ctx context.Context, deadline time.Time, start uint32) error {
-	for i := 0; futex.Spin(i); i++ {
+	// The first minSpin iterations are active whatever the adaptive budget
+	// says (futex.Spin(0) always pauses on a multicore machine).
+	for i := 0; i < minSpin && futex.Spin(0) || futex.Spin(i); i++ {
 		if released(atomic.LoadUint32(e.w), start) {
 			futex.SpinDone(true)
 			return nil
