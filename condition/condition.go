@@ -543,17 +543,20 @@ func (c *Condition) lockHeld() bool {
 
 // minSpin is the number of spin iterations (futex.Spin's, about 60 ns
 // each) a waiter makes on its slot, and a notified waiter on the lock,
-// however low the process's adaptive spin budget has fallen: about 6 µs,
-// the time a peer that sleeps takes to be woken and answer on this
-// machine class. Below it, a waiter whose partner had to sleep once
-// sleeps in its turn, the partner then too, and the budget, halved at
-// each sleep, never recovers: the pair stays in the slow mode (a futex
-// wake and two context switches per Wait) for good. The spin is PAUSEs,
-// not runtime.Gosched: a Gosched with nothing else runnable wakes an
-// idle thread of the Go scheduler to steal the goroutine (a futex wake
-// and a context switch), and looks at the word only after a pass of the
-// scheduler.
-const minSpin = 100
+// however low the process's adaptive spin budget has fallen: about 10 µs,
+// the ceiling of that budget and about what a sleep costs the pair (a
+// futex wake, the sleeper's thread scheduled again, its goroutine run:
+// some 10 µs on a 2-vCPU VM), so that spinning never wastes much more
+// than sleeping would. Shorter, a waiter whose partner had to sleep once
+// runs out of spin before the partner answers and sleeps in its turn,
+// the partner then too, and the budget, halved at each sleep, stays low:
+// the pair keeps paying a futex wake and context switches at every Wait
+// (W4 ran at 2-4 µs a round trip so, 0.8-0.9 µs with this floor; 6 µs
+// gave 1.0-2.1). The spin is PAUSEs, not runtime.Gosched: a Gosched with
+// nothing else runnable wakes an idle thread of the Go scheduler to steal
+// the goroutine (a futex wake and a context switch), and looks at the
+// word only after a pass of the scheduler.
+const minSpin = 160
 
 // spin reports whether a waiter in its k-th spin iteration spins once more
 // (and has spun): the first minSpin iterations are active whatever the

@@ -17,10 +17,11 @@
 // Wait must be called holding the lock. It takes a slot in the waiter
 // table (a futex word with a state, a FIFO ticket and the waiter's
 // process), then releases the lock completely — whatever an RLock's
-// level — spins briefly watching its slot, then sleeps on it. Notify(n),
-// also under the lock, marks the n oldest waiting slots notified and makes
-// a futex wake only for those that sleep. The waiter then reacquires the
-// lock to its former level and returns. Because the slot is taken before
+// level — spins watching its slot (about 10 µs, what a sleep and a wake
+// would cost), then sleeps on it. Notify(n), also under the lock, marks
+// the n oldest waiting slots notified and makes a futex wake only for
+// those that sleep. The waiter then watches the lock word until it looks
+// free, reacquires the lock to its former level and returns. Because the slot is taken before
 // the lock is released:
 //
 //   - a Notify made after a waiter released the lock reaches it (no lost
@@ -67,6 +68,10 @@
 //
 // # Caveats
 //
+//   - Every Wait that sleeps first spins about 10 µs of CPU time. With
+//     more runnable threads than CPUs, that time may be the partner's:
+//     a ping-pong on an oversubscribed machine runs slower than with a
+//     short spin, and spends that much more CPU per round.
 //   - The waiter table is bounded (Options.Slots, default 128, 64 bytes
 //     each): a Wait beyond it returns [ErrTooManyWaiters] after freeing
 //     the slots of dead processes.

@@ -33,13 +33,17 @@
 // a set Event is one atomic load. None of them makes a system call or
 // allocates. Set on a clear Event is one compare-and-swap, plus a futex
 // wake system call only when the waiters bit says someone may sleep. A
-// waiter polls and spins (at least a few microseconds, then as long as
-// [futex.Spin] allows) before it sets the waiters bit and sleeps, so that
-// a Set from a running process on another CPU is seen without either side
-// entering the kernel.
+// waiter polls and spins (about 10 µs, what a sleep and a wake cost, or
+// longer if [futex.Spin] allows) before it sets the waiters bit and
+// sleeps, so that a Set from a running process on another CPU is seen
+// without either side entering the kernel.
 //
 // # Caveats
 //
+//   - Every Wait that sleeps first spins about 10 µs of CPU time. With
+//     more runnable threads than CPUs, that time may be the partner's:
+//     a ping-pong on an oversubscribed machine runs slower than with a
+//     short spin, and spends that much more CPU per round.
 //   - A waiter killed while registered leaves the waiters bit set; the next
 //     Set makes one wake system call for nobody and clears it.
 //   - The generation has 30 bits. A waiter that sleeps through exactly a

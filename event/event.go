@@ -242,13 +242,16 @@ func released(w, start uint32) bool {
 }
 
 // minSpin is the number of spin iterations (futex.Spin's, about 60 ns
-// each, so about 6 µs) a waiter makes before it sleeps, however low the
-// process's adaptive spin budget has fallen: about the time a peer that
-// sleeps takes to be woken and answer. Below it, a waiter whose partner
-// had to sleep once sleeps in its turn, the partner then too, and the
-// budget, halved at each sleep, stays low: a ping-pong that fell into the
-// kernel once keeps paying a wake and two context switches per round.
-const minSpin = 100
+// each, so about 10 µs) a waiter makes before it sleeps, however low the
+// process's adaptive spin budget has fallen: the ceiling of that budget,
+// and about what a sleep costs the pair (a futex wake, the sleeper's
+// thread scheduled again: some 10 µs on a 2-vCPU VM). Shorter, a waiter
+// whose partner had to sleep once runs out of spin before the partner
+// answers and sleeps in its turn, the partner then too, and the budget,
+// halved at each sleep, stays low: a ping-pong that fell into the kernel
+// once keeps paying a wake and context switches every round (W4: 0.4-1.1
+// µs a round trip so, 0.22-0.27 µs with this floor).
+const minSpin = 160
 
 func (e *Event) waitSlow(ctx context.Context, deadline time.Time, start uint32) error {
 	// The first minSpin iterations are active whatever the adaptive budget
