@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"runtime"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -558,11 +559,17 @@ func (c *Condition) lockHeld() bool {
 // word only after a pass of the scheduler.
 const minSpin = 160
 
+// multicore: a spinning waiter can only see a change made by a process
+// running on another CPU. On one CPU (or one allowed by the affinity
+// mask) the floor does not apply: futex.Spin yields instead of pausing
+// there, and 160 yields would only delay the partner.
+var multicore = runtime.NumCPU() > 1
+
 // spin reports whether a waiter in its k-th spin iteration spins once more
-// (and has spun): the first minSpin iterations are active whatever the
-// adaptive budget says (futex.Spin(0) always pauses on a multicore
-// machine), then the budget decides.
-func spin(k int) bool { return k < minSpin && futex.Spin(0) || futex.Spin(k) }
+// (and has spun): on a multicore machine the first minSpin iterations are
+// active whatever the adaptive budget says (futex.Spin(0) always pauses
+// there), then the budget decides.
+func spin(k int) bool { return k < minSpin && multicore && futex.Spin(0) || futex.Spin(k) }
 
 // awaitLock spins, looking at the lock word every iteration, until the
 // lock looks free or the spin runs out. A notifier usually releases the
@@ -570,9 +577,10 @@ func spin(k int) bool { return k < minSpin && futex.Spin(0) || futex.Spin(k) }
 // a notified waiter that watches the lock takes it with one
 // compare-and-swap as soon as it is free, instead of at the next look of
 // the lock's own coarser spin (every few hundred nanoseconds) or after a
-// sleep.
+// sleep. On one CPU it returns at once: the holder cannot release the
+// lock while we spin.
 func (c *Condition) awaitLock() {
-	for k := 0; c.lockHeld() && spin(k); k++ {
+	for k := 0; multicore && c.lockHeld() && spin(k); k++ {
 	}
 }
 

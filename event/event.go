@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -253,10 +254,17 @@ func released(w, start uint32) bool {
 // µs a round trip so, 0.22-0.27 µs with this floor).
 const minSpin = 160
 
+// multicore: a spinning waiter can only see a Set made by a process
+// running on another CPU. On one CPU (or one allowed by the affinity
+// mask) the floor does not apply: futex.Spin yields instead of pausing
+// there, and 160 yields would only delay the setter.
+var multicore = runtime.NumCPU() > 1
+
 func (e *Event) waitSlow(ctx context.Context, deadline time.Time, start uint32) error {
-	// The first minSpin iterations are active whatever the adaptive budget
-	// says (futex.Spin(0) always pauses on a multicore machine).
-	for i := 0; i < minSpin && futex.Spin(0) || futex.Spin(i); i++ {
+	// On a multicore machine the first minSpin iterations are active
+	// whatever the adaptive budget says (futex.Spin(0) always pauses
+	// there).
+	for i := 0; i < minSpin && multicore && futex.Spin(0) || futex.Spin(i); i++ {
 		if released(atomic.LoadUint32(e.w), start) {
 			futex.SpinDone(true)
 			return nil
