@@ -12,6 +12,7 @@ import (
 
 	"github.com/mpipc/mpipc/futex"
 	"github.com/mpipc/mpipc/internal/proc"
+	"github.com/mpipc/mpipc/internal/release"
 	"github.com/mpipc/mpipc/internal/robust"
 	"github.com/mpipc/mpipc/lock"
 	"github.com/mpipc/mpipc/rlock"
@@ -43,9 +44,14 @@ import (
 //	  +20 uint32  notify sequence of the Notify that marked it
 //
 // Fields marked (lock) are written only by a holder of the Condition's
-// lock. The state word is changed by compare-and-swap: by the lock holder
-// (register, notify, free), by its waiter (sleeping, withdrawn) and by a
-// waiter that finds the slot's owner dead (withdrawn). The generation,
+// lock, with release stores (package internal/release: a plain MOV on
+// amd64, not a locked XCHG that stalls on the line): the atomic Or or And
+// on the bitmap, the compare-and-swap of a Notify or the lock's release
+// that follows each such store publishes it. The state word is changed
+// by the lock holder (register and free store it, notify swaps it), by
+// its waiter (sleeping, withdrawn) and by a waiter that finds the slot's
+// owner dead (withdrawn), all but register and free by compare-and-swap;
+// nobody swaps a slot that register or free may store. The generation,
 // bumped at each registration, keeps such a compare-and-swap from hitting
 // a slot that was freed and taken again meanwhile.
 const (
@@ -611,14 +617,14 @@ func (c *Condition) register() (int, uint32, error) {
 	sw := c.state(i)
 	old := atomic.LoadUint32(sw)
 	s := (old&^stMask + genOne) | stWaiting
-	atomic.StoreUint64(c.owner(i), c.reg.SelfPacked())
+	release.Store64(c.owner(i), c.reg.SelfPacked())
 	tk := c.u32(offTicket)
 	t := atomic.LoadUint32(tk)
-	atomic.StoreUint32(tk, t+1)
-	atomic.StoreUint32(c.slotU32(i, sTicket), t)
-	atomic.StoreUint32(c.slotU32(i, sRegSeq), atomic.LoadUint32(c.u32(offSeq)))
+	release.Store32(tk, t+1)
+	release.Store32(c.slotU32(i, sTicket), t)
+	release.Store32(c.slotU32(i, sRegSeq), atomic.LoadUint32(c.u32(offSeq)))
 	atomic.OrUint64(&c.bitmap[i/64], 1<<(i%64)) // the slot is taken
-	atomic.StoreUint32(sw, s)                   // publishes the slot to Notify
+	release.Store32(sw, s)                      // publishes the slot to Notify
 	return i, s, nil
 }
 
@@ -662,7 +668,7 @@ func (c *Condition) anyOccupied() bool {
 // frees.
 func (c *Condition) free(i int) {
 	sw := c.state(i)
-	atomic.StoreUint32(sw, atomic.LoadUint32(sw)&^stMask|stFree)
+	release.Store32(sw, atomic.LoadUint32(sw)&^stMask|stFree)
 	atomic.AndUint64(&c.bitmap[i/64], ^uint64(1<<(i%64))) // the slot is free
 }
 
@@ -690,7 +696,7 @@ func waiting(s uint32) bool { st := s & stMask; return st == stWaiting || st == 
 // seq, and reports whether it won the slot.
 func (c *Condition) mark(i int, s uint32, seq uint32) bool {
 	sw := c.state(i)
-	atomic.StoreUint32(c.slotU32(i, sNotified), seq)
+	release.Store32(c.slotU32(i, sNotified), seq)
 	if !atomic.CompareAndSwapUint32(sw, s, s&^stMask|stNotified) {
 		return false
 	}
@@ -739,7 +745,7 @@ func (c *Condition) notifyLocked(n int) {
 	}
 	sq := c.u32(offSeq)
 	seq := atomic.LoadUint32(sq) + 1
-	atomic.StoreUint32(sq, seq)
+	release.Store32(sq, seq)
 	if n >= occ {
 		// Every waiter: order does not matter. Only the set bits are
 		// visited: a Notify with one waiter in a table of 128 slots
