@@ -45,9 +45,10 @@ import (
 //
 // Fields marked (lock) are written only by a holder of the Condition's
 // lock, with release stores (package internal/release: a plain MOV on
-// amd64, not a locked XCHG that stalls on the line): the atomic Or or And
-// on the bitmap, the compare-and-swap of a Notify or the lock's release
-// that follows each such store publishes it. The state word is changed
+// amd64, not a locked XCHG or Or that stalls on the line): the
+// compare-and-swap of a Notify or the lock's release that follows each
+// such store publishes it, and x86's and arm64's release stores keep
+// their order, which crash recovery relies on. The state word is changed
 // by the lock holder (register and free store it, notify swaps it), by
 // its waiter (sleeping, withdrawn) and by a waiter that finds the slot's
 // owner dead (withdrawn), all but register and free by compare-and-swap;
@@ -623,8 +624,9 @@ func (c *Condition) register() (int, uint32, error) {
 	release.Store32(tk, t+1)
 	release.Store32(c.slotU32(i, sTicket), t)
 	release.Store32(c.slotU32(i, sRegSeq), atomic.LoadUint32(c.u32(offSeq)))
-	atomic.OrUint64(&c.bitmap[i/64], 1<<(i%64)) // the slot is taken
-	release.Store32(sw, s)                      // publishes the slot to Notify
+	w := &c.bitmap[i/64]
+	release.Store64(w, atomic.LoadUint64(w)|1<<(i%64)) // the slot is taken (see free)
+	release.Store32(sw, s)                             // publishes the slot to Notify
 	return i, s, nil
 }
 
@@ -662,11 +664,23 @@ func (c *Condition) anyOccupied() bool {
 	return false
 }
 
-// free returns slot i to the table. The lock is held (or can never be
-// held again). The state goes first, the bit last: a waiter killed in
-// between leaves a set bit over a free slot that names it, which reclaim
-// frees.
+// free returns slot i to the table. The lock is held. The state goes
+// first, the bit last: a waiter killed in between leaves a set bit over a
+// free slot that names it, which reclaim frees. Only a lock holder writes
+// the bitmap, so clearing the bit is a load and a release store, not a
+// locked And that would wait for the line, which the last registration
+// pulled to another CPU.
 func (c *Condition) free(i int) {
+	sw := c.state(i)
+	release.Store32(sw, atomic.LoadUint32(sw)&^stMask|stFree)
+	w := &c.bitmap[i/64]
+	release.Store64(w, atomic.LoadUint64(w)&^(1<<(i%64))) // the slot is free
+}
+
+// freeUnheld is free for a caller that does not hold the lock, where
+// another may free a slot at once: the lock failed to release, or can
+// never be held again. The bit is cleared with an atomic And.
+func (c *Condition) freeUnheld(i int) {
 	sw := c.state(i)
 	release.Store32(sw, atomic.LoadUint32(sw)&^stMask|stFree)
 	atomic.AndUint64(&c.bitmap[i/64], ^uint64(1<<(i%64))) // the slot is free
@@ -846,7 +860,7 @@ func (c *Condition) wait(ctx context.Context, deadline time.Time) (bool, error) 
 	}
 	level, err := c.releaseLock()
 	if err != nil {
-		c.free(i)
+		c.freeUnheld(i)
 		return false, err
 	}
 	out, cerr := c.sleep(ctx, i, s, deadline)
@@ -854,7 +868,11 @@ func (c *Condition) wait(ctx context.Context, deadline time.Time) (bool, error) 
 		c.awaitLock()
 	}
 	err = c.reacquire(level)
-	c.free(i)
+	if err == nil || errors.Is(err, ErrOwnerDead) {
+		c.free(i)
+	} else {
+		c.freeUnheld(i)
+	}
 	switch {
 	case err != nil: // ErrOwnerDead (held) or ErrNotRecoverable
 		return out == notified, err
