@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"math/bits"
 	"runtime"
 	"sync/atomic"
@@ -644,6 +645,25 @@ func (c *Condition) freeSlot() int {
 	return -1
 }
 
+// taken yields the slots whose bitmap bit is set, in index order, reading
+// each bitmap word once: a table of 128 slots with one waiter costs a
+// look at one slot, not 128 bit tests. A bit past the last slot (a
+// corrupt bitmap) ends the walk.
+func (c *Condition) taken() iter.Seq[int] {
+	return func(yield func(int) bool) {
+		for w := range c.bitmap {
+			occ := atomic.LoadUint64(&c.bitmap[w])
+			for occ != 0 {
+				i := w*64 + bits.TrailingZeros64(occ)
+				occ &= occ - 1
+				if i >= c.nslots || !yield(i) {
+					return
+				}
+			}
+		}
+	}
+}
+
 // occupied returns the number of slots taken: the bits set in the bitmap.
 func (c *Condition) occupied() int {
 	n := 0
@@ -692,10 +712,7 @@ func (c *Condition) freeUnheld(i int) {
 func (c *Condition) reclaim() {
 	self := c.reg.Self()
 	c.passOrphans(-1, self)
-	for i := 0; i < c.nslots; i++ {
-		if atomic.LoadUint64(&c.bitmap[i/64])&(1<<(i%64)) == 0 {
-			continue
-		}
+	for i := range c.taken() {
 		o := proc.Unpack(atomic.LoadUint64(c.owner(i)))
 		if o != self && !c.reg.Alive(o) {
 			c.free(i)
@@ -727,25 +744,17 @@ func (c *Condition) mark(i int, s uint32, seq uint32) bool {
 // there is none.
 func (c *Condition) oldest(filter bool, before uint32) (int, uint32) {
 	best, bestS, bestT := -1, uint32(0), uint32(0)
-	for w := range c.bitmap {
-		occ := atomic.LoadUint64(&c.bitmap[w])
-		for occ != 0 {
-			i := w*64 + bits.TrailingZeros64(occ)
-			occ &= occ - 1
-			if i >= c.nslots {
-				break
-			}
-			s := atomic.LoadUint32(c.state(i))
-			if !waiting(s) {
-				continue
-			}
-			if filter && int32(before-atomic.LoadUint32(c.slotU32(i, sRegSeq))) <= 0 {
-				continue
-			}
-			t := atomic.LoadUint32(c.slotU32(i, sTicket))
-			if best < 0 || int32(t-bestT) < 0 {
-				best, bestS, bestT = i, s, t
-			}
+	for i := range c.taken() {
+		s := atomic.LoadUint32(c.state(i))
+		if !waiting(s) {
+			continue
+		}
+		if filter && int32(before-atomic.LoadUint32(c.slotU32(i, sRegSeq))) <= 0 {
+			continue
+		}
+		t := atomic.LoadUint32(c.slotU32(i, sTicket))
+		if best < 0 || int32(t-bestT) < 0 {
+			best, bestS, bestT = i, s, t
 		}
 	}
 	return best, bestS
@@ -761,22 +770,12 @@ func (c *Condition) notifyLocked(n int) {
 	seq := atomic.LoadUint32(sq) + 1
 	release.Store32(sq, seq)
 	if n >= occ {
-		// Every waiter: order does not matter. Only the set bits are
-		// visited: a Notify with one waiter in a table of 128 slots
-		// looks at one slot, not 128 bits one by one.
-		for w := range c.bitmap {
-			occ := atomic.LoadUint64(&c.bitmap[w])
-			for occ != 0 {
-				i := w*64 + bits.TrailingZeros64(occ)
-				occ &= occ - 1
-				if i >= c.nslots {
+		// Every waiter: order does not matter.
+		for i := range c.taken() {
+			for {
+				s := atomic.LoadUint32(c.state(i))
+				if !waiting(s) || c.mark(i, s, seq) {
 					break
-				}
-				for {
-					s := atomic.LoadUint32(c.state(i))
-					if !waiting(s) || c.mark(i, s, seq) {
-						break
-					}
 				}
 			}
 		}
@@ -950,8 +949,8 @@ func (c *Condition) sleep(ctx context.Context, i int, s uint32, deadline time.Ti
 func (c *Condition) passOrphans(self int, me proc.ID) {
 	var orphans [16]uint32 // notify sequences of Notifies to pass on
 	n := 0
-	for i := 0; i < c.nslots; i++ {
-		if i == self || atomic.LoadUint64(&c.bitmap[i/64])&(1<<(i%64)) == 0 {
+	for i := range c.taken() {
+		if i == self {
 			continue
 		}
 		s := atomic.LoadUint32(c.state(i))
@@ -1049,10 +1048,7 @@ type State struct {
 // alive.
 func (c *Condition) State() State {
 	st := State{Slots: c.nslots}
-	for i := 0; i < c.nslots; i++ {
-		if atomic.LoadUint64(&c.bitmap[i/64])&(1<<(i%64)) == 0 {
-			continue
-		}
+	for i := range c.taken() {
 		switch s := atomic.LoadUint32(c.state(i)); {
 		case waiting(s):
 			st.Waiters++
