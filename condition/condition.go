@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"iter"
 	"math/bits"
-	"runtime"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -15,6 +14,7 @@ import (
 	"github.com/mpipc/mpipc/internal/proc"
 	"github.com/mpipc/mpipc/internal/release"
 	"github.com/mpipc/mpipc/internal/robust"
+	"github.com/mpipc/mpipc/internal/spinfloor"
 	"github.com/mpipc/mpipc/lock"
 	"github.com/mpipc/mpipc/rlock"
 	"github.com/mpipc/mpipc/shm"
@@ -550,45 +550,17 @@ func (c *Condition) lockHeld() bool {
 	return c.l.Held()
 }
 
-// minSpin is the number of spin iterations (futex.Spin's, about 60 ns
-// each) a waiter makes on its slot, and a notified waiter on the lock,
-// however low the process's adaptive spin budget has fallen: about 10 µs,
-// the ceiling of that budget and about what a sleep costs the pair (a
-// futex wake, the sleeper's thread scheduled again, its goroutine run:
-// some 10 µs on a 2-vCPU VM), so that spinning never wastes much more
-// than sleeping would. Shorter, a waiter whose partner had to sleep once
-// runs out of spin before the partner answers and sleeps in its turn,
-// the partner then too, and the budget, halved at each sleep, stays low:
-// the pair keeps paying a futex wake and context switches at every Wait
-// (W4 ran at 2-4 µs a round trip so, 0.8-0.9 µs with this floor; 6 µs
-// gave 1.0-2.1). The spin is PAUSEs, not runtime.Gosched: a Gosched with
-// nothing else runnable wakes an idle thread of the Go scheduler to steal
-// the goroutine (a futex wake and a context switch), and looks at the
-// word only after a pass of the scheduler.
-const minSpin = 160
-
-// multicore: a spinning waiter can only see a change made by a process
-// running on another CPU. On one CPU (or one allowed by the affinity
-// mask) the floor does not apply: futex.Spin yields instead of pausing
-// there, and 160 yields would only delay the partner.
-var multicore = runtime.NumCPU() > 1
-
-// spin reports whether a waiter in its k-th spin iteration spins once more
-// (and has spun): on a multicore machine the first minSpin iterations are
-// active whatever the adaptive budget says (futex.Spin(0) always pauses
-// there), then the budget decides.
-func spin(k int) bool { return k < minSpin && multicore && futex.Spin(0) || futex.Spin(k) }
-
 // awaitLock spins, looking at the lock word every iteration, until the
 // lock looks free or the spin runs out. A notifier usually releases the
 // lock within a microsecond (it notifies and then waits or releases), so
 // a notified waiter that watches the lock takes it with one
 // compare-and-swap as soon as it is free, instead of at the next look of
 // the lock's own coarser spin (every few hundred nanoseconds) or after a
-// sleep. On one CPU it returns at once: the holder cannot release the
-// lock while we spin.
+// sleep. It spins as a waiter does (see package spinfloor), and not at
+// all on one CPU, where the holder cannot release the lock while we spin.
 func (c *Condition) awaitLock() {
-	for k := 0; multicore && c.lockHeld() && spin(k); k++ {
+	floor := spinfloor.Floor()
+	for k := 0; floor > 0 && c.lockHeld() && spinfloor.Spin(k, floor); k++ {
 	}
 }
 
@@ -886,18 +858,21 @@ func (c *Condition) wait(ctx context.Context, deadline time.Time) (bool, error) 
 func (c *Condition) sleep(ctx context.Context, i int, s uint32, deadline time.Time) (int, error) {
 	sw := c.state(i)
 	gen := s &^ stMask
+	// Spin first, at least the floor: see package spinfloor for why, and
+	// for when the floor is off.
+	floor := spinfloor.Floor()
 	for k := 0; ; k++ {
 		if atomic.LoadUint32(sw) != s {
 			if k > 0 {
-				futex.SpinDone(true)
+				spinfloor.Done(true)
 			}
 			return notified, nil
 		}
-		if !spin(k) {
+		if !spinfloor.Spin(k, floor) {
 			break
 		}
 	}
-	futex.SpinDone(false)
+	spinfloor.Done(false)
 	spun := true
 	sleeping := gen | stSleeping
 	if !atomic.CompareAndSwapUint32(sw, s, sleeping) {

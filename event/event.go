@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"sync/atomic"
 	"time"
 	"unsafe"
 
 	"github.com/mpipc/mpipc/futex"
+	"github.com/mpipc/mpipc/internal/spinfloor"
 	"github.com/mpipc/mpipc/shm"
 	"github.com/mpipc/mpipc/stats"
 )
@@ -242,35 +242,17 @@ func released(w, start uint32) bool {
 	return w&flagSet != 0 || w>>genShift != start>>genShift
 }
 
-// minSpin is the number of spin iterations (futex.Spin's, about 60 ns
-// each, so about 10 µs) a waiter makes before it sleeps, however low the
-// process's adaptive spin budget has fallen: the ceiling of that budget,
-// and about what a sleep costs the pair (a futex wake, the sleeper's
-// thread scheduled again: some 10 µs on a 2-vCPU VM). Shorter, a waiter
-// whose partner had to sleep once runs out of spin before the partner
-// answers and sleeps in its turn, the partner then too, and the budget,
-// halved at each sleep, stays low: a ping-pong that fell into the kernel
-// once keeps paying a wake and context switches every round (W4: 0.4-1.1
-// µs a round trip so, 0.22-0.27 µs with this floor).
-const minSpin = 160
-
-// multicore: a spinning waiter can only see a Set made by a process
-// running on another CPU. On one CPU (or one allowed by the affinity
-// mask) the floor does not apply: futex.Spin yields instead of pausing
-// there, and 160 yields would only delay the setter.
-var multicore = runtime.NumCPU() > 1
-
 func (e *Event) waitSlow(ctx context.Context, deadline time.Time, start uint32) error {
-	// On a multicore machine the first minSpin iterations are active
-	// whatever the adaptive budget says (futex.Spin(0) always pauses
-	// there).
-	for i := 0; i < minSpin && multicore && futex.Spin(0) || futex.Spin(i); i++ {
+	// Spin first, at least the floor: see package spinfloor for why, and
+	// for when the floor is off.
+	floor := spinfloor.Floor()
+	for i := 0; spinfloor.Spin(i, floor); i++ {
 		if released(atomic.LoadUint32(e.w), start) {
-			futex.SpinDone(true)
+			spinfloor.Done(true)
 			return nil
 		}
 	}
-	futex.SpinDone(false)
+	spinfloor.Done(false)
 	spun := true
 	for {
 		old := atomic.LoadUint32(e.w)
