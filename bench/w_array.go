@@ -34,19 +34,38 @@ func w9Give(turn *uint32, v uint32) {
 	futex.Wake(turn, 1)
 }
 
+// w9Write and w9Sum are written for Go's compiler, which neither unrolls
+// nor vectorizes: four elements per iteration, on a subslice of length
+// four so that its bounds are checked once. They store the same values
+// and add the same four sums in the same order as the C anchor's plain
+// loops, which gcc -O2 compiles to scalar stores and packed adds. Written
+// one element per iteration, the write pass ran at 11 GB/s in some
+// batches of runs and 16 in others (the C anchor at 17-19 in both),
+// whether on the Array, the RawArray or a Go heap slice; unrolled, at
+// 16-18 in both.
 func w9Write(a []float64, r int64) {
+	x := r
+	for ; len(a) >= 4; a = a[4:] {
+		b := a[:4:4]
+		b[0] = float64(x)
+		b[1] = float64(x + 1)
+		b[2] = float64(x + 2)
+		b[3] = float64(x + 3)
+		x += 4
+	}
 	for i := range a {
-		a[i] = float64(int64(i) + r)
+		a[i] = float64(x + int64(i))
 	}
 }
 
 func w9Sum(a []float64) float64 {
 	var s0, s1, s2, s3 float64
-	for i := 0; i+3 < len(a); i += 4 {
-		s0 += a[i]
-		s1 += a[i+1]
-		s2 += a[i+2]
-		s3 += a[i+3]
+	for ; len(a) >= 4; a = a[4:] {
+		b := a[:4:4]
+		s0 += b[0]
+		s1 += b[1]
+		s2 += b[2]
+		s3 += b[3]
 	}
 	return (s0 + s1) + (s2 + s3)
 }

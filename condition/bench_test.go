@@ -44,14 +44,21 @@ func BenchmarkPingPong(b *testing.B) {
 			rt := make([]time.Duration, b.N)
 			b.ReportAllocs()
 			b.ResetTimer()
+			before := s.c.Stats()
 			start := time.Now()
 			if err := pingATimed(s, b.N, rt); err != nil {
 				b.Fatal(err)
 			}
 			el := time.Since(start)
 			b.StopTimer()
+			after := s.c.Stats()
 			child.WaitOK()
 			b.ReportMetric(float64(el.Nanoseconds())/float64(b.N), "ns/roundtrip")
+			// A's sleeps in Wait and wakes made by its Notify, per round
+			// trip: 0 while both sides spin, 1 each when every handoff
+			// goes through the kernel. Load-independent, unlike the times.
+			b.ReportMetric(float64(after.Waits-before.Waits)/float64(b.N), "sleeps/roundtrip")
+			b.ReportMetric(float64(after.Wakes-before.Wakes)/float64(b.N), "wakes/roundtrip")
 			// The median shows the spinning handoff; the mean includes the
 			// round trips where a peer was descheduled and one side slept.
 			if b.N > 1 {

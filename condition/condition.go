@@ -4,15 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"math/bits"
-	"runtime"
 	"sync/atomic"
 	"time"
 	"unsafe"
 
 	"github.com/mpipc/mpipc/futex"
 	"github.com/mpipc/mpipc/internal/proc"
+	"github.com/mpipc/mpipc/internal/release"
 	"github.com/mpipc/mpipc/internal/robust"
+	"github.com/mpipc/mpipc/internal/spinfloor"
 	"github.com/mpipc/mpipc/lock"
 	"github.com/mpipc/mpipc/rlock"
 	"github.com/mpipc/mpipc/shm"
@@ -43,9 +45,15 @@ import (
 //	  +20 uint32  notify sequence of the Notify that marked it
 //
 // Fields marked (lock) are written only by a holder of the Condition's
-// lock. The state word is changed by compare-and-swap: by the lock holder
-// (register, notify, free), by its waiter (sleeping, withdrawn) and by a
-// waiter that finds the slot's owner dead (withdrawn). The generation,
+// lock, with release stores (package internal/release: a plain MOV on
+// amd64, not a locked XCHG or Or that stalls on the line): the
+// compare-and-swap of a Notify or the lock's release that follows each
+// such store publishes it, and x86's and arm64's release stores keep
+// their order, which crash recovery relies on. The state word is changed
+// by the lock holder (register and free store it, notify swaps it), by
+// its waiter (sleeping, withdrawn) and by a waiter that finds the slot's
+// owner dead (withdrawn), all but register and free by compare-and-swap;
+// nobody swaps a slot that register or free may store. The generation,
 // bumped at each registration, keeps such a compare-and-swap from hitting
 // a slot that was freed and taken again meanwhile.
 const (
@@ -542,20 +550,17 @@ func (c *Condition) lockHeld() bool {
 	return c.l.Held()
 }
 
-// fineSpins bounds the fine-grained spins of a notified waiter on the
-// lock, and of every waiter on its slot before the futex package's spin:
-// each is a load and a runtime.Gosched (about 0.1 µs when nothing else is
-// runnable), a finer grain than futex.Spin's (30 PAUSEs, about 0.4 µs on
-// the machines we measure). A notifier usually releases the lock within a
-// microsecond (it notifies and then waits or releases), so a notified
-// waiter that watches the lock takes it as soon as it is free instead of
-// at the next step of a coarse spin.
-const fineSpins = 16
-
-// awaitLock spins briefly until the lock looks free.
+// awaitLock spins, looking at the lock word every iteration, until the
+// lock looks free or the spin runs out. A notifier usually releases the
+// lock within a microsecond (it notifies and then waits or releases), so
+// a notified waiter that watches the lock takes it with one
+// compare-and-swap as soon as it is free, instead of at the next look of
+// the lock's own coarser spin (every few hundred nanoseconds) or after a
+// sleep. It spins as a waiter does (see package spinfloor), and not at
+// all on one CPU, where the holder cannot release the lock while we spin.
 func (c *Condition) awaitLock() {
-	for k := 0; k < fineSpins && c.lockHeld(); k++ {
-		runtime.Gosched()
+	floor := spinfloor.Floor()
+	for k := 0; floor > 0 && c.lockHeld() && spinfloor.Spin(k, floor); k++ {
 	}
 }
 
@@ -586,14 +591,15 @@ func (c *Condition) register() (int, uint32, error) {
 	sw := c.state(i)
 	old := atomic.LoadUint32(sw)
 	s := (old&^stMask + genOne) | stWaiting
-	atomic.StoreUint64(c.owner(i), c.reg.SelfPacked())
+	release.Store64(c.owner(i), c.reg.SelfPacked())
 	tk := c.u32(offTicket)
 	t := atomic.LoadUint32(tk)
-	atomic.StoreUint32(tk, t+1)
-	atomic.StoreUint32(c.slotU32(i, sTicket), t)
-	atomic.StoreUint32(c.slotU32(i, sRegSeq), atomic.LoadUint32(c.u32(offSeq)))
-	atomic.OrUint64(&c.bitmap[i/64], 1<<(i%64)) // the slot is taken
-	atomic.StoreUint32(sw, s)                   // publishes the slot to Notify
+	release.Store32(tk, t+1)
+	release.Store32(c.slotU32(i, sTicket), t)
+	release.Store32(c.slotU32(i, sRegSeq), atomic.LoadUint32(c.u32(offSeq)))
+	w := &c.bitmap[i/64]
+	release.Store64(w, atomic.LoadUint64(w)|1<<(i%64)) // the slot is taken (see free)
+	release.Store32(sw, s)                             // publishes the slot to Notify
 	return i, s, nil
 }
 
@@ -609,6 +615,25 @@ func (c *Condition) freeSlot() int {
 		}
 	}
 	return -1
+}
+
+// taken yields the slots whose bitmap bit is set, in index order, reading
+// each bitmap word once: a table of 128 slots with one waiter costs a
+// look at one slot, not 128 bit tests. A bit past the last slot (a
+// corrupt bitmap) ends the walk.
+func (c *Condition) taken() iter.Seq[int] {
+	return func(yield func(int) bool) {
+		for w := range c.bitmap {
+			occ := atomic.LoadUint64(&c.bitmap[w])
+			for occ != 0 {
+				i := w*64 + bits.TrailingZeros64(occ)
+				occ &= occ - 1
+				if i >= c.nslots || !yield(i) {
+					return
+				}
+			}
+		}
+	}
 }
 
 // occupied returns the number of slots taken: the bits set in the bitmap.
@@ -631,13 +656,25 @@ func (c *Condition) anyOccupied() bool {
 	return false
 }
 
-// free returns slot i to the table. The lock is held (or can never be
-// held again). The state goes first, the bit last: a waiter killed in
-// between leaves a set bit over a free slot that names it, which reclaim
-// frees.
+// free returns slot i to the table. The lock is held. The state goes
+// first, the bit last: a waiter killed in between leaves a set bit over a
+// free slot that names it, which reclaim frees. Only a lock holder writes
+// the bitmap, so clearing the bit is a load and a release store, not a
+// locked And that would wait for the line, which the last registration
+// pulled to another CPU.
 func (c *Condition) free(i int) {
 	sw := c.state(i)
-	atomic.StoreUint32(sw, atomic.LoadUint32(sw)&^stMask|stFree)
+	release.Store32(sw, atomic.LoadUint32(sw)&^stMask|stFree)
+	w := &c.bitmap[i/64]
+	release.Store64(w, atomic.LoadUint64(w)&^(1<<(i%64))) // the slot is free
+}
+
+// freeUnheld is free for a caller that does not hold the lock, where
+// another may free a slot at once: the lock failed to release, or can
+// never be held again. The bit is cleared with an atomic And.
+func (c *Condition) freeUnheld(i int) {
+	sw := c.state(i)
+	release.Store32(sw, atomic.LoadUint32(sw)&^stMask|stFree)
 	atomic.AndUint64(&c.bitmap[i/64], ^uint64(1<<(i%64))) // the slot is free
 }
 
@@ -647,10 +684,7 @@ func (c *Condition) free(i int) {
 func (c *Condition) reclaim() {
 	self := c.reg.Self()
 	c.passOrphans(-1, self)
-	for i := 0; i < c.nslots; i++ {
-		if atomic.LoadUint64(&c.bitmap[i/64])&(1<<(i%64)) == 0 {
-			continue
-		}
+	for i := range c.taken() {
 		o := proc.Unpack(atomic.LoadUint64(c.owner(i)))
 		if o != self && !c.reg.Alive(o) {
 			c.free(i)
@@ -665,7 +699,7 @@ func waiting(s uint32) bool { st := s & stMask; return st == stWaiting || st == 
 // seq, and reports whether it won the slot.
 func (c *Condition) mark(i int, s uint32, seq uint32) bool {
 	sw := c.state(i)
-	atomic.StoreUint32(c.slotU32(i, sNotified), seq)
+	release.Store32(c.slotU32(i, sNotified), seq)
 	if !atomic.CompareAndSwapUint32(sw, s, s&^stMask|stNotified) {
 		return false
 	}
@@ -682,25 +716,17 @@ func (c *Condition) mark(i int, s uint32, seq uint32) bool {
 // there is none.
 func (c *Condition) oldest(filter bool, before uint32) (int, uint32) {
 	best, bestS, bestT := -1, uint32(0), uint32(0)
-	for w := range c.bitmap {
-		occ := atomic.LoadUint64(&c.bitmap[w])
-		for occ != 0 {
-			i := w*64 + bits.TrailingZeros64(occ)
-			occ &= occ - 1
-			if i >= c.nslots {
-				break
-			}
-			s := atomic.LoadUint32(c.state(i))
-			if !waiting(s) {
-				continue
-			}
-			if filter && int32(before-atomic.LoadUint32(c.slotU32(i, sRegSeq))) <= 0 {
-				continue
-			}
-			t := atomic.LoadUint32(c.slotU32(i, sTicket))
-			if best < 0 || int32(t-bestT) < 0 {
-				best, bestS, bestT = i, s, t
-			}
+	for i := range c.taken() {
+		s := atomic.LoadUint32(c.state(i))
+		if !waiting(s) {
+			continue
+		}
+		if filter && int32(before-atomic.LoadUint32(c.slotU32(i, sRegSeq))) <= 0 {
+			continue
+		}
+		t := atomic.LoadUint32(c.slotU32(i, sTicket))
+		if best < 0 || int32(t-bestT) < 0 {
+			best, bestS, bestT = i, s, t
 		}
 	}
 	return best, bestS
@@ -714,13 +740,10 @@ func (c *Condition) notifyLocked(n int) {
 	}
 	sq := c.u32(offSeq)
 	seq := atomic.LoadUint32(sq) + 1
-	atomic.StoreUint32(sq, seq)
+	release.Store32(sq, seq)
 	if n >= occ {
 		// Every waiter: order does not matter.
-		for i := 0; i < c.nslots; i++ {
-			if atomic.LoadUint64(&c.bitmap[i/64])&(1<<(i%64)) == 0 {
-				continue
-			}
+		for i := range c.taken() {
 			for {
 				s := atomic.LoadUint32(c.state(i))
 				if !waiting(s) || c.mark(i, s, seq) {
@@ -808,7 +831,7 @@ func (c *Condition) wait(ctx context.Context, deadline time.Time) (bool, error) 
 	}
 	level, err := c.releaseLock()
 	if err != nil {
-		c.free(i)
+		c.freeUnheld(i)
 		return false, err
 	}
 	out, cerr := c.sleep(ctx, i, s, deadline)
@@ -816,7 +839,11 @@ func (c *Condition) wait(ctx context.Context, deadline time.Time) (bool, error) 
 		c.awaitLock()
 	}
 	err = c.reacquire(level)
-	c.free(i)
+	if err == nil || errors.Is(err, ErrOwnerDead) {
+		c.free(i)
+	} else {
+		c.freeUnheld(i)
+	}
 	switch {
 	case err != nil: // ErrOwnerDead (held) or ErrNotRecoverable
 		return out == notified, err
@@ -831,22 +858,21 @@ func (c *Condition) wait(ctx context.Context, deadline time.Time) (bool, error) 
 func (c *Condition) sleep(ctx context.Context, i int, s uint32, deadline time.Time) (int, error) {
 	sw := c.state(i)
 	gen := s &^ stMask
-	for k := 0; k < fineSpins; k++ {
-		if atomic.LoadUint32(sw) != s {
-			return notified, nil
-		}
-		runtime.Gosched()
-	}
+	// Spin first, at least the floor: see package spinfloor for why, and
+	// for when the floor is off.
+	floor := spinfloor.Floor()
 	for k := 0; ; k++ {
 		if atomic.LoadUint32(sw) != s {
-			futex.SpinDone(true)
+			if k > 0 {
+				spinfloor.Done(true)
+			}
 			return notified, nil
 		}
-		if !futex.Spin(k) {
+		if !spinfloor.Spin(k, floor) {
 			break
 		}
 	}
-	futex.SpinDone(false)
+	spinfloor.Done(false)
 	spun := true
 	sleeping := gen | stSleeping
 	if !atomic.CompareAndSwapUint32(sw, s, sleeping) {
@@ -898,8 +924,8 @@ func (c *Condition) sleep(ctx context.Context, i int, s uint32, deadline time.Ti
 func (c *Condition) passOrphans(self int, me proc.ID) {
 	var orphans [16]uint32 // notify sequences of Notifies to pass on
 	n := 0
-	for i := 0; i < c.nslots; i++ {
-		if i == self || atomic.LoadUint64(&c.bitmap[i/64])&(1<<(i%64)) == 0 {
+	for i := range c.taken() {
+		if i == self {
 			continue
 		}
 		s := atomic.LoadUint32(c.state(i))
@@ -997,10 +1023,7 @@ type State struct {
 // alive.
 func (c *Condition) State() State {
 	st := State{Slots: c.nslots}
-	for i := 0; i < c.nslots; i++ {
-		if atomic.LoadUint64(&c.bitmap[i/64])&(1<<(i%64)) == 0 {
-			continue
-		}
+	for i := range c.taken() {
 		switch s := atomic.LoadUint32(c.state(i)); {
 		case waiting(s):
 			st.Waiters++

@@ -17,10 +17,11 @@
 // Wait must be called holding the lock. It takes a slot in the waiter
 // table (a futex word with a state, a FIFO ticket and the waiter's
 // process), then releases the lock completely — whatever an RLock's
-// level — spins briefly watching its slot, then sleeps on it. Notify(n),
-// also under the lock, marks the n oldest waiting slots notified and makes
-// a futex wake only for those that sleep. The waiter then reacquires the
-// lock to its former level and returns. Because the slot is taken before
+// level — spins watching its slot (about 10 µs, what a sleep and a wake
+// would cost), then sleeps on it. Notify(n), also under the lock, marks
+// the n oldest waiting slots notified and makes a futex wake only for
+// those that sleep. The waiter then watches the lock word until it looks
+// free, reacquires the lock to its former level and returns. Because the slot is taken before
 // the lock is released:
 //
 //   - a Notify made after a waiter released the lock reaches it (no lost
@@ -67,6 +68,12 @@
 //
 // # Caveats
 //
+//   - A Wait that sleeps first spins about 10 µs of CPU time. With more
+//     runnable threads than CPUs that time may be the partner's, so after
+//     eight Waits in a row (on Conditions and Events of this process)
+//     that slept, only one Wait in eight spins that long, until one
+//     Wait's spin succeeds; a process whose Waits mostly sleep (a worker
+//     idle between jobs) spends about 1.3 µs of spin per Wait.
 //   - The waiter table is bounded (Options.Slots, default 128, 64 bytes
 //     each): a Wait beyond it returns [ErrTooManyWaiters] after freeing
 //     the slots of dead processes.

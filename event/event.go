@@ -9,6 +9,7 @@ import (
 	"unsafe"
 
 	"github.com/mpipc/mpipc/futex"
+	"github.com/mpipc/mpipc/internal/spinfloor"
 	"github.com/mpipc/mpipc/shm"
 	"github.com/mpipc/mpipc/stats"
 )
@@ -242,13 +243,16 @@ func released(w, start uint32) bool {
 }
 
 func (e *Event) waitSlow(ctx context.Context, deadline time.Time, start uint32) error {
-	for i := 0; futex.Spin(i); i++ {
+	// Spin first, at least the floor: see package spinfloor for why, and
+	// for when the floor is off.
+	floor := spinfloor.Floor()
+	for i := 0; spinfloor.Spin(i, floor); i++ {
 		if released(atomic.LoadUint32(e.w), start) {
-			futex.SpinDone(true)
+			spinfloor.Done(true)
 			return nil
 		}
 	}
-	futex.SpinDone(false)
+	spinfloor.Done(false)
 	spun := true
 	for {
 		old := atomic.LoadUint32(e.w)
