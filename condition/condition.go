@@ -14,7 +14,6 @@ import (
 	"github.com/mpipc/mpipc/internal/proc"
 	"github.com/mpipc/mpipc/internal/release"
 	"github.com/mpipc/mpipc/internal/robust"
-	"github.com/mpipc/mpipc/internal/spinfloor"
 	"github.com/mpipc/mpipc/lock"
 	"github.com/mpipc/mpipc/rlock"
 	"github.com/mpipc/mpipc/shm"
@@ -556,11 +555,10 @@ func (c *Condition) lockHeld() bool {
 // a notified waiter that watches the lock takes it with one
 // compare-and-swap as soon as it is free, instead of at the next look of
 // the lock's own coarser spin (every few hundred nanoseconds) or after a
-// sleep. It spins as a waiter does (see package spinfloor), and not at
-// all on one CPU, where the holder cannot release the lock while we spin.
+// sleep. It spins as a waiter does (futex.Spin), and not at all on one
+// CPU, where the holder cannot release the lock while we spin.
 func (c *Condition) awaitLock() {
-	floor := spinfloor.Floor()
-	for k := 0; floor > 0 && c.lockHeld() && spinfloor.Spin(k, floor); k++ {
+	for k := 0; futex.Multicore() && c.lockHeld() && futex.Spin(k); k++ {
 	}
 }
 
@@ -858,21 +856,20 @@ func (c *Condition) wait(ctx context.Context, deadline time.Time) (bool, error) 
 func (c *Condition) sleep(ctx context.Context, i int, s uint32, deadline time.Time) (int, error) {
 	sw := c.state(i)
 	gen := s &^ stMask
-	// Spin first, at least the floor: see package spinfloor for why, and
-	// for when the floor is off.
-	floor := spinfloor.Floor()
+	// Spin first (futex.Spin: the full budget, about a sleep and a wake,
+	// unless spins keep failing).
 	for k := 0; ; k++ {
 		if atomic.LoadUint32(sw) != s {
 			if k > 0 {
-				spinfloor.Done(true)
+				futex.SpinDone(true)
 			}
 			return notified, nil
 		}
-		if !spinfloor.Spin(k, floor) {
+		if !futex.Spin(k) {
 			break
 		}
 	}
-	spinfloor.Done(false)
+	futex.SpinDone(false)
 	spun := true
 	sleeping := gen | stSleeping
 	if !atomic.CompareAndSwapUint32(sw, s, sleeping) {

@@ -70,9 +70,9 @@
 //
 //   - A Wait that sleeps first spins about 10 µs of CPU time. With more
 //     runnable threads than CPUs that time may be the partner's, so after
-//     eight Waits in a row (on Conditions and Events of this process)
-//     that slept, only one Wait in eight spins that long, until one
-//     Wait's spin succeeds; a process whose Waits mostly sleep (a worker
+//     eight waits in a row (on any object of this process, see
+//     [futex.Spin]) that slept, only one wait in eight spins that long,
+//     until one wait's spin succeeds; a process whose Waits mostly sleep (a worker
 //     idle between jobs) spends about 1.3 µs of spin per Wait.
 //   - The waiter table is bounded (Options.Slots, default 128, 64 bytes
 //     each): a Wait beyond it returns [ErrTooManyWaiters] after freeing

@@ -33,8 +33,8 @@
 // a set Event is one atomic load. None of them makes a system call or
 // allocates. Set on a clear Event is one compare-and-swap, plus a futex
 // wake system call only when the waiters bit says someone may sleep. A
-// waiter polls and spins (about 10 µs, what a sleep and a wake cost, or
-// longer if [futex.Spin] allows) before it sets the waiters bit and
+// waiter polls and spins ([futex.Spin]: about 10 µs, what a sleep and a
+// wake cost) before it sets the waiters bit and
 // sleeps, so that a Set from a running process on another CPU is seen
 // without either side entering the kernel.
 //
@@ -42,9 +42,9 @@
 //
 //   - A Wait that sleeps first spins about 10 µs of CPU time. With more
 //     runnable threads than CPUs that time may be the partner's, so after
-//     eight Waits in a row (on Conditions and Events of this process)
-//     that slept, only one Wait in eight spins that long, until one
-//     Wait's spin succeeds; a process whose Waits mostly sleep (a worker
+//     eight waits in a row (on any object of this process, see
+//     [futex.Spin]) that slept, only one wait in eight spins that long,
+//     until one wait's spin succeeds; a process whose Waits mostly sleep (a worker
 //     idle between jobs) spends about 1.3 µs of spin per Wait.
 //   - A waiter killed while registered leaves the waiters bit set; the next
 //     Set makes one wake system call for nobody and clears it.

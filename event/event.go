@@ -9,7 +9,6 @@ import (
 	"unsafe"
 
 	"github.com/mpipc/mpipc/futex"
-	"github.com/mpipc/mpipc/internal/spinfloor"
 	"github.com/mpipc/mpipc/shm"
 	"github.com/mpipc/mpipc/stats"
 )
@@ -243,16 +242,15 @@ func released(w, start uint32) bool {
 }
 
 func (e *Event) waitSlow(ctx context.Context, deadline time.Time, start uint32) error {
-	// Spin first, at least the floor: see package spinfloor for why, and
-	// for when the floor is off.
-	floor := spinfloor.Floor()
-	for i := 0; spinfloor.Spin(i, floor); i++ {
+	// Spin first (futex.Spin: the full budget, about a sleep and a wake,
+	// unless spins keep failing).
+	for i := 0; futex.Spin(i); i++ {
 		if released(atomic.LoadUint32(e.w), start) {
-			spinfloor.Done(true)
+			futex.SpinDone(true)
 			return nil
 		}
 	}
-	spinfloor.Done(false)
+	futex.SpinDone(false)
 	spun := true
 	for {
 		old := atomic.LoadUint32(e.w)

@@ -65,9 +65,10 @@ func HubIdle() bool {
 	return true
 }
 
-// SpinLimit is the adaptive spin budget's active limit, in iterations.
-func SpinLimit() int32 { return activeLimit.Load() }
+// SpinLimit is the adaptive spin budget's active limit, in iterations, for
+// a spin that starts now.
+func SpinLimit() int32 { return int32(limit()) }
 
 // SpinFloor puts the adaptive spin budget at its floor, as a run of
 // spins that all ran out leaves it.
-func SpinFloor() { activeLimit.Store(minActive) }
+func SpinFloor() { fails.Store(offAfter + 1) }

@@ -12,37 +12,39 @@ import (
 // calibrated once at start); passive iterations give the processor away
 // with runtime.Gosched.
 //
-// The budget adapts per process: a spin that ended in success (the caller
-// got what it waited for without sleeping) doubles the active limit, up to
-// maxActive; a spin that ran out halves it, down to minActive. So a process
-// whose peer is usually running spins up to about 10 µs before it sleeps,
-// and one whose peer is usually asleep spends about half a microsecond.
+// The budget adapts per process. While spins succeed (the caller got what
+// it waited for without sleeping), every spin may run the full budget,
+// maxActive iterations, about 10 µs: about what a sleep and a wake cost on
+// the machines we measure, so spinning it never wastes much more than
+// sleeping would. After offAfter spins in a row that ran out, the partner
+// is taken to be asleep or waiting for this CPU, and a spin runs minActive
+// iterations (about half a microsecond), but for one in probeEvery, which
+// still runs the full budget; the first spin that succeeds restores it.
 //
-// Halving alone is a trap for two processes that wait on each other (a
-// ping-pong, a request and its response): once both budgets are short,
-// each answer comes a wake-up later (tens of µs on a VM), after the
-// other's short spin gave up, so no spin succeeds and both sleep on every
-// message for good. Measured: W3 started with both at minActive stayed at
-// a median of 5–9 µs a round trip in 6 of 8 runs, against 0.35 µs. So
-// every probeEvery-th spin below the full budget probes with the full
-// budget, and a probe that succeeds restores it.
+// The probe is what lets two processes that wait on each other (a
+// ping-pong, a request and its response) leave the sleep-every-message
+// mode: once both spin short, each answer comes a wake-up later (tens of
+// µs on a VM) than the other's short spin lasts, so no short spin ever
+// succeeds. With a budget that only halved after a failure and doubled
+// after a success, W3 started with both processes at the floor stayed at
+// a median of 5–9 µs a round trip in 8 of 12 runs, against 0.3 µs; a
+// Condition ping-pong slept on 97% of its waits.
 const (
 	iterNs     = 60
 	maxActive  = 160
 	minActive  = 8
 	passive    = 4
+	offAfter   = 8
 	probeEvery = 8
 )
 
 var (
-	activeLimit atomic.Int32
-	spins       atomic.Uint32 // spins ended (SpinDone), to pick probes
-	multicore   = runtime.NumCPU() > 1
-	spinPauses  uint32 // PAUSEs per active iteration, from calibrate
+	fails      atomic.Uint32 // spins in a row, in this process, that ran out
+	multicore  = runtime.NumCPU() > 1
+	spinPauses uint32 // PAUSEs per active iteration, from calibrate
 )
 
 func init() {
-	activeLimit.Store(maxActive / 2)
 	spinPauses = calibrate()
 }
 
@@ -75,10 +77,7 @@ func calibrate() uint32 {
 //	futex.SpinDone(false)
 //	// register as a waiter and sleep
 func Spin(iter int) bool {
-	lim := int(activeLimit.Load())
-	if lim < maxActive && spins.Load()%probeEvery == 0 {
-		lim = maxActive
-	}
+	lim := limit()
 	switch {
 	case iter < lim && multicore:
 		procyield(spinPauses)
@@ -90,21 +89,28 @@ func Spin(iter int) bool {
 	return false
 }
 
-// SpinDone tells the adaptive budget how a spin ended: ok is true when the
-// caller got what it waited for while spinning.
-func SpinDone(ok bool) {
-	l := activeLimit.Load()
-	if ok && l >= maxActive {
-		return // the common case of a busy peer: no shared write
+// limit is the number of active iterations of a spin that starts now.
+func limit() int {
+	if f := fails.Load(); f >= offAfter && f%probeEvery != 0 {
+		return minActive
 	}
-	probe := spins.Add(1)%probeEvery == 1 // it started at 0 mod probeEvery
-	if ok {
-		if probe {
-			activeLimit.CompareAndSwap(l, maxActive)
-		} else {
-			activeLimit.CompareAndSwap(l, min(l*2, maxActive))
-		}
-	} else if l > minActive {
-		activeLimit.CompareAndSwap(l, max(l/2, minActive))
-	}
+	return maxActive
 }
+
+// SpinDone tells the adaptive budget how a spin ended: ok is true when the
+// caller got what it waited for while spinning. A success writes nothing
+// shared unless spins had failed before it.
+func SpinDone(ok bool) {
+	if ok {
+		if fails.Load() != 0 {
+			fails.Store(0)
+		}
+		return
+	}
+	fails.Add(1)
+}
+
+// Multicore reports whether the process may run on more than one CPU (at
+// start-up, by its affinity mask): on one CPU a spin only delays the
+// partner it waits for, and [Spin] yields instead of pausing.
+func Multicore() bool { return multicore }
