@@ -140,7 +140,9 @@ func TestPipeLayout(t *testing.T) {
 		{"tail", unsafe.Offsetof(s.tail), 0},
 		{"head", unsafe.Offsetof(s.head), 64},
 		{"rwait", unsafe.Offsetof(s.rwait), 128},
+		{"wplain", unsafe.Offsetof(s.wplain), 132},
 		{"wwait", unsafe.Offsetof(s.wwait), 192},
+		{"rplain", unsafe.Offsetof(s.rplain), 196},
 		{"size", unsafe.Sizeof(s), 256},
 		{"end.closed", unsafe.Offsetof(pipeEnd{}.closed), 8},
 		{"header.flags", unsafe.Offsetof(pipeHeader{}.flags), 16},
@@ -679,6 +681,8 @@ func TestPipeCorrupt(t *testing.T) {
 		{"end owner pid", func(m []byte) { *u64(m, pipeEndsOff) = 1 << 30 }},
 		{"ring indices", func(m []byte) { *u64(m, ring1) = 3 * capa }},
 		{"ring head unaligned", func(m []byte) { *u64(m, ring1+64) = 3 }},
+		{"ring writer's unfenced word", func(m []byte) { *u32(m, ring1+132) = 2 }},
+		{"ring reader's unfenced word", func(m []byte) { *u32(m, ring0+196) = 1 << 31 }},
 	}
 	for _, c := range attachCases {
 		t.Run("attach/"+c.name, func(t *testing.T) {
@@ -778,12 +782,20 @@ func pipeRoleSend(args []string) error {
 
 // pipeRoleEcho: PATH — attach end 1 of a duplex pipe and answer each
 // message i with message i+1, until the end of the stream.
-func pipeRoleEcho(args []string) error {
+func pipeRoleEcho(args []string) error { return pipeEcho(args, 0) }
+
+// pipeEcho is pipeRoleEcho with liveness checks every check (0: the
+// default).
+func pipeEcho(args []string, check time.Duration) error {
 	mem, err := pipeMapFile(args[0])
 	if err != nil {
 		return err
 	}
-	c, err := AttachPipe(mem, 1, pipeChildOpts(args[0]))
+	opts := pipeChildOpts(args[0])
+	if opts != nil {
+		opts.CheckInterval = check
+	}
+	c, err := AttachPipe(mem, 1, opts)
 	if err != nil {
 		return err
 	}
