@@ -32,18 +32,15 @@ import (
 //	offset 192+256+C  ring 1: messages to end 1, duplex pipes only
 //
 // Each ring is a 256-byte header (tail, head, reader-waiting and
-// writer-waiting words, each on its own cache line; the waiting words each
-// followed by the other side's "unfenced" word) and C data bytes of
+// writer-waiting words, each on its own cache line) and C data bytes of
 // records: a message of at most C-8 bytes is one record, a longer one a
 // first piece carrying its total length and continuation pieces (see
 // spscShared for the framing).
 const (
 	// PipeVersion is the layout version of a Pipe. Version 2: end owners
 	// are process registry identities, not pids. Version 3: messages
-	// longer than the ring travel in pieces. Version 4: each side of a
-	// ring says whether it publishes its index without a fence, and
-	// sleepers then make its stores visible with membarrier.
-	PipeVersion = 4
+	// longer than the ring travel in pieces.
+	PipeVersion = 3
 	// PipeDefaultCapacity is the ring size of each direction unless
 	// PipeOptions.Capacity says otherwise.
 	PipeDefaultCapacity = 64 << 10
@@ -582,7 +579,6 @@ func (c *Conn) waitRoom(ctx context.Context, rec uint64, deadline time.Time, try
 	nextCheck := futex.After(c.check)
 	for {
 		atomic.StoreUint32(&w.sh.wwait, 1)
-		fenced := spscPeerFenced(&w.sh.rplain)
 		if ok, err := w.room(rec); ok || err != nil {
 			return err
 		}
@@ -592,7 +588,7 @@ func (c *Conn) waitRoom(ctx context.Context, rec uint64, deadline time.Time, try
 		if atomic.LoadUint32(&c.peer.closed) != 0 {
 			return ErrPeerGone
 		}
-		err := c.sleep(ctx, &w.sh.wwait, deadline, nextCheck, !fenced, &spun)
+		err := c.sleep(ctx, &w.sh.wwait, deadline, nextCheck, &spun)
 		switch err {
 		case nil:
 			continue
@@ -614,27 +610,13 @@ var (
 	errPipeCheck    = errors.New("check")
 )
 
-// spscPeerFenced makes the peer's publications visible to a sleeper's
-// re-check, after the sleeper stored its waiting word: nothing to do when
-// the peer's unfenced word is 0, else a membarrier. It reports false when
-// that was refused: the sleeper cannot rely on the re-check, and naps.
-func spscPeerFenced(unfenced *uint32) bool {
-	return atomic.LoadUint32(unfenced) == 0 || spscFence()
-}
-
 // sleep waits on word while it is 1, until woken, the deadline
-// (errPipeDeadline), the next liveness check (errPipeCheck) or ctx; with
-// nap, for at most spscUnfencedNap. spun is the caller's "the spin ran
-// out" flag, for the counters.
-func (c *Conn) sleep(ctx context.Context, word *uint32, deadline, nextCheck time.Time, nap bool, spun *bool) error {
+// (errPipeDeadline), the next liveness check (errPipeCheck) or ctx. spun
+// is the caller's "the spin ran out" flag, for the counters.
+func (c *Conn) sleep(ctx context.Context, word *uint32, deadline, nextCheck time.Time, spun *bool) error {
 	wake := nextCheck
 	if !deadline.IsZero() && deadline.Before(wake) {
 		wake = deadline
-	}
-	if nap {
-		if t := futex.After(spscUnfencedNap); t.Before(wake) {
-			wake = t
-		}
 	}
 	c.ctr.Sleep(spun)
 	err := futex.Wait(ctx, word, 1, wake)
@@ -969,7 +951,6 @@ func (c *Conn) waitReadable(ctx context.Context, deadline time.Time, try bool) e
 	nextCheck := futex.After(c.check)
 	for {
 		atomic.StoreUint32(&r.sh.rwait, 1)
-		fenced := spscPeerFenced(&r.sh.wplain)
 		if _, ok, err := r.next(); ok || err != nil {
 			return err
 		}
@@ -979,7 +960,7 @@ func (c *Conn) waitReadable(ctx context.Context, deadline time.Time, try bool) e
 		if atomic.LoadUint32(&c.peer.closed) != 0 {
 			return c.drainedOr(io.EOF)
 		}
-		err := c.sleep(ctx, &r.sh.rwait, deadline, nextCheck, !fenced, &spun)
+		err := c.sleep(ctx, &r.sh.rwait, deadline, nextCheck, &spun)
 		switch err {
 		case nil:
 			continue

@@ -3,11 +3,9 @@ package ringbuf
 import (
 	"fmt"
 	"sync/atomic"
-	"time"
 	"unsafe"
 
 	"github.com/mpipc/mpipc/futex"
-	"github.com/mpipc/mpipc/internal/membarrier"
 	"github.com/mpipc/mpipc/shm"
 	"github.com/mpipc/mpipc/stats"
 )
@@ -19,9 +17,7 @@ import (
 //	+0    uint64  tail: bytes ever written; producer-owned
 //	+64   uint64  head: bytes ever read; consumer-owned
 //	+128  uint32  reader-waiting futex word
-//	+132  uint32  1: the producer publishes tail without a fence
 //	+192  uint32  writer-waiting futex word
-//	+196  uint32  1: the consumer publishes head without a fence
 //	+256  cap bytes of records
 //
 // Bytes in [head, tail) belong to the consumer; bytes in [tail, head+cap)
@@ -58,48 +54,41 @@ import (
 // total must not exceed the pipe's maximum message size, nor pieces carry
 // more than it. Anything else is shm.ErrCorrupt.
 //
-// The producer publishes tail after every record, and the consumer head
-// after every record: giving space back in batches would be cheaper, but
-// then a Send could wait for space that its receiver has already read, and
-// two processes that each wait in Send for the other could deadlock where
-// a kernel pipe would not.
+// The consumer publishes head after every record, although in Go that
+// store is a full fence: giving space back in batches would be cheaper,
+// but then a Send could wait for space that its receiver has already
+// read, and two processes that each wait in Send for the other could
+// deadlock where a kernel pipe would not.
 //
 // Sleeping: a consumer that found the ring empty after spinning stores 1 to
 // the reader-waiting word, re-checks the ring, and futex-waits on the word
 // while it is 1. A producer, after its publishing store of tail, loads the
-// word and, only if it is nonzero, swaps it to 0 and wakes. Either the
-// producer sees the 1 or the consumer's re-check sees the new tail: no lost
-// wakeup, and no syscall while the consumer is awake. The writer-waiting
-// word works the same way for a producer that found the ring full, with
-// head.
+// word and, only if it is nonzero, swaps it to 0 and wakes. Go's atomics are
+// sequentially consistent, so either the producer sees the 1 or the
+// consumer's re-check sees the new tail: no lost wakeup, and no syscall
+// while the consumer is awake. The writer-waiting word works the same way
+// for a producer that found the ring full.
 //
-// Each side's store-then-load needs a full barrier between the two. The
-// sleeper's store of its waiting word is a sequentially consistent atomic.
-// The publishing side's is one too where a store-release is already cheap
-// (arm64) or where membarrier(2) is missing; on amd64 that store is an
-// XCHG, a locked instruction that waits for the index's cache line and
-// every earlier store of the record, a cross-core round trip per message
-// that halved the pipe's throughput. There a process that registers for
-// membarrier publishes with a plain MOV (a store-release on amd64) and
-// says so in its side's "unfenced" word, stored at attach; a sleeper that
-// finds the peer's word set calls membarrier GLOBAL_EXPEDITED after
-// storing its waiting word and before its re-check, which makes the peer
-// pass through a full barrier: either the peer's tail store is visible to
-// the re-check, or its load of the waiting word comes after the barrier
-// and sees the 1 (package internal/membarrier). A sleeper whose membarrier
-// is refused cannot rely on the peer's stores and sleeps in short slices
-// (spscUnfencedNap), re-checking the ring after each.
+// On amd64 the publishing store is an XCHG, a full barrier that the
+// load of the waiting word after it needs. A plain MOV there loses
+// wakeups (TestPipeSleepersAcrossProcesses hangs) unless sleepers pay for
+// the barrier with membarrier(2); that variant was measured and is not
+// used: it cuts an uncontended Send+Recv from 38 to 24 ns, but across
+// processes (2 vCPUs, interleaved sets of 5-8 runs) it moved 64-byte
+// messages by -12% to +16% from set to set and made 4 KiB ones 8-12%
+// slower: a consumer that keeps up then reloads tail for nearly every
+// record (a cache-line round trip each, and the producer's stores wait
+// for the lines the consumer holds), and every sleep adds an
+// inter-processor interrupt.
 type spscShared struct {
-	tail   uint64 // producer: publishes the records before it (release)
-	_      [56]byte
-	head   uint64 // consumer: frees the bytes before it (release)
-	_      [56]byte
-	rwait  uint32 // 1: the consumer may sleep on this word
-	wplain uint32 // 1: the producer publishes tail without a fence
-	_      [56]byte
-	wwait  uint32 // 1: the producer may sleep on this word
-	rplain uint32 // 1: the consumer publishes head without a fence
-	_      [56]byte
+	tail  uint64 // producer: publishes the records before it (release)
+	_     [56]byte
+	head  uint64 // consumer: frees the bytes before it (release)
+	_     [56]byte
+	rwait uint32 // 1: the consumer may sleep on this word
+	_     [60]byte
+	wwait uint32 // 1: the producer may sleep on this word
+	_     [60]byte
 }
 
 const (
@@ -111,27 +100,7 @@ const (
 	spscPieceMore  = 1 << 30 // record header kind: a continuation piece
 	spscPieceKinds = spscPieceFirst | spscPieceMore
 	spscPieceTotal = 8 // bytes of the total length at the start of a first piece
-
-	// spscUnfencedNap bounds a sleep whose membarrier was refused while
-	// the peer publishes without a fence.
-	spscUnfencedNap = time.Millisecond
 )
-
-// spscFence is membarrier.Global, replaced by tests to provoke a refusal.
-var spscFence = membarrier.Global
-
-// spscUnfenced reports whether this process publishes ring indices with a
-// plain store: only where that saves a locked instruction (spscPlainStore)
-// and the process is a membarrier target.
-func spscUnfenced() bool { return spscPlainStore && membarrier.Register() }
-
-// spscFlag is the value of an "unfenced" word.
-func spscFlag(unfenced bool) uint32 {
-	if unfenced {
-		return 1
-	}
-	return 0
-}
 
 // spscRecSize is the ring space one record of n payload bytes takes.
 func spscRecSize(n int) uint64 {
@@ -147,9 +116,7 @@ type spscWriter struct {
 	tail uint64          // our index; the shared tail is a copy we publish
 	head uint64          // cached consumer index; head <= shared head
 	ctr  *stats.Counters // the Conn's: counts the wake syscalls made
-	// plain: tail is published with a plain store (wplain says so)
-	plain bool
-	_     [64]byte // keep the sender's and receiver's handles apart
+	_    [64]byte        // keep the sender's and receiver's handles apart
 }
 
 // spscReader is the consumer's process-local handle.
@@ -162,7 +129,6 @@ type spscReader struct {
 	head   uint64          // our index
 	tail   uint64          // cached producer index; tail <= shared tail
 	ctr    *stats.Counters // the Conn's: counts the wake syscalls made
-	plain  bool            // head is published with a plain store (rplain says so)
 	_      [64]byte
 }
 
@@ -180,20 +146,14 @@ func spscInit(mem []byte) {
 	atomic.StoreUint64(&sh.head, 0)
 	atomic.StoreUint32(&sh.rwait, 0)
 	atomic.StoreUint32(&sh.wwait, 0)
-	atomic.StoreUint32(&sh.wplain, 0)
-	atomic.StoreUint32(&sh.rplain, 0)
 }
 
-// spscLoad reads and validates both indices and the unfenced words of a
-// ring, for attaching.
+// spscLoad reads and validates both indices of a ring, for attaching.
 func spscLoad(sh *spscShared, cap uint64) (head, tail uint64, err error) {
 	head = atomic.LoadUint64(&sh.head)
 	tail = atomic.LoadUint64(&sh.tail)
 	if head%spscRecAlign != 0 || tail%spscRecAlign != 0 || tail-head > cap {
 		return 0, 0, fmt.Errorf("ringbuf: pipe ring indices head %d tail %d (capacity %d): %w", head, tail, cap, shm.ErrCorrupt)
-	}
-	if wp, rp := atomic.LoadUint32(&sh.wplain), atomic.LoadUint32(&sh.rplain); wp > 1 || rp > 1 {
-		return 0, 0, fmt.Errorf("ringbuf: pipe ring unfenced words %#x %#x: %w", wp, rp, shm.ErrCorrupt)
 	}
 	return head, tail, nil
 }
@@ -204,13 +164,7 @@ func newSPSCWriter(mem []byte, cap int) (*spscWriter, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &spscWriter{sh: sh, data: data, mask: uint64(cap) - 1, cap: uint64(cap), tail: tail, head: head,
-		plain: spscUnfenced()}
-	// Sequentially consistent, before any unfenced publication: a consumer
-	// that read 0 here before sleeping had stored its waiting word first,
-	// and our loads of that word come after this store.
-	atomic.StoreUint32(&sh.wplain, spscFlag(w.plain))
-	return w, nil
+	return &spscWriter{sh: sh, data: data, mask: uint64(cap) - 1, cap: uint64(cap), tail: tail, head: head}, nil
 }
 
 func newSPSCReader(mem []byte, cap, maxRec int) (*spscReader, error) {
@@ -219,10 +173,8 @@ func newSPSCReader(mem []byte, cap, maxRec int) (*spscReader, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &spscReader{sh: sh, data: data, mask: uint64(cap) - 1, cap: uint64(cap), maxRec: uint64(maxRec),
-		head: head, tail: tail, plain: spscUnfenced()}
-	atomic.StoreUint32(&sh.rplain, spscFlag(r.plain)) // as the writer's wplain
-	return r, nil
+	return &spscReader{sh: sh, data: data, mask: uint64(cap) - 1, cap: uint64(cap), maxRec: uint64(maxRec),
+		head: head, tail: tail}, nil
 }
 
 func errCorruptIndex(what string, v, lo, hi uint64) error {
@@ -259,21 +211,11 @@ func (w *spscWriter) tryWrite(msg []byte) (bool, error) {
 		copy(w.data, msg[k:]) // wrap around
 	}
 	w.tail += rec
-	w.publish() // publishes the record
-	return true, nil
-}
-
-// publish stores our index to the shared tail, making the records before
-// it the consumer's, and wakes a consumer that sleeps.
-func (w *spscWriter) publish() {
-	if w.plain {
-		qStoreHint(&w.sh.tail, w.tail) // a store-release; see spscShared
-	} else {
-		atomic.StoreUint64(&w.sh.tail, w.tail)
-	}
+	atomic.StoreUint64(&w.sh.tail, w.tail) // publishes the record
 	if atomic.LoadUint32(&w.sh.rwait) != 0 {
 		w.wakeReader()
 	}
+	return true, nil
 }
 
 func (w *spscWriter) wakeReader() {
@@ -303,7 +245,10 @@ func (w *spscWriter) writePiece(kind uint32, total uint64, data []byte) {
 		copy(w.data, data[k:]) // wrap around
 	}
 	w.tail += spscRecSize(n)
-	w.publish() // publishes the piece
+	atomic.StoreUint64(&w.sh.tail, w.tail) // publishes the piece
+	if atomic.LoadUint32(&w.sh.rwait) != 0 {
+		w.wakeReader()
+	}
 }
 
 // next returns the header word h of the next record: the length of a
@@ -359,7 +304,10 @@ func (r *spscReader) take(buf []byte, n int) {
 		copy(buf[k:n], r.data) // wrap around
 	}
 	r.head += spscRecSize(n)
-	r.publish() // frees the record's bytes
+	atomic.StoreUint64(&r.sh.head, r.head) // frees the record's bytes
+	if atomic.LoadUint32(&r.sh.wwait) != 0 {
+		r.wakeWriter()
+	}
 }
 
 // pieceTotal returns the total length a first piece at head carries.
@@ -377,17 +325,7 @@ func (r *spscReader) takePiece(dst []byte, skip, n int) {
 		}
 	}
 	r.head += spscRecSize(n)
-	r.publish() // frees the record's bytes
-}
-
-// publish stores our index to the shared head, giving the bytes before it
-// back to the producer, and wakes a producer that sleeps.
-func (r *spscReader) publish() {
-	if r.plain {
-		qStoreHint(&r.sh.head, r.head) // a store-release; see spscShared
-	} else {
-		atomic.StoreUint64(&r.sh.head, r.head)
-	}
+	atomic.StoreUint64(&r.sh.head, r.head) // frees the record's bytes
 	if atomic.LoadUint32(&r.sh.wwait) != 0 {
 		r.wakeWriter()
 	}

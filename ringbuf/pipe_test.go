@@ -140,9 +140,7 @@ func TestPipeLayout(t *testing.T) {
 		{"tail", unsafe.Offsetof(s.tail), 0},
 		{"head", unsafe.Offsetof(s.head), 64},
 		{"rwait", unsafe.Offsetof(s.rwait), 128},
-		{"wplain", unsafe.Offsetof(s.wplain), 132},
 		{"wwait", unsafe.Offsetof(s.wwait), 192},
-		{"rplain", unsafe.Offsetof(s.rplain), 196},
 		{"size", unsafe.Sizeof(s), 256},
 		{"end.closed", unsafe.Offsetof(pipeEnd{}.closed), 8},
 		{"header.flags", unsafe.Offsetof(pipeHeader{}.flags), 16},
@@ -681,8 +679,6 @@ func TestPipeCorrupt(t *testing.T) {
 		{"end owner pid", func(m []byte) { *u64(m, pipeEndsOff) = 1 << 30 }},
 		{"ring indices", func(m []byte) { *u64(m, ring1) = 3 * capa }},
 		{"ring head unaligned", func(m []byte) { *u64(m, ring1+64) = 3 }},
-		{"ring writer's unfenced word", func(m []byte) { *u32(m, ring1+132) = 2 }},
-		{"ring reader's unfenced word", func(m []byte) { *u32(m, ring0+196) = 1 << 31 }},
 	}
 	for _, c := range attachCases {
 		t.Run("attach/"+c.name, func(t *testing.T) {

@@ -27,15 +27,9 @@ func (q *Queue) DisarmPut(val uint32) { q.notFull.leave(val) }
 
 // ArmRecv registers a sleeping receiver on the pipe end; see DisarmRecv.
 // A pipe end has one receiver at a time: Recv and a Select on the same
-// end must not wait together. It panics on a send-only end. Where the
-// sender publishes without a fence and this process's membarrier is
-// refused (see spscShared), it returns a value the word never holds: the
-// caller then polls instead of sleeping.
+// end must not wait together. It panics on a send-only end.
 func (c *Conn) ArmRecv() (word *uint32, val uint32) {
 	atomic.StoreUint32(&c.rx.sh.rwait, 1)
-	if !spscPeerFenced(&c.rx.sh.wplain) {
-		return &c.rx.sh.rwait, 2
-	}
 	return &c.rx.sh.rwait, 1
 }
 
