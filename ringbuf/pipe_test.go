@@ -778,12 +778,20 @@ func pipeRoleSend(args []string) error {
 
 // pipeRoleEcho: PATH — attach end 1 of a duplex pipe and answer each
 // message i with message i+1, until the end of the stream.
-func pipeRoleEcho(args []string) error {
+func pipeRoleEcho(args []string) error { return pipeEcho(args, 0) }
+
+// pipeEcho is pipeRoleEcho with liveness checks every check (0: the
+// default).
+func pipeEcho(args []string, check time.Duration) error {
 	mem, err := pipeMapFile(args[0])
 	if err != nil {
 		return err
 	}
-	c, err := AttachPipe(mem, 1, pipeChildOpts(args[0]))
+	opts := pipeChildOpts(args[0])
+	if opts != nil {
+		opts.CheckInterval = check
+	}
+	c, err := AttachPipe(mem, 1, opts)
 	if err != nil {
 		return err
 	}
