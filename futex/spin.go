@@ -91,7 +91,10 @@ func Spin(iter int) bool {
 
 // limit is the number of active iterations of a spin that starts now.
 func limit() int {
-	if f := fails.Load(); f >= offAfter && f%probeEvery != 0 {
+	if f := fails.Load(); f >= offAfter && (f%probeEvery != 0 || !multicore) {
+		// No probes on one CPU: a spin there yields to the goroutines
+		// of this process, and a partner in another process runs only
+		// once this one sleeps.
 		return minActive
 	}
 	return maxActive
