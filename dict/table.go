@@ -11,6 +11,7 @@ import (
 
 	"github.com/mpipc/mpipc/futex"
 	"github.com/mpipc/mpipc/internal/proc"
+	"github.com/mpipc/mpipc/internal/release"
 	"github.com/mpipc/mpipc/internal/robust"
 	"github.com/mpipc/mpipc/shm"
 )
@@ -428,7 +429,7 @@ func (t *table) repair(s uint64) {
 		}
 	}
 	atomic.StoreUint64(t.word(s, sCount), live)
-	storeRelease(t.word(s, sTombs), tombs)
+	release.Store64(t.word(s, sTombs), tombs)
 	atomic.AddUint64(t.word(s, sRepairs), 1)
 }
 
@@ -476,7 +477,7 @@ func (t *table) replace(s uint64, slot int64, c uint64, val []byte) {
 	ent := t.entry(t.active(s), uint64(slot))
 	nc := next(c, stLive)
 	t.writeVal(t.valOf(ent, nc), val)
-	storeRelease(ctlOf(ent), nc) // publishes the value
+	release.Store64(ctlOf(ent), nc) // publishes the value
 }
 
 // replace1 is replace for a one-word value.
@@ -484,7 +485,7 @@ func (t *table) replace1(s uint64, slot int64, c, val uint64) {
 	ent := t.entry(t.active(s), uint64(slot))
 	nc := next(c, stLive)
 	storeWord(t.valOf(ent, nc), val)
-	storeRelease(ctlOf(ent), nc) // publishes the value
+	release.Store64(ctlOf(ent), nc) // publishes the value
 }
 
 // insert adds key (absent from stripe s; free as locate returned it)
@@ -514,10 +515,10 @@ func (t *table) insert(s uint64, key []uint64, h uint64, free int64, val []byte)
 		storeWord(unsafe.Add(kp, 8*i), w)
 	}
 	t.writeVal(t.valOf(ent, nc), val)
-	storeRelease(ctlOf(ent), nc) // commits the insert
-	storeRelease(t.word(s, sCount), live+1)
+	release.Store64(ctlOf(ent), nc) // commits the insert
+	release.Store64(t.word(s, sCount), live+1)
 	if state(c) == stTomb && tombs > 0 {
-		storeRelease(t.word(s, sTombs), tombs-1)
+		release.Store64(t.word(s, sTombs), tombs-1)
 	}
 	return nil
 }
@@ -531,13 +532,13 @@ func (t *table) remove(s uint64, slot int64, c uint64) {
 	i := uint64(slot)
 	ent := t.entry(reg, i)
 	if state(atomic.LoadUint64(ctlOf(t.entry(reg, (i+1)&t.mask)))) != stEmpty {
-		storeRelease(ctlOf(ent), next(c, stTomb)) // commits the delete
-		storeRelease(t.word(s, sCount), live-min(live, 1))
-		storeRelease(t.word(s, sTombs), tombs+1)
+		release.Store64(ctlOf(ent), next(c, stTomb)) // commits the delete
+		release.Store64(t.word(s, sCount), live-min(live, 1))
+		release.Store64(t.word(s, sTombs), tombs+1)
 		return
 	}
-	storeRelease(ctlOf(ent), next(c, stEmpty)) // commits the delete
-	storeRelease(t.word(s, sCount), live-min(live, 1))
+	release.Store64(ctlOf(ent), next(c, stEmpty)) // commits the delete
+	release.Store64(t.word(s, sCount), live-min(live, 1))
 	for range t.slots - 1 {
 		i = (i - 1) & t.mask
 		e := t.entry(reg, i)
@@ -545,9 +546,9 @@ func (t *table) remove(s uint64, slot int64, c uint64) {
 		if state(pc) != stTomb {
 			break
 		}
-		storeRelease(ctlOf(e), next(pc, stEmpty))
+		release.Store64(ctlOf(e), next(pc, stEmpty))
 		tombs -= min(tombs, 1)
-		storeRelease(t.word(s, sTombs), tombs)
+		release.Store64(t.word(s, sTombs), tombs)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"unsafe"
 
 	"github.com/mpipc/mpipc/internal/proc"
+	"github.com/mpipc/mpipc/internal/release"
 	"github.com/mpipc/mpipc/shm"
 	"github.com/mpipc/mpipc/stats"
 )
@@ -571,7 +572,7 @@ func (q *Queue) payload(s unsafe.Pointer, n int) []byte {
 // and generation bits of the claim itself), so it is the cheap hint store.
 func (q *Queue) noteOwner(w *uint64) {
 	if atomic.LoadUint64(w) != q.selfPacked {
-		qStoreHint(w, q.selfPacked) // who holds the claim, for the liveness check
+		release.Store64(w, q.selfPacked) // who holds the claim, for the liveness check
 	}
 }
 
@@ -658,7 +659,7 @@ func (q *Queue) claimPut() (s unsafe.Pointer, pos uint64, st qStatus, blk uint64
 			}
 			// Claims position p and records the claimant in the slot word.
 			if atomic.CompareAndSwapUint64(qSlotWord(s), w, qWord(seq, q.selfClaim)) {
-				qStoreHint(q.tail, p+1) // a hint: may land after a later claimant's
+				release.Store64(q.tail, p+1) // a hint: may land after a later claimant's
 				q.noteOwner(qProdOwner(s))
 				return s, p, qOK, 0
 			}
@@ -764,7 +765,7 @@ func (q *Queue) claimGet(limit int, claimSlot bool) (s unsafe.Pointer, pos uint6
 			if claim&qClaimSkip != 0 {
 				// Frees the skipped slot for the next lap.
 				if atomic.CompareAndSwapUint64(qSlotWord(s), w, qWord(uint32(h)+uint32(q.capacity), 0)) {
-					qStoreHint(q.head, h+1)
+					release.Store64(q.head, h+1)
 					if q.notFull.sleepers() != 0 {
 						q.wake(q.notFull)
 					}
@@ -788,7 +789,7 @@ func (q *Queue) claimGet(limit int, claimSlot bool) (s unsafe.Pointer, pos uint6
 			}
 			// Claims the message at h and records the claimant.
 			if atomic.CompareAndSwapUint64(qSlotWord(s), w, qWord(seq, q.selfClaim)) {
-				qStoreHint(q.head, h+1) // a hint: may land after a later claimant's
+				release.Store64(q.head, h+1) // a hint: may land after a later claimant's
 				q.noteOwner(qConsOwner(s))
 				return s, h, n, qOK, 0
 			}
@@ -877,7 +878,7 @@ func (q *Queue) takeGet(s unsafe.Pointer, pos uint64, w uint64) bool {
 		}
 		return false
 	}
-	qStoreHint(q.head, pos+1) // a hint: may land after a later taker's
+	release.Store64(q.head, pos+1) // a hint: may land after a later taker's
 	if q.notFull.sleepers() != 0 {
 		q.wake(q.notFull)
 	}
@@ -1088,7 +1089,7 @@ func (q *Queue) discard() {
 		}
 		// Frees the slot for pos+C: the message is gone, uncounted.
 		if atomic.CompareAndSwapUint64(qSlotWord(s), w, qWord(uint32(pos)+uint32(q.capacity), 0)) {
-			qStoreHint(q.head, pos+1)
+			release.Store64(q.head, pos+1)
 		}
 	}
 	q.wakeEpoch(q.notFull, false)

@@ -4,6 +4,8 @@ import (
 	"runtime"
 	"sync"
 	"unsafe"
+
+	"github.com/mpipc/mpipc/internal/release"
 )
 
 // Goroutine identity.
@@ -97,11 +99,11 @@ func calibrate() {
 }
 
 // storeGoid stores the calling goroutine's id at p with release order
-// (see storeRelease64).
+// (see release.Store64).
 func storeGoid(p *uint64) {
 	if off := goidOff; off != 0 {
 		storeGoidAt(p, off)
 		return
 	}
-	storeRelease64(p, slowGoid())
+	release.Store64(p, slowGoid())
 }

@@ -20,27 +20,9 @@ TEXT ·goidAt(SB),NOSPLIT,$0-16
 	MOVQ	AX, ret+8(FP)
 	RET
 
-// func storeRelease64(p *uint64, v uint64)
-//
-// A plain MOV: on amd64 every aligned store is atomic and has release
-// order (TSO), without the full fence of the XCHG that atomic.StoreUint64
-// compiles to.
-TEXT ·storeRelease64(SB),NOSPLIT,$0-16
-	MOVQ	p+0(FP), AX
-	MOVQ	v+8(FP), BX
-	MOVQ	BX, (AX)
-	RET
-
-// func storeRelease32(p *uint32, v uint32)
-TEXT ·storeRelease32(SB),NOSPLIT,$0-12
-	MOVQ	p+0(FP), AX
-	MOVL	v+8(FP), BX
-	MOVL	BX, (AX)
-	RET
-
 // func storeGoidAt(p *uint64, off uintptr)
 //
-// storeRelease64(p, goidAt(off)) in one call.
+// release.Store64(p, goidAt(off)) in one call.
 TEXT ·storeGoidAt(SB),NOSPLIT,$0-16
 	MOVQ	(TLS), AX
 	MOVQ	off+8(FP), BX

@@ -19,26 +19,9 @@ TEXT ·goidAt(SB),NOSPLIT,$0-16
 	MOVD	R0, ret+8(FP)
 	RET
 
-// func storeRelease64(p *uint64, v uint64)
-//
-// STLR: an atomic store with release order, without the full barrier of
-// atomic.StoreUint64.
-TEXT ·storeRelease64(SB),NOSPLIT,$0-16
-	MOVD	p+0(FP), R0
-	MOVD	v+8(FP), R1
-	STLR	R1, (R0)
-	RET
-
-// func storeRelease32(p *uint32, v uint32)
-TEXT ·storeRelease32(SB),NOSPLIT,$0-12
-	MOVD	p+0(FP), R0
-	MOVWU	v+8(FP), R1
-	STLRW	R1, (R0)
-	RET
-
 // func storeGoidAt(p *uint64, off uintptr)
 //
-// storeRelease64(p, goidAt(off)) in one call.
+// release.Store64(p, goidAt(off)) in one call.
 TEXT ·storeGoidAt(SB),NOSPLIT,$0-16
 	MOVD	off+8(FP), R1
 	ADD	g, R1, R1

@@ -10,6 +10,7 @@ import (
 	"unsafe"
 
 	"github.com/mpipc/mpipc/futex"
+	"github.com/mpipc/mpipc/internal/release"
 	"github.com/mpipc/mpipc/internal/robust"
 	"github.com/mpipc/mpipc/shm"
 	"github.com/mpipc/mpipc/stats"
@@ -32,7 +33,7 @@ import (
 // both. Keeping the level minus one makes the common acquire and release
 // (level 1) leave that word alone: it is 0 before and after, so the fast
 // path is the lock word's compare-and-swap plus one store of the goroutine
-// id each way. Those stores need only release order (storeRelease64): the
+// id each way. Those stores need only release order (release.Store64): the
 // goroutine id matters only to the goroutine that wrote it, and the id is
 // cleared before the lock word is released.
 const (
@@ -273,7 +274,7 @@ func (r *RLock) raise(n int) error {
 	if uint64(x)+uint64(n) > MaxLevel-1 {
 		return ErrLevel
 	}
-	storeRelease32(r.extra, x+uint32(n))
+	release.Store32(r.extra, x+uint32(n))
 	return nil
 }
 
@@ -282,9 +283,9 @@ func (r *RLock) raise(n int) error {
 // 0 (every release leaves them so); after a takeover they are the dead
 // owner's and must be overwritten.
 func (r *RLock) took(g uint64, n int, err error) {
-	storeRelease64(r.owner, g)
+	release.Store64(r.owner, g)
 	if n != 1 || err != nil {
-		storeRelease32(r.extra, uint32(n-1))
+		release.Store32(r.extra, uint32(n-1))
 	}
 }
 
@@ -415,7 +416,7 @@ func (r *RLock) Release() error {
 		return r.notOwned()
 	}
 	if x := atomic.LoadUint32(r.extra); x > 0 {
-		storeRelease32(r.extra, x-1)
+		release.Store32(r.extra, x-1)
 		return nil
 	}
 	return r.unlock()
@@ -425,7 +426,7 @@ func (r *RLock) Release() error {
 // cleared before the lock word is released (the release store keeps that
 // order), so no later holder's goroutine is ever taken for this one.
 func (r *RLock) unlock() error {
-	storeRelease64(r.owner, 0)
+	release.Store64(r.owner, 0)
 	return r.m.Unlock()
 }
 
@@ -438,7 +439,7 @@ func (r *RLock) ReleaseAll() (level int, err error) {
 	}
 	x := atomic.LoadUint32(r.extra)
 	if x > 0 {
-		storeRelease32(r.extra, 0)
+		release.Store32(r.extra, 0)
 	}
 	return int(x) + 1, r.unlock()
 }
