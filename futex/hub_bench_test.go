@@ -66,17 +66,24 @@ func forPaths(b *testing.B, f func(b *testing.B, env []string)) {
 	}
 }
 
+// w3Sems lays out W3's two semaphores in a shared file and returns its
+// path.
+func w3Sems(b *testing.B) (string, *semaphore.Semaphore, *semaphore.Semaphore) {
+	path, mem := mapShared(b, 2*semaphore.Size)
+	s1, err := semaphore.Init(mem[:semaphore.Size], 0, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s2, err := semaphore.Init(mem[semaphore.Size:], 0, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return path, s1, s2
+}
+
 func BenchmarkW3SemaphorePingPong(b *testing.B) {
 	forPaths(b, func(b *testing.B, env []string) {
-		path, mem := mapShared(b, 2*semaphore.Size)
-		s1, err := semaphore.Init(mem[:semaphore.Size], 0, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		s2, err := semaphore.Init(mem[semaphore.Size:], 0, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
+		path, s1, s2 := w3Sems(b)
 		c := proctest.StartOpts(b, "ping", proctest.Options{Args: []string{"w3", path, strconv.Itoa(b.N)}, Env: env})
 		b.ReportAllocs()
 		b.ResetTimer()
@@ -98,15 +105,7 @@ func BenchmarkW3SemaphorePingPong(b *testing.B) {
 // about 0.3 µs); the budget's probes must bring them back. It reports the
 // median round trip (p50-ns) beside the mean.
 func BenchmarkW3FromSpinFloor(b *testing.B) {
-	path, mem := mapShared(b, 2*semaphore.Size)
-	s1, err := semaphore.Init(mem[:semaphore.Size], 0, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	s2, err := semaphore.Init(mem[semaphore.Size:], 0, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
+	path, s1, s2 := w3Sems(b)
 	futex.SpinFloor()
 	c := proctest.StartOpts(b, "ping", proctest.Options{Args: []string{"w3", path, strconv.Itoa(b.N)}, Env: []string{"MPIPC_TEST_SPIN_FLOOR=1"}})
 	lat := make([]time.Duration, b.N)
