@@ -62,10 +62,11 @@
 // measure, while a handoff between two running processes costs about 60 ns.
 // Primitives therefore spin briefly with [Spin] before they register as
 // waiters and sleep. The spin is bounded, yields the processor in its second
-// half, and adapts: a process whose spins keep failing spins less, but one
-// spin in eight at the reduced budget runs the full one, and its success
-// restores it (two processes waiting on each other would otherwise both
-// settle at the short budget and sleep on every message).
+// half, and adapts: after eight spins in a row that failed, a process
+// spins about half a microsecond, but one spin in eight still runs the
+// full budget (on more than one CPU), and its success restores it (two
+// processes waiting on each other would otherwise both settle at the short
+// budget and sleep on every message).
 //
 // # Caveats
 //
