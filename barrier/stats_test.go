@@ -41,12 +41,7 @@ func childStatsWait(args []string) error {
 // releases the round a wake; a WaitTimeout that runs out counts a
 // timeout; a registered party found dead counts an owner death.
 func TestStatsAcrossProcesses(t *testing.T) {
-	name := proctest.TempName(t)
-	seg, err := shm.Create(name, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer seg.Close()
+	name, seg := newSegment(t)
 	b, err := barrier.Create(seg, "b", 2, &barrier.Options{CheckInterval: statsCheck})
 	if err != nil {
 		t.Fatal(err)

@@ -45,12 +45,7 @@ func childStatsWait(args []string) error {
 // counts a wait and a spin that ended in sleep there, a wake here; a
 // WaitTimeout that runs out counts a timeout.
 func TestStatsAcrossProcesses(t *testing.T) {
-	name := proctest.TempName(t)
-	seg, err := shm.Create(name, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer seg.Close()
+	seg, name := newSegment(t)
 	if _, err := lock.Create(seg, "l", nil); err != nil {
 		t.Fatal(err)
 	}

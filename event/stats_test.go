@@ -37,12 +37,7 @@ func childStatsSet(args []string) error {
 // a wait and a spin that ended in sleep here, a wake there; a WaitTimeout
 // that runs out counts a timeout.
 func TestStatsAcrossProcesses(t *testing.T) {
-	name := proctest.TempName(t)
-	seg, err := shm.Create(name, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer seg.Close()
+	name, seg := newSegment(t)
 	e, err := event.Create(seg, "e", nil)
 	if err != nil {
 		t.Fatal(err)

@@ -39,12 +39,7 @@ func childStatsRelease(args []string) error {
 // counts a wait and a spin that ended in sleep here, a wake there; an
 // AcquireTimeout that runs out counts a timeout.
 func TestStatsAcrossProcesses(t *testing.T) {
-	name := proctest.TempName(t)
-	seg, err := shm.Create(name, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer seg.Close()
+	name, seg := newSegment(t)
 	s, err := semaphore.Create(seg, "s", 0, nil)
 	if err != nil {
 		t.Fatal(err)
