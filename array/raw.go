@@ -177,6 +177,7 @@ func ReadBytes(seg *shm.Segment, name string, t reflect.Type, limit int) (b []by
 			}
 		}
 		if mem, lerr := seg.Lookup(sp); lerr == nil {
+			defer seg.Release(mem)
 			if _, _, _, herr := checkHeader(mem, info); herr != nil {
 				return nil, 0, fmt.Errorf("array: %q: %w", name, herr)
 			}
@@ -185,6 +186,7 @@ func ReadBytes(seg *shm.Segment, name string, t reflect.Type, limit int) (b []by
 	if err != nil {
 		return nil, 0, fmt.Errorf("array: opening %q: %w", name, err)
 	}
+	defer seg.Release(mem) // the bytes are copied out before it
 	_, n, _, err = checkHeader(mem, info)
 	if err != nil {
 		return nil, 0, err

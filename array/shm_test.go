@@ -5,6 +5,7 @@ package array
 import (
 	"errors"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -88,5 +89,12 @@ func TestReadBytes(t *testing.T) {
 	}
 	if _, _, err := ReadBytes(seg, "nope", typ, 10); !errors.Is(err, shm.ErrNotExist) {
 		t.Errorf("ReadBytes of a missing name: %v", err)
+	}
+	// ReadBytes, and its refusal of another size, give their holds back:
+	// once the handle is gone the Array can be destroyed.
+	runtime.GC()
+	runtime.GC()
+	if err := seg.Destroy("m"); err != nil {
+		t.Errorf("Destroy after ReadBytes: %v", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -90,5 +91,14 @@ func TestLoadBytes(t *testing.T) {
 	}
 	if _, err := LoadBytes(seg, "nope", reflect.TypeFor[int64]()); !errors.Is(err, shm.ErrNotExist) {
 		t.Errorf("LoadBytes of a missing name: %v", err)
+	}
+	// LoadBytes, and its refusal of another type, give their holds back:
+	// once the handles are gone the objects can be destroyed.
+	runtime.GC()
+	runtime.GC()
+	for _, name := range []string{"narrow", "wide"} {
+		if err := seg.Destroy(name); err != nil {
+			t.Errorf("Destroy(%q) after LoadBytes: %v", name, err)
+		}
 	}
 }

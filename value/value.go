@@ -536,6 +536,7 @@ func LoadBytes(seg *shm.Segment, name string, t reflect.Type) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("value: opening %q: %w", name, err)
 	}
+	defer seg.Release(mem) // the bytes are copied out before it
 	var c cell[byte] // T unused: loadInto works from info
 	if _, err := c.attachAs(mem, info, t, (*Options)(nil).in(seg)); err != nil {
 		return nil, err
@@ -555,6 +556,7 @@ func mismatch(seg *shm.Segment, sp shm.Spec, info typeinfo.Info) error {
 		}
 		sp.Fingerprint, sp.Size = o.Fingerprint, 0
 		if mem, err := seg.Lookup(sp); err == nil && len(mem) >= headerSize {
+			defer seg.Release(mem)
 			return fmt.Errorf("value: %q holds a type of %d bytes (fingerprint %#x), %s is %d bytes (fingerprint %#x): %w",
 				sp.Name, atomic.LoadUint64(word64(mem, offSize)), o.Fingerprint, info.Desc, info.Size, info.Fingerprint, shm.ErrTypeMismatch)
 		}
