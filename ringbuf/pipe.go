@@ -714,7 +714,11 @@ func (c *Conn) RecvBytes(ctx context.Context) ([]byte, error) {
 // bytes, Python's recv_bytes(maxlength): it consumes and drops such a
 // message (taking its pieces as they come, without keeping them) and
 // returns ErrMaxLength, wrapped with the length; the next call receives
-// the next message. Nothing longer than maxLength is allocated.
+// the next message. Nothing longer than maxLength is allocated. If it
+// returns part way through such a message (a timeout, a cancelled
+// context), the next receive finishes dropping it: a RecvBytesMax it is
+// too long for then returns ErrMaxLength, any other receive the next
+// message.
 func (c *Conn) RecvBytesMax(ctx context.Context, maxLength int) ([]byte, error) {
 	if c.rx == nil {
 		return nil, ErrPipeWriteOnly
@@ -873,7 +877,14 @@ func (c *Conn) recvSlow(ctx context.Context, buf []byte, alloc bool, limit int, 
 			n, out, drop := p.total, p.saved, p.discard
 			*p = pipeRxMsg{}
 			if drop {
-				return n, nil, ErrMaxLength
+				// The refusal is this call's if the message is too long
+				// for it too; a call that only finishes a drop an earlier
+				// RecvBytesMax began (and gave up waiting on) goes on to
+				// the next message.
+				if alloc && n > limit {
+					return n, nil, ErrMaxLength
+				}
+				continue
 			}
 			if !alloc {
 				out = nil

@@ -549,6 +549,65 @@ func TestPipeRecvResumes(t *testing.T) {
 	}
 }
 
+// TestPipeDropFinishedByAnotherReceive: a RecvBytesMax that refuses a
+// long message and gives up waiting part way through it leaves the drop to
+// the next receive; a receive the message is not too long for finishes
+// the drop and returns the next message, not the earlier call's refusal.
+func TestPipeDropFinishedByAnotherReceive(t *testing.T) {
+	msg := make([]byte, 4096)
+	for _, next := range []string{"Recv", "RecvBytes", "RecvBytesMax"} {
+		t.Run(next, func(t *testing.T) {
+			a, b, _ := pipeTestPair(t, &PipeOptions{Capacity: 256})
+			piece := pipePieces(a, msg)
+			for range 3 {
+				if _, err := piece(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+			defer cancel()
+			if _, err := b.RecvBytesMax(ctx, 100); !errors.Is(err, context.DeadlineExceeded) || !b.part.discard {
+				t.Fatalf("RecvBytesMax(100) part way = %v, %+v; want DeadlineExceeded and the message being dropped", err, b.part)
+			}
+			done := make(chan error, 1)
+			go func() {
+				for {
+					if more, err := piece(); !more || err != nil {
+						if err == nil {
+							err = a.Send(context.Background(), []byte("next"))
+						}
+						done <- err
+						return
+					}
+				}
+			}()
+			var got []byte
+			var err error
+			switch next {
+			case "Recv":
+				buf := make([]byte, 100)
+				var n int
+				n, err = b.Recv(context.Background(), buf)
+				got = buf[:n]
+			case "RecvBytes":
+				got, err = b.RecvBytes(context.Background())
+			case "RecvBytesMax":
+				// Too long for this call as well: its refusal.
+				if got, err := b.RecvBytesMax(context.Background(), 100); !errors.Is(err, ErrMaxLength) || got != nil {
+					t.Fatalf("RecvBytesMax(100) = %d bytes, %v; want ErrMaxLength", len(got), err)
+				}
+				got, err = b.RecvBytesMax(context.Background(), 100)
+			}
+			if err != nil || string(got) != "next" {
+				t.Fatalf("%s after a dropped message = %q, %v; want the next message", next, got, err)
+			}
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
 // TestPipeHostileLength: a first piece whose header claims a huge message
 // costs at most 64 MiB of allocation before its bytes arrive, and nothing
 // for RecvBytesMax with a small maxLength.
