@@ -67,6 +67,11 @@ func WakeLocal(addr *uint32) {
 		if k.addr == addr && r.w != nil {
 			r.w.mu.Lock()
 			r.w.fire(r, nil)
+			if r.w.borrowed {
+				// A borrower sleeps in the kernel, perhaps on this
+				// word, which did not change: wake it to look.
+				r.w.poke()
+			}
 			r.w.mu.Unlock()
 		}
 	}

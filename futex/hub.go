@@ -173,12 +173,13 @@ type reg struct {
 // its rounds meanwhile (borrow). At most one of them runs rounds at a time.
 type waiter struct {
 	mu       sync.Mutex
-	regs     []*reg       // at most hubWords (mu)
-	n        atomic.Int32 // len(regs), read unlocked to pick a waiter
-	ctl      uint32       // control word: bumped on every change (atomic)
-	sleeping atomic.Bool  // in futex_waitv, or about to be
-	parked   bool         // run is parked on kick, or about to be (mu)
-	borrowed bool         // a waiting goroutine runs the rounds (mu)
+	regs     []*reg         // at most hubWords (mu)
+	n        atomic.Int32   // len(regs), read unlocked to pick a waiter
+	ctl      uint32         // control word: bumped on every change (atomic)
+	sleeping atomic.Bool    // in futex_waitv, or about to be
+	parked   bool           // run is parked on kick, or about to be (mu)
+	borrowed bool           // a waiting goroutine runs the rounds (mu)
+	linger   kernelTimespec // run's deadline while a registration lingers
 	kick     chan struct{}
 	vec      [waitvMax]waitv
 	snap     [waitvMax]*reg
@@ -457,11 +458,6 @@ func (w *waiter) fire(r *reg, err error) {
 	if err == nil && r.refs.Load() == 0 {
 		Wake(r.key.addr, 1)
 	}
-	if w.borrowed {
-		// Fired by another goroutine (WakeLocal) while a borrower
-		// sleeps in the kernel, perhaps on r's word: wake it to look.
-		w.poke()
-	}
 }
 
 // recheck fires the registrations of w.busy whose word no longer holds
@@ -555,7 +551,8 @@ func (w *waiter) run() {
 		for _, r := range w.regs {
 			if r.refs.Load() == 0 {
 				if ts, _ := absDeadline(time.Now().Add(lingerFor)); ts != nil {
-					abs = &kernelTimespec{sec: int64(ts.Sec), nsec: int64(ts.Nsec)}
+					w.linger = kernelTimespec{sec: int64(ts.Sec), nsec: int64(ts.Nsec)}
+					abs = &w.linger
 				}
 				break
 			}

@@ -165,13 +165,7 @@ func Lock(l *lock.Lock) Case { return lockCase{l} }
 
 type lockCase struct{ l *lock.Lock }
 
-func (c lockCase) try() (bool, error) {
-	ok, err := c.l.TryAcquire()
-	if err != nil && !ok {
-		return false, err
-	}
-	return ok, err
-}
+func (c lockCase) try() (bool, error)     { return c.l.TryAcquire() }
 func (c lockCase) arm() (*uint32, uint32) { return c.l.Arm() }
 func (c lockCase) disarm()                { c.l.Disarm() }
 
