@@ -42,7 +42,7 @@ type watch struct {
 	reg   *proc.Registry
 	every time.Duration // the shortest check interval of its waiters
 	next  time.Time     // when it is checked next
-	refs  int           // waiters registered
+	refs  int           // waiters registered; 0: kept until the next pass
 	idx   int           // in checker.list
 }
 
@@ -61,6 +61,7 @@ type checkerT struct {
 	byKey   map[watchKey]*watch
 	list    []*watch
 	running bool
+	wakeAt  time.Time     // when the checker wakes next (while running)
 	kick    chan struct{} // a watch due sooner than the checker sleeps
 	alive   map[aliveKey]bool
 	due     []*uint32     // words to wake after a pass (checker goroutine)
@@ -99,10 +100,14 @@ func (m *Mutex) watch() {
 		kick = true
 	}
 	wt.refs++
+	// Kick the checker only for a watch due before it wakes anyway: a
+	// contended lock's waiter sleeps and leaves over and over, and a kick
+	// each time would wake the checker goroutine (and the scheduler a
+	// thread) for nothing.
 	if !c.running {
 		c.running = true
 		go runChecker()
-	} else if kick {
+	} else if kick && wt.next.Before(c.wakeAt) {
 		select {
 		case c.kick <- struct{}{}:
 		default:
@@ -121,9 +126,14 @@ func (m *Mutex) unwatch() {
 	if wt == nil {
 		panic("robust: unwatch without watch")
 	}
-	if wt.refs--; wt.refs > 0 {
-		return
-	}
+	// The watch stays, without waiters, until the checker's next pass
+	// drops it, so that a waiter that sleeps again soon (a contended
+	// lock) finds it and costs the checker nothing.
+	wt.refs--
+}
+
+// drop takes wt out of the checker's list and map; c.mu is held.
+func (c *checkerT) drop(wt *watch) {
 	delete(c.byKey, watchKey{wt.w, wt.reg})
 	last := len(c.list) - 1
 	if wt.idx != last {
@@ -149,7 +159,15 @@ func runChecker() {
 		now := time.Now()
 		next := now.Add(time.Hour)
 		clear(c.alive)
-		for _, wt := range c.list {
+		for i := 0; i < len(c.list); i++ {
+			wt := c.list[i]
+			if wt.refs == 0 {
+				// Nobody waits on its word, which may be unmapped by
+				// now: drop it unread (the last element takes its place).
+				c.drop(wt)
+				i--
+				continue
+			}
 			// Up to half an interval early, so that the watches of a
 			// pass are checked together rather than each at its own
 			// instant.
@@ -181,6 +199,15 @@ func runChecker() {
 			}
 			c.due = append(c.due, (*uint32)(unsafe.Pointer(wt.w)))
 		}
+		c.wakeAt = next
+		// Nothing left to watch: end here (a later watch starts a new
+		// checker) rather than sleep an hour. Nothing is due then, as a
+		// due watch stays in the list, so no other checker can meet this
+		// one's c.due.
+		empty := len(c.list) == 0
+		if empty {
+			c.running = false
+		}
 		c.mu.Unlock()
 		// Outside the lock, where a waiter may have left and its word
 		// been unmapped since: futex.WakeLocal reads no word, and a wake
@@ -191,6 +218,9 @@ func runChecker() {
 			c.due[i] = nil
 		}
 		c.due = c.due[:0]
+		if empty {
+			return
+		}
 		t.Reset(time.Until(next))
 		select {
 		case <-t.C:
