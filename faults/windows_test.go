@@ -81,9 +81,6 @@ type windowKind struct {
 	inspect func(h *hunt) int
 	// after recovers from a kill in window w and uses the object normally.
 	after func(h *hunt, w int) error
-	// renew: the victim uses the segment up and
-	// then exits cleanly; the hunter makes a new segment and goes on.
-	renew bool
 	// segSize is the size of the hunt's segment (0: 1 MiB).
 	segSize int64
 }
@@ -103,7 +100,6 @@ type hunt struct {
 	words    []uint64 // shared with the victim
 	victim   *proctest.Child
 	obj      any // the kind's parent-side handles
-	renewals int // segments used up by victims (renewing kinds)
 }
 
 func (h *hunt) w(i int) uint64 { return atomic.LoadUint64(&h.words[i]) }
@@ -144,26 +140,20 @@ func windowVictim(args []string) error {
 }
 
 // stop stops the victim and waits until every thread of it has stopped.
-// It reports false when the victim had exited cleanly, having used up a
-// segment of a renewing kind: the hunter then made a new one and started
-// a new victim.
-func (h *hunt) stop() bool {
-	if h.exited() {
-		return false
-	}
+// A victim that exited fails the test.
+func (h *hunt) stop() {
+	h.checkRunning()
 	pid := h.victim.Pid()
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		if err != syscall.ESRCH {
 			h.t.Fatal(err)
 		}
 		<-h.victim.Done() // reaped: Done is about to say so
-		return !h.exited()
+		h.checkRunning()
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if h.exited() {
-			return false
-		}
+		h.checkRunning()
 		ok, err := proctest.ThreadsStopped(pid)
 		if err != nil {
 			// Gone from /proc: reaped, and Done is about to say so.
@@ -172,12 +162,10 @@ func (h *hunt) stop() bool {
 			case <-time.After(5 * time.Second):
 				h.t.Fatalf("victim: %v", err)
 			}
-			if h.exited() {
-				return false
-			}
+			h.checkRunning()
 		}
 		if ok {
-			return true
+			return
 		}
 		if time.Now().After(deadline) {
 			h.t.Fatal("victim does not stop")
@@ -186,35 +174,20 @@ func (h *hunt) stop() bool {
 	}
 }
 
-// exited reports whether the victim has exited, which is a failure unless
-// it exited cleanly for a renewing kind: then it renews the segment and
-// starts a new victim.
-func (h *hunt) exited() bool {
+// checkRunning fails the test if the victim has exited.
+func (h *hunt) checkRunning() {
 	select {
 	case <-h.victim.Done():
 	default:
-		return false
+		return
 	}
 	r := h.victim.Wait(time.Second)
-	if r.Code != 0 || !h.k.renew {
-		h.t.Fatalf("victim exited (code %d, signal %v):\n%s", r.Code, r.Signal, r.Stderr)
-	}
-	h.renewals++
-	h.newSegment()
-	h.start()
-	return true
+	h.t.Fatalf("victim exited (code %d, signal %v):\n%s", r.Code, r.Signal, r.Stderr)
 }
 
-// newSegment makes the hunt's segment (a new one, removing the old, when
-// the kind renews it) with the shared words and the kind's object.
+// newSegment makes the hunt's segment with the shared words and the kind's
+// object.
 func (h *hunt) newSegment() {
-	if h.seg != nil {
-		h.seg.Close()
-		if err := shm.Remove(h.name, nil); err != nil {
-			h.t.Fatal(err)
-		}
-		h.name = proctest.TempName(h.t)
-	}
 	size := h.k.segSize
 	if size == 0 {
 		size = 1 << 20
@@ -280,9 +253,6 @@ func runHunt(t *testing.T, k *windowKind) {
 	report := func() string {
 		var b strings.Builder
 		fmt.Fprintf(&b, "%s: %d stops in %v;", k.name, stops, time.Since(start).Round(time.Millisecond))
-		if h.renewals > 0 {
-			fmt.Fprintf(&b, " %d segments used up;", h.renewals)
-		}
 		for i, n := range hits {
 			fmt.Fprintf(&b, " [%s]=%d", k.windows[i], n)
 		}
@@ -302,9 +272,7 @@ func runHunt(t *testing.T, k *windowKind) {
 			time.Sleep(time.Duration(rng.IntN(200*n)) * time.Microsecond)
 		}
 		near = false
-		if !h.stop() {
-			continue // a new segment and victim
-		}
+		h.stop()
 		stops++
 		w := k.inspect(h)
 		near = w >= 0 && hits[w] >= want
