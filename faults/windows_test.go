@@ -1365,11 +1365,17 @@ func init() {
 			held := heldBy(atomic.LoadUint64((*uint64)(unsafe.Pointer(&hdr[sgLock]))), self)
 			phase := h.w(hwB)
 			// An entry in use wins over one free again (an earlier object
-			// of the name, which may be this victim's too).
+			// of the name, which may be this victim's too). An entry free
+			// again counts only with this iteration's size (offset 24),
+			// which the object two iterations back, of the same name and
+			// creator, never has: so window 0 begins after the size is
+			// written, and window 4 after this object's entry is freed.
+			k := h.w(hwA)
 			win := -1
-			for _, e := range sgEntriesOf(hdr, sgName(h.w(hwA))) {
+			for _, e := range sgEntriesOf(hdr, sgName(k)) {
 				st := atomic.LoadUint32((*uint32)(unsafe.Pointer(&e[0])))
 				creator := atomic.LoadUint64((*uint64)(unsafe.Pointer(&e[32])))
+				ours := atomic.LoadUint64((*uint64)(unsafe.Pointer(&e[24]))) == 64<<(k%5)
 				switch {
 				case creator != self:
 				case st == sgInit && held:
@@ -1378,9 +1384,9 @@ func init() {
 					return 2
 				case st == sgDying && held:
 					return 3
-				case (st == sgFree || st == sgGone) && held && phase == sgCreating:
+				case (st == sgFree || st == sgGone) && held && ours && phase == sgCreating:
 					win = 0
-				case (st == sgFree || st == sgGone) && held && phase == sgDestroying:
+				case (st == sgFree || st == sgGone) && held && ours && phase == sgDestroying:
 					win = 4
 				}
 			}
