@@ -745,3 +745,50 @@ func TestLookupBoundedOnHostileDirectory(t *testing.T) {
 	}
 	s.Release(mem)
 }
+
+// TestDestroyedEntriesEndProbes: after every object of a churned directory
+// is destroyed, its entries are never-used again, so a lookup of a missing
+// name stops at once instead of walking every entry free again.
+func TestDestroyedEntriesEndProbes(t *testing.T) {
+	s, _ := mustCreate(t, &Options{MaxObjects: 16})
+	for round := range 4 {
+		for i := range 16 {
+			mem, err := s.Alloc(bytesOf(fmt.Sprintf("o%d-%d", round, i), 8), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Release(mem)
+		}
+		for i := range 16 {
+			if err := s.Destroy(fmt.Sprintf("o%d-%d", round, i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for i := 0; i < s.hdr.capacity; i++ {
+		if st := loadState(entry(s.mem, i)); st != stateFree {
+			t.Fatalf("entry %d of an empty directory after churn: state %d, want %d (never used)", i, st, stateFree)
+		}
+	}
+	// Live entries keep their probe runs: objects made after partial
+	// destruction are all found.
+	for i := range 16 {
+		mem, err := s.Alloc(bytesOf(fmt.Sprintf("k%d", i), 8), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Release(mem)
+	}
+	for i := 0; i < 16; i += 2 {
+		if err := s.Destroy(fmt.Sprintf("k%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 1; i < 16; i += 2 {
+		mem, err := s.Lookup(bytesOf(fmt.Sprintf("k%d", i), 8))
+		if err != nil {
+			t.Fatalf("k%d after its neighbours were destroyed: %v", i, err)
+		}
+		s.Release(mem)
+	}
+}

@@ -267,6 +267,7 @@ func (s *Segment) repair() {
 			atomic.StoreUint32(u32(e, eState), stateReady)
 		}
 	}
+	s.collapseGone()
 }
 
 // Lookup finds the named object, checks kind, kind version, fingerprint
@@ -437,6 +438,7 @@ func (s *Segment) destroy(name string, force bool) error {
 				return fmt.Errorf("being created by pid %d: %w", atomic.LoadUint32(u32(e, eCreatorPid)), ErrNotReady)
 			}
 			atomic.StoreUint32(u32(e, eState), stateGone) // its creator died: nothing to wait for
+			s.collapseGone()
 			return nil
 		default:
 			return fmt.Errorf("directory entry %d: state %d: %w", i, st, ErrCorrupt)
@@ -455,8 +457,34 @@ func (s *Segment) destroy(name string, force bool) error {
 		}
 		// Publishes the free space: from here a new object may be given it.
 		atomic.StoreUint32(u32(e, eState), stateGone)
+		s.collapseGone()
 		return nil
 	})
+}
+
+// collapseGone makes never-used (stateFree) again every run of entries
+// free again (stateGone) that ends just before a never-used one, as a
+// linear-probing table may (dict's remove does the same): a probe for an
+// entry in use never passes a never-used entry, so none passes such a run
+// either. Without it every entry of a long-churned directory ends up
+// stateGone, and each lookup of a missing name (the first half of every
+// OpenOrCreate) walks the whole table. The segment lock is held; a
+// lock-free find that meets an entry made free here stops there, rightly
+// for the same reason.
+func (s *Segment) collapseGone() {
+	n := s.hdr.capacity
+	for i := 0; i < n; i++ {
+		if loadState(entry(s.mem, i)) != stateFree {
+			continue
+		}
+		for j, k := (i+n-1)%n, 1; k < n; j, k = (j+n-1)%n, k+1 {
+			e := entry(s.mem, j)
+			if loadState(e) != stateGone {
+				break
+			}
+			atomic.StoreUint32(u32(e, eState), stateFree)
+		}
+	}
 }
 
 // testHookDying, when set, runs inside Destroy after the entry is marked
@@ -503,8 +531,9 @@ func (s *Segment) holders(i int) error {
 //
 // The directory is a hash table with linear probing: an object's entry is
 // the first free one from home(name) on at its creation (claimLocked, under
-// the segment lock), and an entry once used never becomes stateFree again
-// (stateGone instead), so the probe may stop at the first entry never used.
+// the segment lock), and an entry freed becomes stateGone, which a probe
+// passes, unless no probe can reach past it (collapseGone), so the probe
+// may stop at the first stateFree entry.
 // The table has two entries per object it may hold (Options.MaxObjects), so
 // it is never more than half full and a probe is short: a lookup costs a
 // few entries, not the size of the directory. Whatever the entries hold

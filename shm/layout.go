@@ -83,7 +83,8 @@ const (
 	stateDying = 3
 	// stateGone: used once and free again (destroyed, abandoned by a dead
 	// creator, or its init failed). Free for a new object, but unlike
-	// stateFree it does not end a lookup's probe (see find).
+	// stateFree it does not end a lookup's probe (see find), until no probe
+	// can need it (collapseGone).
 	stateGone = 4
 )
 
