@@ -201,12 +201,13 @@ func runChecker() {
 		}
 		c.wakeAt = next
 		// Nothing left to watch: end here (a later watch starts a new
-		// checker) rather than sleep an hour. Nothing is due then, as a
-		// due watch stays in the list, so no other checker can meet this
-		// one's c.due.
-		empty := len(c.list) == 0
-		if empty {
+		// checker) rather than sleep an hour. Nothing is due then (a due
+		// watch stays in the list), and this goroutine touches c.due no
+		// more once a new checker may own it.
+		if len(c.list) == 0 {
 			c.running = false
+			c.mu.Unlock()
+			return
 		}
 		c.mu.Unlock()
 		// Outside the lock, where a waiter may have left and its word
@@ -218,9 +219,6 @@ func runChecker() {
 			c.due[i] = nil
 		}
 		c.due = c.due[:0]
-		if empty {
-			return
-		}
 		t.Reset(time.Until(next))
 		select {
 		case <-t.C:
