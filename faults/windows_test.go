@@ -93,13 +93,13 @@ func init() { addRole("window-victim", windowVictim) }
 
 // hunt is the hunter's state for one kind.
 type hunt struct {
-	t        *testing.T
-	k        *windowKind
-	name     string
-	seg      *shm.Segment
-	words    []uint64 // shared with the victim
-	victim   *proctest.Child
-	obj      any // the kind's parent-side handles
+	t      *testing.T
+	k      *windowKind
+	name   string
+	seg    *shm.Segment
+	words  []uint64 // shared with the victim
+	victim *proctest.Child
+	obj    any // the kind's parent-side handles
 }
 
 func (h *hunt) w(i int) uint64 { return atomic.LoadUint64(&h.words[i]) }

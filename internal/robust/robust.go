@@ -65,14 +65,6 @@ const lockSpinStride = 8
 // caller does not say.
 const DefaultCheckInterval = 100 * time.Millisecond
 
-// wakeups counts the returns of waiters' sleeps, whatever woke them.
-var wakeups atomic.Uint64
-
-// Wakeups returns how many times a waiter of this process returned from a
-// sleep on a lock word (a release, a liveness check, a timeout, a
-// spurious wake), for tests and inspection of wake storms.
-func Wakeups() uint64 { return wakeups.Load() }
-
 // Errors. They are shared by every lock-like object in mpipc.
 var (
 	// ErrOwnerDead is returned, together with ownership of the lock, when
@@ -274,7 +266,6 @@ func (m *Mutex) lockSlow(ctx context.Context, deadline time.Time) error {
 		}
 		m.ctr.Sleep(&spun)
 		err := futex.Wait(ctx, m.futexWord(), uint32(old), deadline)
-		wakeups.Add(1)
 		if err != nil {
 			if err == futex.ErrTimeout {
 				m.ctr.Timeout()
