@@ -105,7 +105,10 @@ var releaseHook func(*Barrier)
 // word also names the generation of the last round it counted: a release
 // and the last party to leave the round both count it (countRound), of
 // which only the first counts; and while the round drains, Rounds counts
-// it from the state word before anyone did.
+// it from the state word before anyone did. A Barrier of one party has no
+// drain and no other party to count for it: its party killed between the
+// swap and the count leaves that round uncounted for good (Rounds one
+// short), and an observer waiting for it sees the next round instead.
 const (
 	lastGenBits = 32 - genShift // the generation's width
 	lastGenMask = 1<<lastGenBits - 1

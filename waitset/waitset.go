@@ -189,7 +189,9 @@ func (c lockCase) disarm()                { c.l.Disarm() }
 // waits for the next round. An Abort followed by a Reset before the Select
 // looked may go unseen, as an Event pulse may. The case does not check
 // whether the parties live: the waiting parties do, and break the barrier
-// when one dies, which makes the case ready with ErrBrokenBarrier.
+// when one dies, which makes the case ready with ErrBrokenBarrier. With a
+// Barrier of one party, a round whose party was killed inside its release
+// is never counted: the case sees the next round instead.
 func Tripped(b *barrier.Barrier) *TripCase { return &TripCase{b: b, seen: b.Rounds()} }
 
 // A TripCase is the case Tripped returns; after Select chose it without an
