@@ -23,7 +23,6 @@ import (
 	"github.com/mpipc/mpipc/rlock"
 	"github.com/mpipc/mpipc/semaphore"
 	"github.com/mpipc/mpipc/shm"
-	"github.com/mpipc/mpipc/stats"
 )
 
 // segPath turns a SEGMENT argument into a file path: a plain name is looked
@@ -158,7 +157,6 @@ func runStat(c *cli, args []string) int {
 	fs := c.flags("stat")
 	asJSON := fs.Bool("json", false, "write the segment, then each object, as one JSON object per line (fields: see --help)")
 	typ := fs.String("type", "", "show OBJECT's contents, a Value or Array of this element type in Go syntax (int64, float64, ...)")
-	counters := fs.Bool("counters", false, "show this process's contention counters per object (zero for mpipc itself: see --help)")
 	if rc := c.parse(fs, args); rc >= 0 {
 		return rc
 	}
@@ -184,7 +182,7 @@ func runStat(c *cli, args []string) int {
 		return c.fail("stat: %s: %s\n(%s)", name(path), problem(err), text(err.Error()))
 	}
 	if *asJSON {
-		return c.statJSON(fs, path, info, err, *typ, rd, *counters)
+		return c.statJSON(fs, path, info, err, *typ, rd)
 	}
 	w := c.stdout
 	fmt.Fprintf(w, "segment   %s\n", name(path))
@@ -238,19 +236,6 @@ func runStat(c *cli, args []string) int {
 		fmt.Fprintf(tw, "%s\t%s v%d\t%s\t%d\t%d\t%d\t%s\n", name(o.Name), o.Kind, o.KindVersion, typ, o.Offset, o.Size, o.Creator, state)
 	}
 	tw.Flush()
-	if *counters {
-		fmt.Fprintln(w, "\nCOUNTERS (this process's handles; see 'mpipc stat -h')")
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "OBJECT\tWAITS\tWAKES\tTIMEOUTS\tOWNER DEATHS\tSPIN SLEEPS")
-		mine := stats.Snapshot()[path]
-		for _, o := range info.Objects {
-			if wanted(fs, o) {
-				s := mine[o.Name].Stats
-				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\n", name(o.Name), s.Waits, s.Wakes, s.Timeouts, s.OwnerDeaths, s.SpinSleeps)
-			}
-		}
-		tw.Flush()
-	}
 	if seg != nil && rd != nil {
 		for _, o := range info.Objects {
 			if !wanted(fs, o) {
@@ -314,7 +299,7 @@ func wanted(fs *flag.FlagSet, o shm.Object) bool {
 }
 
 // statJSON is stat -json: the segment record, then one record per object.
-func (c *cli) statJSON(fs *flag.FlagSet, path string, info shm.Info, inspectErr error, typ string, rd contents, counters bool) int {
+func (c *cli) statJSON(fs *flag.FlagSet, path string, info shm.Info, inspectErr error, typ string, rd contents) int {
 	seg, bad := openLive(path, info, inspectErr)
 	if seg != nil {
 		defer seg.Close()
@@ -337,10 +322,6 @@ func (c *cli) statJSON(fs *flag.FlagSet, path string, info shm.Info, inspectErr 
 				return c.fail("stat: %s: %s", name(path), typeErr(o, typ, err))
 			}
 			r.Value = &v
-		}
-		if counters {
-			s := stats.Snapshot()[path][o.Name].Stats
-			r.Counters = &s
 		}
 		writeJSON(c.stdout, r)
 	}

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/mpipc/mpipc/shm"
-	"github.com/mpipc/mpipc/stats"
 )
 
 // The -json forms of ls and stat write JSON Lines: one object per line.
@@ -54,9 +53,6 @@ const objectFields = `
   state          its live state, as stat's table shows it
   value          with -type: its contents, as Go prints them (absent
                  without -type)
-  counters       with -counters: this process's counters for the object
-                 (waits, wakes, timeouts, owner_deaths, spin_sleeps; see
-                 package stats), absent without -counters
 `
 
 type segmentJSON struct {
@@ -90,19 +86,18 @@ type processJSON struct {
 }
 
 type objectJSON struct {
-	Record      string       `json:"record"`
-	Segment     string       `json:"segment"`
-	Name        string       `json:"name"`
-	Kind        string       `json:"kind"`
-	KindVersion int          `json:"kindVersion"`
-	Fingerprint string       `json:"fingerprint"`
-	Offset      int64        `json:"offset"`
-	Size        int64        `json:"size"`
-	Creator     int          `json:"creator"`
-	Ready       bool         `json:"ready"`
-	State       string       `json:"state"`
-	Value       *string      `json:"value,omitempty"`
-	Counters    *stats.Stats `json:"counters,omitempty"`
+	Record      string  `json:"record"`
+	Segment     string  `json:"segment"`
+	Name        string  `json:"name"`
+	Kind        string  `json:"kind"`
+	KindVersion int     `json:"kindVersion"`
+	Fingerprint string  `json:"fingerprint"`
+	Offset      int64   `json:"offset"`
+	Size        int64   `json:"size"`
+	Creator     int     `json:"creator"`
+	Ready       bool    `json:"ready"`
+	State       string  `json:"state"`
+	Value       *string `json:"value,omitempty"`
 }
 
 // procState names a registry slot's state as stat shows it.

@@ -3,7 +3,7 @@
 //	mpipc demo                       a pool of worker processes, one of them killed mid-run
 //	mpipc bench [-w W1,W6] [-n runs] [-json] [-scale f] [-anchors file]
 //	mpipc ls [-a] [-json] [dir]      the segments in a directory (default /dev/shm)
-//	mpipc stat [-json] [-counters] SEGMENT [OBJECT [-type T]]
+//	mpipc stat [-json] SEGMENT [OBJECT [-type T]]
 //	                                 a segment's header and objects, with their live state
 //	mpipc rm [-f] SEGMENT...         remove segments
 //	mpipc rm -stale [-grace d] [DIR] remove the segments nobody is attached to
@@ -44,7 +44,7 @@ func init() {
 		{"demo", "[-workers n] [-tasks n] [-kill=false]", "run a pool of worker processes, kill one mid-run and watch the pool recover", runDemo},
 		{"bench", "[-w W1,W6] [-n runs] [-json] [-scale f] [-anchors file]", "run the cross-process benchmark suite with its peers", runBench},
 		{"ls", "[-a] [-json] [dir]", "list the mpipc segments in a directory (default /dev/shm)", runLs},
-		{"stat", "[-json] [-counters] SEGMENT [OBJECT [-type T]]", "show a segment's header and objects with their live state", runStat},
+		{"stat", "[-json] SEGMENT [OBJECT [-type T]]", "show a segment's header and objects with their live state", runStat},
 		{"rm", "[-f] SEGMENT... | -stale [-grace d] [DIR]", "remove segments (refuses files that are not mpipc segments unless -f), or the stale ones", runRm},
 		{"destroy", "[-f] SEGMENT OBJECT...", "destroy objects in a segment, freeing their space (refuses objects in use unless -f)", runDestroy},
 	}
@@ -219,13 +219,11 @@ of them, nested or not ([4]float64, [2][3]int32). The object's recorded
 type must match (else it says so, with both sizes, and exits 1). A Value is read as Load reads it; an Array's first 64
 elements are read without taking its lock.
 
-With -counters, also shows each object's contention counters (waits,
-wakes, timeouts, owner deaths, spins that ended in sleep) as this process
-sees them. Counters are kept per process, in each handle, never in the
-segment: a process cannot read another's. mpipc itself only opens objects
-to read their state and never waits on them, so its counters are zero;
-the figures that matter are a service's own, from each handle's Stats
-method or the expvar variable "mpipc" (import package stats/statsvar).
+Contention counters (waits, wakes, timeouts, owner deaths, spins that
+ended in sleep) are kept per process, in each handle, never in the
+segment, so stat cannot show them: a service reads its own from each
+handle's Stats method or the expvar variable "mpipc" (import package
+stats/statsvar).
 
 With -json, writes JSON Lines: first the segment, with the fields
 ` + segmentFields + `
