@@ -537,7 +537,7 @@ func LoadBytes(seg *shm.Segment, name string, t reflect.Type) ([]byte, error) {
 		return nil, fmt.Errorf("value: opening %q: %w", name, err)
 	}
 	defer seg.Release(mem) // the bytes are copied out before it
-	var c cell[byte] // T unused: loadInto works from info
+	var c cell[byte]       // T unused: loadInto works from info
 	if _, err := c.attachAs(mem, info, t, (*Options)(nil).in(seg)); err != nil {
 		return nil, err
 	}
