@@ -1091,15 +1091,22 @@ func init() {
 
 // The Pipe (16 KiB rings) at its documented layout: ring 0 (messages
 // to end 0) at 192, its tail at +0, head at +64, data at +256. Records are
-// an 8-byte header (n, ^n) and n payload bytes padded to 8; the victim's
-// messages are 4000 bytes (seq, ^seq, filler): 4008-byte records, long
-// enough to be caught writing one.
+// an 8-byte header (n, ^n), then padding that starts a payload of 256
+// bytes or more on a 64-byte boundary, then n payload bytes padded to 8;
+// the victim's messages are 4000 bytes (seq, ^seq, filler), long enough to
+// be caught writing one.
 const (
 	pRing0   = 192
 	pCap     = 16384
 	pMsgSize = 4000
-	pRecSize = 8 + pMsgSize
 )
+
+// pPayload is where the payload of the record at pos starts.
+func pPayload(pos uint64) uint64 { return (pos + 8 + 63) &^ 63 }
+
+// pNext is where the record after the one at pos starts: every message in
+// the hunt is pMsgSize bytes.
+func pNext(pos uint64) uint64 { return pPayload(pos) + pMsgSize }
 
 var pSpec = shm.Spec{Name: "p", Kind: shm.KindPipe, KindVersion: ringbuf.PipeVersion}
 
@@ -1187,20 +1194,28 @@ func init() {
 				}
 				var p [16]byte
 				for i := range p {
-					p[i] = data[(pos+8+uint64(i))%pCap]
+					p[i] = data[(pPayload(pos)+uint64(i))%pCap]
 				}
 				s := binary.LittleEndian.Uint64(p[:])
 				return s, binary.LittleEndian.Uint64(p[8:]) == ^s
 			}
 			sent, got := h.w(hwA), h.w(hwB)
-			if tail-head+pRecSize <= pCap { // room for the next record
-				if s, ok := seqAt(tail); ok && s == sent && s == got+(tail-head)/pRecSize {
+			if pNext(tail)-head <= pCap { // room for the next record
+				k, p := uint64(0), head // records published after head
+				for ; p < tail; p = pNext(p) {
+					k++
+				}
+				if s, ok := seqAt(tail); ok && s == sent && p == tail && s == got+k {
 					return 0
 				}
 			}
-			if head >= pRecSize {
-				if s, ok := seqAt(head - pRecSize); ok && s == got {
-					return 1
+			// The record that ends at head: its header lies 8 to 64 bytes
+			// before its 64-aligned payload.
+			if q := head - pMsgSize; head >= pMsgSize+8 && q%64 == 0 {
+				for p := q - 8; p+64 >= q && p < q; p -= 8 {
+					if s, ok := seqAt(p); ok && pPayload(p) == q && s == got {
+						return 1
+					}
 				}
 			}
 			return -1

@@ -158,19 +158,23 @@
 // CheckInterval (default 100 ms) whether the peer still lives, so a peer
 // killed mid-stream gives io.EOF (Recv, after draining) or [ErrPeerGone]
 // (Send) within about that long. A message takes 8 bytes of header plus
-// its length rounded up to 8; the receiver gives the space back as soon
-// as Recv returns. Indices and record headers written by the peer are
+// its length rounded up to 8, and one of 256 bytes or more up to 56 bytes
+// of padding that starts it on a cache line; the receiver gives the space
+// back as soon as Recv returns. Indices and record headers written by the peer are
 // validated before use (shm.ErrCorrupt).
 //
 // A message may be up to [PipeMaxMsgSize] (2 GiB - 1, as in Python)
 // whatever the ring size: the ring size is a throughput choice, not a
-// limit. A message of at most C-8 bytes is one record; a longer one is
+// limit. A message of at most C-64 bytes is one record; a longer one is
 // sent in pieces of about C/4 bytes, framed in the record header's spare
 // bits:
 //
 //	first piece     header (n | 1<<31, ^(n | 1<<31)), uint64 total length,
 //	                n-8 bytes of the message
 //	continuation    header (n | 1<<30, ^(n | 1<<30)), the next n bytes
+//
+// (a piece of 256 bytes or more has its padding after the header, as a
+// whole message has).
 //
 // The receiver reassembles the pieces, into the caller's buffer (Recv) or
 // a slice it allocates (RecvBytes), and delivers the message whole or not

@@ -33,14 +33,16 @@ import (
 //
 // Each ring is a 256-byte header (tail, head, reader-waiting and
 // writer-waiting words, each on its own cache line) and C data bytes of
-// records: a message of at most C-8 bytes is one record, a longer one a
+// records: a message of at most C-64 bytes is one record, a longer one a
 // first piece carrying its total length and continuation pieces (see
 // spscShared for the framing).
 const (
 	// PipeVersion is the layout version of a Pipe. Version 2: end owners
 	// are process registry identities, not pids. Version 3: messages
-	// longer than the ring travel in pieces.
-	PipeVersion = 3
+	// longer than the ring travel in pieces. Version 5: payloads of 256
+	// bytes or more start on a 64-byte boundary (4 was a layout tried and
+	// withdrawn).
+	PipeVersion = 5
 	// PipeDefaultCapacity is the ring size of each direction unless
 	// PipeOptions.Capacity says otherwise.
 	PipeDefaultCapacity = 64 << 10
@@ -222,7 +224,7 @@ type Conn struct {
 	oneWay bool
 	cap    int
 	maxMsg int
-	maxRec int // largest message sent as one record: min(maxMsg, cap-8)
+	maxRec int // largest message sent as one record: min(maxMsg, spscMaxRec(cap))
 	check  time.Duration
 	reg    *proc.Registry
 	closed atomic.Bool
@@ -377,7 +379,7 @@ func newConn(mem []byte, end int, opts *PipeOptions) (*Conn, error) {
 	}
 	ring := func(r int) []byte { return mem[pipeRingsOff+r*(spscHeaderSize+capacity):] }
 	c := &Conn{self: ends[end], peer: ends[1-end], end: end, oneWay: oneWay,
-		cap: capacity, maxMsg: maxMsg, maxRec: min(maxMsg, capacity-spscRecHeader),
+		cap: capacity, maxMsg: maxMsg, maxRec: min(maxMsg, spscMaxRec(capacity)),
 		check: opts.check(), reg: proc.Or(opts.registry())}
 	var err error
 	// Ring r carries messages to end r.
@@ -512,7 +514,7 @@ func (c *Conn) send(ctx context.Context, msg []byte, deadline time.Time, try boo
 	if ok, err := w.tryWrite(msg); ok || err != nil {
 		return err
 	}
-	if err := c.waitRoom(ctx, spscRecSize(len(msg)), deadline, try); err != nil {
+	if err := c.waitRoom(ctx, spscSpanMax(len(msg)), deadline, try); err != nil {
 		return err
 	}
 	_, err := w.tryWrite(msg)
@@ -543,7 +545,7 @@ func (c *Conn) sendPieces(ctx context.Context, msg []byte, deadline time.Time, t
 			kind, head = spscPieceFirst, spscPieceTotal
 		}
 		k := min(piece-head, len(msg)-off)
-		if err := c.waitRoom(ctx, spscRecSize(head+k), deadline, try); err != nil {
+		if err := c.waitRoom(ctx, spscSpanMax(head+k), deadline, try); err != nil {
 			return err
 		}
 		w.writePiece(kind, uint64(len(msg)), msg[off:off+k])
@@ -811,7 +813,7 @@ func (c *Conn) recvSlow(ctx context.Context, buf []byte, alloc bool, limit int, 
 				continue
 			}
 			n := int(h &^ spscPieceKinds)
-			total := r.pieceTotal()
+			total := r.pieceTotal(n)
 			if total > uint64(c.maxMsg) || total < uint64(n-spscPieceTotal) {
 				return 0, nil, fmt.Errorf("ringbuf: pipe message of %d bytes (first piece %d), max %d: %w",
 					total, n, c.maxMsg, shm.ErrCorrupt)

@@ -138,7 +138,7 @@ func pipeRecvMixed(c *Conn, senders, count, capa, bufSize int) (long, longest in
 			return long, longest, fmt.Errorf("message %d: sender %d message %d, want %v", i, s, seq, next)
 		}
 		next[s]++
-		if len(m) > capa-spscRecHeader {
+		if len(m) > spscMaxRec(capa) {
 			long++
 		}
 		longest = max(longest, len(m))
@@ -280,7 +280,8 @@ func TestPipeSenderKilledMidMessage(t *testing.T) {
 			proctest.WaitStopped(t, child.Pid())
 			head := atomic.LoadUint64(&sh.head)
 			h := *(*uint32)(unsafe.Pointer(&data[(head+16)%capa]))
-			total := *(*uint64)(unsafe.Pointer(&data[(head+24)%capa]))
+			pad := spscPad(head+16, int(h&^spscPieceKinds))
+			total := *(*uint64)(unsafe.Pointer(&data[(head+24+pad)%capa]))
 			if h&spscPieceKinds != spscPieceFirst || total != size {
 				t.Fatalf("record after the first message: header %#x, total %d; want a first piece of %d", h, total, size)
 			}
@@ -457,7 +458,7 @@ func pipePieces(c *Conn, msg []byte) func() (bool, error) {
 			kind, head = spscPieceFirst, spscPieceTotal
 		}
 		k := min(64-head, len(msg)-off)
-		if err := c.waitRoom(context.Background(), spscRecSize(head+k), time.Time{}, false); err != nil {
+		if err := c.waitRoom(context.Background(), spscSpanMax(head+k), time.Time{}, false); err != nil {
 			return false, err
 		}
 		c.tx.writePiece(kind, uint64(len(msg)), msg[off:off+k])

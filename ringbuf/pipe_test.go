@@ -277,9 +277,10 @@ func TestPipeTooLarge(t *testing.T) {
 	if _, err := InitPipe(pipeAligned(1024), &PipeOptions{Capacity: PipeMaxCapacity + 1}); err == nil {
 		t.Error("InitPipe with capacity over the maximum succeeded")
 	}
-	// A message of exactly capacity-8 bytes fills the whole ring.
-	x, y, _ := pipeTestPair(t, &PipeOptions{Capacity: 256})
-	full := bytes.Repeat([]byte{7}, 248)
+	// The longest whole record, capacity-64 bytes, at position 0 fills the
+	// whole ring: 8 bytes of header, 56 of padding, then the payload.
+	x, y, _ := pipeTestPair(t, &PipeOptions{Capacity: 1024})
+	full := bytes.Repeat([]byte{7}, 960)
 	if err := x.Send(context.Background(), full); err != nil {
 		t.Fatal(err)
 	}
@@ -631,6 +632,12 @@ func TestPipeCorrupt(t *testing.T) {
 			*u64(m, ring0) = 64
 			*u64(m, ring0+spscHeaderSize) = 100 | uint64(^uint32(100))<<32
 		}, func(a, b *Conn) error { return recvErr(a) }},
+		{"padded record over published", func(m []byte) {
+			// 264 bytes published hold a 256-byte record unpadded, but its
+			// payload starts on the line after the header: it needs 320.
+			*u64(m, ring0) = 264
+			*u64(m, ring0+spscHeaderSize) = 256 | uint64(^uint32(256))<<32
+		}, func(a, b *Conn) error { return recvErr(a) }},
 		{"record over published, Poll", func(m []byte) {
 			*u64(m, ring0) = 64
 			*u64(m, ring0+spscHeaderSize) = 100 | uint64(^uint32(100))<<32
@@ -697,6 +704,35 @@ func TestPipeCorrupt(t *testing.T) {
 	}
 }
 
+// TestPipePayloadAlignment checks the record framing in the ring itself: a
+// payload of 256 bytes or more starts on a 64-byte boundary of the data
+// area, a shorter one right after its header, and both arrive intact.
+func TestPipePayloadAlignment(t *testing.T) {
+	a, b, mem := pipeTestPair(t, &PipeOptions{Capacity: 4096})
+	data := mem[pipeRingsOff+spscHeaderSize : pipeRingsOff+spscHeaderSize+4096] // messages to end 0
+	msgs := [][]byte{[]byte("12345678"), bytes.Repeat([]byte{1}, 300), bytes.Repeat([]byte{2}, 255), bytes.Repeat([]byte{3}, 256)}
+	// Header positions and where each payload must start.
+	want := []struct{ hdr, payload int }{{0, 8}, {16, 64}, {368, 376}, {632, 640}}
+	for i, m := range msgs {
+		if err := b.Send(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+		w := want[i]
+		if h := binary.LittleEndian.Uint64(data[w.hdr:]); h != uint64(len(m))|uint64(^uint32(len(m)))<<32 {
+			t.Errorf("message %d: header at %d is %#x", i, w.hdr, h)
+		}
+		if !bytes.Equal(data[w.payload:w.payload+len(m)], m) {
+			t.Errorf("message %d: payload not at %d", i, w.payload)
+		}
+	}
+	for i, m := range msgs {
+		got, err := a.RecvBytes(context.Background())
+		if err != nil || !bytes.Equal(got, m) {
+			t.Fatalf("message %d: RecvBytes = %d bytes, %v", i, len(got), err)
+		}
+	}
+}
+
 func TestPipeRecvBytesAndState(t *testing.T) {
 	a, b, _ := pipeTestPair(t, &PipeOptions{Capacity: 4096, MaxMsgSize: 1000})
 	msgs := [][]byte{nil, []byte("x"), bytes.Repeat([]byte("ab"), 500)}
@@ -710,7 +746,7 @@ func TestPipeRecvBytesAndState(t *testing.T) {
 		t.Errorf("PeerSlot 0 for a claimed peer end")
 	}
 	want := PipeState{End: 1, Capacity: 4096, MaxMsgSize: 1000, Pid: os.Getpid(), PeerSlot: st.PeerSlot, PeerPid: os.Getpid(),
-		PeerAlive: true, RecvBytes: 8 + 16 + 1008}
+		PeerAlive: true, RecvBytes: 8 + 16 + 32 + 1008} // the 1000-byte payload at 24+8 is padded to 64
 	if st != want {
 		t.Errorf("State = %+v\nwant    %+v", st, want)
 	}
