@@ -111,3 +111,26 @@ func TestQueueStatsAcrossProcesses(t *testing.T) {
 		t.Errorf("Snapshot: %+v, want kind queue and %+v", o, got)
 	}
 }
+
+// TestGetOnEmptySleepsOnce: a Get blocked on an empty queue sleeps once
+// until something happens, however short the check interval: only a
+// getter blocked behind a claimed slot looks again every interval.
+func TestGetOnEmptySleepsOnce(t *testing.T) {
+	seg, err := shm.Create(proctest.TempName(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer seg.Close()
+	q, err := Create(seg, "q", 4, 16, &Options{CheckInterval: 2 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if _, err := q.Get(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Get of an empty queue: %v, want context.DeadlineExceeded", err)
+	}
+	if st := q.Stats(); st.Waits != 1 {
+		t.Errorf("a Get blocked for 200 ms with a 2 ms check interval slept %d times, want 1", st.Waits)
+	}
+}

@@ -91,7 +91,19 @@ func (w *qWaiter) pause(st qStatus, s unsafe.Pointer, blk uint64) error {
 		w.blkSlot = nil
 	}
 	wake := now.Add(min(w.q.check, futex.MaxTimeout))
-	if !w.deadline.IsZero() && w.deadline.Before(wake) {
+	if st == qWait && w.ev == w.q.notEmpty {
+		// Empty, with no claim in the way: only a commit, a Close or a
+		// Shutdown ends this wait, and each wakes the sleepers, so sleep
+		// without a check deadline (10,000 getters blocked on empty
+		// queues would otherwise wake 100,000 times a second). A producer
+		// that claims the slot and dies leaves nothing to get: the next
+		// commit wakes this getter, which finds the dead claim in its
+		// way and checks it every interval from then on. A full queue
+		// keeps the checks: a consumer can claim the slot a putter waits
+		// for and die, and no one else would ever wake the putter.
+		wake = time.Time{}
+	}
+	if !w.deadline.IsZero() && (wake.IsZero() || w.deadline.Before(wake)) {
 		wake = w.deadline
 	}
 	w.q.ctr.Sleep(&w.spun)
