@@ -4,10 +4,12 @@ package ringbuf
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/mpipc/mpipc/internal/proctest"
+	"github.com/mpipc/mpipc/shm"
 )
 
 func init() { roles["pipe-sleepy-echo"] = pipeRoleSleepyEcho }
@@ -62,4 +64,43 @@ func TestPipeSleepersAcrossProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	child.WaitOK()
+}
+
+// TestPipeWaitsSleepOnce: a Recv on an empty pipe and a Send into a full
+// one, whose peer lives, each sleep once until their context ends,
+// however short the check interval: the process's liveness checker
+// watches the peer for them.
+func TestPipeWaitsSleepOnce(t *testing.T) {
+	seg, err := shm.Create(proctest.TempName(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer seg.Close()
+	opts := &PipeOptions{Capacity: 256, CheckInterval: 2 * time.Millisecond}
+	a, err := CreatePipe(seg, "p", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := OpenPipe(seg, "p", 1, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if _, err := a.Recv(ctx, make([]byte, 16)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Recv on an empty pipe: %v, want context.DeadlineExceeded", err)
+	}
+	if st := a.Stats(); st.Waits != 1 {
+		t.Errorf("a Recv blocked for 200 ms with a 2 ms check interval slept %d times, want 1", st.Waits)
+	}
+	for b.TrySend(make([]byte, 56)) == nil {
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := b.Send(ctx, make([]byte, 56)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Send into a full pipe: %v, want context.DeadlineExceeded", err)
+	}
+	if st := b.Stats(); st.Waits != 1 {
+		t.Errorf("a Send blocked for 200 ms with a 2 ms check interval slept %d times, want 1", st.Waits)
+	}
 }

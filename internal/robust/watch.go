@@ -20,7 +20,9 @@ import (
 // asks the registry about each distinct holder once (one fcntl), and
 // wakes this process's sleepers on a word whose holder is dead
 // (futex.WakeLocal); they find the holder dead and take the lock over.
-// While every holder lives, nobody wakes.
+// While every holder lives, nobody wakes. The same checker watches owner
+// words for objects whose waiters depend on one peer (WatchOwner: a
+// Pipe's ends), whose sleepers it wakes on a word of their own.
 //
 // Not a FUTEX_WAKE of the word: the value of a dead holder's word does
 // not change, and the futex hub, whose one futex_waitv learns of one woken
@@ -35,10 +37,16 @@ import (
 // stays dead and the word watched, every pass wakes its sleepers again,
 // which also covers a wake lost on the legacy path.
 
-// A watch is one watched lock word; every waiter of the process on the
-// word shares it.
+// A watch is one watched word; every waiter of the process on it shares
+// it. A lock word (owner false) names its holder, and its sleepers, on
+// the same word, are woken when the holder is dead or the lock free or
+// not recoverable. An owner word (owner true, WatchOwner) holds a packed
+// proc.ID, or 0 for nobody, and the sleepers on wake are woken when it
+// names a dead process.
 type watch struct {
 	w     *uint64
+	wake  *uint32
+	owner bool
 	reg   *proc.Registry
 	every time.Duration // the shortest check interval of its waiters
 	next  time.Time     // when it is checked next
@@ -47,8 +55,9 @@ type watch struct {
 }
 
 type watchKey struct {
-	w   *uint64
-	reg *proc.Registry
+	w    *uint64
+	wake *uint32
+	reg  *proc.Registry
 }
 
 type aliveKey struct {
@@ -77,8 +86,43 @@ func (m *Mutex) watch() {
 	if m.reg.IsBlind() {
 		return
 	}
-	k := watchKey{m.w, m.reg}
-	c := &checker
+	checker.add(watchKey{m.w, (*uint32)(unsafe.Pointer(m.w)), m.reg}, false, m.check)
+}
+
+func (m *Mutex) unwatch() {
+	if m.reg.IsBlind() {
+		return
+	}
+	checker.remove(watchKey{m.w, (*uint32)(unsafe.Pointer(m.w)), m.reg})
+}
+
+// WatchOwner registers a sleeper on wake with the process's liveness
+// checker, for an object whose waiters depend on one peer: every check
+// interval the checker reads the packed proc.ID in *owner (0: nobody)
+// and, if reg finds that process dead, wakes this process's sleepers on
+// wake (futex.WakeLocal, which changes no word: a woken waiter that finds
+// nothing to do asks about the peer itself). Waiters of the same pair of
+// words share one watch. UnwatchOwner undoes one WatchOwner; both words
+// must stay mapped until it returns. With the blind registry nothing is
+// watched, and WatchOwner reports false: nobody is ever found dead.
+func WatchOwner(owner *uint64, wake *uint32, reg *proc.Registry, check time.Duration) bool {
+	if reg.IsBlind() {
+		return false
+	}
+	if check <= 0 {
+		check = DefaultCheckInterval
+	}
+	checker.add(watchKey{owner, wake, reg}, true, check)
+	return true
+}
+
+// UnwatchOwner undoes one WatchOwner that reported true.
+func UnwatchOwner(owner *uint64, wake *uint32, reg *proc.Registry) {
+	checker.remove(watchKey{owner, wake, reg})
+}
+
+// add registers one waiter on the watch k, making it if need be.
+func (c *checkerT) add(k watchKey, owner bool, check time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	wt := c.byKey[k]
@@ -90,13 +134,13 @@ func (m *Mutex) watch() {
 			c.alive = make(map[aliveKey]bool)
 			c.kick = make(chan struct{}, 1)
 		}
-		wt = &watch{w: m.w, reg: m.reg, every: m.check, next: time.Now().Add(m.check), idx: len(c.list)}
+		wt = &watch{w: k.w, wake: k.wake, owner: owner, reg: k.reg, every: check, next: time.Now().Add(check), idx: len(c.list)}
 		c.byKey[k] = wt
 		c.list = append(c.list, wt)
 		kick = true
-	case m.check < wt.every:
-		wt.every = m.check
-		wt.next = time.Now().Add(m.check)
+	case check < wt.every:
+		wt.every = check
+		wt.next = time.Now().Add(check)
 		kick = true
 	}
 	wt.refs++
@@ -115,14 +159,11 @@ func (m *Mutex) watch() {
 	}
 }
 
-func (m *Mutex) unwatch() {
-	if m.reg.IsBlind() {
-		return
-	}
-	c := &checker
+// remove undoes one add of k.
+func (c *checkerT) remove(k watchKey) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	wt := c.byKey[watchKey{m.w, m.reg}]
+	wt := c.byKey[k]
 	if wt == nil {
 		panic("robust: unwatch without watch")
 	}
@@ -134,7 +175,7 @@ func (m *Mutex) unwatch() {
 
 // drop takes wt out of the checker's list and map; c.mu is held.
 func (c *checkerT) drop(wt *watch) {
-	delete(c.byKey, watchKey{wt.w, wt.reg})
+	delete(c.byKey, watchKey{wt.w, wt.wake, wt.reg})
 	last := len(c.list) - 1
 	if wt.idx != last {
 		m := c.list[last]
@@ -185,8 +226,20 @@ func runChecker() {
 			// killed between its swap and its wake, or a corrupting
 			// peer, never sent.
 			v := atomic.LoadUint64(wt.w)
-			if v != 0 && v&notRecoverable == 0 {
-				k := aliveKey{wt.reg, holder(v)}
+			var id proc.ID
+			ask := true
+			switch {
+			case wt.owner && v == 0:
+				continue // nobody to ask about
+			case wt.owner:
+				id = proc.Unpack(v)
+			case v != 0 && v&notRecoverable == 0:
+				id = holder(v)
+			default:
+				ask = false // a free or unrecoverable lock: wake
+			}
+			if ask {
+				k := aliveKey{wt.reg, id}
 				alive, ok := c.alive[k]
 				if !ok {
 					alive = wt.reg.Alive(k.id)
@@ -197,7 +250,7 @@ func runChecker() {
 					continue
 				}
 			}
-			c.due = append(c.due, (*uint32)(unsafe.Pointer(wt.w)))
+			c.due = append(c.due, wt.wake)
 		}
 		c.wakeAt = next
 		// Nothing left to watch: end here (a later watch starts a new
