@@ -363,6 +363,10 @@ type Queue struct {
 	joinMiss     atomic.Uint32 // joinable: takes counted loose since the last look for a free entry
 
 	ctr stats.Counters // this handle's slow-path events
+	// lostWake is the check the process's liveness checker runs while a
+	// getter of this handle sleeps on an empty queue (see qWaiter.pause);
+	// made once.
+	lostWake func()
 }
 
 type qNoCopy struct{}
@@ -487,6 +491,13 @@ func qHandle(mem []byte, opts *Options) (*Queue, error) {
 		joinWaiters: u32at(mem, qOffJoinWaiters),
 	}
 	q.joinIdx.Store(-1)
+	q.lostWake = func() {
+		// A producer killed between its commit and its wake left a
+		// message behind sleeping getters: wake them.
+		if q.notEmpty.sleepers() != 0 && !q.Empty() {
+			q.wake(q.notEmpty)
+		}
+	}
 	if q.joinable {
 		tab := qHeaderSize + int(c)*int(st)
 		q.joinTab = unsafe.Slice((*qTaker)(unsafe.Pointer(&mem[tab])), qJoinEntries)
@@ -726,11 +737,17 @@ func (q *Queue) commitPut(s unsafe.Pointer, pos uint64, n int) bool {
 	if !atomic.CompareAndSwapUint64(qSlotWord(s), qWord(uint32(pos), q.selfClaim), qWord(uint32(pos)+1, qClaimFull|uint32(n))) {
 		return false
 	}
+	if qCommitHook != nil {
+		qCommitHook()
+	}
 	if q.notEmpty.sleepers() != 0 {
 		q.wake(q.notEmpty)
 	}
 	return true
 }
+
+// qCommitHook, when set (by a test), runs between a commit and its wake.
+var qCommitHook func()
 
 // skipPut gives up claimed slot s: consumers will skip it.
 func (q *Queue) skipPut(s unsafe.Pointer, pos uint64) {

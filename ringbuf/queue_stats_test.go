@@ -5,6 +5,8 @@ package ringbuf
 import (
 	"context"
 	"errors"
+	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -17,6 +19,49 @@ import (
 func init() {
 	roles["q-stats-put"] = qRoleStatsPut
 	roles["q-stats-reserve"] = qRoleStatsReserve
+	roles["q-commit-die"] = qRoleCommitDie
+}
+
+// qRoleCommitDie (segment): waits until a getter sleeps on the queue "q",
+// then puts one message and is killed between its commit and its wake.
+func qRoleCommitDie(args []string) error {
+	q, err := qStatsOpen(args[0])
+	if err != nil {
+		return err
+	}
+	if err := statstest.Until("a sleeping getter", 30*time.Second, func() bool { return q.State().GetWaiters > 0 }); err != nil {
+		return err
+	}
+	time.Sleep(100 * time.Millisecond) // past its registration, into its sleep
+	qCommitHook = func() { syscall.Kill(os.Getpid(), syscall.SIGKILL) }
+	return q.Put(context.Background(), []byte("m"))
+}
+
+// TestGetAfterProducerKilledBeforeWake: a producer killed between its
+// commit and its wake leaves a message behind a getter that sleeps on the
+// empty queue without a check deadline; the process's liveness checker
+// wakes it within about one check interval.
+func TestGetAfterProducerKilledBeforeWake(t *testing.T) {
+	name := proctest.TempName(t)
+	seg, err := shm.Create(name, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer seg.Close()
+	q, err := Create(seg, "q", 4, 16, &Options{CheckInterval: qStatsCheck})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := proctest.Start(t, "q-commit-die", name)
+	start := time.Now()
+	m, err := q.GetTimeout(10 * time.Second)
+	if err != nil || string(m) != "m" {
+		t.Fatalf("Get: %q, %v", m, err)
+	}
+	if res := c.Wait(0); res.Signal != syscall.SIGKILL {
+		t.Fatalf("the producer was not killed in its Put: %+v", res)
+	}
+	t.Logf("message after %v", time.Since(start))
 }
 
 const qStatsCheck = 20 * time.Millisecond

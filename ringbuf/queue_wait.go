@@ -9,6 +9,7 @@ import (
 
 	"github.com/mpipc/mpipc/futex"
 	"github.com/mpipc/mpipc/internal/proc"
+	"github.com/mpipc/mpipc/internal/robust"
 	"github.com/mpipc/mpipc/shm"
 )
 
@@ -33,6 +34,7 @@ type qWaiter struct {
 	spinning   bool
 	spun       bool // the spin ran out and no sleep has counted it yet
 	registered bool
+	watched    bool   // registered with the process's liveness checker (lostWake)
 	seq        uint32 // the epoch this waiter registered in
 	blkSlot    unsafe.Pointer
 	blkWord    uint64
@@ -48,6 +50,10 @@ func (w *qWaiter) done() {
 	if w.registered {
 		w.ev.leave(w.seq)
 		w.registered = false
+	}
+	if w.watched {
+		robust.UnwatchFunc(w.q)
+		w.watched = false
 	}
 	if w.spinning && w.spin > 0 {
 		futex.SpinDone(true)
@@ -95,13 +101,21 @@ func (w *qWaiter) pause(st qStatus, s unsafe.Pointer, blk uint64) error {
 		// Empty, with no claim in the way: only a commit, a Close or a
 		// Shutdown ends this wait, and each wakes the sleepers, so sleep
 		// without a check deadline (10,000 getters blocked on empty
-		// queues would otherwise wake 100,000 times a second). A producer
+		// queues would otherwise wake 100,000 times a second). One wake
+		// can be lost: that of a producer killed between its commit and
+		// its wake. The process's liveness checker covers it (lostWake:
+		// once per interval, while a getter of this handle sleeps, it
+		// wakes the getters if the queue holds a message). A producer
 		// that claims the slot and dies leaves nothing to get: the next
 		// commit wakes this getter, which finds the dead claim in its
 		// way and checks it every interval from then on. A full queue
 		// keeps the checks: a consumer can claim the slot a putter waits
 		// for and die, and no one else would ever wake the putter.
 		wake = time.Time{}
+		if !w.watched {
+			robust.WatchFunc(w.q, w.q.lostWake, w.q.check)
+			w.watched = true
+		}
 	}
 	if !w.deadline.IsZero() && (wake.IsZero() || w.deadline.Before(wake)) {
 		wake = w.deadline

@@ -22,7 +22,9 @@ import (
 // (futex.WakeLocal); they find the holder dead and take the lock over.
 // While every holder lives, nobody wakes. The same checker watches owner
 // words for objects whose waiters depend on one peer (WatchOwner: a
-// Pipe's ends), whose sleepers it wakes on a word of their own.
+// Pipe's ends), whose sleepers it wakes on a word of their own, and runs
+// an object's own check for its sleepers (WatchFunc: a Queue's getters,
+// whose wake a producer killed after its commit never sent).
 //
 // Not a FUTEX_WAKE of the word: the value of a dead holder's word does
 // not change, and the futex hub, whose one futex_waitv learns of one woken
@@ -47,7 +49,9 @@ type watch struct {
 	w     *uint64
 	wake  *uint32
 	owner bool
+	fn    func() // WatchFunc: the check itself; w, wake and reg are nil
 	reg   *proc.Registry
+	key   watchKey
 	every time.Duration // the shortest check interval of its waiters
 	next  time.Time     // when it is checked next
 	refs  int           // waiters registered; 0: kept until the next pass
@@ -58,6 +62,7 @@ type watchKey struct {
 	w    *uint64
 	wake *uint32
 	reg  *proc.Registry
+	obj  any // WatchFunc's key
 }
 
 type aliveKey struct {
@@ -86,14 +91,14 @@ func (m *Mutex) watch() {
 	if m.reg.IsBlind() {
 		return
 	}
-	checker.add(watchKey{m.w, (*uint32)(unsafe.Pointer(m.w)), m.reg}, false, m.check)
+	checker.add(watchKey{w: m.w, wake: (*uint32)(unsafe.Pointer(m.w)), reg: m.reg}, false, nil, m.check)
 }
 
 func (m *Mutex) unwatch() {
 	if m.reg.IsBlind() {
 		return
 	}
-	checker.remove(watchKey{m.w, (*uint32)(unsafe.Pointer(m.w)), m.reg})
+	checker.remove(watchKey{w: m.w, wake: (*uint32)(unsafe.Pointer(m.w)), reg: m.reg})
 }
 
 // WatchOwner registers a sleeper on wake with the process's liveness
@@ -112,17 +117,38 @@ func WatchOwner(owner *uint64, wake *uint32, reg *proc.Registry, check time.Dura
 	if check <= 0 {
 		check = DefaultCheckInterval
 	}
-	checker.add(watchKey{owner, wake, reg}, true, check)
+	checker.add(watchKey{w: owner, wake: wake, reg: reg}, true, nil, check)
 	return true
 }
 
 // UnwatchOwner undoes one WatchOwner that reported true.
 func UnwatchOwner(owner *uint64, wake *uint32, reg *proc.Registry) {
-	checker.remove(watchKey{owner, wake, reg})
+	checker.remove(watchKey{w: owner, wake: wake, reg: reg})
 }
 
+// WatchFunc registers a waiter of an object whose liveness check is its
+// own (a Condition's waiters, a Barrier's parties) with the process's
+// checker: every check interval, while at least one waiter is registered
+// under key (a comparable value, such as the object's handle), the
+// checker calls fn once for all of them, so that the waiters themselves
+// sleep until something changes. fn finds the dead and acts on it (its
+// changes to the shared words wake whom they concern). It runs on the
+// checker goroutine while no waiter under key can unregister, so what a
+// waiter keeps mapped stays mapped; it must not block, nor call the
+// checker's functions. The fn of the first waiter under key is the one
+// called. UnwatchFunc undoes one WatchFunc.
+func WatchFunc(key any, fn func(), check time.Duration) {
+	if check <= 0 {
+		check = DefaultCheckInterval
+	}
+	checker.add(watchKey{obj: key}, false, fn, check)
+}
+
+// UnwatchFunc undoes one WatchFunc under key.
+func UnwatchFunc(key any) { checker.remove(watchKey{obj: key}) }
+
 // add registers one waiter on the watch k, making it if need be.
-func (c *checkerT) add(k watchKey, owner bool, check time.Duration) {
+func (c *checkerT) add(k watchKey, owner bool, fn func(), check time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	wt := c.byKey[k]
@@ -134,7 +160,7 @@ func (c *checkerT) add(k watchKey, owner bool, check time.Duration) {
 			c.alive = make(map[aliveKey]bool)
 			c.kick = make(chan struct{}, 1)
 		}
-		wt = &watch{w: k.w, wake: k.wake, owner: owner, reg: k.reg, every: check, next: time.Now().Add(check), idx: len(c.list)}
+		wt = &watch{w: k.w, wake: k.wake, owner: owner, fn: fn, reg: k.reg, key: k, every: check, next: time.Now().Add(check), idx: len(c.list)}
 		c.byKey[k] = wt
 		c.list = append(c.list, wt)
 		kick = true
@@ -175,7 +201,7 @@ func (c *checkerT) remove(k watchKey) {
 
 // drop takes wt out of the checker's list and map; c.mu is held.
 func (c *checkerT) drop(wt *watch) {
-	delete(c.byKey, watchKey{wt.w, wt.wake, wt.reg})
+	delete(c.byKey, wt.key)
 	last := len(c.list) - 1
 	if wt.idx != last {
 		m := c.list[last]
@@ -225,6 +251,10 @@ func runChecker() {
 			// a sleeper hears of only through a wake that a releaser
 			// killed between its swap and its wake, or a corrupting
 			// peer, never sent.
+			if wt.fn != nil {
+				wt.fn()
+				continue
+			}
 			v := atomic.LoadUint64(wt.w)
 			var id proc.ID
 			ask := true
