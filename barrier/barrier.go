@@ -10,6 +10,7 @@ import (
 
 	"github.com/mpipc/mpipc/futex"
 	"github.com/mpipc/mpipc/internal/proc"
+	"github.com/mpipc/mpipc/internal/robust"
 	"github.com/mpipc/mpipc/shm"
 	"github.com/mpipc/mpipc/stats"
 )
@@ -175,8 +176,9 @@ type Options struct {
 	// process) that gives none uses it. A handle that gives one overrides
 	// it for itself. Default 0: none.
 	Timeout time.Duration
-	// CheckInterval is how often a sleeping waiter checks whether every
-	// registered process is alive. Default 100 ms.
+	// CheckInterval is how often the process's liveness checker checks,
+	// while a waiter sleeps, whether every registered process is alive.
+	// Default 100 ms.
 	CheckInterval time.Duration
 	// Observe makes a handle that does not register its process: for
 	// inspection (State, NWaiting, Broken) and for processes that only
@@ -220,6 +222,11 @@ type Barrier struct {
 	shared  *int64        // the barrier's default timeout, in nanoseconds
 	check   time.Duration
 	ctr     stats.Counters // this handle's slow-path events
+	// sleepCheck is what the process's liveness checker runs once per
+	// interval while a waiter of this handle sleeps (made once); seen is
+	// the state word it saw last, touched only there.
+	sleepCheck func(first bool)
+	seen       uint32
 }
 
 type noCopy struct{}
@@ -332,6 +339,18 @@ func newHandle(mem []byte, parties uint32, handles int, o Options) (*Barrier, er
 	b.self = b.reg.SelfPacked()
 	if b.check <= 0 {
 		b.check = DefaultCheckInterval
+	}
+	b.sleepCheck = func(first bool) {
+		b.checkParties()
+		// A party killed between its change of the word (a release, a
+		// break, a reset, the end of a drain) and its wake left the
+		// sleepers asleep: wake them if the word changed since the
+		// last look, or on the first, which cannot tell.
+		// (Not counted as this handle's wake: no party released anyone.)
+		if w := atomic.LoadUint32(b.w); first || w != b.seen {
+			b.seen = w
+			futex.WakeAll(b.w)
+		}
 	}
 	b.slot.Store(-1)
 	if o.Observe {
@@ -452,19 +471,28 @@ func (b *Barrier) WaitTimeout(d time.Duration) (int, error) {
 
 func (b *Barrier) wait(ctx context.Context, deadline time.Time) (int, error) {
 	var (
-		g         uint32 // generation of the round we arrived in
-		graceErr  error  // set while waiting out outcomeGrace: what to return after it
-		arrived   bool
-		spins     int // iterations spent waiting without sleeping
-		slept     bool
-		spun      bool // the spin ran out; the next sleep counts it
-		nextCheck time.Time
+		g        uint32 // generation of the round we arrived in
+		graceErr error  // set while waiting out outcomeGrace: what to return after it
+		arrived  bool
+		spins    int // iterations spent waiting without sleeping
+		slept    bool
+		spun     bool // the spin ran out; the next sleep counts it
+		watched  bool // registered with the process's liveness checker
 	)
+	// A sleeping waiter leaves the parties' liveness and the wakes a
+	// killed party never sent to the process's checker (sleepCheck, once
+	// per interval for all of this handle's sleepers): a death it finds
+	// breaks the round, which wakes them. So a waiter wakes only when the
+	// word changes or at its own deadline, not every interval.
+	defer func() {
+		if watched {
+			robust.UnwatchFunc(b)
+		}
+	}()
 	if !deadline.IsZero() && !time.Now().Before(deadline) {
 		// No time to wait: no spinning either; the first futex.Wait
 		// reports the timeout.
 		slept = true
-		nextCheck = deadline.Add(min(b.check, futex.MaxTimeout))
 	}
 	for {
 		w := atomic.LoadUint32(b.w)
@@ -515,7 +543,10 @@ func (b *Barrier) wait(ctx context.Context, deadline time.Time) (int, error) {
 			}
 			futex.SpinDone(false)
 			slept, spun = true, true
-			nextCheck = futex.After(b.check)
+		}
+		if !watched {
+			robust.WatchFunc(b, b.sleepCheck, b.check)
+			watched = true
 		}
 		if w&waiters == 0 {
 			if !atomic.CompareAndSwapUint32(b.w, w, w|waiters) {
@@ -523,12 +554,8 @@ func (b *Barrier) wait(ctx context.Context, deadline time.Time) (int, error) {
 			}
 			w |= waiters
 		}
-		wake := nextCheck
-		if !deadline.IsZero() && deadline.Before(wake) {
-			wake = deadline
-		}
 		b.ctr.Sleep(&spun)
-		err := futex.Wait(ctx, b.w, w, wake)
+		err := futex.Wait(ctx, b.w, w, deadline)
 		switch {
 		case err == nil:
 			continue
@@ -550,10 +577,6 @@ func (b *Barrier) wait(ctx context.Context, deadline time.Time) (int, error) {
 				// The last party arrived: the outcome is near.
 				deadline, graceErr = now.Add(outcomeGrace), ErrTimedOut
 				continue
-			}
-			if !now.Before(nextCheck) {
-				nextCheck = now.Add(min(b.check, futex.MaxTimeout))
-				b.checkParties()
 			}
 		case ctx != nil && err == ctx.Err():
 			if !arrived {

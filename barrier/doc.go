@@ -42,10 +42,14 @@
 // Every handle registers its process (its identity in the segment's process
 // registry, see shm.Registry) in one of the barrier's slots when it is made (Create,
 // Open, Init, Attach) and deregisters it at Close. The rule: every
-// registered process counts as a party that may still arrive. A waiter
-// that sleeps wakes every Options.CheckInterval (default 100 ms) and checks
-// every registered process with the registry; if one is dead, the
-// waiter frees its slot and breaks the barrier. So a party killed while
+// registered process counts as a party that may still arrive. While a
+// waiter sleeps, its process's liveness checker (one goroutine for all
+// the process's sleepers) checks every registered process with the
+// registry every Options.CheckInterval (default 100 ms); if one is dead,
+// it frees its slot and breaks the barrier. The same look wakes the
+// sleepers if the barrier's state changed without the wake that should
+// have come with it (a party killed in between); a sleeper does not wake
+// otherwise. So a party killed while
 // others wait — whether it had arrived or not — breaks the barrier for
 // them within about one check interval, and a Reset makes the barrier
 // usable again for the processes that remain (it frees the slots of dead

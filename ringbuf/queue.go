@@ -366,7 +366,7 @@ type Queue struct {
 	// lostWake is the check the process's liveness checker runs while a
 	// getter of this handle sleeps on an empty queue (see qWaiter.pause);
 	// made once.
-	lostWake func()
+	lostWake func(bool)
 }
 
 type qNoCopy struct{}
@@ -491,7 +491,7 @@ func qHandle(mem []byte, opts *Options) (*Queue, error) {
 		joinWaiters: u32at(mem, qOffJoinWaiters),
 	}
 	q.joinIdx.Store(-1)
-	q.lostWake = func() {
+	q.lostWake = func(bool) {
 		// A producer killed between its commit and its wake left a
 		// message behind sleeping getters: wake them.
 		if q.notEmpty.sleepers() != 0 && !q.Empty() {

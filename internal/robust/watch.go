@@ -49,7 +49,8 @@ type watch struct {
 	w     *uint64
 	wake  *uint32
 	owner bool
-	fn    func() // WatchFunc: the check itself; w, wake and reg are nil
+	fn    func(first bool) // WatchFunc: the check itself; w, wake and reg are nil
+	ran   bool             // fn has run since the watch was made
 	reg   *proc.Registry
 	key   watchKey
 	every time.Duration // the shortest check interval of its waiters
@@ -132,12 +133,16 @@ func UnwatchOwner(owner *uint64, wake *uint32, reg *proc.Registry) {
 // under key (a comparable value, such as the object's handle), the
 // checker calls fn once for all of them, so that the waiters themselves
 // sleep until something changes. fn finds the dead and acts on it (its
-// changes to the shared words wake whom they concern). It runs on the
+// changes to the shared words wake whom they concern), and wakes the
+// sleepers a wake lost to a killed process would have woken; first is
+// true on its first call since the watch was made (by the first waiter
+// to register while none was), when fn cannot know what changed since
+// the waiters went to sleep. It runs on the
 // checker goroutine while no waiter under key can unregister, so what a
 // waiter keeps mapped stays mapped; it must not block, nor call the
 // checker's functions. The fn of the first waiter under key is the one
 // called. UnwatchFunc undoes one WatchFunc.
-func WatchFunc(key any, fn func(), check time.Duration) {
+func WatchFunc(key any, fn func(first bool), check time.Duration) {
 	if check <= 0 {
 		check = DefaultCheckInterval
 	}
@@ -148,7 +153,7 @@ func WatchFunc(key any, fn func(), check time.Duration) {
 func UnwatchFunc(key any) { checker.remove(watchKey{obj: key}) }
 
 // add registers one waiter on the watch k, making it if need be.
-func (c *checkerT) add(k watchKey, owner bool, fn func(), check time.Duration) {
+func (c *checkerT) add(k watchKey, owner bool, fn func(bool), check time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	wt := c.byKey[k]
@@ -252,7 +257,8 @@ func runChecker() {
 			// killed between its swap and its wake, or a corrupting
 			// peer, never sent.
 			if wt.fn != nil {
-				wt.fn()
+				wt.fn(!wt.ran)
+				wt.ran = true
 				continue
 			}
 			v := atomic.LoadUint64(wt.w)
