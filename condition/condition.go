@@ -154,10 +154,10 @@ type Options struct {
 	// processes together, may wait at once. Default DefaultSlots; at most
 	// MaxSlots. Each slot takes 64 bytes. Ignored by Open and Attach.
 	Slots int
-	// CheckInterval is how often a sleeping waiter checks whether other
-	// waiters' processes died (to pass on a Notify that reached a dead
-	// waiter), and how often a waiter for the Condition's own RLock checks
-	// its owner. Default 100 ms.
+	// CheckInterval is how often, while a waiter sleeps, its process's
+	// liveness checker checks whether other waiters' processes died (to
+	// pass on a Notify that reached a dead waiter), and how often a waiter
+	// for the Condition's own RLock checks its owner. Default 100 ms.
 	CheckInterval time.Duration
 	// Registry names the processes whose goroutines wait and hold the
 	// Condition's own RLock, so that dead ones can be told from live ones.
@@ -228,6 +228,9 @@ type Condition struct {
 	check  time.Duration
 	reg    *proc.Registry // names the waiters' processes
 	ctr    stats.Counters // this handle's slow-path events
+	// sleepCheck is what the process's liveness checker runs once per
+	// interval while a waiter of this handle sleeps (made once).
+	sleepCheck func(first bool)
 }
 
 type noCopy struct{}
@@ -260,13 +263,26 @@ func checkMem(mem []byte, size int) error {
 func newHandle(mem []byte, nslots int, opts *Options) *Condition {
 	words := (nslots + 63) / 64
 	bm := (words*8 + 63) &^ 63
-	return &Condition{
+	c := &Condition{
 		mem:    mem[:SizeOf(nslots):SizeOf(nslots)],
 		nslots: nslots,
 		bitmap: unsafe.Slice((*uint64)(unsafe.Pointer(&mem[offBitmap])), bm/8),
 		check:  opts.check(),
 		reg:    proc.Or(opts.registry()),
 	}
+	c.sleepCheck = func(bool) {
+		me := c.reg.Self()
+		c.passOrphans(-1, me)
+		// A notifier killed between marking a sleeping waiter and waking
+		// it left the waiter asleep: wake this process's notified
+		// waiters (one that is already awake ignores it).
+		for i := range c.taken() {
+			if atomic.LoadUint32(c.state(i))&stMask == stNotified && proc.Unpack(atomic.LoadUint64(c.owner(i))) == me {
+				futex.WakeLocal(c.state(i))
+			}
+		}
+	}
+	return c
 }
 
 // bind sets the handle's lock from lk, returning the kind to store.
@@ -875,14 +891,15 @@ func (c *Condition) sleep(ctx context.Context, i int, s uint32, deadline time.Ti
 	if !atomic.CompareAndSwapUint32(sw, s, sleeping) {
 		return notified, nil // only a Notify moves a live waiter's slot
 	}
-	nextCheck := futex.After(c.check)
+	// The process's checker looks for dead waiters for all of this
+	// handle's sleepers once per interval (passOrphans) and wakes a
+	// sleeper whose Notify came without its wake (sleepCheck), so a
+	// sleeper wakes only when its slot changes or at its own deadline.
+	robust.WatchFunc(c, c.sleepCheck, c.check)
+	defer robust.UnwatchFunc(c)
 	for {
-		wake := nextCheck
-		if !deadline.IsZero() && deadline.Before(wake) {
-			wake = deadline
-		}
 		c.ctr.Sleep(&spun)
-		err := futex.Wait(ctx, sw, sleeping, wake)
+		err := futex.Wait(ctx, sw, sleeping, deadline)
 		if atomic.LoadUint32(sw) != sleeping {
 			return notified, nil
 		}
@@ -891,13 +908,8 @@ func (c *Condition) sleep(ctx context.Context, i int, s uint32, deadline time.Ti
 		}
 		out := cancelled
 		if err == futex.ErrTimeout {
-			now := time.Now()
-			if deadline.IsZero() || now.Before(deadline) {
-				if !now.Before(nextCheck) {
-					c.passOrphans(i, c.reg.Self())
-					nextCheck = now.Add(min(c.check, futex.MaxTimeout))
-				}
-				continue
+			if deadline.IsZero() || time.Now().Before(deadline) {
+				continue // early: sleep again
 			}
 			out, err = timedOut, nil
 		}

@@ -576,3 +576,19 @@ func TestReleaseUnheldIsErrNotOwner(t *testing.T) {
 		}
 	}
 }
+
+// TestWaitSleepsOnce: a waiter does not wake every check interval: the
+// process's checker looks for dead waiters on behalf of all of them.
+func TestWaitSleepsOnce(t *testing.T) {
+	s := newSetup(t, "lock", 0)
+	c := s.c
+	c.Acquire(context.Background())
+	defer c.Release()
+	before := c.Stats().Waits
+	if ok, err := c.WaitTimeout(10 * checkEvery); ok || err != nil {
+		t.Fatalf("WaitTimeout = %v, %v; want a timeout", ok, err)
+	}
+	if n := c.Stats().Waits - before; n != 1 {
+		t.Errorf("a Wait of 10 check intervals slept %d times, want 1", n)
+	}
+}

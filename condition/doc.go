@@ -50,14 +50,18 @@
 // When the lock's holder died, Wait's reacquire returns the lock with
 // [ErrOwnerDead]; Wait passes it up (the caller holds the lock, repairs,
 // and calls the lock's Consistent). A waiter whose process dies while
-// waiting leaves its slot behind. A sleeping waiter checks every
-// Options.CheckInterval (default 100 ms) whether other waiters' processes
-// are alive: it withdraws the slots of dead ones, so that later Notifies
+// waiting leaves its slot behind. While a waiter sleeps, its process's
+// liveness checker (one goroutine for all the process's sleepers, which
+// do not wake for it) checks every Options.CheckInterval (default 100 ms)
+// whether other waiters' processes are alive: it withdraws the slots of
+// dead ones, so that later Notifies
 // skip them, and passes a Notify that had already reached a dead waiter to
 // the oldest live waiter that was waiting when that Notify was made. So a
 // Notify(1) that lands on a dead waiter is delayed by at most about one
 // CheckInterval, never lost while a waiter that could take it sleeps.
-// Slots of dead processes are freed when the table fills.
+// The same look wakes a sleeper of the process whose Notify came without
+// its wake (the notifier was killed in between). Slots of dead processes
+// are freed when the table fills.
 //
 // Which slots are taken is the bitmap alone (no count beside it that a
 // kill could leave out of step): a waiter writes its slot's owner before

@@ -82,3 +82,44 @@ func TestWaiterKilledInFree(t *testing.T) {
 		t.Fatalf("State = %+v", st)
 	}
 }
+
+// TestNotifierKilledBeforeWake: a notifier killed between marking a
+// sleeping waiter notified and waking it (forged here: the mark without
+// the wake) must not leave the waiter asleep until its timeout: the
+// process's liveness checker wakes it within about one check interval.
+func TestNotifierKilledBeforeWake(t *testing.T) {
+	s := newSetup(t, "lock", 1)
+	st := u32(s.mem[offCond:], laySlots)
+	type result struct {
+		ok  bool
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		if err := s.c.Acquire(context.Background()); err != nil {
+			done <- result{err: err}
+			return
+		}
+		ok, err := s.c.WaitTimeout(30 * time.Second)
+		s.c.Release()
+		done <- result{ok, err}
+	}()
+	waitFor(t, "a sleeping waiter", 20*time.Second, func() bool { return atomic.LoadUint32(st)&7 == 2 })
+	time.Sleep(5 * checkEvery) // into the kernel, past the checker's first look
+	old := atomic.LoadUint32(st)
+	if !atomic.CompareAndSwapUint32(st, old, old&^7|3) { // notified, and no wake
+		t.Fatalf("slot state changed under the forged notify: %#x", atomic.LoadUint32(st))
+	}
+	start := time.Now()
+	select {
+	case r := <-done:
+		if !r.ok || r.err != nil {
+			t.Fatalf("WaitTimeout = %v, %v; want notified", r.ok, r.err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("woken %v after the notify", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a waiter notified without a wake still sleeps after 10 s")
+	}
+}
