@@ -476,14 +476,17 @@ func (b *Barrier) wait(ctx context.Context, deadline time.Time) (int, error) {
 		arrived  bool
 		spins    int // iterations spent waiting without sleeping
 		slept    bool
-		spun     bool // the spin ran out; the next sleep counts it
-		watched  bool // registered with the process's liveness checker
+		spun     bool      // the spin ran out; the next sleep counts it
+		watched  bool      // registered with the process's liveness checker
+		check    time.Time // the end of the first check interval asleep
 	)
-	// A sleeping waiter leaves the parties' liveness and the wakes a
+	// A waiter asleep for a whole check interval checks the parties
+	// itself once, then leaves the parties' liveness and the wakes a
 	// killed party never sent to the process's checker (sleepCheck, once
 	// per interval for all of this handle's sleepers): a death it finds
-	// breaks the round, which wakes them. So a waiter wakes only when the
-	// word changes or at its own deadline, not every interval.
+	// breaks the round, which wakes them. So a long wait wakes only when
+	// the word changes or at its own deadline, not every interval; a
+	// short one does not take the checker's mutex.
 	defer func() {
 		if watched {
 			robust.UnwatchFunc(b)
@@ -544,9 +547,8 @@ func (b *Barrier) wait(ctx context.Context, deadline time.Time) (int, error) {
 			futex.SpinDone(false)
 			slept, spun = true, true
 		}
-		if !watched {
-			robust.WatchFunc(b, b.sleepCheck, b.check)
-			watched = true
+		if !watched && check.IsZero() {
+			check = futex.After(b.check)
 		}
 		if w&waiters == 0 {
 			if !atomic.CompareAndSwapUint32(b.w, w, w|waiters) {
@@ -554,13 +556,22 @@ func (b *Barrier) wait(ctx context.Context, deadline time.Time) (int, error) {
 			}
 			w |= waiters
 		}
+		wake := deadline
+		if !watched && (wake.IsZero() || check.Before(wake)) {
+			wake = check
+		}
 		b.ctr.Sleep(&spun)
-		err := futex.Wait(ctx, b.w, w, deadline)
+		err := futex.Wait(ctx, b.w, w, wake)
 		switch {
 		case err == nil:
 			continue
 		case err == futex.ErrTimeout:
 			now := time.Now()
+			if !watched && !now.Before(check) {
+				b.checkParties()
+				robust.WatchFunc(b, b.sleepCheck, b.check)
+				watched = true
+			}
 			if !deadline.IsZero() && !now.Before(deadline) {
 				if graceErr != nil {
 					// The outcome did not come within outcomeGrace: the

@@ -891,15 +891,26 @@ func (c *Condition) sleep(ctx context.Context, i int, s uint32, deadline time.Ti
 	if !atomic.CompareAndSwapUint32(sw, s, sleeping) {
 		return notified, nil // only a Notify moves a live waiter's slot
 	}
-	// The process's checker looks for dead waiters for all of this
-	// handle's sleepers once per interval (passOrphans) and wakes a
-	// sleeper whose Notify came without its wake (sleepCheck), so a
-	// sleeper wakes only when its slot changes or at its own deadline.
-	robust.WatchFunc(c, c.sleepCheck, c.check)
-	defer robust.UnwatchFunc(c)
+	// A waiter asleep for a whole check interval looks for dead waiters
+	// itself once (passOrphans), then leaves that to the process's
+	// checker, which looks for all of this handle's sleepers once per
+	// interval and wakes a sleeper whose Notify came without its wake
+	// (sleepCheck): a long wait wakes only when its slot changes or at
+	// its own deadline; a short one does not take the checker's mutex.
+	check := futex.After(c.check)
+	watched := false
+	defer func() {
+		if watched {
+			robust.UnwatchFunc(c)
+		}
+	}()
 	for {
+		wake := deadline
+		if !watched && (wake.IsZero() || check.Before(wake)) {
+			wake = check
+		}
 		c.ctr.Sleep(&spun)
-		err := futex.Wait(ctx, sw, sleeping, deadline)
+		err := futex.Wait(ctx, sw, sleeping, wake)
 		if atomic.LoadUint32(sw) != sleeping {
 			return notified, nil
 		}
@@ -908,8 +919,14 @@ func (c *Condition) sleep(ctx context.Context, i int, s uint32, deadline time.Ti
 		}
 		out := cancelled
 		if err == futex.ErrTimeout {
-			if deadline.IsZero() || time.Now().Before(deadline) {
-				continue // early: sleep again
+			now := time.Now()
+			if deadline.IsZero() || now.Before(deadline) {
+				if !watched && !now.Before(check) {
+					c.passOrphans(i, c.reg.Self())
+					robust.WatchFunc(c, c.sleepCheck, c.check)
+					watched = true
+				}
+				continue // sleep again
 			}
 			out, err = timedOut, nil
 		}

@@ -577,8 +577,9 @@ func TestReleaseUnheldIsErrNotOwner(t *testing.T) {
 	}
 }
 
-// TestWaitSleepsOnce: a waiter does not wake every check interval: the
-// process's checker looks for dead waiters on behalf of all of them.
+// TestWaitSleepsOnce: a waiter does not wake every check interval: after
+// its first interval asleep the process's checker looks for dead waiters
+// on behalf of all of them.
 func TestWaitSleepsOnce(t *testing.T) {
 	s := newSetup(t, "lock", 0)
 	c := s.c
@@ -588,7 +589,7 @@ func TestWaitSleepsOnce(t *testing.T) {
 	if ok, err := c.WaitTimeout(10 * checkEvery); ok || err != nil {
 		t.Fatalf("WaitTimeout = %v, %v; want a timeout", ok, err)
 	}
-	if n := c.Stats().Waits - before; n != 1 {
-		t.Errorf("a Wait of 10 check intervals slept %d times, want 1", n)
+	if n := c.Stats().Waits - before; n > 2 {
+		t.Errorf("a Wait of 10 check intervals slept %d times, want at most 2", n)
 	}
 }

@@ -580,8 +580,10 @@ func (c *Conn) waitRoom(ctx context.Context, rec uint64, deadline time.Time, try
 	spun := true
 	// Whatever ends the wait, leave no waiting flag behind.
 	defer atomic.CompareAndSwapUint32(&w.sh.wwait, 1, 0)
-	defer c.unwatchPeer(&w.sh.wwait, c.watchPeer(&w.sh.wwait))
-	for woken := false; ; woken = true {
+	var ck pipeCheck
+	defer ck.done(c, &w.sh.wwait)
+	ck.start(c)
+	for {
 		atomic.StoreUint32(&w.sh.wwait, 1)
 		if ok, err := w.room(rec); ok || err != nil {
 			return err
@@ -589,56 +591,85 @@ func (c *Conn) waitRoom(ctx context.Context, rec uint64, deadline time.Time, try
 		if c.closed.Load() {
 			return ErrClosed
 		}
-		if atomic.LoadUint32(&c.peer.closed) != 0 || woken && !c.peerAlive() {
+		if atomic.LoadUint32(&c.peer.closed) != 0 {
 			return ErrPeerGone
 		}
-		switch err := c.sleep(ctx, &w.sh.wwait, deadline, &spun); err {
+		switch err := c.sleep(ctx, &w.sh.wwait, deadline, &ck, &spun); err {
 		case nil:
 			continue
 		case errPipeDeadline:
 			return ErrFull
+		case errPipeCheck:
+			if !c.peerAlive() {
+				return ErrPeerGone
+			}
+			continue
 		default:
 			return err
 		}
 	}
 }
 
-var errPipeDeadline = errors.New("deadline")
+var (
+	errPipeDeadline = errors.New("deadline")
+	errPipeCheck    = errors.New("check")
+)
 
-// watchPeer registers a sleeper on word with the process's liveness
-// checker, which wakes it if the peer's process dies, and reports whether
-// it did (not with the blind registry, which finds nobody dead); pass
-// that to unwatchPeer. A sleeper so woken finds nothing to do and asks
-// about the peer itself (peerAlive): the waits of Send and Recv ask about
-// the peer only after a wake that brought nothing, so that a blocked end
-// costs no wake-up while its peer lives (10,000 of them, each waking every
-// check interval to ask, made 100,000 wake-ups a second).
-func (c *Conn) watchPeer(word *uint32) bool {
-	return robust.WatchOwner(&c.peer.owner, word, c.reg, c.check)
+// pipeCheck is how a blocked Send or Recv learns that its peer died. For
+// its first check interval it wakes at the interval's end and asks the
+// registry itself (errPipeCheck); then, still blocked, it registers with
+// the process's liveness checker (robust.WatchOwner), which asks for all
+// of the process's blocked ends once per interval and wakes only those
+// whose peer died, and it sleeps without a check deadline: a blocked end
+// whose peer lives costs no wake-up (10,000 of them, each waking every
+// interval to ask, made 100,000 wake-ups a second). A wake that brings
+// neither a record nor room is then answered by asking about the peer.
+// Not from the first sleep: registering takes the checker's mutex, which
+// the sleeps of a few microseconds in a busy pipe should not pay.
+type pipeCheck struct {
+	next    time.Time // the end of the first interval; zero once watched
+	watched bool      // registered with the checker
 }
 
-func (c *Conn) unwatchPeer(word *uint32, watched bool) {
-	if watched {
+func (k *pipeCheck) start(c *Conn) { k.next = futex.After(c.check) }
+
+// done undoes the registration, if any.
+func (k *pipeCheck) done(c *Conn, word *uint32) {
+	if k.watched {
 		robust.UnwatchOwner(&c.peer.owner, word, c.reg)
 	}
 }
 
 // sleep waits on word while it is 1, until woken, the deadline
-// (errPipeDeadline) or ctx. spun is the caller's "the spin ran out" flag,
-// for the counters.
-func (c *Conn) sleep(ctx context.Context, word *uint32, deadline time.Time, spun *bool) error {
+// (errPipeDeadline), a liveness check (errPipeCheck) or ctx. spun is the
+// caller's "the spin ran out" flag, for the counters.
+func (c *Conn) sleep(ctx context.Context, word *uint32, deadline time.Time, k *pipeCheck, spun *bool) error {
+	wake := deadline
+	if !k.next.IsZero() && (wake.IsZero() || k.next.Before(wake)) {
+		wake = k.next
+	}
 	c.ctr.Sleep(spun)
-	err := futex.Wait(ctx, word, 1, deadline)
+	err := futex.Wait(ctx, word, 1, wake)
 	if err != nil && err != futex.ErrTimeout {
 		return err // ctx done
 	}
 	// Check the clock after every wakeup, not only on timeouts, so that a
 	// peer that keeps rewriting the word cannot hold us past a deadline.
-	if !deadline.IsZero() && !time.Now().Before(deadline) {
+	now := time.Now()
+	if !deadline.IsZero() && !now.Before(deadline) {
 		c.ctr.Timeout()
 		return errPipeDeadline
 	}
-	return nil
+	switch {
+	case k.watched && err == nil:
+		return errPipeCheck // perhaps the checker: ask
+	case k.next.IsZero() || now.Before(k.next):
+		return nil
+	}
+	// The first interval is over: from now on the checker watches.
+	k.next = time.Time{}
+	k.watched = robust.WatchOwner(&c.peer.owner, word, c.reg, c.check)
+	return errPipeCheck
 }
 
 // peerAlive reports whether the peer's process may still send or receive:
@@ -964,8 +995,10 @@ func (c *Conn) waitReadable(ctx context.Context, deadline time.Time, try bool) e
 	spun := true
 	// Whatever ends the wait, leave no waiting flag behind.
 	defer atomic.CompareAndSwapUint32(&r.sh.rwait, 1, 0)
-	defer c.unwatchPeer(&r.sh.rwait, c.watchPeer(&r.sh.rwait))
-	for woken := false; ; woken = true {
+	var ck pipeCheck
+	defer ck.done(c, &r.sh.rwait)
+	ck.start(c)
+	for {
 		atomic.StoreUint32(&r.sh.rwait, 1)
 		if _, ok, err := r.next(); ok || err != nil {
 			return err
@@ -973,15 +1006,20 @@ func (c *Conn) waitReadable(ctx context.Context, deadline time.Time, try bool) e
 		if c.closed.Load() {
 			return ErrClosed
 		}
-		if atomic.LoadUint32(&c.peer.closed) != 0 || woken && !c.peerAlive() {
+		if atomic.LoadUint32(&c.peer.closed) != 0 {
 			return c.drainedOr(io.EOF)
 		}
-		err := c.sleep(ctx, &r.sh.rwait, deadline, &spun)
+		err := c.sleep(ctx, &r.sh.rwait, deadline, &ck, &spun)
 		switch err {
 		case nil:
 			continue
 		case errPipeDeadline:
 			return c.drainedOr(ErrEmpty)
+		case errPipeCheck:
+			if !c.peerAlive() {
+				return c.drainedOr(io.EOF)
+			}
+			continue
 		}
 		return err
 	}

@@ -67,9 +67,9 @@ func TestPipeSleepersAcrossProcesses(t *testing.T) {
 }
 
 // TestPipeWaitsSleepOnce: a Recv on an empty pipe and a Send into a full
-// one, whose peer lives, each sleep once until their context ends,
-// however short the check interval: the process's liveness checker
-// watches the peer for them.
+// one, whose peer lives, each sleep once more after their first check
+// interval, until their context ends, however short the interval: the
+// process's liveness checker watches the peer for them.
 func TestPipeWaitsSleepOnce(t *testing.T) {
 	seg, err := shm.Create(proctest.TempName(t), nil)
 	if err != nil {
@@ -90,8 +90,8 @@ func TestPipeWaitsSleepOnce(t *testing.T) {
 	if _, err := a.Recv(ctx, make([]byte, 16)); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Recv on an empty pipe: %v, want context.DeadlineExceeded", err)
 	}
-	if st := a.Stats(); st.Waits != 1 {
-		t.Errorf("a Recv blocked for 200 ms with a 2 ms check interval slept %d times, want 1", st.Waits)
+	if st := a.Stats(); st.Waits > 2 {
+		t.Errorf("a Recv blocked for 200 ms with a 2 ms check interval slept %d times, want at most 2", st.Waits)
 	}
 	for b.TrySend(make([]byte, 56)) == nil {
 	}
@@ -100,7 +100,7 @@ func TestPipeWaitsSleepOnce(t *testing.T) {
 	if err := b.Send(ctx, make([]byte, 56)); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Send into a full pipe: %v, want context.DeadlineExceeded", err)
 	}
-	if st := b.Stats(); st.Waits != 1 {
-		t.Errorf("a Send blocked for 200 ms with a 2 ms check interval slept %d times, want 1", st.Waits)
+	if st := b.Stats(); st.Waits > 2 {
+		t.Errorf("a Send blocked for 200 ms with a 2 ms check interval slept %d times, want at most 2", st.Waits)
 	}
 }

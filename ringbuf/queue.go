@@ -737,17 +737,11 @@ func (q *Queue) commitPut(s unsafe.Pointer, pos uint64, n int) bool {
 	if !atomic.CompareAndSwapUint64(qSlotWord(s), qWord(uint32(pos), q.selfClaim), qWord(uint32(pos)+1, qClaimFull|uint32(n))) {
 		return false
 	}
-	if qCommitHook != nil {
-		qCommitHook()
-	}
 	if q.notEmpty.sleepers() != 0 {
 		q.wake(q.notEmpty)
 	}
 	return true
 }
-
-// qCommitHook, when set (by a test), runs between a commit and its wake.
-var qCommitHook func()
 
 // skipPut gives up claimed slot s: consumers will skip it.
 func (q *Queue) skipPut(s unsafe.Pointer, pos uint64) {

@@ -35,6 +35,7 @@ type qWaiter struct {
 	spun       bool // the spin ran out and no sleep has counted it yet
 	registered bool
 	watched    bool   // registered with the process's liveness checker (lostWake)
+	idle       bool   // a sleep on the empty queue lasted a whole check interval
 	seq        uint32 // the epoch this waiter registered in
 	blkSlot    unsafe.Pointer
 	blkWord    uint64
@@ -97,11 +98,15 @@ func (w *qWaiter) pause(st qStatus, s unsafe.Pointer, blk uint64) error {
 		w.blkSlot = nil
 	}
 	wake := now.Add(min(w.q.check, futex.MaxTimeout))
-	if st == qWait && w.ev == w.q.notEmpty {
-		// Empty, with no claim in the way: only a commit, a Close or a
-		// Shutdown ends this wait, and each wakes the sleepers, so sleep
-		// without a check deadline (10,000 getters blocked on empty
-		// queues would otherwise wake 100,000 times a second). One wake
+	if st == qWait && w.ev == w.q.notEmpty && w.idle {
+		// Empty for a whole interval already, with no claim in the way:
+		// only a commit, a Close or a Shutdown ends this wait, and each
+		// wakes the sleepers, so sleep without a check deadline (10,000
+		// getters blocked on empty queues would otherwise wake 100,000
+		// times a second). Not from the first sleep: registering with
+		// the checker takes its mutex, which sleeps of a few
+		// microseconds in a busy queue (W7: 15% of its throughput) should
+		// not pay. One wake
 		// can be lost: that of a producer killed between its commit and
 		// its wake. The process's liveness checker covers it (lostWake:
 		// once per interval, while a getter of this handle sleeps, it
@@ -129,6 +134,9 @@ func (w *qWaiter) pause(st qStatus, s unsafe.Pointer, blk uint64) error {
 	}
 	if err == futex.ErrTimeout {
 		if w.deadline.IsZero() || time.Now().Before(w.deadline) {
+			if st == qWait && w.ev == w.q.notEmpty {
+				w.idle = true
+			}
 			return nil // periodic re-check
 		}
 		w.q.ctr.Timeout()
