@@ -11,6 +11,7 @@ import (
 
 	"github.com/mpipc/mpipc/barrier"
 	"github.com/mpipc/mpipc/internal/proctest"
+	"github.com/mpipc/mpipc/internal/regtest"
 	"github.com/mpipc/mpipc/shm"
 )
 
@@ -19,13 +20,7 @@ import (
 var counters = shm.Spec{Name: "counters", Kind: shm.KindBytes, KindVersion: 1, Size: memSize}
 
 func newSegment(t testing.TB) (string, *shm.Segment) {
-	t.Helper()
-	name := proctest.TempName(t)
-	seg, err := shm.Create(name, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { seg.Close() })
+	seg, name := regtest.Segment(t)
 	return name, seg
 }
 

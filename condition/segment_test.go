@@ -12,6 +12,7 @@ import (
 
 	"github.com/mpipc/mpipc/condition"
 	"github.com/mpipc/mpipc/internal/proctest"
+	"github.com/mpipc/mpipc/internal/regtest"
 	"github.com/mpipc/mpipc/lock"
 	"github.com/mpipc/mpipc/rlock"
 	"github.com/mpipc/mpipc/shm"
@@ -20,13 +21,7 @@ import (
 var errCorrupt = shm.ErrCorrupt
 
 func newSegment(t *testing.T) (*shm.Segment, string) {
-	t.Helper()
-	name := proctest.TempName(t)
-	seg, err := shm.Create(name, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { seg.Close() })
+	seg, name := regtest.Segment(t)
 	return seg, name
 }
 

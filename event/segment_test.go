@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/mpipc/mpipc/event"
-	"github.com/mpipc/mpipc/internal/proctest"
+	"github.com/mpipc/mpipc/internal/regtest"
 	"github.com/mpipc/mpipc/shm"
 )
 
@@ -17,13 +17,7 @@ import (
 var counters = shm.Spec{Name: "counters", Kind: shm.KindBytes, KindVersion: 1, Size: memSize}
 
 func newSegment(t testing.TB) (string, *shm.Segment) {
-	t.Helper()
-	name := proctest.TempName(t)
-	seg, err := shm.Create(name, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { seg.Close() })
+	seg, name := regtest.Segment(t)
 	return name, seg
 }
 

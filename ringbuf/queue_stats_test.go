@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mpipc/mpipc/internal/proctest"
+	"github.com/mpipc/mpipc/internal/regtest"
 	"github.com/mpipc/mpipc/internal/statstest"
 	"github.com/mpipc/mpipc/shm"
 	"github.com/mpipc/mpipc/stats"
@@ -19,6 +20,19 @@ import (
 func init() {
 	roles["q-stats-put"] = qRoleStatsPut
 	roles["q-stats-reserve"] = qRoleStatsReserve
+}
+
+// qSegQueue creates a segment with a queue "q" (4 slots of 16 bytes,
+// check interval check) for a test, and returns both and the segment's
+// name.
+func qSegQueue(t *testing.T, check time.Duration) (*shm.Segment, *Queue, string) {
+	t.Helper()
+	seg, name := regtest.Segment(t)
+	q, err := Create(seg, "q", 4, 16, &Options{CheckInterval: check})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seg, q, name
 }
 
 const qStatsCheck = 20 * time.Millisecond
@@ -71,16 +85,7 @@ func qRoleStatsReserve(args []string) error {
 // that ended in sleep here, a wake there), a GetTimeout that runs out, and
 // a slot reclaimed from a producer killed mid-message.
 func TestQueueStatsAcrossProcesses(t *testing.T) {
-	name := proctest.TempName(t)
-	seg, err := shm.Create(name, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer seg.Close()
-	q, err := Create(seg, "q", 4, 16, &Options{CheckInterval: qStatsCheck})
-	if err != nil {
-		t.Fatal(err)
-	}
+	seg, q, name := qSegQueue(t, qStatsCheck)
 
 	c := proctest.Start(t, "q-stats-put", name)
 	if m, err := q.Get(context.Background()); err != nil || string(m) != "m" {
@@ -119,15 +124,7 @@ func TestQueueStatsAcrossProcesses(t *testing.T) {
 // short the interval: only a getter blocked behind a claimed slot looks
 // again every interval.
 func TestGetOnEmptySleepsOnce(t *testing.T) {
-	seg, err := shm.Create(proctest.TempName(t), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer seg.Close()
-	q, err := Create(seg, "q", 4, 16, &Options{CheckInterval: 2 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, q, _ := qSegQueue(t, 2*time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	if _, err := q.Get(ctx); !errors.Is(err, context.DeadlineExceeded) {
@@ -144,15 +141,7 @@ func TestGetOnEmptySleepsOnce(t *testing.T) {
 // deadline; the process's liveness checker wakes it within about one
 // check interval.
 func TestGetAfterProducerKilledBeforeWake(t *testing.T) {
-	seg, err := shm.Create(proctest.TempName(t), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer seg.Close()
-	q, err := Create(seg, "q", 4, 16, &Options{CheckInterval: qStatsCheck})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, q, _ := qSegQueue(t, qStatsCheck)
 	got := make(chan error, 1)
 	go func() {
 		m, err := q.GetTimeout(30 * time.Second)

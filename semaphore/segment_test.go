@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mpipc/mpipc/internal/proctest"
+	"github.com/mpipc/mpipc/internal/regtest"
 	"github.com/mpipc/mpipc/semaphore"
 	"github.com/mpipc/mpipc/shm"
 )
@@ -18,13 +18,7 @@ import (
 var counters = shm.Spec{Name: "counters", Kind: shm.KindBytes, KindVersion: 1, Size: memSize}
 
 func newSegment(t testing.TB) (string, *shm.Segment) {
-	t.Helper()
-	name := proctest.TempName(t)
-	seg, err := shm.Create(name, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { seg.Close() })
+	seg, name := regtest.Segment(t)
 	return name, seg
 }
 
