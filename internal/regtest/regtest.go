@@ -8,7 +8,6 @@ package regtest
 import (
 	"testing"
 
-	"github.com/mpipc/mpipc/internal/proctest"
 	"github.com/mpipc/mpipc/shm"
 )
 
@@ -39,19 +38,4 @@ func Open(file string) (*shm.Registry, error) {
 		return nil, err
 	}
 	return seg.Registry(), nil
-}
-
-// Segment creates a named segment, with the default options, for a test
-// whose processes share objects by name; it is closed when the test ends
-// (proctest.TempName removes its file). It returns the segment and its
-// name, for the test's children.
-func Segment(tb testing.TB) (*shm.Segment, string) {
-	tb.Helper()
-	name := proctest.TempName(tb)
-	seg, err := shm.Create(name, nil)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { seg.Close() })
-	return seg, name
 }
