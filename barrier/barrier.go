@@ -224,7 +224,8 @@ type Barrier struct {
 	ctr     stats.Counters // this handle's slow-path events
 	// sleepCheck is what the process's liveness checker runs once per
 	// interval while a waiter of this handle sleeps (made once); seen is
-	// the state word it saw last, touched only there.
+	// the state word it saw last, without the count and the waiters
+	// mark, touched only there.
 	sleepCheck func(first bool)
 	seen       uint32
 }
@@ -344,10 +345,12 @@ func newHandle(mem []byte, parties uint32, handles int, o Options) (*Barrier, er
 		b.checkParties()
 		// A party killed between its change of the word (a release, a
 		// break, a reset, the end of a drain) and its wake left the
-		// sleepers asleep: wake them if the word changed since the
-		// last look, or on the first, which cannot tell.
-		// (Not counted as this handle's wake: no party released anyone.)
-		if w := atomic.LoadUint32(b.w); first || w != b.seen {
+		// sleepers asleep: wake them if those bits changed since the
+		// last look, or on the first, which cannot tell. Arrivals (the
+		// count) and sleepers' marks change the word without a wake, and
+		// wake nobody here either. (Not counted as this handle's wake:
+		// no party released anyone.)
+		if w := atomic.LoadUint32(b.w) &^ (countMask | waiters); first || w != b.seen {
 			b.seen = w
 			futex.WakeAll(b.w)
 		}

@@ -4,7 +4,9 @@ package barrier
 
 import (
 	"context"
+	"errors"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -88,5 +90,34 @@ func TestReleaserKilledAfterSwap(t *testing.T) {
 	}
 	if r := b.Rounds(); r != 1 {
 		t.Fatalf("rounds = %d after the round drained, want 1", r)
+	}
+}
+
+// TestArrivalWakesNobody: the process's checker wakes a barrier's
+// sleepers when a release, break, reset or drain's end came without its
+// wake, not when a party arrives (which wakes nobody by design). The
+// arrival is forged as the count it adds, while a waiter sleeps past its
+// first check interval.
+func TestArrivalWakesNobody(t *testing.T) {
+	_, mem := proctest.SharedFile(t, 4096)
+	const check = 2 * time.Millisecond
+	b, err := Init(mem[:SizeOf(3, 0)], 3, &Options{CheckInterval: check})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := b.WaitTimeout(time.Second); done <- err }()
+	for b.NWaiting() != 1 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * check) // past the first interval and the checker's first look
+	before := b.Stats().Waits
+	atomic.AddUint32(b.w, 1<<countShift) // a second party arrives
+	time.Sleep(50 * check)
+	if n := b.Stats().Waits - before; n != 0 {
+		t.Errorf("an arrival woke the sleeping waiter %d times", n)
+	}
+	if err := <-done; !errors.Is(err, ErrTimedOut) {
+		t.Fatalf("WaitTimeout = %v, want ErrTimedOut", err)
 	}
 }

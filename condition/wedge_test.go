@@ -18,6 +18,11 @@ const (
 	layOccupied = 16  // the old occupied count, now reserved
 	layBitmap   = 192 // occupancy bitmap; slots follow, padded to 64 bytes
 	laySlots    = 256 // first slot of a table of at most 512 slots
+
+	// A slot's state word: its low bits (layStMask) are the state.
+	layStMask     = 7
+	layStSleeping = 2
+	layStNotified = 3
 )
 
 func u32(mem []byte, off int) *uint32 { return (*uint32)(unsafe.Pointer(&mem[off])) }
@@ -104,10 +109,10 @@ func TestNotifierKilledBeforeWake(t *testing.T) {
 		s.c.Release()
 		done <- result{ok, err}
 	}()
-	waitFor(t, "a sleeping waiter", 20*time.Second, func() bool { return atomic.LoadUint32(st)&7 == 2 })
+	waitFor(t, "a sleeping waiter", 20*time.Second, func() bool { return atomic.LoadUint32(st)&layStMask == layStSleeping })
 	time.Sleep(5 * checkEvery) // into the kernel, past the checker's first look
 	old := atomic.LoadUint32(st)
-	if !atomic.CompareAndSwapUint32(st, old, old&^7|3) { // notified, and no wake
+	if !atomic.CompareAndSwapUint32(st, old, old&^layStMask|layStNotified) { // notified, and no wake
 		t.Fatalf("slot state changed under the forged notify: %#x", atomic.LoadUint32(st))
 	}
 	start := time.Now()
