@@ -552,12 +552,7 @@ func roleContend(args []string) error {
 }
 
 func TestCreateOpenInSegment(t *testing.T) {
-	name := proctest.TempName(t)
-	seg, err := shm.Create(name, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer seg.Close()
+	seg, name := regtest.Segment(t)
 	l, err := lock.Create(seg, "mu", nil)
 	if err != nil {
 		t.Fatal(err)

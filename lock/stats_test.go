@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mpipc/mpipc/internal/proctest"
+	"github.com/mpipc/mpipc/internal/regtest"
 	"github.com/mpipc/mpipc/internal/statstest"
 	"github.com/mpipc/mpipc/lock"
 	"github.com/mpipc/mpipc/shm"
@@ -55,12 +56,7 @@ func roleStatsRelease(args []string) error {
 // second process and reads the counters back from both sides and from
 // stats.Snapshot.
 func TestStatsAcrossProcesses(t *testing.T) {
-	name := proctest.TempName(t)
-	seg, err := shm.Create(name, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer seg.Close()
+	seg, name := regtest.Segment(t)
 	l, err := lock.Create(seg, "mu", &lock.Options{CheckInterval: statsCheck})
 	if err != nil {
 		t.Fatal(err)

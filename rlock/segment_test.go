@@ -9,18 +9,14 @@ import (
 	"time"
 
 	"github.com/mpipc/mpipc/internal/proctest"
+	"github.com/mpipc/mpipc/internal/regtest"
 	"github.com/mpipc/mpipc/lock"
 	"github.com/mpipc/mpipc/rlock"
 	"github.com/mpipc/mpipc/shm"
 )
 
 func TestCreateOpen(t *testing.T) {
-	name := proctest.TempName(t)
-	seg, err := shm.Create(name, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer seg.Close()
+	seg, name := regtest.Segment(t)
 	r, err := rlock.Create(seg, "r", nil)
 	if err != nil {
 		t.Fatal(err)

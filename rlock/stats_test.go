@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mpipc/mpipc/internal/proctest"
+	"github.com/mpipc/mpipc/internal/regtest"
 	"github.com/mpipc/mpipc/internal/statstest"
 	"github.com/mpipc/mpipc/rlock"
 	"github.com/mpipc/mpipc/shm"
@@ -40,12 +41,7 @@ func childStatsHold(args []string) error {
 // process holds the RLock counts a timeout; the holder's death, a
 // takeover.
 func TestStatsAcrossProcesses(t *testing.T) {
-	name := proctest.TempName(t)
-	seg, err := shm.Create(name, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer seg.Close()
+	seg, name := regtest.Segment(t)
 	r, err := rlock.Create(seg, "r", &rlock.Options{CheckInterval: statsCheck})
 	if err != nil {
 		t.Fatal(err)
